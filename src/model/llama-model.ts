@@ -1,0 +1,129 @@
+/**
+ * LlamaModel: a loaded LLaMA forward on ONNX Runtime, plus the token-embedding table.
+ *
+ * It holds read-only things only (config, the ORT session with the weights, the embedding table
+ * [V, C] in TypeScript so callers can mix trained prompt-token rows into a forward's input).
+ * Mask, positions and cache are arguments of every `forward` call; nothing is left on the model
+ * between calls, so one model can serve many generation sessions.
+ */
+import { InputError } from '../errors.ts';
+import type { TensorSource } from '../format/tensor-source.ts';
+import { compileGraph, type CompileOptions } from '../runtime/compile.ts';
+import { createSession, OrtTensor, type OrtSession, type RuntimeOptions } from '../runtime/ort.ts';
+import type { LlamaConfig } from './config.ts';
+import type { KVCache } from './kv-cache.ts';
+import { GRAPH_INPUTS, keyName, LOGITS, pastKeyName, pastValueName, valueName } from './llama-graph.ts';
+import { EMBED_TOKENS } from './weights.ts';
+
+export interface ForwardInput {
+  /** [T, C] input rows: token embeddings and/or prompt-token embeddings. */
+  embeds: Float32Array;
+  /** [T] position of each row (any values: tree rows share positions). */
+  positions: ArrayLike<number>;
+  /** [T, P+T] 1 where row t may attend to context row j (past rows first, then these T rows). */
+  mask: Uint8Array;
+  /** The past P rows; read, never modified (the caller decides what to append). */
+  cache: KVCache;
+}
+
+export interface ForwardOutput {
+  /** [T, V] */
+  logits: Float32Array;
+  /** Per layer [T, K, D]: keys (after rotary) and values of the T rows. */
+  keys: Float32Array[];
+  values: Float32Array[];
+}
+
+export interface LoadOptions extends RuntimeOptions, CompileOptions {}
+
+export class LlamaModel {
+  private constructor(
+    readonly config: LlamaConfig,
+    /** [V, C] */
+    readonly embeddings: Float32Array,
+    private readonly session: OrtSession,
+  ) {}
+
+  /** Compiles (or reuses) the ONNX graph for these weights and opens an ORT session on it. */
+  static async load(config: LlamaConfig, tensors: TensorSource, options: LoadOptions = {}): Promise<LlamaModel> {
+    const compiled = compileGraph(config, tensors, options);
+    try {
+      const session = await createSession(compiled.path, options);
+      return new LlamaModel(config, tensors.readF32(EMBED_TOKENS), session);
+    } finally {
+      compiled.dispose();
+    }
+  }
+
+  /** Embedding rows of `ids`, [T, C]; an id outside the vocabulary is an InputError. */
+  embed(ids: ArrayLike<number>): Float32Array {
+    const C = this.config.hiddenSize;
+    const out = new Float32Array(ids.length * C);
+    for (let t = 0; t < ids.length; t++) {
+      const id = ids[t]!;
+      if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
+        throw new InputError(`token id ${id} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
+      }
+      out.set(this.embeddings.subarray(id * C, (id + 1) * C), t * C);
+    }
+    return out;
+  }
+
+  async forward(input: ForwardInput): Promise<ForwardOutput> {
+    const { hiddenSize: C, numLayers, numKvHeads: K, headDim: D, vocabSize: V } = this.config;
+    const T = input.positions.length;
+    const P = input.cache.length;
+    if (T === 0) throw new InputError('forward: no input rows');
+    if (input.embeds.length !== T * C) {
+      throw new InputError(`forward: embeds hold ${input.embeds.length} floats, expected T*C = ${T}*${C}`);
+    }
+    const feeds: Record<string, OrtTensor> = {
+      [GRAPH_INPUTS.embeds]: new OrtTensor('float32', input.embeds, [T, C]),
+      [GRAPH_INPUTS.positions]: new OrtTensor('int64', BigInt64Array.from(Array.from(input.positions, BigInt)), [T]),
+      [GRAPH_INPUTS.mask]: new OrtTensor('float32', additiveMask(input.mask, T, P + T), [T, P + T]),
+    };
+    for (let layer = 0; layer < numLayers; layer++) {
+      feeds[pastKeyName(layer)] = new OrtTensor('float32', input.cache.pastKeys(layer), [P, K, D]);
+      feeds[pastValueName(layer)] = new OrtTensor('float32', input.cache.pastValues(layer), [P, K, D]);
+    }
+    const out = await this.session.run(feeds);
+    const data = (name: string) => out[name]!.data as Float32Array;
+    const logits = data(LOGITS);
+    if (logits.length !== T * V) throw new Error(`forward: logits hold ${logits.length} floats, expected ${T * V}`);
+    return {
+      logits,
+      keys: Array.from({ length: numLayers }, (_, l) => data(keyName(l))),
+      values: Array.from({ length: numLayers }, (_, l) => data(valueName(l))),
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** 0/1 mask [T, S] to the graph's additive form (0 = attend, -inf = masked). */
+function additiveMask(mask: Uint8Array, T: number, S: number): Float32Array {
+  if (mask.length !== T * S) {
+    throw new InputError(`forward: mask holds ${mask.length} entries, expected T*(P+T) = ${T}*${S}`);
+  }
+  const additive = new Float32Array(T * S);
+  for (let t = 0; t < T; t++) {
+    let any = false;
+    for (let j = 0; j < S; j++) {
+      const allowed = mask[t * S + j] !== 0;
+      additive[t * S + j] = allowed ? 0 : -Infinity;
+      any ||= allowed;
+    }
+    if (!any) throw new InputError(`forward: mask row ${t} attends to nothing`);
+  }
+  return additive;
+}
+
+/** The standard causal mask [T, P+T]: row t sees all past rows and new rows 0..t. */
+export function causalMask(T: number, P: number): Uint8Array {
+  const S = P + T;
+  const mask = new Uint8Array(T * S);
+  for (let t = 0; t < T; t++) mask.fill(1, t * S, t * S + P + t + 1);
+  return mask;
+}

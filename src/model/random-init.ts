@@ -1,0 +1,100 @@
+/**
+ * Writing a LLaMA model directory with seeded random weights, for tests and benchmarks: the same
+ * files a Hugging Face checkpoint has (config.json, generation_config.json, model.safetensors,
+ * and tokenizer.json when one is given), so everything downstream loads it like a real model.
+ *
+ * Linear and embedding weights ~ N(0, 0.02) as in HF's init; norm weights are 1 + N(0, 0.1),
+ * not exactly 1, so a test notices a norm that forgets its weight. Each tensor has its own
+ * stream seeded from (seed, name): a tensor's values do not depend on the write order or on how
+ * many layers come before it. Tensors are generated one at a time, so a multi-gigabyte model
+ * never sits in memory whole. Not a training initializer.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from '../errors.ts';
+import { writeSafetensors } from '../format/safetensors-write.ts';
+import type { DType } from '../format/tensor-source.ts';
+import { parseLlamaConfig, type LlamaConfig } from './config.ts';
+import { expectedTensors } from './weights.ts';
+
+export interface RandomModelOptions {
+  seed: number;
+  /** Stored dtype of every tensor; F32 unless given. */
+  dtype?: DType;
+  /** Written as tokenizer.json when given (building one is the tokenizer's job, not this file's). */
+  tokenizerJson?: object;
+}
+
+const WEIGHT_STD = 0.02;
+const NORM_NOISE_STD = 0.1;
+
+/** mulberry32: a tiny 32-bit PRNG, uniform in [0, 1). Plenty for test weights; not cryptographic. */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** FNV-1a hash of a string, to derive one seed per tensor. */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** `count` samples of N(mean, std²) by Box-Muller, from a stream seeded by `seed`. */
+export function gaussian(count: number, seed: number, mean: number, std: number): Float32Array {
+  const uniform = mulberry32(seed);
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i += 2) {
+    const radius = Math.sqrt(-2 * Math.log(1 - uniform())); // 1 - u lies in (0, 1]: log is finite
+    const angle = 2 * Math.PI * uniform();
+    out[i] = mean + std * radius * Math.cos(angle);
+    if (i + 1 < count) out[i + 1] = mean + std * radius * Math.sin(angle);
+  }
+  return out;
+}
+
+function isNorm(name: string): boolean {
+  return name.endsWith('layernorm.weight') || name.endsWith('norm.weight');
+}
+
+/**
+ * Writes a random model for `configJson` (a Hugging Face config.json object) into `outDir`,
+ * creating it if needed. Returns the parsed config.
+ */
+export function writeRandomModel(outDir: string, configJson: object, opts: RandomModelOptions): LlamaConfig {
+  if (!Number.isInteger(opts.seed)) throw new InputError(`random model seed must be an integer, got ${opts.seed}`);
+  const configPath = join(outDir, 'config.json');
+  const config = parseLlamaConfig(configJson, configPath);
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(configPath, JSON.stringify(configJson, null, 2) + '\n');
+
+  const generation: Record<string, unknown> = {};
+  if (config.bosTokenId !== undefined) generation.bos_token_id = config.bosTokenId;
+  if (config.eosTokenIds.length > 0) {
+    generation.eos_token_id = config.eosTokenIds.length === 1 ? config.eosTokenIds[0] : config.eosTokenIds;
+  }
+  writeFileSync(join(outDir, 'generation_config.json'), JSON.stringify(generation, null, 2) + '\n');
+
+  const dtype = opts.dtype ?? 'F32';
+  const entries = [...expectedTensors(config)].map(([name, shape]) => ({
+    name,
+    dtype,
+    shape,
+    data: () => {
+      const count = shape.reduce((n, d) => n * d, 1);
+      const seed = fnv1a(`${opts.seed}:${name}`);
+      return isNorm(name) ? gaussian(count, seed, 1, NORM_NOISE_STD) : gaussian(count, seed, 0, WEIGHT_STD);
+    },
+  }));
+  writeSafetensors(join(outDir, 'model.safetensors'), entries, { metadata: { format: 'pt' } });
+
+  if (opts.tokenizerJson) writeFileSync(join(outDir, 'tokenizer.json'), JSON.stringify(opts.tokenizerJson));
+  return config;
+}

@@ -1,0 +1,88 @@
+/**
+ * Turns a checkpoint into an ONNX model file (graph + external weight data) on disk, reusing an
+ * earlier compilation of the same weights when one is cached.
+ *
+ * The cache key covers the graph builder's version, the config, the tensor list and the size and
+ * modification time of the checkpoint files, so an edited checkpoint is recompiled. Compilation
+ * writes into a temporary folder and renames it into place, so a crash never leaves a half
+ * written model that a later run would trust. Not cached (cacheDir false): the files live in a
+ * temporary folder that `dispose` removes once ONNX Runtime has read them.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TensorSource } from '../format/tensor-source.ts';
+import type { LlamaConfig } from '../model/config.ts';
+import { buildLlamaGraph } from '../model/llama-graph.ts';
+
+/** Bump when the graph changes, so cached models built by older code are not reused. */
+const GRAPH_VERSION = 'llama-graph-1';
+const MODEL_FILE = 'model.onnx';
+const DATA_FILE = 'model.onnx.data';
+
+export interface CompileOptions {
+  /** Where compiled models are kept; false = compile into a temporary folder, removed after load. */
+  cacheDir?: string | false;
+}
+
+export interface CompiledModel {
+  path: string;
+  /** Removes the files when they were not cached. */
+  dispose(): void;
+}
+
+export function defaultCacheDir(): string {
+  return process.env.PPD_CACHE_DIR ?? join(homedir(), '.cache', 'ppd', 'graphs');
+}
+
+/** Size and mtime of the checkpoint's files (origin may be a file or a folder). */
+function fingerprint(origin: string): string {
+  if (!existsSync(origin)) return origin;
+  const stat = statSync(origin);
+  const files = stat.isDirectory() ? readdirSync(origin).sort().map((f) => join(origin, f)) : [origin];
+  return files
+    .map((f) => {
+      const s = statSync(f);
+      return `${f}:${s.size}:${s.mtimeMs}`;
+    })
+    .join('|');
+}
+
+function cacheKey(config: LlamaConfig, tensors: TensorSource): string {
+  const hash = createHash('sha256');
+  hash.update(GRAPH_VERSION);
+  hash.update(JSON.stringify(config));
+  hash.update(JSON.stringify(tensors.list()));
+  hash.update(fingerprint(tensors.origin));
+  return hash.digest('hex').slice(0, 32);
+}
+
+function compileInto(dir: string, config: LlamaConfig, tensors: TensorSource): void {
+  const model = buildLlamaGraph(config, tensors, join(dir, DATA_FILE));
+  writeFileSync(join(dir, MODEL_FILE), model);
+}
+
+export function compileGraph(config: LlamaConfig, tensors: TensorSource, options: CompileOptions = {}): CompiledModel {
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  if (cacheDir === false) {
+    const dir = mkdtempSync(join(tmpdir(), 'ppd-graph-'));
+    compileInto(dir, config, tensors);
+    return { path: join(dir, MODEL_FILE), dispose: () => rmSync(dir, { recursive: true, force: true }) };
+  }
+  const finalDir = join(cacheDir, cacheKey(config, tensors));
+  const path = join(finalDir, MODEL_FILE);
+  if (!existsSync(path)) {
+    mkdirSync(cacheDir, { recursive: true });
+    const staging = mkdtempSync(join(cacheDir, '.staging-'));
+    try {
+      compileInto(staging, config, tensors);
+      rmSync(finalDir, { recursive: true, force: true });
+      renameSync(staging, finalDir);
+    } catch (error) {
+      rmSync(staging, { recursive: true, force: true });
+      throw error;
+    }
+  }
+  return { path, dispose: () => {} };
+}
