@@ -49,10 +49,14 @@ function positiveNumber(raw: Json, field: string, file: string, fallback: number
   return value;
 }
 
-function tokenIds(value: unknown): number[] {
+function tokenIds(raw: Json, field: string, file: string): number[] {
+  const value = raw[field];
   if (value === undefined || value === null) return [];
   const list = Array.isArray(value) ? value : [value];
-  return list.filter((id): id is number => Number.isInteger(id) && id >= 0);
+  if (!list.every((id) => Number.isInteger(id) && id >= 0)) {
+    fail(file, field, `must be a token id or a list of ids, got ${JSON.stringify(value)}`);
+  }
+  return list as number[];
 }
 
 function ropeScaling(raw: Json, file: string): number {
@@ -107,8 +111,8 @@ export function parseLlamaConfig(raw: unknown, file = 'config.json'): LlamaConfi
     ropeScalingFactor: ropeScaling(json, file),
     tieWordEmbeddings: json.tie_word_embeddings === true,
     maxPositionEmbeddings: positiveInt(json, 'max_position_embeddings', file, 2048),
-    bosTokenId: tokenIds(json.bos_token_id)[0],
-    eosTokenIds: tokenIds(json.eos_token_id),
+    bosTokenId: tokenIds(json, 'bos_token_id', file)[0],
+    eosTokenIds: tokenIds(json, 'eos_token_id', file),
   };
 }
 

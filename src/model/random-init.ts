@@ -13,7 +13,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../errors.ts';
 import { writeSafetensors } from '../format/safetensors-write.ts';
-import type { DType } from '../format/tensor-source.ts';
+import type { DType, TensorSource } from '../format/tensor-source.ts';
+import { Rng } from '../sampling/rng.ts';
 import { parseLlamaConfig, type LlamaConfig } from './config.ts';
 import { expectedTensors } from './weights.ts';
 
@@ -28,18 +29,6 @@ export interface RandomModelOptions {
 const WEIGHT_STD = 0.02;
 const NORM_NOISE_STD = 0.1;
 
-/** mulberry32: a tiny 32-bit PRNG, uniform in [0, 1). Plenty for test weights; not cryptographic. */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** FNV-1a hash of a string, to derive one seed per tensor. */
 function fnv1a(text: string): number {
   let h = 0x811c9dc5;
@@ -49,19 +38,40 @@ function fnv1a(text: string): number {
 
 /** `count` samples of N(mean, std²) by Box-Muller, from a stream seeded by `seed`. */
 export function gaussian(count: number, seed: number, mean: number, std: number): Float32Array {
-  const uniform = mulberry32(seed);
+  const rng = new Rng(seed);
   const out = new Float32Array(count);
   for (let i = 0; i < count; i += 2) {
-    const radius = Math.sqrt(-2 * Math.log(1 - uniform())); // 1 - u lies in (0, 1]: log is finite
-    const angle = 2 * Math.PI * uniform();
+    const radius = Math.sqrt(-2 * Math.log(1 - rng.next())); // 1 - u lies in (0, 1]: log is finite
+    const angle = 2 * Math.PI * rng.next();
     out[i] = mean + std * radius * Math.cos(angle);
     if (i + 1 < count) out[i + 1] = mean + std * radius * Math.sin(angle);
   }
   return out;
 }
 
+/** input_layernorm, post_attention_layernorm and the final model.norm. */
 function isNorm(name: string): boolean {
-  return name.endsWith('layernorm.weight') || name.endsWith('norm.weight');
+  return name.endsWith('norm.weight');
+}
+
+/**
+ * The random weights of `config` as a TensorSource, generated on each read and never stored:
+ * benchmarks at realistic sizes load these without writing gigabytes to disk.
+ */
+export function randomTensorSource(config: LlamaConfig, seed: number): TensorSource {
+  const shapes = expectedTensors(config);
+  return {
+    origin: `random weights (seed ${seed})`,
+    list: () => [...shapes].map(([name, shape]) => ({ name, dtype: 'F32' as const, shape })),
+    readF32: (name) => {
+      const shape = shapes.get(name);
+      if (!shape) throw new InputError(`random model has no tensor "${name}"`);
+      const count = shape.reduce((n, d) => n * d, 1);
+      const tensorSeed = fnv1a(`${seed}:${name}`);
+      return isNorm(name) ? gaussian(count, tensorSeed, 1, NORM_NOISE_STD) : gaussian(count, tensorSeed, 0, WEIGHT_STD);
+    },
+    close: () => {},
+  };
 }
 
 /**
@@ -83,16 +93,8 @@ export function writeRandomModel(outDir: string, configJson: object, opts: Rando
   writeFileSync(join(outDir, 'generation_config.json'), JSON.stringify(generation, null, 2) + '\n');
 
   const dtype = opts.dtype ?? 'F32';
-  const entries = [...expectedTensors(config)].map(([name, shape]) => ({
-    name,
-    dtype,
-    shape,
-    data: () => {
-      const count = shape.reduce((n, d) => n * d, 1);
-      const seed = fnv1a(`${opts.seed}:${name}`);
-      return isNorm(name) ? gaussian(count, seed, 1, NORM_NOISE_STD) : gaussian(count, seed, 0, WEIGHT_STD);
-    },
-  }));
+  const source = randomTensorSource(config, opts.seed);
+  const entries = source.list().map((t) => ({ ...t, dtype, data: () => source.readF32(t.name) }));
   writeSafetensors(join(outDir, 'model.safetensors'), entries, { metadata: { format: 'pt' } });
 
   if (opts.tokenizerJson) writeFileSync(join(outDir, 'tokenizer.json'), JSON.stringify(opts.tokenizerJson));

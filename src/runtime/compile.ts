@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { TensorSource } from '../format/tensor-source.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import { buildLlamaGraph } from '../model/llama-graph.ts';
@@ -36,11 +36,15 @@ export function defaultCacheDir(): string {
   return process.env.PPD_CACHE_DIR ?? join(homedir(), '.cache', 'ppd', 'graphs');
 }
 
-/** Size and mtime of the checkpoint's files (origin may be a file or a folder). */
+/**
+ * Size and mtime of the checkpoint's files: the origin itself and, as a sharded checkpoint's
+ * origin is its index file, every safetensors file beside it.
+ */
 function fingerprint(origin: string): string {
   if (!existsSync(origin)) return origin;
-  const stat = statSync(origin);
-  const files = stat.isDirectory() ? readdirSync(origin).sort().map((f) => join(origin, f)) : [origin];
+  const folder = statSync(origin).isDirectory() ? origin : dirname(origin);
+  const shards = readdirSync(folder).filter((f) => f.endsWith('.safetensors')).map((f) => join(folder, f));
+  const files = [...new Set([origin, ...shards])].sort();
   return files
     .map((f) => {
       const s = statSync(f);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type { TensorSource } from '../../src/format/tensor-source.ts';
 import type { LlamaConfig } from '../../src/model/config.ts';
 import { expectedTensors } from '../../src/model/weights.ts';
+import { Rng } from '../../src/sampling/rng.ts';
 
 export function tinyConfig(overrides: Partial<LlamaConfig> = {}): LlamaConfig {
   return {
@@ -28,21 +29,10 @@ export function tinyConfig(overrides: Partial<LlamaConfig> = {}): LlamaConfig {
   };
 }
 
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Random weights: norms near 1, matrices uniform with scale 1/sqrt(fan-in) (times 2 for spread). */
 export function randomWeights(c: LlamaConfig, seed: number): Map<string, Float32Array> {
-  const rand = prng(seed);
+  const rng = new Rng(seed);
+  const rand = () => rng.next();
   const weights = new Map<string, Float32Array>();
   for (const [name, shape] of expectedTensors(c)) {
     const size = shape.reduce((a, b) => a * b, 1);

@@ -1,0 +1,113 @@
+/**
+ * Opening a Hugging Face model directory: the files ppd reads from it, validated, and nothing
+ * loaded that is not needed yet (tensors stay on disk behind a TensorSource).
+ *
+ *   config.json                      required; parsed by parseLlamaConfig
+ *   model.safetensors                the weights, or, when sharded,
+ *   model.safetensors.index.json     the index naming the shards beside it
+ *   generation_config.json           optional; its eos_token_id joins config.json's
+ *   tokenizer.json                   optional; only its path is noted (the tokenizer reads it)
+ *   tokenizer_config.json            optional; parsed, and its chat_template picked out
+ *   chat_template.jinja              optional; newer checkpoints keep the template here, and it
+ *                                    wins over tokenizer_config.json's, as in transformers
+ *
+ * The weights are checked against the config (checkTensors) before returning, so a mismatched
+ * checkpoint fails here with the tensor's name, not later with garbage output.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { FormatError } from '../errors.ts';
+import { parseLlamaConfig, type LlamaConfig } from '../model/config.ts';
+import { checkTensors } from '../model/weights.ts';
+import { readJsonFile, readJsonObject } from './json-file.ts';
+import { openSafetensors, openShardedSafetensors } from './safetensors.ts';
+import type { TensorSource } from './tensor-source.ts';
+
+export { readJsonFile } from './json-file.ts';
+
+export interface ModelDir {
+  dir: string;
+  config: LlamaConfig;
+  /** The checkpoint's tensors, already checked against `config`. Close when done. */
+  tensors: TensorSource;
+  /** End-of-sequence ids from config.json and generation_config.json, without duplicates. */
+  eosTokenIds: number[];
+  tokenizerFile?: string;
+  tokenizerConfig?: Record<string, unknown>;
+  chatTemplate?: string;
+}
+
+/** eos_token_id may be absent, one id, or a list of ids. */
+function eosIds(value: unknown, file: string): number[] {
+  if (value === undefined || value === null) return [];
+  const list = Array.isArray(value) ? value : [value];
+  if (!list.every((id) => Number.isInteger(id) && id >= 0)) {
+    throw new FormatError(file, `field "eos_token_id" must be a token id or a list of ids, got ${JSON.stringify(value)}`);
+  }
+  return list as number[];
+}
+
+/** chat_template may be a string, or a list of {name, template}: take "default", else the first. */
+function pickChatTemplate(value: unknown, file: string): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'string') return value;
+  const valid =
+    Array.isArray(value) &&
+    value.length > 0 &&
+    value.every((t) => typeof t?.name === 'string' && typeof t?.template === 'string');
+  if (!valid) {
+    throw new FormatError(file, 'field "chat_template" must be a string or a non-empty list of {name, template}');
+  }
+  const templates = value as { name: string; template: string }[];
+  return (templates.find((t) => t.name === 'default') ?? templates[0]).template;
+}
+
+function openWeights(dir: string): TensorSource {
+  const single = join(dir, 'model.safetensors');
+  if (existsSync(single)) return openSafetensors(single);
+  const index = join(dir, 'model.safetensors.index.json');
+  if (existsSync(index)) return openShardedSafetensors(index);
+  const hint = existsSync(join(dir, 'pytorch_model.bin')) ? ' (PyTorch .bin weights are not supported; convert to safetensors)' : '';
+  throw new FormatError(dir, `no model.safetensors or model.safetensors.index.json${hint}`);
+}
+
+/** Opens and validates the model directory `dir`. */
+export function openModelDir(dir: string): ModelDir {
+  if (!existsSync(dir)) throw new FormatError(dir, 'model directory not found');
+  if (!statSync(dir).isDirectory()) throw new FormatError(dir, 'not a directory (expected a model directory)');
+
+  const configPath = join(dir, 'config.json');
+  const configJson = readJsonFile(configPath);
+  const config = parseLlamaConfig(configJson, configPath);
+  // parseLlamaConfig drops malformed ids silently; here they are an error naming the file.
+  const eos = eosIds((configJson as Record<string, unknown>).eos_token_id, configPath);
+
+  const generationPath = join(dir, 'generation_config.json');
+  if (existsSync(generationPath)) {
+    eos.push(...eosIds(readJsonObject(generationPath).eos_token_id, generationPath));
+  }
+
+  const tokenizerPath = join(dir, 'tokenizer.json');
+  const tokenizerConfigPath = join(dir, 'tokenizer_config.json');
+  const tokenizerConfig = existsSync(tokenizerConfigPath) ? readJsonObject(tokenizerConfigPath) : undefined;
+  let chatTemplate = pickChatTemplate(tokenizerConfig?.chat_template, tokenizerConfigPath);
+  const jinjaPath = join(dir, 'chat_template.jinja');
+  if (existsSync(jinjaPath)) chatTemplate = readFileSync(jinjaPath, 'utf8');
+
+  const tensors = openWeights(dir);
+  try {
+    checkTensors(config, tensors);
+  } catch (err) {
+    tensors.close();
+    throw err;
+  }
+  return {
+    dir,
+    config,
+    tensors,
+    eosTokenIds: [...new Set(eos)],
+    tokenizerFile: existsSync(tokenizerPath) ? tokenizerPath : undefined,
+    tokenizerConfig,
+    chatTemplate,
+  };
+}

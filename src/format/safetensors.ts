@@ -1,0 +1,223 @@
+/**
+ * Reading Hugging Face safetensors checkpoints, single-file or sharded, as a TensorSource.
+ *
+ * File layout: [u64 little-endian N][N bytes of JSON header][data region]. The header maps each
+ * tensor name to {dtype, shape, data_offsets: [begin, end]}, offsets relative to the data region;
+ * an optional "__metadata__" entry maps strings to strings. Only the header is read at open;
+ * readF32 reads one tensor's bytes with positioned reads, so files over 2 GiB work (positions are
+ * plain numbers, exact up to 2^53). Every header problem is a FormatError naming the file and the
+ * tensor or field. Writing lives in safetensors-write.ts; this file only reads.
+ */
+import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { dirname, join } from 'node:path';
+import { FormatError } from '../errors.ts';
+import { bf16ToF32, f16ToF32 } from './half.ts';
+import { readJsonObject } from './json-file.ts';
+import type { DType, TensorInfo, TensorSource } from './tensor-source.ts';
+
+export const ITEM_SIZE: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
+/** The format's own cap on header size; a larger length means a corrupt or foreign file. */
+export const MAX_HEADER_BYTES = 100_000_000;
+/** readSync/writeSync move at most 2^31-1 bytes per call, so big tensors go in chunks. */
+export const IO_CHUNK_BYTES = 1 << 30;
+
+/** A tensor's info plus where its bytes lie, as absolute file positions [begin, end). */
+interface StoredTensor extends TensorInfo {
+  begin: number;
+  end: number;
+}
+
+/** Fills `dst` from the file at `position`; a short read means the file is truncated. */
+function readExactly(fd: number, file: string, dst: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < dst.length) {
+    const want = Math.min(dst.length - done, IO_CHUNK_BYTES);
+    const got = readSync(fd, dst, done, want, position + done);
+    if (got === 0) throw new FormatError(file, `unexpected end of file at byte ${position + done}`);
+    done += got;
+  }
+}
+
+function isSafeCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Validates one header entry; `dataStart` is the data region's file position. */
+function parseEntry(file: string, name: string, raw: unknown, dataStart: number, dataSize: number): StoredTensor {
+  const where = `tensor "${name}"`;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new FormatError(file, `${where}: header entry must be an object`);
+  }
+  const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
+  if (dtype === undefined) throw new FormatError(file, `${where}: missing "dtype"`);
+  if (typeof dtype !== 'string' || !(dtype in ITEM_SIZE)) {
+    throw new FormatError(file, `${where}: dtype ${JSON.stringify(dtype)} is not supported (only F32, F16, BF16)`);
+  }
+  if (shape === undefined) throw new FormatError(file, `${where}: missing "shape"`);
+  if (!Array.isArray(shape) || !shape.every(isSafeCount)) {
+    throw new FormatError(file, `${where}: "shape" must be a list of non-negative integers, got ${JSON.stringify(shape)}`);
+  }
+  if (offsets === undefined) throw new FormatError(file, `${where}: missing "data_offsets"`);
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isSafeCount) || offsets[0] > offsets[1]) {
+    throw new FormatError(file, `${where}: "data_offsets" must be [begin, end] with begin <= end, got ${JSON.stringify(offsets)}`);
+  }
+  const [begin, end] = offsets as number[];
+  const expectedBytes = shape.reduce((n: number, d: number) => n * d, 1) * ITEM_SIZE[dtype as DType];
+  if (end - begin !== expectedBytes) {
+    throw new FormatError(
+      file,
+      `${where}: holds ${end - begin} bytes, but ${dtype} shape [${shape}] needs ${expectedBytes}`,
+    );
+  }
+  if (end > dataSize) {
+    throw new FormatError(file, `${where}: data_offsets [${begin}, ${end}] lie beyond the data region (${dataSize} bytes); file truncated?`);
+  }
+  return { name, dtype: dtype as DType, shape: shape as number[], begin: dataStart + begin, end: dataStart + end };
+}
+
+/** Reads and validates the header; returns the tensors in header order. */
+function readHeader(fd: number, file: string): StoredTensor[] {
+  const fileSize = fstatSync(fd).size;
+  if (fileSize < 8) throw new FormatError(file, `too short to be safetensors (${fileSize} bytes)`);
+  const prefix = new Uint8Array(8);
+  readExactly(fd, file, prefix, 0);
+  const headerBytes = Buffer.from(prefix.buffer).readBigUInt64LE(0);
+  if (headerBytes > BigInt(Math.min(MAX_HEADER_BYTES, fileSize - 8))) {
+    throw new FormatError(file, `header length ${headerBytes} is impossible for a ${fileSize}-byte file (not safetensors?)`);
+  }
+  const headerText = new Uint8Array(Number(headerBytes));
+  readExactly(fd, file, headerText, 8);
+  let header: unknown;
+  try {
+    header = JSON.parse(Buffer.from(headerText.buffer).toString('utf8'));
+  } catch (err) {
+    throw new FormatError(file, `malformed JSON header: ${(err as Error).message}`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+    throw new FormatError(file, 'header must be a JSON object');
+  }
+  const dataStart = 8 + headerText.length;
+  const tensors: StoredTensor[] = [];
+  for (const [name, raw] of Object.entries(header)) {
+    if (name === '__metadata__') continue; // free-form string map; nothing ppd needs from it
+    tensors.push(parseEntry(file, name, raw, dataStart, fileSize - dataStart));
+  }
+  // Overlapping byte ranges mean two tensors would alias; sort by start and compare neighbours.
+  const byStart = [...tensors].sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < byStart.length; i++) {
+    if (byStart[i].begin < byStart[i - 1].end) {
+      throw new FormatError(file, `tensors "${byStart[i - 1].name}" and "${byStart[i].name}" overlap in the data region`);
+    }
+  }
+  return tensors;
+}
+
+/** Widens stored bytes to F32. `bytes` must start on a 4-byte boundary of its own buffer. */
+function decode(bytes: Uint8Array, dtype: DType): Float32Array {
+  if (dtype === 'F32') return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+  const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2);
+  return dtype === 'F16' ? f16ToF32(halves) : bf16ToF32(halves);
+}
+
+/** Opens one .safetensors file; only its header is read now. */
+export function openSafetensors(path: string): TensorSource {
+  if (endianness() !== 'LE') throw new Error('ppd reads safetensors only on little-endian hosts');
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new FormatError(path, code === 'ENOENT' ? 'file not found' : `cannot open (${code ?? String(err)})`);
+  }
+  let tensors: StoredTensor[];
+  try {
+    tensors = readHeader(fd, path);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  let open = true;
+  return {
+    origin: path,
+    list: () => tensors.map(({ name, dtype, shape }) => ({ name, dtype, shape: [...shape] })),
+    readF32(name: string): Float32Array {
+      const t = byName.get(name);
+      if (!t) throw new FormatError(path, `no tensor named "${name}"`);
+      if (!open) throw new Error(`${path}: read of "${name}" after close()`);
+      // A fresh Uint8Array starts its own ArrayBuffer, so F32/U16 views over it are aligned;
+      // Buffer.allocUnsafe may hand out a slice of a shared pool at an odd offset.
+      const bytes = new Uint8Array(t.end - t.begin);
+      readExactly(fd, path, bytes, t.begin);
+      return decode(bytes, t.dtype);
+    },
+    close(): void {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
+}
+
+/**
+ * Opens a sharded checkpoint from its `model.safetensors.index.json`, whose `weight_map` maps
+ * each tensor name to the shard file (beside the index) that holds it. The index and the shards
+ * must agree exactly: a tensor listed but absent, or present but unlisted, is a FormatError.
+ */
+export function openShardedSafetensors(indexPath: string): TensorSource {
+  const index = readJsonObject(indexPath);
+  const weightMap = index.weight_map;
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
+    throw new FormatError(indexPath, '"weight_map" must be an object mapping tensor names to shard files');
+  }
+  const entries = Object.entries(weightMap as Record<string, unknown>);
+  for (const [name, shard] of entries) {
+    if (typeof shard !== 'string') {
+      throw new FormatError(indexPath, `weight_map["${name}"] must be a file name, got ${JSON.stringify(shard)}`);
+    }
+  }
+  const shards = new Map<string, TensorSource>(); // shard file name -> its source
+  const closeAll = () => shards.forEach((s) => s.close());
+  const owner = new Map<string, TensorSource>(); // tensor name -> the shard holding it
+  try {
+    for (const [name, shardFile] of entries as [string, string][]) {
+      let shard = shards.get(shardFile);
+      if (!shard) {
+        const shardPath = join(dirname(indexPath), shardFile);
+        if (!existsSync(shardPath)) {
+          throw new FormatError(indexPath, `weight_map names shard "${shardFile}" (for "${name}"), which does not exist`);
+        }
+        shard = openSafetensors(shardPath);
+        shards.set(shardFile, shard);
+      }
+      owner.set(name, shard);
+    }
+    for (const shard of shards.values()) {
+      const held = new Set(shard.list().map((t) => t.name));
+      for (const [name, s] of owner) {
+        if (s === shard && !held.has(name)) {
+          throw new FormatError(shard.origin, `tensor "${name}" is listed in ${indexPath} but absent from this shard`);
+        }
+      }
+      for (const name of held) {
+        if (owner.get(name) !== shard) {
+          throw new FormatError(shard.origin, `tensor "${name}" is not assigned to this shard by ${indexPath}`);
+        }
+      }
+    }
+  } catch (err) {
+    closeAll();
+    throw err;
+  }
+  const infos = new Map([...shards.values()].flatMap((s) => s.list().map((t) => [t.name, t] as const)));
+  return {
+    origin: indexPath,
+    list: () => entries.map(([name]) => ({ ...infos.get(name)!, shape: [...infos.get(name)!.shape] })),
+    readF32(name: string): Float32Array {
+      const shard = owner.get(name);
+      if (!shard) throw new FormatError(indexPath, `no tensor named "${name}" in weight_map`);
+      return shard.readF32(name);
+    },
+    close: closeAll,
+  };
+}

@@ -1,0 +1,45 @@
+/**
+ * From a user's request (a raw prompt or chat messages, limits, sampling options) to a running
+ * Generation on a loaded model: tokenisation, the chat template, the choice of decoder. The
+ * CLI and the server both start generations here, so they behave the same.
+ */
+import { InputError } from '../errors.ts';
+import { requireTokenizer, type LoadedModel } from '../load.ts';
+import { Sampler, type SamplingOptions } from '../sampling/sampler.ts';
+import { renderChat, type ChatMessage } from '../tokenizer/chat-template.ts';
+import { autoregressive } from './autoregressive.ts';
+import { Generation } from './generate.ts';
+
+export interface TextRequest {
+  /** A raw prompt, or chat messages rendered through the model's chat template. */
+  prompt: string | readonly ChatMessage[];
+  maxTokens: number;
+  /** temperature 0 = greedy. */
+  sampling?: Partial<SamplingOptions>;
+  stop?: readonly string[];
+  signal?: AbortSignal;
+}
+
+/** The prompt's token ids: BOS as the tokenizer adds it for raw text, as the template writes it for chat. */
+export function promptIds(loaded: LoadedModel, prompt: TextRequest['prompt']): number[] {
+  const tokenizer = requireTokenizer(loaded);
+  if (typeof prompt === 'string') {
+    if (prompt.length === 0) throw new InputError('the prompt is empty');
+    return tokenizer.encode(prompt);
+  }
+  const text = renderChat(tokenizer.chatTemplate, prompt, { bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken });
+  // The template writes BOS itself where the model wants it; adding another would double it.
+  return tokenizer.encode(text, { addBos: false });
+}
+
+export function startGeneration(loaded: LoadedModel, request: TextRequest): Generation {
+  const ids = promptIds(loaded, request.prompt);
+  const sampler = new Sampler(request.sampling ?? { temperature: 0 });
+  return new Generation(autoregressive(loaded.model, ids, sampler), requireTokenizer(loaded), ids.length, {
+    maxTokens: request.maxTokens,
+    contextLength: loaded.config.maxPositionEmbeddings,
+    eosIds: loaded.eosIds,
+    stop: request.stop,
+    signal: request.signal,
+  });
+}

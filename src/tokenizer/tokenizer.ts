@@ -1,0 +1,186 @@
+/**
+ * Tokenizer: text <-> token ids for a LLaMA-family model, from its Hugging Face tokenizer.json
+ * and tokenizer_config.json, on top of @huggingface/tokenizers.
+ *
+ * What this wrapper adds: the BOS decision made once and explicitly (`addBosByDefault`), typed
+ * errors naming the file, ids the tokenizer does not know decoding to nothing (as in Hugging
+ * Face's Rust tokenizers; a model's embedding table is often padded past the tokenizer's vocab),
+ * and the chat template looked up. Not incremental decoding (stream-decoder.ts), not chat
+ * rendering (chat-template.ts).
+ */
+import { Tokenizer as HfTokenizerClass } from '@huggingface/tokenizers';
+import { FormatError, InputError, ModelError } from '../errors.ts';
+import { readJsonFile } from '../format/json-file.ts';
+
+type Json = Record<string, unknown>;
+
+/**
+ * The parts of @huggingface/tokenizers that we use. Its published .d.ts files import without
+ * extensions, which NodeNext cannot resolve, so the class arrives untyped; this pins it down.
+ */
+interface HfTokenizer {
+  encode(text: string, options: { add_special_tokens: boolean }): { ids: number[] };
+  decode(ids: number[], options: { skip_special_tokens: boolean; clean_up_tokenization_spaces: boolean }): string;
+  token_to_id(token: string): number | undefined;
+  id_to_token(id: number): string | undefined;
+  model: { vocab: (string | undefined)[] } | null;
+  decoder: HfDecoder | null;
+}
+
+interface HfDecoder {
+  config: { type?: string };
+  decoders?: HfDecoder[]; // Sequence
+  text_decoder?: TextDecoder; // ByteFallback
+}
+
+export interface EncodeOptions {
+  /** Prepend BOS; defaults to what the tokenizer files say (`addBosByDefault`). */
+  addBos?: boolean;
+}
+
+export interface DecodeOptions {
+  /** Drop special tokens (BOS, EOS, ...) from the text. Default false. */
+  skipSpecial?: boolean;
+  /** Apply the "clean up tokenization spaces" rewrite (" ." -> "."); defaults to the config. */
+  cleanUpSpaces?: boolean;
+}
+
+/** A special token as tokenizer_config.json writes it: a string or an AddedToken object. */
+function tokenContent(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (value !== null && typeof value === 'object' && typeof (value as Json).content === 'string') {
+    return (value as Json).content as string;
+  }
+  return null;
+}
+
+/** Whether tokenizer.json's post-processor template puts `bos` first (LLaMA-3 style files). */
+function templateStartsWith(postProcessor: unknown, bos: string): boolean {
+  if (postProcessor === null || typeof postProcessor !== 'object') return false;
+  const p = postProcessor as Json;
+  if (p.type === 'Sequence' && Array.isArray(p.processors)) {
+    return p.processors.some((q) => templateStartsWith(q, bos));
+  }
+  if (p.type !== 'TemplateProcessing' || !Array.isArray(p.single)) return false;
+  const first = p.single[0] as Json | undefined;
+  return tokenContent((first?.SpecialToken as Json | undefined)?.id) === bos;
+}
+
+/**
+ * The library's ByteFallback decoder uses a default TextDecoder, which drops a leading U+FEFF
+ * from each run of byte tokens; Rust tokenizers keeps it. Swap in one that keeps it, so decoding
+ * is exact and does not depend on where a run of byte tokens starts (stream windows).
+ */
+function keepByteOrderMarks(decoder: HfDecoder | null): void {
+  if (decoder?.config.type === 'ByteFallback') {
+    decoder.text_decoder = new TextDecoder('utf-8', { ignoreBOM: true });
+  }
+  decoder?.decoders?.forEach(keepByteOrderMarks);
+}
+
+export class Tokenizer {
+  /** One past the largest id the tokenizer knows (the model's vocabulary may be larger). */
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  /** Whether encode() prepends BOS unless told otherwise. */
+  readonly addBosByDefault: boolean;
+  /** Jinja chat template, or null when the model has none. */
+  readonly chatTemplate: string | null;
+  readonly bosToken: string | null;
+  readonly eosToken: string | null;
+  private readonly cleanUpSpaces: boolean;
+
+  private constructor(
+    private readonly hf: HfTokenizer,
+    tokenizerJson: Json,
+    config: Json,
+    chatTemplate: string | undefined,
+    origin: string,
+  ) {
+    keepByteOrderMarks(hf.decoder);
+    this.vocabSize = hf.model?.vocab.length ?? 0;
+    this.bosToken = tokenContent(config.bos_token);
+    this.eosToken = tokenContent(config.eos_token);
+    this.bosId = this.bosToken === null ? null : (hf.token_to_id(this.bosToken) ?? null);
+    this.eosId = this.eosToken === null ? null : (hf.token_to_id(this.eosToken) ?? null);
+    // tokenizer_config's add_bos_token is what LlamaTokenizer obeys; files without it (LLaMA-3)
+    // add BOS through the post-processor template instead.
+    this.addBosByDefault =
+      typeof config.add_bos_token === 'boolean'
+        ? config.add_bos_token
+        : this.bosToken !== null && templateStartsWith(tokenizerJson.post_processor, this.bosToken);
+    if (this.addBosByDefault && this.bosId === null) {
+      throw new FormatError(origin, `BOS token ${JSON.stringify(this.bosToken)} is not in the vocabulary`);
+    }
+    // Missing means false: LLaMA-family configs set it false, and the rewrite is lossy.
+    this.cleanUpSpaces = config.clean_up_tokenization_spaces === true;
+    // A list of named templates is resolved by format/model-dir.ts and arrives as `chatTemplate`.
+    const own = typeof config.chat_template === 'string' ? config.chat_template : null;
+    this.chatTemplate = chatTemplate ?? own;
+  }
+
+  /**
+   * Loads tokenizer.json from disk. `tokenizerConfig` is the parsed tokenizer_config.json (bos,
+   * eos, add_bos_token, chat_template); `chatTemplate` overrides its chat_template (e.g. from a
+   * chat_template.jinja file).
+   */
+  static fromFiles(
+    tokenizerJsonPath: string,
+    tokenizerConfig: object = {},
+    chatTemplate?: string,
+  ): Tokenizer {
+    return Tokenizer.fromJson(readJsonFile(tokenizerJsonPath), tokenizerConfig, chatTemplate, tokenizerJsonPath);
+  }
+
+  /** Builds from already-parsed objects; `origin` names them in errors. */
+  static fromJson(
+    tokenizerJson: unknown,
+    tokenizerConfig: object = {},
+    chatTemplate?: string,
+    origin = 'tokenizer.json',
+  ): Tokenizer {
+    if (tokenizerJson === null || typeof tokenizerJson !== 'object' || Array.isArray(tokenizerJson)) {
+      throw new FormatError(origin, 'must hold a JSON object');
+    }
+    let hf: HfTokenizer;
+    try {
+      hf = new HfTokenizerClass(tokenizerJson, tokenizerConfig) as HfTokenizer;
+    } catch (e) {
+      throw new FormatError(origin, `is not a usable tokenizer: ${(e as Error).message}`);
+    }
+    return new Tokenizer(hf, tokenizerJson as Json, tokenizerConfig as Json, chatTemplate, origin);
+  }
+
+  /** Token ids of `text`. Never appends EOS: a prompt must not end the sequence. */
+  encode(text: string, { addBos = this.addBosByDefault }: EncodeOptions = {}): number[] {
+    // add_special_tokens is off so the post-processor adds nothing; BOS is our decision alone.
+    const ids = text.length === 0 ? [] : this.hf.encode(text, { add_special_tokens: false }).ids;
+    if (!addBos) return ids;
+    if (this.bosId === null) throw new ModelError('cannot add BOS: the tokenizer defines no bos_token');
+    return [this.bosId, ...ids];
+  }
+
+  /** Text of `ids`. Ids the tokenizer does not know contribute nothing. */
+  decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    const known: number[] = [];
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0) throw new InputError(`token id must be an integer >= 0, got ${id}`);
+      if (this.hf.id_to_token(id) !== undefined) known.push(id);
+    }
+    if (known.length === 0) return '';
+    return this.hf.decode(known, {
+      skip_special_tokens: options.skipSpecial ?? false,
+      clean_up_tokenization_spaces: options.cleanUpSpaces ?? this.cleanUpSpaces,
+    });
+  }
+
+  /** The vocabulary string of `id` (e.g. "▁the", "<0x0A>"), or undefined if unknown. */
+  idToToken(id: number): string | undefined {
+    return this.hf.id_to_token(id);
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.hf.token_to_id(token);
+  }
+}
