@@ -62,6 +62,7 @@ export function checkLimits(promptTokens: number, limits: GenerateLimits): void 
   if (promptTokens >= limits.contextLength) {
     throw new InputError(`the prompt has ${promptTokens} tokens; the model's context is ${limits.contextLength}`);
   }
+  new StopStrings(limits.stop ?? []); // validates the stop strings now, not at the first token
 }
 
 export class Generation implements AsyncIterable<Piece> {
