@@ -14,11 +14,17 @@
  *   inputs   embeds [T, C] f32, positions [T] i64, mask [T, S] f32 (0 = attend, -inf = not),
  *            past_key_l / past_value_l [P, K, D] f32 for each layer l
  *   outputs  logits [T, V] f32, key_l / value_l [T, K, D] f32 (keys after rotary)
+ *
+ * Training graphs come from the same code (`trainingForward`): T is a fixed number of rows (a
+ * batch of sequences packed with a block-diagonal mask), there is no past, and the weights are
+ * graph inputs named like the checkpoint's tensors, fed at every step so an optimiser can change
+ * them. Linear weights are then fed as [in, out]; a tied LM head takes the embedding table
+ * [V, C] itself.
  */
 import type { TensorSource } from '../format/tensor-source.ts';
-import { GraphBuilder } from '../graph/builder.ts';
+import { GraphBuilder, type Dim } from '../graph/builder.ts';
 import type { LlamaConfig } from './config.ts';
-import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerTensorName, type LayerPart } from './weights.ts';
+import { EMBED_TOKENS, expectedTensors, FINAL_NORM, LM_HEAD, layerTensorName, type LayerPart } from './weights.ts';
 
 export const GRAPH_INPUTS = { embeds: 'embeds', positions: 'positions', mask: 'mask' } as const;
 export const pastKeyName = (layer: number) => `past_key_${layer}`;
@@ -43,23 +49,41 @@ export function transpose(m: Float32Array, rows: number, cols: number): Float32A
   return out;
 }
 
+/** Where the weights come from: baked in from a checkpoint, or fed as inputs (training). */
+type WeightMode = { kind: 'initializers'; tensors: TensorSource } | { kind: 'inputs' };
+
 class LlamaGraph {
   constructor(
     private readonly g: GraphBuilder,
     private readonly c: LlamaConfig,
-    private readonly tensors: TensorSource,
+    private readonly weights: WeightMode,
+    /** Rows per call: 'T' (any) for inference, a number for training graphs. */
+    private readonly rows: Dim,
+    /** Inference graphs read and extend a KV cache; training graphs have no past. */
+    private readonly withPast: boolean,
   ) {}
 
-  /** x [T, in] @ W^T where the checkpoint stores W as [out, in]; stored transposed as [in, out]. */
+  /** A weight stored [dims] (already in graph layout). */
+  private weight(tensorName: string, dims: number[], read: () => Float32Array): string {
+    if (this.weights.kind === 'inputs') return this.g.input(tensorName, 'float32', dims);
+    return this.g.initializer(tensorName, read(), dims);
+  }
+
+  /** x [T, in] @ W^T where the checkpoint stores W as [out, in]; the graph holds it as [in, out]. */
   private linear(x: string, tensorName: string, outDim: number, inDim: number): string {
-    const w = transpose(this.tensors.readF32(tensorName), outDim, inDim);
-    return this.g.op('MatMul', [x, this.g.initializer(tensorName, w, [inDim, outDim])]);
+    const w = this.weight(tensorName, [inDim, outDim], () => transpose(this.read(tensorName), outDim, inDim));
+    return this.g.op('MatMul', [x, w]);
+  }
+
+  private read(tensorName: string): Float32Array {
+    if (this.weights.kind !== 'initializers') throw new Error(`weights are graph inputs; ${tensorName} is not read`);
+    return this.weights.tensors.readF32(tensorName);
   }
 
   /** RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * w (ORT fuses this pattern). */
   private rmsNorm(x: string, tensorName: string): string {
     const g = this.g;
-    const w = g.initializer(tensorName, this.tensors.readF32(tensorName), [this.c.hiddenSize]);
+    const w = this.weight(tensorName, [this.c.hiddenSize], () => this.read(tensorName));
     const meanSquare = g.op('ReduceMean', [g.op('Pow', [x, g.scalar(2)]), g.ints([-1])], { keepdims: 1 });
     const rms = g.op('Sqrt', [g.op('Add', [meanSquare, g.scalar(this.c.rmsNormEps)])]);
     return g.op('Mul', [g.op('Div', [x, rms]), w]);
@@ -100,11 +124,14 @@ class LlamaGraph {
     const v = g.op('Reshape', [this.linear(x, name('self_attn.v_proj'), K * D, C), g.ints([-1, K, D])]);
     const qRot = g.op('Mul', [this.rotate(q, rope), g.scalar(1 / Math.sqrt(D))]); // [T, H, D], pre-scaled
     const kRot = this.rotate(k, rope); // [T, K, D]
-    g.output(kRot, keyName(layer), 'float32', ['T', K, D]);
-    g.output(v, valueName(layer), 'float32', ['T', K, D]);
-
-    const keys = g.op('Concat', [g.input(pastKeyName(layer), 'float32', ['P', K, D]), kRot], { axis: 0 }); // [S, K, D]
-    const values = g.op('Concat', [g.input(pastValueName(layer), 'float32', ['P', K, D]), v], { axis: 0 });
+    let keys = kRot; // [S, K, D]
+    let values = v;
+    if (this.withPast) {
+      g.output(kRot, keyName(layer), 'float32', [this.rows, K, D]);
+      g.output(v, valueName(layer), 'float32', [this.rows, K, D]);
+      keys = g.op('Concat', [g.input(pastKeyName(layer), 'float32', ['P', K, D]), kRot], { axis: 0 });
+      values = g.op('Concat', [g.input(pastValueName(layer), 'float32', ['P', K, D]), v], { axis: 0 });
+    }
     const keysT = g.op('Transpose', [keys], { perm: [1, 2, 0] }); // [K, D, S]
     const valuesByHead = g.op('Transpose', [values], { perm: [1, 0, 2] }); // [K, S, D]
 
@@ -132,12 +159,13 @@ class LlamaGraph {
     return this.linear(g.op('Mul', [silu, up]), layerTensorName(layer, 'mlp.down_proj'), C, F);
   }
 
-  build(): void {
+  /** Adds the inputs and every layer; returns the logits value [T, V]. */
+  build(): string {
     const g = this.g;
     const { hiddenSize: C, vocabSize: V } = this.c;
-    let h = g.input(GRAPH_INPUTS.embeds, 'float32', ['T', C]);
-    const positions = g.input(GRAPH_INPUTS.positions, 'int64', ['T']);
-    const mask = g.input(GRAPH_INPUTS.mask, 'float32', ['T', 'S']);
+    let h = g.input(GRAPH_INPUTS.embeds, 'float32', [this.rows, C]);
+    const positions = g.input(GRAPH_INPUTS.positions, 'int64', [this.rows]);
+    const mask = g.input(GRAPH_INPUTS.mask, 'float32', [this.rows, this.withPast ? 'S' : this.rows]);
     const rope = this.rotaryTables(positions);
     const groupMask = g.op('Tile', [mask, g.ints([this.c.numHeads / this.c.numKvHeads, 1])]); // [G*T, S]
     for (let layer = 0; layer < this.c.numLayers; layer++) {
@@ -145,17 +173,44 @@ class LlamaGraph {
       h = g.op('Add', [h, attended]);
       h = g.op('Add', [h, this.mlp(this.rmsNorm(h, layerTensorName(layer, 'post_attention_layernorm')), layer)]);
     }
-    const head = this.c.tieWordEmbeddings ? EMBED_TOKENS : LM_HEAD;
-    g.output(this.linear(this.rmsNorm(h, FINAL_NORM), head, V, C), LOGITS, 'float32', ['T', V]);
+    const x = this.rmsNorm(h, FINAL_NORM);
+    if (this.c.tieWordEmbeddings && this.weights.kind === 'inputs') {
+      // Training feeds the one embedding table [V, C]; the head multiplies by its transpose.
+      const table = g.input(EMBED_TOKENS, 'float32', [V, C]);
+      return g.op('MatMul', [x, g.op('Transpose', [table], { perm: [1, 0] })]);
+    }
+    return this.linear(x, this.c.tieWordEmbeddings ? EMBED_TOKENS : LM_HEAD, V, C);
   }
 }
 
 /**
- * Builds the forward graph. Weights are read one tensor at a time from `tensors` and streamed to
- * `externalDataPath`; returns the serialised model, to be saved beside that file.
+ * Builds the inference graph. Weights are read one tensor at a time from `tensors` and streamed
+ * to `externalDataPath`; returns the serialised model, to be saved beside that file.
  */
 export function buildLlamaGraph(config: LlamaConfig, tensors: TensorSource, externalDataPath: string): Uint8Array {
   const g = new GraphBuilder('ppd_llama', externalDataPath);
-  new LlamaGraph(g, config, tensors).build();
+  const logits = new LlamaGraph(g, config, { kind: 'initializers', tensors }, 'T', true).build();
+  g.output(logits, LOGITS, 'float32', ['T', config.vocabSize]);
   return g.finish();
+}
+
+/**
+ * Adds a training forward over `rows` packed rows to `g` (weights as inputs, no past) and
+ * returns its logits value [rows, V]; the caller adds a loss and asks for gradients.
+ */
+export function trainingForward(g: GraphBuilder, config: LlamaConfig, rows: number): string {
+  return new LlamaGraph(g, config, { kind: 'inputs' }, rows, false).build();
+}
+
+/**
+ * Names and graph-layout shapes of the weights a training graph takes as inputs: linear weights
+ * [in, out] (the checkpoint's [out, in] transposed), norms [C], a tied embedding table [V, C].
+ */
+export function trainingWeightShapes(config: LlamaConfig): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  for (const [name, shape] of expectedTensors(config)) {
+    if (name === EMBED_TOKENS && !config.tieWordEmbeddings) continue; // looked up outside the graph
+    shapes.set(name, shape.length === 2 && name !== EMBED_TOKENS ? [shape[1]!, shape[0]!] : shape);
+  }
+  return shapes;
 }
