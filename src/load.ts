@@ -19,9 +19,15 @@ export interface LoadedModel {
   eosIds: number[];
 }
 
-export async function loadModel(dir: string, options: LoadOptions = {}): Promise<LoadedModel> {
+export interface ModelLoadOptions extends LoadOptions {
+  /** Fail before the (slow) compilation when the folder has no tokenizer. */
+  needsTokenizer?: boolean;
+}
+
+export async function loadModel(dir: string, options: ModelLoadOptions = {}): Promise<LoadedModel> {
   const files = openModelDir(dir);
   try {
+    if (options.needsTokenizer && !files.tokenizerFile) throw missingTokenizer(dir);
     const tokenizer = files.tokenizerFile
       ? Tokenizer.fromFiles(files.tokenizerFile, files.tokenizerConfig, files.chatTemplate)
       : undefined;
@@ -40,6 +46,8 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
 
 /** The loaded model's tokenizer, or a ModelError saying the command needs one. */
 export function requireTokenizer(loaded: LoadedModel): Tokenizer {
-  if (!loaded.tokenizer) throw new ModelError(`${loaded.dir}: no tokenizer.json, which this command needs`);
+  if (!loaded.tokenizer) throw missingTokenizer(loaded.dir);
   return loaded.tokenizer;
 }
+
+const missingTokenizer = (dir: string) => new ModelError(`${dir}: no tokenizer.json, which this command needs`);

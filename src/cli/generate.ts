@@ -29,7 +29,7 @@ export function statsLine(s: GenerationStats): string {
 }
 
 export async function generateCommand(flags: GenerateFlags): Promise<void> {
-  const loaded = await loadModel(flags.model, { threads: flags.threads });
+  const loaded = await loadModel(flags.model, { threads: flags.threads, needsTokenizer: true });
   const generation = startGeneration(loaded, {
     prompt: flags.chat ? [{ role: 'user', content: flags.prompt }] : flags.prompt,
     maxTokens: flags.maxTokens,

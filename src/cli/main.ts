@@ -24,7 +24,7 @@ program
   .requiredOption('--prompt <text>', 'prompt text (with --chat: the user message)')
   .option('--max-tokens <n>', 'most new tokens', integer(1, 1_000_000), 128)
   .option('--temperature <t>', 'sampling temperature; 0 = greedy', number(0, 100), 0)
-  .option('--top-p <p>', 'nucleus sampling mass (1 = off)', number(Number.MIN_VALUE, 1), 1)
+  .option('--top-p <p>', 'nucleus sampling mass (1 = off)', number(0, 1, true), 1)
   .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', integer(0, 1_000_000), 0)
   .option('--seed <s>', 'sampling seed', integer(-(2 ** 53) + 1), 0)
   .option('--stop <text>', 'stop string (repeatable)', collect)

@@ -14,11 +14,13 @@ export function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
-export function number(min: number, max: number) {
+/** A number in min..max; with `exclusiveMin`, in (min, max]. */
+export function number(min: number, max: number, exclusiveMin = false) {
   return (text: string): number => {
     const value = Number(text);
-    if (text.trim() === '' || !Number.isFinite(value) || value < min || value > max) {
-      throw new InvalidArgumentError(`expected a number in ${min}..${max}, got "${text}"`);
+    const aboveMin = exclusiveMin ? value > min : value >= min;
+    if (text.trim() === '' || !Number.isFinite(value) || !aboveMin || value > max) {
+      throw new InvalidArgumentError(`expected a number in ${exclusiveMin ? '(' : ''}${min}..${max}${exclusiveMin ? ']' : ''}, got "${text}"`);
     }
     return value;
   };
