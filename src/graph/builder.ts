@@ -5,10 +5,16 @@
  * math (`const y = g.op('MatMul', [x, w])`). Large weights are streamed to an external-data file
  * as they are added (ONNX protobufs cannot exceed 2 GB, and ppd never holds a whole checkpoint in
  * memory); small constants stay inside the model. This file knows ONNX, not LLaMA.
+ *
+ * The builder also remembers what it built: every node (in order, which is a topological order)
+ * and, for every value, its element type and static shape as far as `shapes.ts` can infer them.
+ * `autodiff.ts` walks that record to add gradient nodes. The graph has one float type
+ * (`float32`, or `float64` for gradient checks): float constants are stored in it.
  */
 import onnxProto from 'onnx-proto';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
+import { inferOutputs, type ValueInfo } from './shapes.ts';
 
 const { onnx } = onnxProto;
 type ModelProto = onnxProto.onnx.IModelProto;
@@ -16,21 +22,53 @@ type NodeProto = onnxProto.onnx.INodeProto;
 type TensorProto = onnxProto.onnx.ITensorProto;
 type ValueInfoProto = onnxProto.onnx.IValueInfoProto;
 
-export type ElemType = 'float32' | 'int64' | 'bool';
+export type FloatType = 'float32' | 'float64';
+export type ElemType = FloatType | 'int64' | 'bool';
 /** A dimension: a fixed size, or a symbolic name such as 'T' (rows) or 'P' (past length). */
 export type Dim = number | string;
 export type AttrValue = number | number[] | string | { floats: number[] } | { float: number };
+export type { ValueInfo } from './shapes.ts';
 
-const ELEM_TYPES: Record<ElemType, number> = {
+/** ONNX TensorProto.DataType codes, as used by Cast's `to` attribute. */
+export const DATA_TYPE: Record<ElemType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
+  float64: onnx.TensorProto.DataType.DOUBLE,
   int64: onnx.TensorProto.DataType.INT64,
   bool: onnx.TensorProto.DataType.BOOL,
 };
+
+export const isFloat = (type: ElemType | undefined): type is FloatType => type === 'float32' || type === 'float64';
+
+/** A graph that cannot be built or differentiated as asked; the message names the node and value. */
+export class GraphError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GraphError';
+  }
+}
+
+/** One recorded node, as `op` received it. */
+export interface GraphNode {
+  readonly opType: string;
+  readonly name: string;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+  readonly attrs: Readonly<Record<string, AttrValue>>;
+  readonly domain: string;
+}
+
+export interface GraphOptions {
+  opset?: number;
+  /** The type of float inputs' constants (`scalar`, `floats`, float `initializer`s). */
+  float?: FloatType;
+}
 
 /** Tensors at least this large go to the external-data file instead of the protobuf. */
 const EXTERNAL_MIN_BYTES = 1024;
 /** External tensors start on page boundaries so ONNX Runtime may map them directly. */
 const EXTERNAL_ALIGN = 4096;
+/** Constants up to this many elements keep their values in the record (shapes, axes, exponents). */
+const KEEP_VALUES_MAX = 64;
 
 /** Appends raw tensor bytes to one file and remembers where each one landed. */
 class ExternalDataWriter {
@@ -73,22 +111,29 @@ function valueInfo(name: string, type: ElemType, dims: Dim[]): ValueInfoProto {
     name,
     type: {
       tensorType: {
-        elemType: ELEM_TYPES[type],
+        elemType: DATA_TYPE[type],
         shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
       },
     },
   };
 }
 
-function bytesOf(data: Float32Array | BigInt64Array): Uint8Array {
+function bytesOf(data: Float32Array | Float64Array | BigInt64Array): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
+const formatShape = (dims: readonly Dim[] | undefined) => (dims ? `[${dims.join(', ')}]` : 'unknown');
+
 export class GraphBuilder {
-  private nodes: NodeProto[] = [];
+  readonly opset: number;
+  /** The graph's float type: write `g.input('x', g.float, dims)` to follow it. */
+  readonly float: FloatType;
+  private nodeList: GraphNode[] = [];
   private inputs: ValueInfoProto[] = [];
   private outputs: ValueInfoProto[] = [];
   private initializers: TensorProto[] = [];
+  private values = new Map<string, ValueInfo>();
+  private constants = new Map<string, number[]>();
   private counter = 0;
   private external: ExternalDataWriter | undefined;
 
@@ -96,26 +141,43 @@ export class GraphBuilder {
    * @param externalDataPath where large weights are written; the model file must later be saved
    *   in the same folder, since ONNX stores the location relative to the model.
    */
-  constructor(private readonly name: string, externalDataPath?: string, readonly opset = 18) {
+  constructor(private readonly name: string, externalDataPath?: string, options: GraphOptions = {}) {
+    this.opset = options.opset ?? 18;
+    this.float = options.float ?? 'float32';
     if (externalDataPath) this.external = new ExternalDataWriter(externalDataPath);
   }
 
   input(name: string, type: ElemType, dims: Dim[]): string {
+    this.define(name, { type, shape: dims });
     this.inputs.push(valueInfo(name, type, dims));
     return name;
   }
 
-  /** Marks an existing value as a graph output, renaming it through an Identity node. */
-  output(value: string, name: string, type: ElemType, dims: Dim[]): void {
-    this.nodes.push({ opType: 'Identity', input: [value], output: [name], name: `out_${name}` });
-    this.outputs.push(valueInfo(name, type, dims));
+  /**
+   * Marks an existing value as a graph output, renaming it through an Identity node. Type and
+   * dims default to what the builder inferred for `value`.
+   */
+  output(value: string, name: string, type?: ElemType, dims?: Dim[]): void {
+    const known = this.info(value);
+    const outType = type ?? known.type;
+    const outDims = dims ?? known.shape;
+    if (!outType || !outDims) {
+      throw new GraphError(`output ${name}: type or shape of '${value}' is unknown; pass them explicitly`);
+    }
+    this.record({ opType: 'Identity', name: `out_${name}`, inputs: [value], outputs: [name], attrs: {}, domain: '' });
+    this.define(name, { type: outType, shape: outDims });
+    this.outputs.push(valueInfo(name, outType, outDims));
   }
 
-  /** A tensor of fixed values; large ones are written to the external-data file. */
-  initializer(name: string, data: Float32Array | BigInt64Array, dims: number[]): string {
-    const dataType = data instanceof Float32Array ? ELEM_TYPES.float32 : ELEM_TYPES.int64;
-    const bytes = bytesOf(data);
-    const tensor: TensorProto = { name, dims, dataType };
+  /**
+   * A tensor of fixed values; large ones are written to the external-data file. Float data is
+   * stored in the graph's float type whatever array it comes in.
+   */
+  initializer(name: string, data: Float32Array | Float64Array | BigInt64Array, dims: number[]): string {
+    const type: ElemType = data instanceof BigInt64Array ? 'int64' : this.float;
+    const stored = data instanceof BigInt64Array ? data : this.asFloat(data);
+    const bytes = bytesOf(stored);
+    const tensor: TensorProto = { name, dims, dataType: DATA_TYPE[type] };
     if (this.external && bytes.length >= EXTERNAL_MIN_BYTES) {
       const { offset, length } = this.external.append(bytes);
       tensor.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
@@ -127,6 +189,8 @@ export class GraphBuilder {
     } else {
       tensor.rawData = bytes.slice();
     }
+    this.define(name, { type, shape: dims });
+    if (data.length <= KEEP_VALUES_MAX) this.constants.set(name, Array.from(data, Number));
     this.initializers.push(tensor);
     return name;
   }
@@ -136,11 +200,14 @@ export class GraphBuilder {
     return this.initializer(this.fresh('ints'), BigInt64Array.from(values.map(BigInt)), [values.length]);
   }
 
+  /** A small float constant in the graph's float type, shape `dims` (default [values.length]). */
+  floats(values: number[], dims: number[] = [values.length]): string {
+    return this.initializer(this.fresh('floats'), Float64Array.from(values), dims);
+  }
+
   /** A float scalar constant (shape [], broadcasts everywhere). */
   scalar(value: number): string {
-    const name = this.fresh('scalar');
-    this.initializers.push({ name, dims: [], dataType: ELEM_TYPES.float32, rawData: bytesOf(new Float32Array([value])).slice() });
-    return name;
+    return this.initializer(this.fresh('scalar'), Float64Array.of(value), []);
   }
 
   /** Adds one node and returns its single output's name. */
@@ -152,34 +219,78 @@ export class GraphBuilder {
   opMulti(opType: string, inputs: string[], outputCount: number, attrs: Record<string, AttrValue> = {}, domain?: string): string[] {
     const name = this.fresh(opType);
     const outputs = Array.from({ length: outputCount }, (_, i) => `${name}_out${i}`);
-    this.nodes.push({
-      opType,
-      name,
-      input: inputs,
-      output: outputs,
-      domain: domain ?? '',
-      attribute: Object.entries(attrs).map(([key, value]) => attribute(key, value)),
-    });
+    const known = inputs.map((input) => (input === '' ? undefined : { ...this.info(input), value: this.constants.get(input) }));
+    let inferred: ValueInfo[];
+    try {
+      inferred = domain ? [] : inferOutputs(opType, known, attrs, outputCount);
+    } catch (e) {
+      const shapes = known.map((k) => formatShape(k?.shape)).join(', ');
+      throw new GraphError(`${opType} (${name}) on ${shapes}: ${(e as Error).message}`);
+    }
+    outputs.forEach((output, i) => this.define(output, inferred[i] ?? {}));
+    this.record({ opType, name, inputs, outputs, attrs, domain: domain ?? '' });
     return outputs;
+  }
+
+  /** Every node added so far, in the order added (a topological order). */
+  get nodes(): readonly GraphNode[] {
+    return this.nodeList;
+  }
+
+  /** Element type and static shape of a value; either is undefined where it could not be inferred. */
+  info(value: string): ValueInfo {
+    const info = this.values.get(value);
+    if (!info) throw new GraphError(`'${value}' is not a value of graph ${this.name}`);
+    return info;
+  }
+
+  shapeOf(value: string): Dim[] | undefined {
+    return this.info(value).shape;
+  }
+
+  typeOf(value: string): ElemType | undefined {
+    return this.info(value).type;
+  }
+
+  /** The contents of a small constant (an `ints`, `floats`, `scalar` or small initializer). */
+  constantOf(value: string): number[] | undefined {
+    return this.constants.get(value);
   }
 
   /** Finishes the external-data file (if any) and returns the serialised ModelProto. */
   finish(): Uint8Array {
     this.external?.close();
     this.external = undefined;
+    const node: NodeProto[] = this.nodeList.map((n) => ({
+      opType: n.opType,
+      name: n.name,
+      input: [...n.inputs],
+      output: [...n.outputs],
+      domain: n.domain,
+      attribute: Object.entries(n.attrs).map(([key, value]) => attribute(key, value)),
+    }));
     const model: ModelProto = {
       irVersion: 8,
       producerName: 'ppd',
       opsetImport: [{ domain: '', version: this.opset }],
-      graph: {
-        name: this.name,
-        node: this.nodes,
-        input: this.inputs,
-        output: this.outputs,
-        initializer: this.initializers,
-      },
+      graph: { name: this.name, node, input: this.inputs, output: this.outputs, initializer: this.initializers },
     };
     return onnx.ModelProto.encode(model).finish();
+  }
+
+  /** Float data in the graph's float type (copied only when it is not already). */
+  private asFloat(data: Float32Array | Float64Array): Float32Array | Float64Array {
+    if (this.float === 'float32') return data instanceof Float32Array ? data : Float32Array.from(data);
+    return data instanceof Float64Array ? data : Float64Array.from(data);
+  }
+
+  private define(name: string, info: ValueInfo): void {
+    if (this.values.has(name)) throw new GraphError(`'${name}' is defined twice in graph ${this.name}`);
+    this.values.set(name, { type: info.type, shape: info.shape ? [...info.shape] : undefined });
+  }
+
+  private record(node: GraphNode): void {
+    this.nodeList.push(node);
   }
 
   private fresh(prefix: string): string {

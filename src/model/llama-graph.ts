@@ -22,7 +22,7 @@
  * [V, C] itself.
  */
 import type { TensorSource } from '../format/tensor-source.ts';
-import { GraphBuilder, type Dim } from '../graph/builder.ts';
+import { DATA_TYPE, GraphBuilder, type Dim } from '../graph/builder.ts';
 import type { LlamaConfig } from './config.ts';
 import { EMBED_TOKENS, expectedTensors, FINAL_NORM, LM_HEAD, layerTensorName, type LayerPart } from './weights.ts';
 
@@ -65,7 +65,7 @@ class LlamaGraph {
 
   /** A weight stored [dims] (already in graph layout). */
   private weight(tensorName: string, dims: number[], read: () => Float32Array): string {
-    if (this.weights.kind === 'inputs') return this.g.input(tensorName, 'float32', dims);
+    if (this.weights.kind === 'inputs') return this.g.input(tensorName, this.g.float, dims);
     return this.g.initializer(tensorName, read(), dims);
   }
 
@@ -97,7 +97,7 @@ class LlamaGraph {
     for (let i = 0; i < half; i++) {
       invFreq[i] = 1 / (this.c.ropeScalingFactor * Math.pow(this.c.ropeTheta, (2 * i) / this.c.headDim));
     }
-    const pos = g.op('Unsqueeze', [g.op('Cast', [positions], { to: 1 }), g.ints([1])]); // [T, 1]
+    const pos = g.op('Unsqueeze', [g.op('Cast', [positions], { to: DATA_TYPE[g.float] }), g.ints([1])]); // [T, 1]
     const angles = g.op('Mul', [pos, g.initializer('rope_inv_freq', invFreq, [1, half])]); // [T, D/2]
     const full = g.op('Unsqueeze', [g.op('Concat', [angles, angles], { axis: -1 }), g.ints([1])]); // [T, 1, D]
     return { cos: g.op('Cos', [full]), sin: g.op('Sin', [full]) };
@@ -127,10 +127,10 @@ class LlamaGraph {
     let keys = kRot; // [S, K, D]
     let values = v;
     if (this.withPast) {
-      g.output(kRot, keyName(layer), 'float32', [this.rows, K, D]);
-      g.output(v, valueName(layer), 'float32', [this.rows, K, D]);
-      keys = g.op('Concat', [g.input(pastKeyName(layer), 'float32', ['P', K, D]), kRot], { axis: 0 });
-      values = g.op('Concat', [g.input(pastValueName(layer), 'float32', ['P', K, D]), v], { axis: 0 });
+      g.output(kRot, keyName(layer), g.float, [this.rows, K, D]);
+      g.output(v, valueName(layer), g.float, [this.rows, K, D]);
+      keys = g.op('Concat', [g.input(pastKeyName(layer), g.float, ['P', K, D]), kRot], { axis: 0 });
+      values = g.op('Concat', [g.input(pastValueName(layer), g.float, ['P', K, D]), v], { axis: 0 });
     }
     const keysT = g.op('Transpose', [keys], { perm: [1, 2, 0] }); // [K, D, S]
     const valuesByHead = g.op('Transpose', [values], { perm: [1, 0, 2] }); // [K, S, D]
@@ -163,9 +163,9 @@ class LlamaGraph {
   build(): string {
     const g = this.g;
     const { hiddenSize: C, vocabSize: V } = this.c;
-    let h = g.input(GRAPH_INPUTS.embeds, 'float32', [this.rows, C]);
+    let h = g.input(GRAPH_INPUTS.embeds, g.float, [this.rows, C]);
     const positions = g.input(GRAPH_INPUTS.positions, 'int64', [this.rows]);
-    const mask = g.input(GRAPH_INPUTS.mask, 'float32', [this.rows, this.withPast ? 'S' : this.rows]);
+    const mask = g.input(GRAPH_INPUTS.mask, g.float, [this.rows, this.withPast ? 'S' : this.rows]);
     const rope = this.rotaryTables(positions);
     const groupMask = g.op('Tile', [mask, g.ints([this.c.numHeads / this.c.numKvHeads, 1])]); // [G*T, S]
     for (let layer = 0; layer < this.c.numLayers; layer++) {
@@ -176,7 +176,7 @@ class LlamaGraph {
     const x = this.rmsNorm(h, FINAL_NORM);
     if (this.c.tieWordEmbeddings && this.weights.kind === 'inputs') {
       // Training feeds the one embedding table [V, C]; the head multiplies by its transpose.
-      const table = g.input(EMBED_TOKENS, 'float32', [V, C]);
+      const table = g.input(EMBED_TOKENS, g.float, [V, C]);
       return g.op('MatMul', [x, g.op('Transpose', [table], { perm: [1, 0] })]);
     }
     return this.linear(x, this.c.tieWordEmbeddings ? EMBED_TOKENS : LM_HEAD, V, C);

@@ -1,0 +1,94 @@
+/**
+ * AdamW with decoupled weight decay, a cosine learning-rate schedule with linear warm-up, and
+ * global-norm gradient clipping: the optimiser state of a training run, over named flat
+ * parameters. Pure TypeScript over Float32Arrays; the gradients come from the ONNX training
+ * graph. Not the loop (pretrain.ts) and not the checkpoint format (checkpoint.ts).
+ */
+import { InputError } from '../errors.ts';
+
+export interface AdamWOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+export const DEFAULT_ADAMW: AdamWOptions = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+
+export interface Schedule {
+  peakLr: number;
+  warmupSteps: number;
+  totalSteps: number;
+  /** Floor of the cosine decay, as a fraction of the peak. */
+  minLrRatio: number;
+}
+
+/** Learning rate at `step` (0-based): linear warm-up to the peak, then cosine down to the floor. */
+export function learningRate(s: Schedule, step: number): number {
+  if (step < s.warmupSteps) return (s.peakLr * (step + 1)) / s.warmupSteps;
+  const span = Math.max(1, s.totalSteps - s.warmupSteps);
+  const progress = Math.min(1, (step - s.warmupSteps) / span);
+  const floor = s.peakLr * s.minLrRatio;
+  return floor + 0.5 * (s.peakLr - floor) * (1 + Math.cos(Math.PI * progress));
+}
+
+/** Scales all gradients in place so their global L2 norm is at most `maxNorm`; returns the norm before. */
+export function clipGradients(grads: Iterable<Float32Array>, maxNorm: number): number {
+  const list = [...grads];
+  let sumSquares = 0;
+  for (const g of list) for (let i = 0; i < g.length; i++) sumSquares += g[i]! * g[i]!;
+  const norm = Math.sqrt(sumSquares);
+  if (maxNorm > 0 && norm > maxNorm) {
+    const scale = maxNorm / (norm + 1e-12);
+    for (const g of list) for (let i = 0; i < g.length; i++) g[i]! *= scale;
+  }
+  return norm;
+}
+
+export class AdamW {
+  /** First and second moment estimates, per parameter name. */
+  readonly m = new Map<string, Float32Array>();
+  readonly v = new Map<string, Float32Array>();
+  /** Updates applied so far (for bias correction). */
+  step = 0;
+
+  constructor(
+    readonly options: AdamWOptions,
+    /** Parameters that are not decayed (norm weights, by the usual convention). */
+    private readonly noDecay: (name: string) => boolean = () => false,
+  ) {
+    if (!(options.lr > 0) || !(options.beta1 >= 0 && options.beta1 < 1) || !(options.beta2 >= 0 && options.beta2 < 1)) {
+      throw new InputError(`AdamW options out of range: ${JSON.stringify(options)}`);
+    }
+  }
+
+  /** One update of every parameter from its gradient, at learning rate `lr`. */
+  update(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, lr: number): void {
+    this.step++;
+    const { beta1, beta2, eps, weightDecay } = this.options;
+    const correction1 = 1 - Math.pow(beta1, this.step);
+    const correction2 = 1 - Math.pow(beta2, this.step);
+    for (const [name, p] of params) {
+      const g = grads.get(name);
+      if (!g) continue; // frozen in this run
+      if (g.length !== p.length) throw new Error(`gradient of ${name} has ${g.length} values, parameter ${p.length}`);
+      const m = this.moment(this.m, name, p.length);
+      const v = this.moment(this.v, name, p.length);
+      const decay = this.noDecay(name) ? 0 : lr * weightDecay;
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i]!;
+        m[i] = beta1 * m[i]! + (1 - beta1) * gi;
+        v[i] = beta2 * v[i]! + (1 - beta2) * gi * gi;
+        const update = m[i]! / correction1 / (Math.sqrt(v[i]! / correction2) + eps);
+        p[i] = p[i]! - decay * p[i]! - lr * update;
+      }
+    }
+  }
+
+  private moment(store: Map<string, Float32Array>, name: string, size: number): Float32Array {
+    let buffer = store.get(name);
+    if (!buffer) store.set(name, (buffer = new Float32Array(size)));
+    return buffer;
+  }
+}
