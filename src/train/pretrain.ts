@@ -1,0 +1,238 @@
+/**
+ * Pretraining a LLaMA model from scratch on a token stream: the loop (batches, one graph call for
+ * loss and gradients, embedding-gradient scatter, accumulation, clipping, AdamW with a cosine
+ * schedule), periodic held-out loss, atomic checkpoints with bit-for-bit resume, a progress bar,
+ * and export to a Hugging Face folder. The graph is training-graph.ts; the maths of the update
+ * is optimizer.ts.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from '../errors.ts';
+import { writeJsonAtomic } from '../format/atomic.ts';
+import { writeSafetensors } from '../format/safetensors-write.ts';
+import { parseLlamaConfig, type LlamaConfig } from '../model/config.ts';
+import { trainingWeightShapes, transpose } from '../model/llama-graph.ts';
+import { gaussian } from '../model/random-init.ts';
+import { EMBED_TOKENS, expectedTensors } from '../model/weights.ts';
+import type { RngState } from '../sampling/rng.ts';
+import { packWindows, WindowSampler } from './batches.ts';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { AdamW, clipGradients, learningRate, type Schedule } from './optimizer.ts';
+import { PretrainSession } from './training-graph.ts';
+
+export interface PretrainSettings {
+  /** config.json object of the model to train. */
+  modelConfig: Record<string, unknown>;
+  seqLen: number;
+  /** Windows per micro-batch (rows per graph call = seqLen * batchWindows). */
+  batchWindows: number;
+  /** Micro-batches per optimiser step. */
+  accumulation: number;
+  steps: number;
+  schedule: Omit<Schedule, 'totalSteps'>;
+  weightDecay: number;
+  clipNorm: number;
+  seed: number;
+  /** Steps between held-out evaluations and checkpoints. */
+  evalEvery: number;
+  /** Held-out windows per evaluation. */
+  evalWindows: number;
+}
+
+export interface PretrainProgress {
+  step: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  tokensPerSecond: number;
+  validLoss?: number;
+}
+
+export interface PretrainRun {
+  settings: PretrainSettings;
+  train: ArrayLike<number>;
+  valid: ArrayLike<number>;
+  /** Folder for checkpoints (resumed from when it holds one and `resume` is set). */
+  runDir: string;
+  resume: boolean;
+  threads?: number;
+  /** Stop (after saving a checkpoint) once this many seconds have passed; the run can resume. */
+  timeBudgetSeconds?: number;
+  /** Stop (after saving a checkpoint) after this step, as an interruption would. */
+  stopAfterStep?: number;
+  onProgress?: (p: PretrainProgress) => void;
+}
+
+export interface PretrainResult {
+  config: LlamaConfig;
+  /** Parameters in graph layout (linear [in, out]). */
+  params: Map<string, Float32Array>;
+  shapes: Map<string, number[]>;
+  step: number;
+  finished: boolean;
+  history: { step: number; loss: number; validLoss?: number; seconds: number }[];
+  seconds: number;
+}
+
+/** GPT-2 style init: N(0, 0.02), residual output projections scaled by 1/sqrt(2 layers); norms 1. */
+export function initialParams(config: LlamaConfig, seed: number): Map<string, Float32Array> {
+  const params = new Map<string, Float32Array>();
+  const shapes = graphShapes(config);
+  let index = 0;
+  for (const [name, shape] of shapes) {
+    const count = shape.reduce((a, b) => a * b, 1);
+    const residual = name.endsWith('o_proj.weight') || name.endsWith('down_proj.weight');
+    const std = residual ? 0.02 / Math.sqrt(2 * config.numLayers) : 0.02;
+    params.set(name, shape.length === 1 ? new Float32Array(count).fill(1) : gaussian(count, seed * 1000 + index, 0, std));
+    index++;
+  }
+  return params;
+}
+
+/** Every trained parameter with its graph-layout shape: the graph's weights plus the embedding table. */
+export function graphShapes(config: LlamaConfig): Map<string, number[]> {
+  return new Map([[EMBED_TOKENS, [config.vocabSize, config.hiddenSize]], ...trainingWeightShapes(config)]);
+}
+
+function lookup(table: Float32Array, ids: Int32Array, C: number): Float32Array {
+  const out = new Float32Array(ids.length * C);
+  ids.forEach((id, row) => out.set(table.subarray(id * C, (id + 1) * C), row * C));
+  return out;
+}
+
+function scatterAdd(into: Float32Array, rowsGrad: Float32Array, ids: Int32Array, C: number): void {
+  ids.forEach((id, row) => {
+    for (let c = 0; c < C; c++) into[id * C + c]! += rowsGrad[row * C + c]!;
+  });
+}
+
+/** One micro-batch: loss, and gradients (embedding rows scattered into the table's gradient). */
+async function microStep(session: PretrainSession, config: LlamaConfig, params: Map<string, Float32Array>, tokens: ArrayLike<number>, starts: number[], seqLen: number) {
+  const C = config.hiddenSize;
+  const batch = packWindows(tokens, starts, seqLen);
+  const table = params.get(EMBED_TOKENS)!;
+  const { loss, grads } = await session.step({
+    embeds: lookup(table, batch.ids, C),
+    positions: batch.positions,
+    mask: batch.mask,
+    targets: batch.targets,
+    weights: params,
+  });
+  // A tied head already produced a table gradient (graph input); the lookup's rows add to it.
+  const tableGrad = grads.get(EMBED_TOKENS)?.slice() ?? new Float32Array(table.length);
+  scatterAdd(tableGrad, grads.get('embeds')!, batch.ids, C);
+  grads.delete('embeds');
+  grads.set(EMBED_TOKENS, tableGrad);
+  return { loss, grads };
+}
+
+/** Mean loss over fixed held-out windows (the same windows at every evaluation). */
+async function heldOutLoss(session: PretrainSession, config: LlamaConfig, params: Map<string, Float32Array>, valid: ArrayLike<number>, s: PretrainSettings): Promise<number> {
+  const sampler = new WindowSampler(valid.length, s.seqLen, s.seed + 1);
+  let total = 0;
+  const calls = Math.max(1, Math.ceil(s.evalWindows / s.batchWindows));
+  for (let i = 0; i < calls; i++) total += (await microStep(session, config, params, valid, sampler.next(s.batchWindows), s.seqLen)).loss;
+  return total / calls;
+}
+
+export async function pretrain(run: PretrainRun): Promise<PretrainResult> {
+  const s = run.settings;
+  const config = parseLlamaConfig(s.modelConfig);
+  if (!config.tieWordEmbeddings) throw new InputError('pretraining supports tie_word_embeddings: true models only');
+  const shapes = graphShapes(config);
+  const schedule: Schedule = { ...s.schedule, totalSteps: s.steps };
+  const optimizer = new AdamW(
+    { lr: s.schedule.peakLr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: s.weightDecay },
+    (name) => name.endsWith('norm.weight'),
+  );
+
+  let params = initialParams(config, s.seed);
+  let step = 0;
+  let samplerState: number | RngState = s.seed;
+  let history: PretrainResult['history'] = [];
+  let secondsBefore = 0;
+  const resumed = run.resume ? loadCheckpoint(run.runDir, optimizer) : undefined;
+  if (resumed) {
+    if (JSON.stringify(resumed.state.settings) !== JSON.stringify(s)) {
+      throw new InputError(`${run.runDir}: the checkpoint was made with other settings; resume with the same ones or use a new folder`);
+    }
+    params = resumed.params;
+    step = Number(resumed.state.step);
+    samplerState = resumed.state.samplerState as RngState;
+    history = resumed.state.history as PretrainResult['history'];
+    secondsBefore = Number(resumed.state.seconds);
+  }
+  const sampler = new WindowSampler(run.train.length, s.seqLen, samplerState);
+  const session = await PretrainSession.create(config, s.seqLen * s.batchWindows, { threads: run.threads });
+  const started = performance.now();
+  const elapsed = () => secondsBefore + (performance.now() - started) / 1000;
+  const save = () =>
+    saveCheckpoint(run.runDir, step, {
+      params,
+      shapes,
+      optimizer,
+      state: { settings: s, step, samplerState: sampler.rng.state(), history, seconds: elapsed() },
+    });
+
+  let finished = step >= s.steps;
+  try {
+    while (step < s.steps) {
+      const stepStart = performance.now();
+      let loss = 0;
+      const sum = new Map<string, Float32Array>();
+      for (let micro = 0; micro < s.accumulation; micro++) {
+        const out = await microStep(session, config, params, run.train, sampler.next(s.batchWindows), s.seqLen);
+        loss += out.loss / s.accumulation;
+        for (const [name, g] of out.grads) {
+          const acc = sum.get(name);
+          if (!acc) sum.set(name, s.accumulation === 1 ? g : g.map((x) => x / s.accumulation));
+          else for (let i = 0; i < g.length; i++) acc[i]! += g[i]! / s.accumulation;
+        }
+      }
+      clipGradients(sum.values(), s.clipNorm);
+      const lr = learningRate(schedule, step);
+      optimizer.update(params, sum, lr);
+      step++;
+      const tokensPerSecond = (s.seqLen * s.batchWindows * s.accumulation) / ((performance.now() - stepStart) / 1000);
+      const entry: PretrainResult['history'][number] = { step, loss, seconds: elapsed() };
+      if (step % s.evalEvery === 0 || step === s.steps) {
+        entry.validLoss = await heldOutLoss(session, config, params, run.valid, s);
+      }
+      history.push(entry);
+      run.onProgress?.({ step, steps: s.steps, loss, lr, tokensPerSecond, validLoss: entry.validLoss });
+      if (step % s.evalEvery === 0 && step < s.steps) save();
+      if (run.timeBudgetSeconds !== undefined && elapsed() - secondsBefore >= run.timeBudgetSeconds) break;
+      if (run.stopAfterStep !== undefined && step >= run.stopAfterStep) break;
+    }
+    finished = step >= s.steps;
+    save();
+  } finally {
+    await session.release();
+  }
+  return { config, params, shapes, step, finished, history, seconds: elapsed() };
+}
+
+/**
+ * Writes trained parameters as a Hugging Face model folder: config.json, generation_config.json,
+ * model.safetensors (linear weights back in [out, in]), in `dtype`. Tokenizer files are the
+ * caller's to copy.
+ */
+export function exportModel(outDir: string, configJson: Record<string, unknown>, result: Pick<PretrainResult, 'config' | 'params'>, dtype: 'F32' | 'F16' | 'BF16'): void {
+  mkdirSync(outDir, { recursive: true });
+  const { config, params } = result;
+  const entries = [...expectedTensors(config)].map(([name, shape]) => ({
+    name,
+    dtype,
+    shape,
+    data: () => {
+      const p = params.get(name)!;
+      // Graph layout holds linear weights [in, out]; checkpoints store [out, in].
+      return shape.length === 2 && name !== EMBED_TOKENS ? transpose(p, shape[1]!, shape[0]!) : p;
+    },
+  }));
+  writeSafetensors(join(outDir, 'model.safetensors'), entries, { metadata: { format: 'pt' } });
+  writeJsonAtomic(join(outDir, 'config.json'), configJson);
+  const generation: Record<string, unknown> = { bos_token_id: config.bosTokenId, eos_token_id: config.eosTokenIds[0] };
+  writeJsonAtomic(join(outDir, 'generation_config.json'), generation);
+  if (!existsSync(join(outDir, '.gitattributes'))) writeFileSync(join(outDir, '.gitattributes'), '*.safetensors binary\n');
+}
