@@ -6,13 +6,14 @@
  *
  * Prints the training time and the compression (characters per token) on the first
  * SAMPLE_CHARS of the training text: @huggingface/tokenizers encodes only ~0.3 MB/s.
- * Each file appears atomically: it is written beside its final name and renamed into place.
+ * Each file appears atomically (format/atomic.ts).
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { integer } from '../src/cli/options.ts';
 import { FormatError, PpdError } from '../src/errors.ts';
+import { writeJsonAtomic } from '../src/format/atomic.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { type TrainBpeProgress, trainBpe } from '../src/tokenizer/train-bpe.ts';
 
@@ -32,12 +33,6 @@ function readText(path: string): string {
   } catch (err) {
     throw new FormatError(path, `cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
-}
-
-function writeAtomically(path: string, text: string): void {
-  const tmp = `${path}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
 }
 
 /** `text` cut after newlines into pieces of about CHUNK_CHARS (the library is slower on long strings). */
@@ -67,8 +62,8 @@ function main(file: string, flags: Flags): void {
   if (process.stderr.isTTY) process.stderr.write('\n');
 
   mkdirSync(flags.out, { recursive: true });
-  writeAtomically(join(flags.out, 'tokenizer.json'), JSON.stringify(tokenizerJson, null, 2) + '\n');
-  writeAtomically(join(flags.out, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig, null, 2) + '\n');
+  writeJsonAtomic(join(flags.out, 'tokenizer.json'), tokenizerJson);
+  writeJsonAtomic(join(flags.out, 'tokenizer_config.json'), tokenizerConfig);
 
   const tokenizer = Tokenizer.fromJson(tokenizerJson, tokenizerConfig);
   const t1 = performance.now();

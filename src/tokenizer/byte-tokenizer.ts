@@ -8,11 +8,18 @@
  * and round-trips it exactly, with BYTE_TOKENIZER_VOCAB_SIZE ids. Not a real model's tokenizer.
  *
  * Ids: <unk>=0, <s>=1, </s>=2, <0x00>..<0xFF>=3..258, "▁"=259.
+ *
+ * The tokenizer.json skeleton (`llamaTokenizerJson`) is shared with train-bpe.ts, whose trained
+ * tokenizers are this one plus learned pieces and merges.
  */
 
 export const BYTE_TOKENIZER_VOCAB_SIZE = 260;
 
-const SPACE_PIECE = '\u2581'; // "▁", SentencePiece's visible space
+/** "▁", SentencePiece's visible space. */
+export const SPACE_PIECE = '\u2581';
+
+/** Id of the first piece after <unk>, <s>, </s> and the 256 byte tokens. */
+export const FIRST_PIECE_ID = 259;
 
 /** Byte token name as SentencePiece spells it: <0x0A>. */
 function byteToken(byte: number): string {
@@ -23,11 +30,32 @@ function specialToken(id: number, content: string): object {
   return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
 }
 
-/** The tokenizer.json object (same schema as Hugging Face's). */
-export function byteFallbackTokenizerJson(): object {
+/** <unk>, <s>, </s> and <0x00>..<0xFF>, by id. */
+function reservedVocab(): Record<string, number> {
   const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
   for (let b = 0; b < 256; b++) vocab[byteToken(b)] = 3 + b;
-  vocab[SPACE_PIECE] = 259;
+  return vocab;
+}
+
+/** Token strings a learned piece must never spell: the vocabulary maps each string to one id. */
+export const RESERVED_PIECES: ReadonlySet<string> = new Set(Object.keys(reservedVocab()));
+
+/** The tokenizer.json object (same schema as Hugging Face's). */
+export function byteFallbackTokenizerJson(): object {
+  return llamaTokenizerJson([SPACE_PIECE], []);
+}
+
+/**
+ * A LLaMA-2-style tokenizer.json: `pieces` get ids FIRST_PIECE_ID, FIRST_PIECE_ID + 1, ...;
+ * `merges` are "left right" strings in rank order (pieces never hold U+0020, which the
+ * normalizer turns into "▁", so the space separator is unambiguous).
+ */
+export function llamaTokenizerJson(pieces: readonly string[], merges: readonly string[]): object {
+  const vocab = reservedVocab();
+  pieces.forEach((piece, i) => {
+    if (Object.hasOwn(vocab, piece)) throw new Error(`piece ${JSON.stringify(piece)} is already in the vocabulary`);
+    vocab[piece] = FIRST_PIECE_ID + i;
+  });
 
   return {
     version: '1.0',
@@ -71,7 +99,7 @@ export function byteFallbackTokenizerJson(): object {
       fuse_unk: true,
       byte_fallback: true,
       vocab,
-      merges: [],
+      merges: [...merges],
     },
   };
 }
@@ -84,7 +112,10 @@ const CHAT_TEMPLATE =
   "{{ bos_token }}{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + '\\n' }}" +
   "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
 
-/** The matching tokenizer_config.json object. */
+/**
+ * The matching tokenizer_config.json object, also for train-bpe.ts's tokenizers: it depends only
+ * on the special tokens, which they share.
+ */
 export function byteFallbackTokenizerConfig(): object {
   return {
     add_bos_token: true,
