@@ -12,6 +12,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { integer } from '../src/cli/options.ts';
+import { END_OF_TEXT, parseSplitFile } from '../src/data/corpus.ts';
 import { FormatError, PpdError } from '../src/errors.ts';
 import { writeJsonAtomic } from '../src/format/atomic.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
@@ -53,7 +54,9 @@ function showProgress({ phase, done, total }: TrainBpeProgress): void {
 function main(file: string, flags: Flags): void {
   const text = readText(file);
   const t0 = performance.now();
-  const { tokenizerJson, tokenizerConfig } = trainBpe(text, {
+  // A corpus split file (data/corpus) is trained on its documents, never on the separator.
+  const texts = text.includes(END_OF_TEXT) ? parseSplitFile(text) : text;
+  const { tokenizerJson, tokenizerConfig } = trainBpe(texts, {
     vocabSize: flags.vocabSize,
     minFrequency: flags.minFrequency,
     onProgress: process.stderr.isTTY ? showProgress : undefined,

@@ -8,6 +8,8 @@ import { PpdError } from '../errors.ts';
 import { demoCommand } from './demo.ts';
 import { generateCommand } from './generate.ts';
 import { initCommand } from './init.ts';
+import { perplexityCommand } from './perplexity.ts';
+import { pretrainCommand } from './pretrain.ts';
 import { infoCommand, logitsCommand } from './inspect.ts';
 import { choice, collect, idList, integer, number } from './options.ts';
 
@@ -58,6 +60,45 @@ program
   .option('--seed <s>', 'random seed', integer(0), 0)
   .option('--dtype <type>', 'stored dtype', choice(['f32', 'f16', 'bf16'] as const), 'f32')
   .action(initCommand);
+
+program
+  .command('pretrain')
+  .description('train a model from scratch on a text corpus (resumable)')
+  .requiredOption('--train <file>', 'training text (a corpus split file or plain text)')
+  .requiredOption('--valid <file>', 'held-out text for periodic evaluation')
+  .requiredOption('--config <file>', 'config.json of the model to train (tie_word_embeddings: true)')
+  .requiredOption('--tokenizer <dir>', 'folder with tokenizer.json and tokenizer_config.json')
+  .requiredOption('--run <dir>', 'folder for checkpoints and cached token streams')
+  .requiredOption('--out <dir>', 'folder to write the trained model to')
+  .option('--steps <n>', 'optimiser steps', integer(1), 1000)
+  .option('--seq-len <n>', 'tokens per training window', integer(2, 65536), 128)
+  .option('--batch <n>', 'windows per micro-batch', integer(1, 4096), 4)
+  .option('--accum <n>', 'micro-batches per step', integer(1, 4096), 1)
+  .option('--lr <x>', 'peak learning rate', number(0, 10, true), 3e-3)
+  .option('--warmup <n>', 'warm-up steps', integer(0), 100)
+  .option('--min-lr-ratio <x>', 'cosine floor as a fraction of the peak', number(0, 1), 0.1)
+  .option('--weight-decay <x>', 'AdamW weight decay', number(0, 10), 0.1)
+  .option('--clip <x>', 'gradient clipping norm (0 = off)', number(0, 1e9), 1)
+  .option('--seed <s>', 'seed for initialisation and batches', integer(0), 0)
+  .option('--eval-every <n>', 'steps between held-out evaluations and checkpoints', integer(1), 100)
+  .option('--eval-windows <n>', 'held-out windows per evaluation', integer(1), 32)
+  .option('--minutes <m>', 'stop (resumably) after this much time', number(0, 1e6, true))
+  .option('--resume', 'continue from the newest checkpoint in --run')
+  .option('--dtype <type>', 'stored dtype of the exported model', choice(['f32', 'f16', 'bf16'] as const), 'f32')
+  .addOption(threads())
+  .action(pretrainCommand);
+
+program
+  .command('perplexity')
+  .description('held-out perplexity of a model on a text file (sliding window)')
+  .requiredOption('--model <dir>', 'Hugging Face model folder')
+  .requiredOption('--file <text>', 'text to score (a corpus split file is scored per document)')
+  .option('--window <n>', 'tokens per window (default min(512, context))', integer(2))
+  .option('--stride <n>', 'new tokens scored per window (default window/2)', integer(1))
+  .option('--max-tokens <n>', 'score only the first n tokens', integer(2))
+  .option('--json', 'print JSON')
+  .addOption(threads())
+  .action(perplexityCommand);
 
 program
   .command('demo')
