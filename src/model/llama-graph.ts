@@ -52,16 +52,28 @@ export function transpose(m: Float32Array, rows: number, cols: number): Float32A
 /** Where the weights come from: baked in from a checkpoint, or fed as inputs (training). */
 type WeightMode = { kind: 'initializers'; tensors: TensorSource } | { kind: 'inputs' };
 
+/**
+ * The rows of one call: `rows` new rows ('T' = any number, or fixed for gradients), after `past`
+ * cached rows ('P' = any, a fixed number, or null for no cache at all). `emitKeys` adds the new
+ * rows' keys/values as outputs (what a decoder appends to its cache).
+ */
+interface CallLayout {
+  rows: Dim;
+  past: Dim | null;
+  emitKeys: boolean;
+}
+
 class LlamaGraph {
   constructor(
     private readonly g: GraphBuilder,
     private readonly c: LlamaConfig,
     private readonly weights: WeightMode,
-    /** Rows per call: 'T' (any) for inference, a number for training graphs. */
-    private readonly rows: Dim,
-    /** Inference graphs read and extend a KV cache; training graphs have no past. */
-    private readonly withPast: boolean,
+    private readonly layout: CallLayout,
   ) {}
+
+  private get rows(): Dim {
+    return this.layout.rows;
+  }
 
   /** A weight stored [dims] (already in graph layout). */
   private weight(tensorName: string, dims: number[], read: () => Float32Array): string {
@@ -126,11 +138,13 @@ class LlamaGraph {
     const kRot = this.rotate(k, rope); // [T, K, D]
     let keys = kRot; // [S, K, D]
     let values = v;
-    if (this.withPast) {
+    if (this.layout.emitKeys) {
       g.output(kRot, keyName(layer), g.float, [this.rows, K, D]);
       g.output(v, valueName(layer), g.float, [this.rows, K, D]);
-      keys = g.op('Concat', [g.input(pastKeyName(layer), g.float, ['P', K, D]), kRot], { axis: 0 });
-      values = g.op('Concat', [g.input(pastValueName(layer), g.float, ['P', K, D]), v], { axis: 0 });
+    }
+    if (this.layout.past !== null) {
+      keys = g.op('Concat', [g.input(pastKeyName(layer), g.float, [this.layout.past, K, D]), kRot], { axis: 0 });
+      values = g.op('Concat', [g.input(pastValueName(layer), g.float, [this.layout.past, K, D]), v], { axis: 0 });
     }
     const keysT = g.op('Transpose', [keys], { perm: [1, 2, 0] }); // [K, D, S]
     const valuesByHead = g.op('Transpose', [values], { perm: [1, 0, 2] }); // [K, S, D]
@@ -165,7 +179,9 @@ class LlamaGraph {
     const { hiddenSize: C, vocabSize: V } = this.c;
     let h = g.input(GRAPH_INPUTS.embeds, g.float, [this.rows, C]);
     const positions = g.input(GRAPH_INPUTS.positions, 'int64', [this.rows]);
-    const mask = g.input(GRAPH_INPUTS.mask, g.float, [this.rows, this.withPast ? 'S' : this.rows]);
+    const { rows, past } = this.layout;
+    const columns = past === null ? rows : typeof past === 'number' && typeof rows === 'number' ? past + rows : 'S';
+    const mask = g.input(GRAPH_INPUTS.mask, g.float, [rows, columns]);
     const rope = this.rotaryTables(positions);
     const groupMask = g.op('Tile', [mask, g.ints([this.c.numHeads / this.c.numKvHeads, 1])]); // [G*T, S]
     for (let layer = 0; layer < this.c.numLayers; layer++) {
@@ -189,7 +205,7 @@ class LlamaGraph {
  */
 export function buildLlamaGraph(config: LlamaConfig, tensors: TensorSource, externalDataPath: string): Uint8Array {
   const g = new GraphBuilder('ppd_llama', externalDataPath);
-  const logits = new LlamaGraph(g, config, { kind: 'initializers', tensors }, 'T', true).build();
+  const logits = new LlamaGraph(g, config, { kind: 'initializers', tensors }, { rows: 'T', past: 'P', emitKeys: true }).build();
   g.output(logits, LOGITS, 'float32', ['T', config.vocabSize]);
   return g.finish();
 }
@@ -199,7 +215,16 @@ export function buildLlamaGraph(config: LlamaConfig, tensors: TensorSource, exte
  * returns its logits value [rows, V]; the caller adds a loss and asks for gradients.
  */
 export function trainingForward(g: GraphBuilder, config: LlamaConfig, rows: number): string {
-  return new LlamaGraph(g, config, { kind: 'inputs' }, rows, false).build();
+  return new LlamaGraph(g, config, { kind: 'inputs' }, { rows, past: null, emitKeys: false }).build();
+}
+
+/**
+ * Adds a forward of `rows` new rows after exactly `past` cached rows, with the checkpoint's
+ * weights baked in (frozen), to `g`; returns its logits [rows, V]. Prompt-token training
+ * differentiates it with respect to `embeds` only.
+ */
+export function frozenForward(g: GraphBuilder, config: LlamaConfig, tensors: TensorSource, rows: number, past: number): string {
+  return new LlamaGraph(g, config, { kind: 'initializers', tensors }, { rows, past, emitKeys: false }).build();
 }
 
 /**

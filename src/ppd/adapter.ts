@@ -1,0 +1,150 @@
+/**
+ * The prompt-token adapter: PPD's only trained parameters, N prompt tokens × V virtual tokens of
+ * input embeddings [N·V, C], saved like a PEFT adapter (`adapter_config.json` +
+ * `adapter.safetensors`) and bound to its base model by a hash of the base model's config.
+ *
+ * Row order of the embeddings: prompt token i, virtual token j → row i·V + j. Not the trees
+ * (tree.ts), not the training (train-prompts.ts).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { FormatError, InputError, ModelError } from '../errors.ts';
+import { writeJsonAtomic } from '../format/atomic.ts';
+import { readJsonObject } from '../format/json-file.ts';
+import { openSafetensors } from '../format/safetensors.ts';
+import { writeSafetensors } from '../format/safetensors-write.ts';
+import { parameterCount, type LlamaConfig } from '../model/config.ts';
+
+export const ADAPTER_CONFIG = 'adapter_config.json';
+export const ADAPTER_WEIGHTS = 'adapter.safetensors';
+const EMBEDDINGS = 'prompt_embeddings';
+
+export type PromptAttention = 'ensemble' | 'decoder' | 'encoder';
+
+export interface AdapterConfig {
+  schema: 'ppd.adapter/1';
+  promptTokens: number; // N
+  virtualTokens: number; // V
+  attention: PromptAttention;
+  baseModel: { configHash: string; modelType: string; hiddenSize: number; vocabSize: number; numLayers: number };
+  /** The text whose token embeddings initialised the prompt tokens. */
+  initText: string;
+  /** Training record (steps, loss, data), when trained. */
+  training?: Record<string, unknown>;
+}
+
+/** A stable hash of the base model's architecture: an adapter only fits the config it was trained on. */
+export function configHash(c: LlamaConfig): string {
+  const canonical = JSON.stringify(c, Object.keys(c).sort());
+  return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
+}
+
+export class PromptAdapter {
+  constructor(
+    readonly config: AdapterConfig,
+    /** [N·V, C] */
+    readonly embeddings: Float32Array,
+  ) {
+    const rows = config.promptTokens * config.virtualTokens;
+    if (embeddings.length !== rows * config.baseModel.hiddenSize) {
+      throw new ModelError(`adapter embeddings hold ${embeddings.length} floats, expected ${rows}×${config.baseModel.hiddenSize}`);
+    }
+  }
+
+  get promptTokens(): number {
+    return this.config.promptTokens;
+  }
+
+  get virtualTokens(): number {
+    return this.config.virtualTokens;
+  }
+
+  /** Embedding row of prompt token i, virtual token j ([C], a view). */
+  row(i: number, j: number): Float32Array {
+    const C = this.config.baseModel.hiddenSize;
+    const r = i * this.config.virtualTokens + j;
+    return this.embeddings.subarray(r * C, (r + 1) * C);
+  }
+
+  /** Trainable parameters, and their share of the base model's parameters. */
+  parameterShare(base: LlamaConfig): { parameters: number; share: number } {
+    const parameters = this.embeddings.length;
+    return { parameters, share: parameters / parameterCount(base) };
+  }
+
+  /**
+   * A fresh adapter whose rows are the base embeddings of `initText`'s tokens, truncated, or
+   * repeated cyclically when the text has fewer tokens than N·V rows (PPD.md section 2).
+   */
+  static initialise(
+    base: LlamaConfig,
+    embedTable: Float32Array,
+    initIds: number[],
+    options: { promptTokens: number; virtualTokens: number; attention: PromptAttention; initText: string },
+  ): PromptAdapter {
+    const { promptTokens: N, virtualTokens: V } = options;
+    if (!(Number.isInteger(N) && N >= 1 && N <= 64)) throw new InputError(`prompt tokens must be an integer in 1..64, got ${N}`);
+    if (!(Number.isInteger(V) && V >= 1 && V <= 64)) throw new InputError(`virtual tokens must be an integer in 1..64, got ${V}`);
+    if (initIds.length === 0) throw new InputError('the initialisation text has no tokens');
+    const C = base.hiddenSize;
+    const embeddings = new Float32Array(N * V * C);
+    for (let r = 0; r < N * V; r++) {
+      const id = initIds[r % initIds.length]!;
+      embeddings.set(embedTable.subarray(id * C, (id + 1) * C), r * C);
+    }
+    return new PromptAdapter(
+      {
+        schema: 'ppd.adapter/1',
+        promptTokens: N,
+        virtualTokens: V,
+        attention: options.attention,
+        baseModel: { configHash: configHash(base), modelType: base.modelType, hiddenSize: C, vocabSize: base.vocabSize, numLayers: base.numLayers },
+        initText: options.initText,
+      },
+      embeddings,
+    );
+  }
+
+  save(dir: string): void {
+    mkdirSync(dir, { recursive: true });
+    const { promptTokens: N, virtualTokens: V, baseModel } = this.config;
+    writeSafetensors(join(dir, ADAPTER_WEIGHTS), [
+      { name: EMBEDDINGS, dtype: 'F32', shape: [N * V, baseModel.hiddenSize], data: () => this.embeddings },
+    ]);
+    writeJsonAtomic(join(dir, ADAPTER_CONFIG), this.config);
+  }
+
+  /** Loads an adapter and checks that it was made for `base`; a mismatch is a clear error. */
+  static load(dir: string, base: LlamaConfig): PromptAdapter {
+    const configPath = join(dir, ADAPTER_CONFIG);
+    if (!existsSync(configPath)) throw new FormatError(dir, `no ${ADAPTER_CONFIG}: not a ppd adapter folder`);
+    const raw = readJsonObject(configPath);
+    if (raw.schema !== 'ppd.adapter/1') throw new FormatError(configPath, `field "schema" must be "ppd.adapter/1", got ${JSON.stringify(raw.schema)}`);
+    const config = raw as unknown as AdapterConfig;
+    for (const field of ['promptTokens', 'virtualTokens'] as const) {
+      if (!Number.isInteger(config[field]) || config[field] < 1) throw new FormatError(configPath, `field "${field}" must be a positive integer`);
+    }
+    if (!['ensemble', 'decoder', 'encoder'].includes(config.attention)) {
+      throw new FormatError(configPath, `field "attention" must be ensemble, decoder or encoder, got ${JSON.stringify(config.attention)}`);
+    }
+    const expected = configHash(base);
+    if (config.baseModel?.configHash !== expected) {
+      throw new ModelError(
+        `${dir}: this adapter was trained for another base model (config hash ${config.baseModel?.configHash}, ` +
+          `hidden ${config.baseModel?.hiddenSize}, vocab ${config.baseModel?.vocabSize}); the loaded model's hash is ${expected}`,
+      );
+    }
+    const weights = openSafetensors(join(dir, ADAPTER_WEIGHTS));
+    try {
+      const info = weights.list().find((t) => t.name === EMBEDDINGS);
+      const rows = config.promptTokens * config.virtualTokens;
+      if (!info || info.shape[0] !== rows || info.shape[1] !== base.hiddenSize) {
+        throw new FormatError(join(dir, ADAPTER_WEIGHTS), `tensor "${EMBEDDINGS}" must have shape [${rows}, ${base.hiddenSize}]`);
+      }
+      return new PromptAdapter(config, weights.readF32(EMBEDDINGS));
+    } finally {
+      weights.close();
+    }
+  }
+}
