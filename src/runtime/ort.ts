@@ -13,6 +13,11 @@ export const OrtTensor = ort.Tensor;
 export interface RuntimeOptions {
   /** Intra-op threads; defaults to the number of cores. */
   threads?: number;
+  /**
+   * Profile every run: ORT writes a Chrome-trace JSON (one event per node run, with its op type)
+   * to `<profilePrefix>_<date>.json` when the session is released. Costs a little time per node.
+   */
+  profilePrefix?: string;
 }
 
 export function defaultThreads(): number {
@@ -27,6 +32,7 @@ export async function createSession(modelPath: string, options: RuntimeOptions =
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
+    ...(options.profilePrefix === undefined ? {} : { enableProfiling: true, profileFilePrefix: options.profilePrefix }),
   });
 }
 

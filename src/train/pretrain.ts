@@ -126,6 +126,32 @@ async function microStep(session: PretrainSession, config: LlamaConfig, params: 
   return { loss, grads };
 }
 
+/**
+ * One optimiser step's loss and gradients: the mean over `accumulation` micro-batches of
+ * `batchWindows` windows each, drawn from `sampler`. Exported for bench/train.ts, which times it.
+ */
+export async function accumulatedGradients(
+  session: PretrainSession,
+  config: LlamaConfig,
+  params: Map<string, Float32Array>,
+  tokens: ArrayLike<number>,
+  sampler: WindowSampler,
+  s: Pick<PretrainSettings, 'seqLen' | 'batchWindows' | 'accumulation'>,
+): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+  let loss = 0;
+  const sum = new Map<string, Float32Array>();
+  for (let micro = 0; micro < s.accumulation; micro++) {
+    const out = await microStep(session, config, params, tokens, sampler.next(s.batchWindows), s.seqLen);
+    loss += out.loss / s.accumulation;
+    for (const [name, g] of out.grads) {
+      const acc = sum.get(name);
+      if (!acc) sum.set(name, s.accumulation === 1 ? g : g.map((x) => x / s.accumulation));
+      else for (let i = 0; i < g.length; i++) acc[i]! += g[i]! / s.accumulation;
+    }
+  }
+  return { loss, grads: sum };
+}
+
 /** Mean loss over fixed held-out windows (the same windows at every evaluation). */
 async function heldOutLoss(session: PretrainSession, config: LlamaConfig, params: Map<string, Float32Array>, valid: ArrayLike<number>, s: PretrainSettings): Promise<number> {
   const sampler = new WindowSampler(valid.length, s.seqLen, s.seed + 1);
@@ -178,20 +204,10 @@ export async function pretrain(run: PretrainRun): Promise<PretrainResult> {
   try {
     while (step < s.steps) {
       const stepStart = performance.now();
-      let loss = 0;
-      const sum = new Map<string, Float32Array>();
-      for (let micro = 0; micro < s.accumulation; micro++) {
-        const out = await microStep(session, config, params, run.train, sampler.next(s.batchWindows), s.seqLen);
-        loss += out.loss / s.accumulation;
-        for (const [name, g] of out.grads) {
-          const acc = sum.get(name);
-          if (!acc) sum.set(name, s.accumulation === 1 ? g : g.map((x) => x / s.accumulation));
-          else for (let i = 0; i < g.length; i++) acc[i]! += g[i]! / s.accumulation;
-        }
-      }
-      clipGradients(sum.values(), s.clipNorm);
+      const { loss, grads } = await accumulatedGradients(session, config, params, run.train, sampler, s);
+      clipGradients(grads.values(), s.clipNorm);
       const lr = learningRate(schedule, step);
-      optimizer.update(params, sum, lr);
+      optimizer.update(params, grads, lr);
       step++;
       const tokensPerSecond = (s.seqLen * s.batchWindows * s.accumulation) / ((performance.now() - stepStart) / 1000);
       const entry: PretrainResult['history'][number] = { step, loss, seconds: elapsed() };

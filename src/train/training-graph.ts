@@ -32,6 +32,8 @@ export interface PretrainGraph {
   model: Uint8Array;
   /** Weight inputs by name, with their graph-layout shapes. */
   weightShapes: Map<string, number[]>;
+  /** The finished builder: its record of nodes and static shapes (what bench/train.ts counts FLOPs from). */
+  builder: GraphBuilder;
 }
 
 export function buildPretrainGraph(config: LlamaConfig, rows: number, float: FloatType = 'float32'): PretrainGraph {
@@ -42,7 +44,7 @@ export function buildPretrainGraph(config: LlamaConfig, rows: number, float: Flo
   const grads = addGradients(g, loss, wrt);
   g.output(loss, LOSS);
   for (const name of wrt) g.output(grads.get(name)!, gradName(name));
-  return { model: g.finish(), weightShapes };
+  return { model: g.finish(), weightShapes, builder: g };
 }
 
 export interface StepInput {

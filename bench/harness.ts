@@ -1,0 +1,216 @@
+/**
+ * What ppd's benchmarks share: the flags every one takes, the machine they ran on, how much CPU
+ * other processes took meanwhile (every figure drops when the cores are shared), timing
+ * statistics, number formats and the Markdown table of the machine.
+ *
+ * What it is not: a benchmark framework. Each benchmark (engine.ts, train.ts) decides what it
+ * measures and owns its report schema; JSON and Markdown are written with src/format/atomic.ts,
+ * progress bars come from src/report/progress.ts.
+ */
+import { readFileSync } from 'node:fs';
+import { availableParallelism, cpus, release, totalmem } from 'node:os';
+import { relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { InputError, PpdError } from '../src/errors.ts';
+import { defaultThreads, ortVersion } from '../src/runtime/ort.ts';
+
+export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+// ---------------------------------------------------------------------------------------------
+// Flags and the entry point.
+
+export interface BenchArgs {
+  /** Smoke check: a small shape, few repeats, written to a temporary folder. */
+  quick: boolean;
+  /** ONNX Runtime intra-op threads (default: all cores). */
+  threads: number;
+}
+
+/** `--quick` and `--threads N`, the flags every benchmark takes. */
+export function parseBenchArgs(argv: string[]): BenchArgs {
+  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean' }, threads: { type: 'string' } } });
+  const threads = values.threads === undefined ? defaultThreads() : Number(values.threads);
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new InputError(`--threads must be a positive integer, got ${JSON.stringify(values.threads)}`);
+  }
+  return { quick: values.quick ?? false, threads };
+}
+
+/** Runs a benchmark's main; bad input (a PpdError, an unknown flag) ends as one line, not a stack. */
+export async function runBenchmark(main: (argv: string[]) => Promise<void>): Promise<void> {
+  try {
+    await main(process.argv.slice(2));
+  } catch (error) {
+    if (!(error instanceof PpdError) && !(error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) throw error;
+    console.error(`error: ${error.message}`);
+    process.exitCode = 1;
+  }
+}
+
+/** A written file as the user should see it: relative to the working folder when inside it. */
+export function shownPath(path: string): string {
+  const shown = relative(process.cwd(), path);
+  return shown.startsWith('..') ? path : shown;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine.
+
+export interface Machine {
+  cpuModel: string;
+  /** SIMD features of the CPU that ONNX Runtime's kernels use, from /proc/cpuinfo. */
+  cpuFlags: string[];
+  /** Last-level cache as /proc/cpuinfo reports it (in a VM, often the host's, shared); null if unknown. */
+  lastLevelCacheBytes: number | null;
+  cores: number;
+  threadsUsed: number;
+  totalMemoryBytes: number;
+  os: string;
+  node: string;
+  onnxruntime: string;
+}
+
+export function describeMachine(threadsUsed: number): Machine {
+  let cpuinfo = '';
+  try {
+    cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    // not Linux: os.cpus() still names the CPU, and the flags stay unknown
+  }
+  const field = (name: string) => cpuinfo.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm'))?.[1]?.trim();
+  const flags = new Set((field('flags') ?? '').split(/\s+/));
+  const cacheKiB = Number.parseInt(field('cache size') ?? '', 10); // "307200 KB"
+  const simd = ['avx', 'avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'amx_tile', 'neon', 'asimd'];
+  return {
+    cpuModel: field('model name') ?? cpus()[0]?.model ?? 'unknown',
+    cpuFlags: simd.filter((f) => flags.has(f)),
+    lastLevelCacheBytes: Number.isFinite(cacheKiB) ? cacheKiB * 1024 : null,
+    cores: availableParallelism(),
+    threadsUsed,
+    totalMemoryBytes: totalmem(),
+    os: `${process.platform} ${release()}`,
+    node: process.version,
+    onnxruntime: ortVersion(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU taken by other processes.
+
+/** Cores' worth of CPU time over a phase's wall time: 1.0 = one core busy the whole phase. */
+export interface PhaseLoad {
+  wallSeconds: number;
+  /** This process (all its threads). */
+  ownCores: number;
+  /** Everything else on the machine, steal included; null where /proc/stat is unavailable. */
+  otherCores: number | null;
+}
+
+/** Other processes using more than this many cores during a phase make its figures suspect. */
+export const BUSY_MACHINE_CORES = 0.25;
+
+/** Busy and total jiffies of all CPUs from /proc/stat, or null off Linux. */
+function cpuJiffies(): { busy: number; total: number } | null {
+  let line: string;
+  try {
+    line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  } catch {
+    return null;
+  }
+  // cpu  user nice system idle iowait irq softirq steal ...
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number) as number[];
+  const busy = user! + nice! + system! + irq! + softirq! + steal!;
+  return { busy, total: busy + idle! + iowait! };
+}
+
+/** Starts watching the machine's CPU; the returned function ends the phase and reports it. */
+export function watchLoad(): () => PhaseLoad {
+  const wallStart = performance.now();
+  const ownStart = process.cpuUsage();
+  const jiffiesStart = cpuJiffies();
+  return () => {
+    const wallSeconds = (performance.now() - wallStart) / 1000;
+    const own = process.cpuUsage(ownStart);
+    const ownSeconds = (own.user + own.system) / 1e6;
+    const jiffiesEnd = cpuJiffies();
+    let otherCores: number | null = null;
+    if (jiffiesStart && jiffiesEnd && wallSeconds > 0) {
+      // Jiffies per second differ between kernels; all CPUs together tick cores * HZ a second.
+      const perSecond = (jiffiesEnd.total - jiffiesStart.total) / wallSeconds;
+      const busySeconds = ((jiffiesEnd.busy - jiffiesStart.busy) / perSecond) * availableParallelism();
+      otherCores = Math.max(0, busySeconds - ownSeconds) / wallSeconds;
+    }
+    return { wallSeconds, ownCores: ownSeconds / wallSeconds, otherCores };
+  };
+}
+
+/** Every figure drops when other processes share the cores: say so before the run, not after. */
+export async function warnIfBusy(): Promise<void> {
+  const endSample = watchLoad();
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  const { otherCores } = endSample();
+  if (otherCores !== null && otherCores > BUSY_MACHINE_CORES) {
+    process.stderr.write(`warning: other processes are using ${fmt(otherCores, 2)} cores; the figures will understate ppd\n`);
+  }
+}
+
+export const otherCpu = (load: PhaseLoad) => (load.otherCores === null ? 'unknown' : `${fmt(load.otherCores, 2)} cores`);
+
+// ---------------------------------------------------------------------------------------------
+// Timing.
+
+export interface Spread {
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  samples: number;
+}
+
+export function spread(samplesMs: number[]): Spread {
+  const sorted = [...samplesMs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const medianMs = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { medianMs, minMs: sorted[0]!, maxMs: sorted[sorted.length - 1]!, samples: sorted.length };
+}
+
+/** Wall time of `run` in milliseconds. */
+export async function timed(run: () => Promise<unknown>): Promise<number> {
+  const start = performance.now();
+  await run();
+  return performance.now() - start;
+}
+
+export const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i);
+
+/** Deterministic, spread-out token ids (the values do not change the cost of a forward). */
+export const tokenIds = (n: number, V: number, salt: number) => range(n).map((i) => (i * 7919 + salt * 104729) % V);
+
+// ---------------------------------------------------------------------------------------------
+// Formats and the Markdown machine table.
+
+export const GB = 1e9;
+export const MiB = 2 ** 20;
+export const fmt = (x: number, digits = 1) => x.toFixed(digits);
+export const gib = (bytes: number) => `${fmt(bytes / 2 ** 30, 2)} GiB`;
+export const pct = (share: number) => `${fmt(share * 100, 0)}%`;
+/** "12.3 [11.9–14.0]": median [min–max] in milliseconds. */
+export const msSpread = (s: Spread, digits = 1) => `${fmt(s.medianMs, digits)} [${fmt(s.minMs, digits)}–${fmt(s.maxMs, digits)}]`;
+
+/** The "## Machine" section of a report, `load` being the whole run's. */
+export function machineSection(m: Machine, load: PhaseLoad): string[] {
+  return [
+    '## Machine',
+    '',
+    '| | |',
+    '| --- | --- |',
+    `| CPU | ${m.cpuModel} (${m.cpuFlags.join(', ') || 'flags unknown'}) |`,
+    `| last-level cache | ${m.lastLevelCacheBytes === null ? 'unknown' : `${fmt(m.lastLevelCacheBytes / MiB, 0)} MiB`} |`,
+    `| cores / threads used | ${m.cores} / ${m.threadsUsed} |`,
+    `| memory | ${gib(m.totalMemoryBytes)} |`,
+    `| OS | ${m.os} |`,
+    `| Node / ONNX Runtime | ${m.node} / ${m.onnxruntime} |`,
+    `| CPU used by other processes during the run | ${otherCpu(load)} |`,
+    '',
+  ];
+}

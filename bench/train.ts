@@ -1,0 +1,779 @@
+/**
+ * Training benchmark: how fast ppd pretrains on this machine, and how much of the CPU's
+ * matrix-product speed the training graph turns into counted FLOPs. One run measures everything
+ * and writes docs/bench/train.json (the data; schema: `TrainReport` below) and
+ * docs/bench/train.md (the same for people).
+ *
+ *   npm run bench:train                   full run: configs/ppd-base.json, the default layout
+ *   npm run bench:train -- --quick        smoke check: a tiny model, 2 steps of each kind; written
+ *                                         to a temporary folder so the published report stays
+ *   npm run bench:train -- --threads 1    ONNX Runtime intra-op threads (default: all cores)
+ *
+ * What it measures, one phase after another, one ORT session at a time (a released session's
+ * pool threads no longer spin; see bench/engine.ts):
+ *   1. peak: every distinct matrix product of the training graph (MatMul or Gemm, its shapes and
+ *      transposes), alone in a graph with both operands fed as inputs, as in training, where the
+ *      weights change every step so ORT cannot prepack them. The best is the peak. The graph's
+ *      2-D forward products again with B an initializer, which ORT prepacks once, for reference.
+ *   2. training: PretrainSession.step (one graph call: loss and every gradient), then whole
+ *      optimiser steps as the pretraining loop runs them (accumulatedGradients, clipGradients,
+ *      AdamW.update), each piece timed.
+ *   3. FLOPs per graph call, counted from the builder's record of nodes and static shapes:
+ *      2·M·K·N per MatMul / Gemm, times the batch of a batched MatMul. Elementwise ops, softmax,
+ *      reductions and copies are not counted. Achieved GFLOP/s = FLOPs / median call time.
+ *   4. profile: a separate session with ORT profiling on, its node times summed by op type.
+ *
+ * What it is not: a test. The target (achieved >= 40% of the peak) is reported, never asserted.
+ *
+ * Shape legend: R = rows per graph call (seq × windows), C = hidden size, F = intermediate size,
+ * V = vocabulary; a product multiplies [M, K] by [K, N].
+ */
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
+import { readJsonObject } from '../src/format/json-file.ts';
+import { GraphBuilder, type AttrValue, type GraphNode } from '../src/graph/builder.ts';
+import { parameterCount, parseLlamaConfig, type LlamaConfig } from '../src/model/config.ts';
+import { gaussian } from '../src/model/random-init.ts';
+import { Progress } from '../src/report/progress.ts';
+import { createSession, OrtTensor } from '../src/runtime/ort.ts';
+import { packWindows, WindowSampler } from '../src/train/batches.ts';
+import { AdamW, clipGradients, DEFAULT_ADAMW } from '../src/train/optimizer.ts';
+import { accumulatedGradients, initialParams } from '../src/train/pretrain.ts';
+import { buildPretrainGraph, PretrainSession, type StepInput } from '../src/train/training-graph.ts';
+import {
+  BUSY_MACHINE_CORES,
+  describeMachine,
+  fmt,
+  machineSection,
+  msSpread,
+  otherCpu,
+  parseBenchArgs,
+  pct,
+  REPO_ROOT,
+  runBenchmark,
+  shownPath,
+  spread,
+  timed,
+  tokenIds,
+  warnIfBusy,
+  watchLoad,
+  type Machine,
+  type PhaseLoad,
+  type Spread,
+} from './harness.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Report schema (docs/bench/train.json). Times in milliseconds, FLOPs as counts, rates per second.
+
+export interface TrainReport {
+  schema: 'ppd.bench.train/1';
+  mode: 'full' | 'quick';
+  command: string;
+  /** ISO 8601, when the run started. */
+  date: string;
+  durationSeconds: number;
+  machine: Machine;
+  model: ModelShape;
+  flops: FlopCount;
+  peak: PeakResult;
+  training: TrainingResult;
+  achieved: Achieved;
+  profile: ProfileResult;
+  targets: TargetResult[];
+  /** CPU that other processes used during the whole run. */
+  load: PhaseLoad;
+}
+
+export interface ModelShape {
+  name: string;
+  /** The Hugging Face config.json the model was built from. */
+  config: Record<string, unknown>;
+  parameters: number;
+  seqLen: number;
+  /** Windows per micro-batch (one graph call). */
+  batchWindows: number;
+  /** Micro-batches per optimiser step. */
+  accumulation: number;
+  /** R = seqLen × batchWindows: rows (tokens) per graph call. */
+  rowsPerCall: number;
+}
+
+/** One matrix product as a node of the graph sees it. */
+export interface Product {
+  /** e.g. "Gemm transA [512, 256] x [512, 688]". */
+  label: string;
+  op: 'MatMul' | 'Gemm';
+  a: number[];
+  b: number[];
+  transA: boolean;
+  transB: boolean;
+  /** 2·M·K·N, times the batch of a batched MatMul. */
+  flops: number;
+}
+
+export interface ProductKind extends Product {
+  /** Nodes of the training graph with this product. */
+  count: number;
+  /** Share of the graph's counted FLOPs. */
+  share: number;
+}
+
+export interface FlopCount {
+  perGraphCall: number;
+  matrixProductNodes: number;
+  /** Distinct products, most FLOPs (count × flops) first. */
+  kinds: ProductKind[];
+  notCounted: string;
+}
+
+export interface ProductTiming extends Product {
+  /** How B reaches ORT: fed every run (as in training), or an initializer that ORT prepacks once. */
+  bAs: 'input' | 'initializer';
+  run: Spread;
+  gflops: number;
+}
+
+export interface PeakResult {
+  warmupRuns: number;
+  /** Every distinct product of the graph, B fed as an input; graph order of `flops.kinds`. */
+  products: ProductTiming[];
+  /** The fastest of `products`: the peak the target is measured against. */
+  best: { label: string; gflops: number };
+  /** The graph's product mix, each product at its own rate here: counted FLOPs / Σ count × median. */
+  mixGflops: number;
+  /** The 2-D forward MatMuls again with B an initializer (prepacked), for reference. */
+  prepacked: ProductTiming[];
+  load: PhaseLoad;
+}
+
+export interface TrainingResult {
+  /** Build the training graph and create its ORT session. */
+  sessionCreateMs: number;
+  graphCall: { warmupCalls: number; time: Spread; tokensPerSecond: number };
+  optimizerStep: {
+    warmupSteps: number;
+    /** The whole step: gradients + clip + update. */
+    total: Spread;
+    /** accumulatedGradients: `accumulation` graph calls with their batch packing, embedding lookup and scatter, and the averaging. */
+    gradients: Spread;
+    clip: Spread;
+    update: Spread;
+    /** gradients median − accumulation × graph-call median: the TypeScript around the graph calls. */
+    typescriptMs: number;
+    tokensPerSecond: number;
+  };
+  load: PhaseLoad;
+}
+
+export interface Achieved {
+  /** flops.perGraphCall / training.graphCall median. */
+  gflops: number;
+  shareOfPeak: number;
+  shareOfMix: number;
+}
+
+export type OpCategory = 'matrix products' | 'softmax' | 'normalisation' | 'elementwise' | 'reductions' | 'data movement' | 'other';
+
+export interface ProfileResult {
+  /** Profiled runs, after one warm-up run that is left out. */
+  runs: number;
+  /** Mean wall time of a profiled run (ORT's model_run events). */
+  runMs: number;
+  /** Sum of the node kernel times of a run; runMs − kernelMs is ORT's own work between nodes. */
+  kernelMs: number;
+  /** Op types as ORT ran them (after its fusions), most time first. */
+  ops: { opType: string; category: OpCategory; nodesPerRun: number; msPerRun: number; share: number }[];
+  categories: { category: OpCategory; msPerRun: number; share: number }[];
+  /** flops.perGraphCall / the matrix-product kernel time: how fast the products run inside the graph. */
+  matrixProductGflops: number;
+  /** What limits the achieved share, in a sentence drawn from the figures. */
+  limits: string;
+  load: PhaseLoad;
+}
+
+export interface TargetResult {
+  name: string;
+  value: number;
+  comparison: '>=';
+  threshold: number;
+  pass: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is measured, and how often.
+
+interface Plan {
+  mode: 'full' | 'quick';
+  threads: number;
+  outDir: string;
+  model: { name: string; config: Record<string, unknown> };
+  seqLen: number;
+  batchWindows: number;
+  accumulation: number;
+  peakWarmup: number;
+  peakRuns: number;
+  graphWarmup: number;
+  graphCalls: number;
+  stepWarmup: number;
+  steps: number;
+  profileRuns: number;
+}
+
+/** The default pretraining layout, as scripts/pretrain-default.sh trains configs/ppd-base.json. */
+const DEFAULT_LAYOUT = { seqLen: 512, batchWindows: 1, accumulation: 2 };
+const CLIP_NORM = 1;
+const LEARNING_RATE = 3e-3;
+const SEED = 0;
+/** Windows' worth of synthetic tokens to sample from (their values do not change the cost). */
+const TOKEN_STREAM_WINDOWS = 64;
+const TARGET_SHARE_OF_PEAK = 0.4;
+
+/** A tiny LLaMA for --quick: every phase runs, in seconds. */
+const QUICK_CONFIG = {
+  model_type: 'llama',
+  vocab_size: 256,
+  hidden_size: 64,
+  intermediate_size: 172,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 64,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
+};
+
+function planFromArgs(argv: string[]): Plan {
+  const { quick, threads } = parseBenchArgs(argv);
+  if (quick) {
+    return {
+      mode: 'quick',
+      threads,
+      outDir: join(tmpdir(), 'ppd-bench-train-quick'),
+      model: { name: 'tiny (--quick)', config: QUICK_CONFIG },
+      seqLen: 64,
+      batchWindows: 1,
+      accumulation: 2,
+      peakWarmup: 1,
+      peakRuns: 2,
+      graphWarmup: 1,
+      graphCalls: 2,
+      stepWarmup: 1,
+      steps: 2,
+      profileRuns: 2,
+    };
+  }
+  const configPath = join(REPO_ROOT, 'configs', 'ppd-base.json');
+  return {
+    mode: 'full',
+    threads,
+    outDir: join(REPO_ROOT, 'docs', 'bench'),
+    model: { name: 'ppd-base', config: readJsonObject(configPath) },
+    ...DEFAULT_LAYOUT,
+    peakWarmup: 3,
+    peakRuns: 20,
+    graphWarmup: 3,
+    graphCalls: 20,
+    stepWarmup: 2,
+    steps: 10,
+    profileRuns: 3,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// FLOPs of the training graph, from the builder's record.
+
+const elements = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
+
+function product(op: Product['op'], a: number[], b: number[], transA: boolean, transB: boolean): Product {
+  let flops: number;
+  if (op === 'Gemm') {
+    const [M, K] = transA ? [a[1]!, a[0]!] : [a[0]!, a[1]!];
+    const N = transB ? b[0]! : b[1]!;
+    flops = 2 * M * K * N;
+  } else {
+    // A [..., M, K] @ B [..., K, N]: the batch axes broadcast against each other (1 or equal).
+    const [M, K] = a.slice(-2) as [number, number];
+    const N = b.at(-1)!;
+    const batchA = a.slice(0, -2);
+    const batchB = b.slice(0, -2);
+    let batch = 1;
+    for (let axis = 1; axis <= Math.max(batchA.length, batchB.length); axis++) {
+      batch *= Math.max(batchA.at(-axis) ?? 1, batchB.at(-axis) ?? 1);
+    }
+    flops = 2 * batch * M * K * N;
+  }
+  const trans = `${transA ? ' transA' : ''}${transB ? ' transB' : ''}`;
+  return { label: `${op}${trans} [${a.join(', ')}] x [${b.join(', ')}]`, op, a, b, transA, transB, flops };
+}
+
+/** The static shape of input `index` of `node`; the training graph has no symbolic dimension. */
+function staticShape(g: GraphBuilder, node: GraphNode, index: number): number[] {
+  const shape = g.shapeOf(node.inputs[index]!);
+  if (!shape || shape.some((d) => typeof d !== 'number') || (node.opType === 'MatMul' && shape.length < 2)) {
+    throw new Error(`${node.name}: input ${index} has shape ${JSON.stringify(shape)}; FLOPs need a static shape of rank >= 2`);
+  }
+  return shape as number[];
+}
+
+/** Every MatMul and Gemm node of `g`, grouped by product, most FLOPs first. */
+function countFlops(g: GraphBuilder): FlopCount {
+  const kinds = new Map<string, ProductKind>();
+  let matrixProductNodes = 0;
+  for (const node of g.nodes) {
+    if (node.opType !== 'MatMul' && node.opType !== 'Gemm') continue;
+    matrixProductNodes++;
+    const p = product(node.opType, staticShape(g, node, 0), staticShape(g, node, 1), node.attrs.transA === 1, node.attrs.transB === 1);
+    const kind = kinds.get(p.label);
+    if (kind) kind.count++;
+    else kinds.set(p.label, { ...p, count: 1, share: 0 });
+  }
+  const perGraphCall = [...kinds.values()].reduce((sum, k) => sum + k.count * k.flops, 0);
+  for (const kind of kinds.values()) kind.share = (kind.count * kind.flops) / perGraphCall;
+  return {
+    perGraphCall,
+    matrixProductNodes,
+    kinds: [...kinds.values()].sort((x, y) => y.count * y.flops - x.count * x.flops),
+    notCounted: 'elementwise ops, softmax, reductions, transposes and copies (a few FLOPs per element, against K per output element of a product)',
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix-product peak: each product alone in a graph.
+
+function productGraph(p: Product, bInitializer: Float32Array | undefined): Uint8Array {
+  const g = new GraphBuilder('product');
+  const a = g.input('a', 'float32', p.a);
+  const b = bInitializer ? g.initializer('b', bInitializer, p.b) : g.input('b', 'float32', p.b);
+  const attrs: Record<string, AttrValue> = p.op === 'Gemm' ? { transA: Number(p.transA), transB: Number(p.transB) } : {};
+  g.output(g.op(p.op, [a, b], attrs), 'y');
+  return g.finish();
+}
+
+async function timeProduct(p: Product, bAs: ProductTiming['bAs'], plan: Plan, dir: string, progress: Progress): Promise<ProductTiming> {
+  const aData = gaussian(elements(p.a), SEED + 1, 0, 1);
+  const bData = gaussian(elements(p.b), SEED + 2, 0, 1);
+  const path = join(dir, 'product.onnx');
+  writeFileSync(path, productGraph(p, bAs === 'initializer' ? bData : undefined));
+  const session = await createSession(path, { threads: plan.threads });
+  try {
+    const feeds: Record<string, OrtTensor> = { a: new OrtTensor('float32', aData, p.a) };
+    if (bAs === 'input') feeds.b = new OrtTensor('float32', bData, p.b);
+    const samples: number[] = [];
+    for (let run = 0; run < plan.peakWarmup + plan.peakRuns; run++) {
+      const ms = await timed(() => session.run(feeds));
+      if (run >= plan.peakWarmup) samples.push(ms);
+      progress.tick();
+    }
+    const time = spread(samples);
+    return { ...p, bAs, run: time, gflops: p.flops / (time.medianMs * 1e6) };
+  } finally {
+    await session.release();
+  }
+}
+
+async function measurePeak(kinds: ProductKind[], plan: Plan): Promise<PeakResult> {
+  const endPhase = watchLoad();
+  // Prepacking applies to a constant 2-D B: the forward products of the linear layers.
+  const prepackable = kinds.filter((k) => k.op === 'MatMul' && k.b.length === 2);
+  const runsEach = plan.peakWarmup + plan.peakRuns;
+  const progress = new Progress('matrix-product peak', (kinds.length + prepackable.length) * runsEach, 'runs');
+  const dir = mkdtempSync(join(tmpdir(), 'ppd-bench-peak-'));
+  try {
+    const products: ProductTiming[] = [];
+    for (const kind of kinds) products.push(await timeProduct(kind, 'input', plan, dir, progress));
+    const prepacked: ProductTiming[] = [];
+    for (const kind of prepackable) prepacked.push(await timeProduct(kind, 'initializer', plan, dir, progress));
+    const best = products.reduce((x, y) => (y.gflops > x.gflops ? y : x));
+    const mixMs = kinds.reduce((sum, k, i) => sum + k.count * products[i]!.run.medianMs, 0);
+    const mixFlops = kinds.reduce((sum, k) => sum + k.count * k.flops, 0);
+    progress.stop(`peak ${fmt(best.gflops)} GFLOP/s (${best.label}), the graph's mix ${fmt(mixFlops / (mixMs * 1e6))} GFLOP/s`);
+    return {
+      warmupRuns: plan.peakWarmup,
+      products,
+      best: { label: best.label, gflops: best.gflops },
+      mixGflops: mixFlops / (mixMs * 1e6),
+      prepacked,
+      load: endPhase(),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training throughput: graph calls, then optimiser steps as the loop runs them.
+
+/** One micro-batch's graph input (embeddings random: their values do not change the cost). */
+function stepInput(config: LlamaConfig, params: Map<string, Float32Array>, tokens: Int32Array, plan: Plan): StepInput {
+  const starts = new WindowSampler(tokens.length, plan.seqLen, SEED).next(plan.batchWindows);
+  const batch = packWindows(tokens, starts, plan.seqLen);
+  return {
+    embeds: gaussian(batch.ids.length * config.hiddenSize, SEED, 0, 0.02), // [R, C]
+    positions: batch.positions,
+    mask: batch.mask,
+    targets: batch.targets,
+    weights: params,
+  };
+}
+
+async function timeGraphCalls(session: PretrainSession, input: StepInput, plan: Plan): Promise<Spread> {
+  const progress = new Progress('graph call (loss + gradients)', plan.graphWarmup + plan.graphCalls, 'calls');
+  const samples: number[] = [];
+  for (let call = 0; call < plan.graphWarmup + plan.graphCalls; call++) {
+    const ms = await timed(() => session.step(input));
+    if (call >= plan.graphWarmup) samples.push(ms);
+    progress.tick();
+  }
+  const time = spread(samples);
+  progress.stop(`median ${fmt(time.medianMs)} ms, ${fmt((session.rows * 1000) / time.medianMs, 0)} tokens/s`);
+  return time;
+}
+
+async function timeOptimizerSteps(session: PretrainSession, config: LlamaConfig, params: Map<string, Float32Array>, tokens: Int32Array, plan: Plan) {
+  const optimizer = new AdamW(DEFAULT_ADAMW); // its hyperparameters do not change its cost
+  const sampler = new WindowSampler(tokens.length, plan.seqLen, SEED);
+  const samples = { total: [] as number[], gradients: [] as number[], clip: [] as number[], update: [] as number[] };
+  const progress = new Progress('optimiser step', plan.stepWarmup + plan.steps, 'steps');
+  for (let step = 0; step < plan.stepWarmup + plan.steps; step++) {
+    const t0 = performance.now();
+    const { grads } = await accumulatedGradients(session, config, params, tokens, sampler, plan);
+    const t1 = performance.now();
+    clipGradients(grads.values(), CLIP_NORM);
+    const t2 = performance.now();
+    optimizer.update(params, grads, LEARNING_RATE);
+    const t3 = performance.now();
+    if (step >= plan.stepWarmup) {
+      samples.total.push(t3 - t0);
+      samples.gradients.push(t1 - t0);
+      samples.clip.push(t2 - t1);
+      samples.update.push(t3 - t2);
+    }
+    progress.tick();
+  }
+  const result = { total: spread(samples.total), gradients: spread(samples.gradients), clip: spread(samples.clip), update: spread(samples.update) };
+  const tokensPerStep = plan.seqLen * plan.batchWindows * plan.accumulation;
+  progress.stop(`median ${fmt(result.total.medianMs)} ms, ${fmt((tokensPerStep * 1000) / result.total.medianMs, 0)} tokens/s`);
+  return result;
+}
+
+async function measureTraining(config: LlamaConfig, params: Map<string, Float32Array>, tokens: Int32Array, input: StepInput, plan: Plan): Promise<TrainingResult> {
+  const endPhase = watchLoad();
+  const rows = plan.seqLen * plan.batchWindows;
+  const createStart = performance.now();
+  const session = await PretrainSession.create(config, rows, { threads: plan.threads });
+  const sessionCreateMs = performance.now() - createStart;
+  try {
+    const graph = await timeGraphCalls(session, input, plan);
+    const steps = await timeOptimizerSteps(session, config, params, tokens, plan);
+    return {
+      sessionCreateMs,
+      graphCall: { warmupCalls: plan.graphWarmup, time: graph, tokensPerSecond: (rows * 1000) / graph.medianMs },
+      optimizerStep: {
+        warmupSteps: plan.stepWarmup,
+        ...steps,
+        typescriptMs: steps.gradients.medianMs - plan.accumulation * graph.medianMs,
+        tokensPerSecond: (rows * plan.accumulation * 1000) / steps.total.medianMs,
+      },
+      load: endPhase(),
+    };
+  } finally {
+    await session.release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ORT profile by op type.
+
+/** One event of ORT's Chrome-trace profile (times in microseconds). */
+interface TraceEvent {
+  cat: string;
+  name: string;
+  ts: number;
+  dur: number;
+  args?: { op_name?: string };
+}
+
+const CATEGORY_OPS: [OpCategory, string[]][] = [
+  ['matrix products', ['MatMul', 'Gemm', 'FusedMatMul', 'FusedGemm']],
+  ['softmax', ['Softmax', 'LogSoftmax', 'SoftmaxGrad', 'SoftmaxGrad_13', 'LogSoftmaxGrad', 'LogSoftmaxGrad_13', 'BiasSoftmax']],
+  ['normalisation', ['SimplifiedLayerNormalization', 'SkipSimplifiedLayerNormalization', 'LayerNormalization', 'SkipLayerNormalization']],
+  ['elementwise', ['Add', 'Sub', 'Mul', 'Div', 'Neg', 'Pow', 'Sqrt', 'Exp', 'Log', 'Sigmoid', 'Sin', 'Cos', 'Where', 'Sum', 'Reciprocal', 'Equal', 'QuickGelu']],
+  ['reductions', ['ReduceSum', 'ReduceMean', 'ReduceMax']],
+  ['data movement', ['Transpose', 'Reshape', 'Expand', 'Concat', 'Split', 'Slice', 'Tile', 'Gather', 'GatherElements', 'ScatterElements', 'Identity', 'Unsqueeze', 'Squeeze', 'Cast']],
+];
+const CATEGORY_OF = new Map(CATEGORY_OPS.flatMap(([category, ops]) => ops.map((op) => [op, category] as const)));
+
+/** Sums the kernel times of the profiled runs (the first, a warm-up, left out) by op type. */
+function summarizeProfile(events: TraceEvent[], flopsPerCall: number): Omit<ProfileResult, 'limits' | 'load'> {
+  const runs = events
+    .filter((e) => e.cat === 'Session' && e.name === 'model_run')
+    .sort((x, y) => x.ts - y.ts)
+    .slice(1);
+  if (runs.length === 0) throw new Error('the ORT profile holds no model_run after the warm-up');
+  const inRun = (e: TraceEvent) => runs.some((r) => e.ts >= r.ts && e.ts <= r.ts + r.dur);
+  const byOp = new Map<string, { us: number; nodes: number }>();
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || !e.args?.op_name || !inRun(e)) continue;
+    const entry = byOp.get(e.args.op_name) ?? { us: 0, nodes: 0 };
+    entry.us += e.dur;
+    entry.nodes++;
+    byOp.set(e.args.op_name, entry);
+  }
+  const perRunMs = (us: number) => us / runs.length / 1000;
+  const kernelMs = perRunMs([...byOp.values()].reduce((sum, o) => sum + o.us, 0));
+  const ops = [...byOp]
+    .map(([opType, o]) => ({ opType, category: CATEGORY_OF.get(opType) ?? 'other', nodesPerRun: o.nodes / runs.length, msPerRun: perRunMs(o.us), share: perRunMs(o.us) / kernelMs }))
+    .sort((x, y) => y.msPerRun - x.msPerRun);
+  const categories = [...new Set(ops.map((o) => o.category))]
+    .map((category) => {
+      const msPerRun = ops.filter((o) => o.category === category).reduce((sum, o) => sum + o.msPerRun, 0);
+      return { category, msPerRun, share: msPerRun / kernelMs };
+    })
+    .sort((x, y) => y.msPerRun - x.msPerRun);
+  const productMs = categories.find((c) => c.category === 'matrix products')?.msPerRun ?? 0;
+  return {
+    runs: runs.length,
+    runMs: perRunMs(runs.reduce((sum, r) => sum + r.dur, 0)),
+    kernelMs,
+    ops,
+    categories,
+    matrixProductGflops: productMs > 0 ? flopsPerCall / (productMs * 1e6) : 0,
+  };
+}
+
+async function profileByOpType(config: LlamaConfig, input: StepInput, flopsPerCall: number, plan: Plan): Promise<Omit<ProfileResult, 'limits'>> {
+  const endPhase = watchLoad();
+  const dir = mkdtempSync(join(tmpdir(), 'ppd-bench-profile-'));
+  const progress = new Progress('ORT profile', 1 + plan.profileRuns, 'calls');
+  try {
+    const session = await PretrainSession.create(config, plan.seqLen * plan.batchWindows, { threads: plan.threads, profilePrefix: join(dir, 'train') });
+    try {
+      for (let run = 0; run < 1 + plan.profileRuns; run++) {
+        await session.step(input);
+        progress.tick();
+      }
+    } finally {
+      await session.release(); // ORT writes the profile now
+    }
+    const file = readdirSync(dir).find((name) => name.endsWith('.json'));
+    if (!file) throw new Error(`ONNX Runtime wrote no profile into ${dir}`);
+    const summary = summarizeProfile(JSON.parse(readFileSync(join(dir, file), 'utf8')) as TraceEvent[], flopsPerCall);
+    progress.stop(summary.categories.map((c) => `${c.category} ${pct(c.share)}`).join(', '));
+    return { ...summary, load: endPhase() };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Achieved / peak = (product rate inside the graph / peak) × (product time / call time): says
+ * which factor loses more, and what fills the rest of the call.
+ */
+function limitsSentence(profile: Omit<ProfileResult, 'limits'>, peak: PeakResult): string {
+  const products = profile.categories.find((c) => c.category === 'matrix products');
+  const speed = profile.matrixProductGflops / peak.best.gflops;
+  const fill = (products?.msPerRun ?? 0) / profile.runMs;
+  const rest = profile.categories
+    .filter((c) => c.category !== 'matrix products')
+    .slice(0, 3)
+    .map((c) => `${c.category} ${pct(c.msPerRun / profile.runMs)}`);
+  const between = Math.max(0, profile.runMs - profile.kernelMs) / profile.runMs;
+  const fedRate = new Map(peak.products.map((p) => [p.label, p.gflops]));
+  const gains = peak.prepacked.map((p) => p.gflops / fedRate.get(p.label)!).sort((x, y) => x - y);
+  const prepacking = gains.length === 0 ? '' : `; prepacking B would make the forward ones ${fmt(gains[0]!, 2)}–${fmt(gains.at(-1)!, 2)}× faster, which training cannot use since B changes every step`;
+  const main =
+    speed < fill
+      ? `the products themselves: even alone, the graph's mix of shapes reaches ${fmt(peak.mixGflops)} GFLOP/s (${pct(peak.mixGflops / peak.best.gflops)} of the peak)${prepacking}`
+      : 'the work around the products, which counts no FLOPs';
+  return (
+    `What limits the share: it is the product of two factors. Inside the graph the matrix products run at ${fmt(profile.matrixProductGflops)} GFLOP/s, ${pct(speed)} of the peak, ` +
+    `and they fill ${pct(fill)} of a graph call; the rest is ${rest.join(', ')} and ${pct(between)} between kernels. ` +
+    `The larger loss is ${main}.`
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report: Markdown and JSON.
+
+const gflop = (flops: number) => fmt(flops / 1e9, 3);
+const count = (n: number, noun: string, plural = `${noun}s`) => `${n} ${n === 1 ? noun : plural}`;
+
+function markdown(r: TrainReport): string {
+  const t = r.training;
+  const o = t.optimizerStep;
+  const fedRate = new Map(r.peak.products.map((p) => [p.label, p.gflops]));
+  const phases: [string, PhaseLoad][] = [
+    ['peak', r.peak.load],
+    ['training', t.load],
+    ['profile', r.profile.load],
+  ];
+  const busy = phases.filter(([, load]) => load.otherCores !== null && load.otherCores > BUSY_MACHINE_CORES);
+  const lines = [
+    '# Training benchmark',
+    '',
+    `Command: \`${r.command}\` (${r.mode} run, ${r.date}, ${fmt(r.durationSeconds, 0)} s). Data: \`train.json\` (schema \`${r.schema}\`, see \`bench/train.ts\`).`,
+    '',
+    ...machineSection(r.machine, r.load),
+    '## Model and layout',
+    '',
+    '| | |',
+    '| --- | --- |',
+    `| model | ${r.model.name}: ${fmt(r.model.parameters / 1e6, 2)}M parameters, f32 |`,
+    `| layout | seq ${r.model.seqLen}, ${count(r.model.batchWindows, 'window')} per micro-batch, ${count(r.model.accumulation, 'micro-batch', 'micro-batches')} per optimiser step |`,
+    `| rows per graph call (R) | ${r.model.rowsPerCall} |`,
+    `| counted FLOPs per graph call | ${gflop(r.flops.perGraphCall)} GFLOP in ${r.flops.matrixProductNodes} MatMul/Gemm nodes |`,
+    '',
+    `FLOPs are counted from the graph's nodes and static shapes: 2·M·K·N per MatMul/Gemm, times the batch of a batched MatMul. Not counted: ${r.flops.notCounted}.`,
+    '',
+    '## Matrix-product peak',
+    '',
+    `Each distinct product of the training graph alone in a graph, A and B both fed as inputs (as in training: the weights change every step, so ORT cannot prepack them); ` +
+      `${count(r.peak.warmupRuns, 'warm-up run')}, then the median of ${r.peak.products[0]?.run.samples ?? 0}.`,
+    '',
+    '| product | nodes | share of graph FLOPs | GFLOP each | ms median [min–max] | GFLOP/s |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...r.peak.products.map((p, i) => {
+      const kind = r.flops.kinds[i]!;
+      return `| ${p.label} | ${kind.count} | ${pct(kind.share)} | ${gflop(p.flops)} | ${msSpread(p.run, 2)} | ${fmt(p.gflops)} |`;
+    }),
+    '',
+    `**Peak: ${fmt(r.peak.best.gflops)} GFLOP/s** (${r.peak.best.label}). The graph's own mix of products, each at its rate above: ${fmt(r.peak.mixGflops)} GFLOP/s.`,
+    '',
+    'For reference, the forward products with B an initializer, which ORT prepacks once:',
+    '',
+    '| product | GFLOP/s, B fed | GFLOP/s, B prepacked | prepacked / fed |',
+    '| --- | --- | --- | --- |',
+    ...r.peak.prepacked.map((p) => `| ${p.label} | ${fmt(fedRate.get(p.label)!)} | ${fmt(p.gflops)} | ${fmt(p.gflops / fedRate.get(p.label)!, 2)} |`),
+    '',
+    '## Training throughput',
+    '',
+    `Random initial weights, synthetic tokens. Graph call = \`PretrainSession.step\`: loss and every gradient in one ORT run (${count(t.graphCall.warmupCalls, 'warm-up call')}). ` +
+      `Optimiser step = what the pretraining loop runs per step: \`accumulatedGradients\` (${r.model.accumulation} graph calls with batch packing, embedding lookup and scatter, averaging), ` +
+      `\`clipGradients\`, \`AdamW.update\` (${count(o.warmupSteps, 'warm-up step')}). Building the graph and creating the session took ${fmt(t.sessionCreateMs / 1000)} s.`,
+    '',
+    '| what | ms median [min–max] | tokens/s |',
+    '| --- | --- | --- |',
+    `| graph call (forward + backward) | ${msSpread(t.graphCall.time)} | ${fmt(t.graphCall.tokensPerSecond, 0)} |`,
+    `| optimiser step, whole | ${msSpread(o.total)} | **${fmt(o.tokensPerSecond, 0)}** |`,
+    `| — gradients (${r.model.accumulation} graph calls and the TypeScript around them) | ${msSpread(o.gradients)} | |`,
+    `| — of which TypeScript (gradients − ${r.model.accumulation} × graph call) | ${fmt(o.typescriptMs)} | |`,
+    `| — clip | ${msSpread(o.clip)} | |`,
+    `| — AdamW update | ${msSpread(o.update)} | |`,
+    '',
+    '## Achieved FLOP rate',
+    '',
+    `${gflop(r.flops.perGraphCall)} GFLOP per graph call / ${fmt(t.graphCall.time.medianMs)} ms = **${fmt(r.achieved.gflops)} GFLOP/s**: ` +
+      `**${pct(r.achieved.shareOfPeak)} of the peak**, ${pct(r.achieved.shareOfMix)} of the graph's product mix at its isolated rates.`,
+    '',
+    '## Where a graph call spends its time (ORT profile)',
+    '',
+    `A separate session with profiling on, ${count(r.profile.runs, 'run')} after a warm-up: ${fmt(r.profile.runMs)} ms a run, ${fmt(r.profile.kernelMs)} ms of it in kernels. ` +
+      'Op types are as ORT runs them, after its fusions (FusedMatMul is a MatMul with a transposed operand folded in).',
+    '',
+    '| category | ms per run | share of kernel time |',
+    '| --- | --- | --- |',
+    ...r.profile.categories.map((c) => `| ${c.category} | ${fmt(c.msPerRun)} | ${pct(c.share)} |`),
+    '',
+    '| op type | category | nodes per run | ms per run | share of kernel time |',
+    '| --- | --- | --- | --- | --- |',
+    ...r.profile.ops.map((op) => `| ${op.opType} | ${op.category} | ${fmt(op.nodesPerRun, 0)} | ${fmt(op.msPerRun, 2)} | ${pct(op.share)} |`),
+    '',
+    r.profile.limits,
+    '',
+    '## Targets',
+    '',
+    '| target | value | threshold | result |',
+    '| --- | --- | --- | --- |',
+    ...r.targets.map((x) => `| ${x.name} | ${pct(x.value)} | ${x.comparison} ${pct(x.threshold)} | ${x.pass ? 'pass' : '**fail**'} |`),
+  ];
+  if (busy.length > 0) {
+    lines.push(
+      '',
+      `**Warning:** other processes used more than ${BUSY_MACHINE_CORES} cores during ${busy.map(([name, load]) => `${name} (${otherCpu(load)})`).join(', ')}; those figures understate ppd. Rerun on an idle machine.`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+function writeReport(report: TrainReport, outDir: string): string[] {
+  mkdirSync(outDir, { recursive: true });
+  const paths = [join(outDir, 'train.json'), join(outDir, 'train.md')];
+  writeJsonAtomic(paths[0]!, report);
+  writeFileAtomic(paths[1]!, markdown(report));
+  return paths;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main.
+
+async function main(argv: string[]): Promise<void> {
+  const plan = planFromArgs(argv);
+  const date = new Date().toISOString();
+  const endRun = watchLoad();
+  const machine = describeMachine(plan.threads);
+  const config = parseLlamaConfig(plan.model.config, plan.model.name);
+  const rows = plan.seqLen * plan.batchWindows;
+  process.stderr.write(
+    `training benchmark (${plan.mode}): ${plan.model.name}, ${rows} rows per graph call, ${machine.cpuModel}, ${machine.cores} cores, ${plan.threads} threads, ORT ${machine.onnxruntime}\n`,
+  );
+  await warnIfBusy();
+
+  const flops = countFlops(buildPretrainGraph(config, rows).builder);
+  const peak = await measurePeak(flops.kinds, plan);
+
+  const params = initialParams(config, SEED);
+  const tokens = Int32Array.from(tokenIds(TOKEN_STREAM_WINDOWS * (plan.seqLen + 1), config.vocabSize, 0));
+  const input = stepInput(config, params, tokens, plan);
+  const training = await measureTraining(config, params, tokens, input, plan);
+  const gflops = flops.perGraphCall / (training.graphCall.time.medianMs * 1e6);
+  const achieved: Achieved = { gflops, shareOfPeak: gflops / peak.best.gflops, shareOfMix: gflops / peak.mixGflops };
+
+  const profiled = await profileByOpType(config, input, flops.perGraphCall, plan);
+  const profile: ProfileResult = { ...profiled, limits: limitsSentence(profiled, peak) };
+
+  const load = endRun();
+  const report: TrainReport = {
+    schema: 'ppd.bench.train/1',
+    mode: plan.mode,
+    command: `npm run bench:train${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
+    date,
+    durationSeconds: load.wallSeconds,
+    machine,
+    model: {
+      name: plan.model.name,
+      config: plan.model.config,
+      parameters: parameterCount(config),
+      seqLen: plan.seqLen,
+      batchWindows: plan.batchWindows,
+      accumulation: plan.accumulation,
+      rowsPerCall: rows,
+    },
+    flops,
+    peak,
+    training,
+    achieved,
+    profile,
+    targets: [
+      {
+        name: 'achieved GFLOP/s of a graph call, share of the matrix-product peak',
+        value: achieved.shareOfPeak,
+        comparison: '>=',
+        threshold: TARGET_SHARE_OF_PEAK,
+        pass: achieved.shareOfPeak >= TARGET_SHARE_OF_PEAK,
+      },
+    ],
+    load,
+  };
+  const paths = writeReport(report, plan.outDir);
+
+  console.log(
+    `${plan.model.name}: ${fmt(training.optimizerStep.tokensPerSecond, 0)} tokens/s (optimiser steps), graph call ${fmt(training.graphCall.time.medianMs)} ms, ` +
+      `${fmt(gflops)} GFLOP/s = ${pct(achieved.shareOfPeak)} of the ${fmt(peak.best.gflops)} GFLOP/s peak (target ${pct(TARGET_SHARE_OF_PEAK)}: ${report.targets[0]!.pass ? 'pass' : 'fail'})`,
+  );
+  for (const path of paths) console.log(`wrote ${shownPath(path)}`);
+}
+
+await runBenchmark(main);
