@@ -53,34 +53,54 @@ function fingerprint(origin: string): string {
     .join('|');
 }
 
-function cacheKey(config: LlamaConfig, tensors: TensorSource): string {
+/**
+ * Which graph to build from the checkpoint: the inference forward unless told otherwise (prompt
+ * training bakes the same weights into another graph). `name` must change whenever `build` would
+ * produce a different graph for the same weights.
+ */
+export interface GraphVariant {
+  name: string;
+  build: (externalDataPath: string) => Uint8Array;
+}
+
+const inferenceGraph = (config: LlamaConfig, tensors: TensorSource): GraphVariant => ({
+  name: 'inference',
+  build: (dataPath) => buildLlamaGraph(config, tensors, dataPath),
+});
+
+function cacheKey(config: LlamaConfig, tensors: TensorSource, variant: string): string {
   const hash = createHash('sha256');
   hash.update(GRAPH_VERSION);
+  hash.update(variant);
   hash.update(JSON.stringify(config));
   hash.update(JSON.stringify(tensors.list()));
   hash.update(fingerprint(tensors.origin));
   return hash.digest('hex').slice(0, 32);
 }
 
-function compileInto(dir: string, config: LlamaConfig, tensors: TensorSource): void {
-  const model = buildLlamaGraph(config, tensors, join(dir, DATA_FILE));
-  writeFileSync(join(dir, MODEL_FILE), model);
+function compileInto(dir: string, variant: GraphVariant): void {
+  writeFileSync(join(dir, MODEL_FILE), variant.build(join(dir, DATA_FILE)));
 }
 
-export function compileGraph(config: LlamaConfig, tensors: TensorSource, options: CompileOptions = {}): CompiledModel {
+export function compileGraph(
+  config: LlamaConfig,
+  tensors: TensorSource,
+  options: CompileOptions = {},
+  variant: GraphVariant = inferenceGraph(config, tensors),
+): CompiledModel {
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   if (cacheDir === false) {
     const dir = mkdtempSync(join(tmpdir(), 'ppd-graph-'));
-    compileInto(dir, config, tensors);
+    compileInto(dir, variant);
     return { path: join(dir, MODEL_FILE), dispose: () => rmSync(dir, { recursive: true, force: true }) };
   }
-  const finalDir = join(cacheDir, cacheKey(config, tensors));
+  const finalDir = join(cacheDir, cacheKey(config, tensors, variant.name));
   const path = join(finalDir, MODEL_FILE);
   if (!existsSync(path)) {
     mkdirSync(cacheDir, { recursive: true });
     const staging = mkdtempSync(join(cacheDir, '.staging-'));
     try {
-      compileInto(staging, config, tensors);
+      compileInto(staging, variant);
       rmSync(finalDir, { recursive: true, force: true });
       renameSync(staging, finalDir);
     } catch (error) {

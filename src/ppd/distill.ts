@@ -1,0 +1,157 @@
+/**
+ * Self-distillation data for prompt tokens (PPD.md section 3): prefixes of L tokens ending at
+ * random points of a token stream; for each, the frozen base model continues greedily for N+1
+ * tokens, and its next-token distributions at the N positions after the first one are the
+ * teachers of the N prompt tokens. Teachers are stored compactly as the top-k logits plus the
+ * log-normaliser, in one safetensors file cached on disk.
+ *
+ *   prefixes [M, L]      token ids (stored as F32: exact below 2^24)
+ *   greedy   [M, N+1]    the teacher's greedy continuation y1..y(N+1)
+ *   topIds   [M, N, K]   ids of the teacher's K most likely tokens for prompt token i
+ *   topLogits[M, N, K]   their logits;  logZ [M, N] the log-normaliser of the full row
+ */
+import { existsSync } from 'node:fs';
+import { InputError } from '../errors.ts';
+import { openSafetensors } from '../format/safetensors.ts';
+import { writeSafetensors } from '../format/safetensors-write.ts';
+import { newCache, prefill } from '../generate/autoregressive.ts';
+import { causalMask, type LlamaModel } from '../model/llama-model.ts';
+import { Rng } from '../sampling/rng.ts';
+import { argmax } from '../sampling/sampler.ts';
+
+export interface DistillSet {
+  prefixLength: number; // L
+  promptTokens: number; // N
+  topK: number; // K
+  count: number; // M
+  prefixes: Int32Array;
+  greedy: Int32Array;
+  topIds: Int32Array;
+  topLogits: Float32Array;
+  logZ: Float32Array;
+}
+
+export interface DistillOptions {
+  count: number;
+  prefixLength: number;
+  promptTokens: number;
+  topK: number;
+  seed: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Indices of the k largest values of row, largest first (ties: lower index first). */
+export function topKIndices(row: Float32Array, k: number): number[] {
+  const picked: number[] = [];
+  for (let i = 0; i < row.length; i++) {
+    if (picked.length < k || row[i]! > row[picked[picked.length - 1]!]!) {
+      let at = picked.length < k ? picked.length : k - 1;
+      picked[at] = i;
+      while (at > 0 && row[picked[at - 1]!]! < row[i]!) {
+        picked[at] = picked[at - 1]!;
+        picked[--at] = i;
+      }
+    }
+  }
+  return picked;
+}
+
+export function logSumExp(row: Float32Array): number {
+  let max = -Infinity;
+  for (const v of row) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of row) sum += Math.exp(v - max);
+  return max + Math.log(sum);
+}
+
+/** Builds M teacher examples from random cut points of `stream` with the frozen `model`. */
+export async function buildDistillSet(model: LlamaModel, stream: ArrayLike<number>, o: DistillOptions): Promise<DistillSet> {
+  const { count: M, prefixLength: L, promptTokens: N, topK: K } = o;
+  if (stream.length < L + 1) throw new InputError(`the token stream (${stream.length}) is shorter than one prefix of ${L}`);
+  const V = model.config.vocabSize;
+  const set: DistillSet = {
+    prefixLength: L,
+    promptTokens: N,
+    topK: K,
+    count: M,
+    prefixes: new Int32Array(M * L),
+    greedy: new Int32Array(M * (N + 1)),
+    topIds: new Int32Array(M * N * K),
+    topLogits: new Float32Array(M * N * K),
+    logZ: new Float32Array(M * N),
+  };
+  const rng = new Rng(o.seed);
+  for (let m = 0; m < M; m++) {
+    const start = Math.floor(rng.next() * (stream.length - L + 1));
+    const prefix = Array.from({ length: L }, (_, t) => stream[start + t]!);
+    set.prefixes.set(prefix, m * L);
+    const cache = newCache(model);
+    let logits = await prefill(model, prefix, cache);
+    const greedy = [argmax(logits)];
+    // Continue greedily: the row of y(i+1) predicts y(i+2), the teacher of prompt token i.
+    for (let i = 0; i < N; i++) {
+      const P = cache.length;
+      const out = await model.forward({ embeds: model.embed([greedy[i]!]), positions: [P], mask: causalMask(1, P), cache });
+      cache.append(out.keys, out.values);
+      logits = out.logits.subarray(0, V);
+      const top = topKIndices(logits, K);
+      top.forEach((id, k) => {
+        set.topIds[(m * N + i) * K + k] = id;
+        set.topLogits[(m * N + i) * K + k] = logits[id]!;
+      });
+      set.logZ[m * N + i] = logSumExp(logits);
+      greedy.push(top[0]!);
+    }
+    set.greedy.set(greedy, m * (N + 1));
+    o.onProgress?.(m + 1, M);
+  }
+  return set;
+}
+
+const asF32 = (a: Int32Array) => Float32Array.from(a);
+
+export function saveDistillSet(path: string, set: DistillSet): void {
+  const { count: M, prefixLength: L, promptTokens: N, topK: K } = set;
+  writeSafetensors(
+    path,
+    [
+      { name: 'prefixes', dtype: 'F32', shape: [M, L], data: () => asF32(set.prefixes) },
+      { name: 'greedy', dtype: 'F32', shape: [M, N + 1], data: () => asF32(set.greedy) },
+      { name: 'topIds', dtype: 'F32', shape: [M, N, K], data: () => asF32(set.topIds) },
+      { name: 'topLogits', dtype: 'F32', shape: [M, N, K], data: () => set.topLogits },
+      { name: 'logZ', dtype: 'F32', shape: [M, N], data: () => set.logZ },
+    ],
+    { metadata: { schema: 'ppd.distill/1' } },
+  );
+}
+
+export function loadDistillSet(path: string): DistillSet | undefined {
+  if (!existsSync(path)) return undefined;
+  const file = openSafetensors(path);
+  try {
+    const shape = (name: string) => file.list().find((t) => t.name === name)!.shape;
+    const [M, L] = shape('prefixes') as [number, number];
+    const [, N, K] = shape('topIds') as [number, number, number];
+    const ints = (name: string) => Int32Array.from(file.readF32(name));
+    return {
+      prefixLength: L,
+      promptTokens: N,
+      topK: K,
+      count: M,
+      prefixes: ints('prefixes'),
+      greedy: ints('greedy'),
+      topIds: ints('topIds'),
+      topLogits: file.readF32('topLogits'),
+      logZ: file.readF32('logZ'),
+    };
+  } finally {
+    file.close();
+  }
+}
+
+/** Teacher probabilities of prompt token i of example m over its top-k ids (they sum to <= 1). */
+export function teacherProbabilities(set: DistillSet, m: number, i: number): Float32Array {
+  const { promptTokens: N, topK: K } = set;
+  const z = set.logZ[m * N + i]!;
+  return Float32Array.from(set.topLogits.subarray((m * N + i) * K, (m * N + i + 1) * K), (l) => Math.exp(l - z));
+}

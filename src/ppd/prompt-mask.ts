@@ -1,0 +1,26 @@
+/**
+ * Which prompt-token rows see which, among the N·V rows attached after one token (PPD.md
+ * section 2). Row r = i·V + j is virtual token j of prompt token i.
+ *   ensemble: virtual j of prompt token i sees virtual j of prompt tokens 0..i (the paper's best)
+ *   decoder:  causal over all rows in order (i-major, j-minor)
+ *   encoder:  all virtual tokens of prompt tokens 0..i (bidirectional within a prompt token)
+ * Every row also sees the token it is attached to and that token's context; that part is the
+ * caller's (it depends on the cache and the tree).
+ */
+import type { PromptAttention } from './adapter.ts';
+
+/** [R, R] with R = N·V: 1 where row a may attend to row b. */
+export function promptVisibility(N: number, V: number, attention: PromptAttention): Uint8Array {
+  const R = N * V;
+  const mask = new Uint8Array(R * R);
+  for (let a = 0; a < R; a++) {
+    const [ia, ja] = [Math.floor(a / V), a % V];
+    for (let b = 0; b < R; b++) {
+      const [ib, jb] = [Math.floor(b / V), b % V];
+      const sees =
+        attention === 'ensemble' ? ib <= ia && jb === ja : attention === 'decoder' ? b <= a : ib <= ia;
+      mask[a * R + b] = sees ? 1 : 0;
+    }
+  }
+  return mask;
+}
