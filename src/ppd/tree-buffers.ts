@@ -1,0 +1,127 @@
+/**
+ * compileTree: one pure function from a tree (tree.ts) to the buffers one decoding step needs,
+ * in the shape Medusa uses (mask, index, position and retrieval buffers). Compile once per tree
+ * and reuse every step; nothing here touches tokens, logits or the cache.
+ *
+ * Shape legend: R = input rows of the step, M = tree nodes (root + candidates), N = prompt
+ * tokens, V = virtual tokens per prompt token.
+ *
+ * Row order: [root, candidates in BFS order (parents before children), prompt rows grouped per
+ * node in node row order, i-major, j-minor within a node]. The forward's mask is [R, P+R]: the P
+ * cache columns are all 1 and are the caller's; `mask` here is the [R, R] block of the step's own
+ * rows.
+ */
+import { InputError } from '../errors.ts';
+import { ATTENTION_VARIANTS, comparePaths, pathKey, validateTree, type AttentionVariant, type PpdTree } from './tree.ts';
+
+export interface CompileOptions {
+  promptTokens: number; // N
+  virtualTokens: number; // V
+  attention: AttentionVariant;
+}
+
+/** What one input row holds. `node` numbers nodes as tree.ts does: 0 = root, 1 + i = tree.candidates[i]. */
+export type RowSource =
+  | { kind: 'root'; node: 0 }
+  | { kind: 'candidate'; node: number; depth: number; rank: number }
+  | { kind: 'prompt'; node: number; prompt: number; virtual: number };
+
+export interface TreeBuffers {
+  /** R. */
+  rows: number;
+  /** [R] what each row is. */
+  source: RowSource[];
+  /** [R] position of each row relative to the cache length (row position = P + offset). */
+  positionOffset: Int32Array;
+  /** [R, R] row-major, 1 where row r may attend to row c (the step's own rows only). */
+  mask: Uint8Array;
+  /** One per leaf, in row order: the rows from the root to the leaf (depth + 1 entries). */
+  retrievePaths: number[][];
+  /** [M] row of each tree node. */
+  nodeRows: Int32Array;
+  /** [M][prompts of node][V] rows of the prompt tokens attached to each node ([] when none). */
+  promptRows: number[][][];
+  /** One per candidate row, in row order: which guess list (depth 1..d) and rank fills it. */
+  guesses: { row: number; depth: number; rank: number }[];
+}
+
+/** The step buffers of `tree` (validated against N first; InputError on a bad tree or option). */
+export function compileTree(tree: PpdTree, options: CompileOptions): TreeBuffers {
+  const { promptTokens, virtualTokens: V, attention } = options;
+  if (!Number.isInteger(promptTokens) || promptTokens < 0) throw new InputError(`promptTokens must be an integer >= 0, got ${promptTokens}`);
+  if (!Number.isInteger(V) || V < 1) throw new InputError(`virtualTokens must be an integer >= 1, got ${V}`);
+  if (!ATTENTION_VARIANTS.includes(attention)) {
+    throw new InputError(`attention must be one of ${ATTENTION_VARIANTS.join(', ')}, got ${JSON.stringify(attention)}`);
+  }
+  validateTree(tree, { promptTokens });
+
+  // Node rows: root, then candidates in BFS order.
+  const nodeCount = 1 + tree.candidates.length; // M
+  const order = tree.candidates.map((_, i) => i + 1).sort((a, b) => comparePaths(tree.candidates[a - 1]!.path, tree.candidates[b - 1]!.path));
+  const nodeRows = new Int32Array(nodeCount);
+  order.forEach((node, k) => (nodeRows[node] = k + 1));
+  const rowNode = [0, ...order]; // [M] node held by each node row
+
+  const pathOf = (node: number): number[] => (node === 0 ? [] : tree.candidates[node - 1]!.path);
+  const promptsOf = (node: number): number => (node === 0 ? tree.root.prompts : tree.candidates[node - 1]!.prompts);
+  const nodeOfPath = new Map<string, number>(rowNode.map((node) => [pathKey(pathOf(node)), node]));
+  // ancestorRows[node]: rows of root..node, in depth order.
+  const ancestorRows: number[][] = new Array(nodeCount);
+  for (const node of rowNode) {
+    const path = pathOf(node);
+    ancestorRows[node] = node === 0 ? [0] : [...ancestorRows[nodeOfPath.get(pathKey(path.slice(0, -1)))!]!, nodeRows[node]!];
+  }
+
+  const source: RowSource[] = [];
+  const offsets: number[] = [];
+  const guesses: TreeBuffers['guesses'] = [];
+  for (const node of rowNode) {
+    const path = pathOf(node);
+    if (node === 0) source.push({ kind: 'root', node: 0 });
+    else {
+      source.push({ kind: 'candidate', node, depth: path.length, rank: path.at(-1)! });
+      guesses.push({ row: nodeRows[node]!, depth: path.length, rank: path.at(-1)! });
+    }
+    offsets.push(path.length);
+  }
+  const promptRows: number[][][] = Array.from({ length: nodeCount }, () => []);
+  for (const node of rowNode) {
+    const depth = pathOf(node).length;
+    for (let i = 0; i < promptsOf(node); i++) {
+      const virtualRows: number[] = [];
+      for (let j = 0; j < V; j++) {
+        virtualRows.push(source.length);
+        source.push({ kind: 'prompt', node, prompt: i, virtual: j });
+        offsets.push(depth + 1 + i); // stands in for the token i + 1 past the node's bonus token
+      }
+      promptRows[node]!.push(virtualRows);
+    }
+  }
+
+  const R = source.length;
+  const mask = new Uint8Array(R * R);
+  const see = (row: number, col: number) => (mask[row * R + col] = 1);
+  for (const node of rowNode) {
+    const ancestors = ancestorRows[node]!;
+    for (const col of ancestors) see(nodeRows[node]!, col);
+    const rows = promptRows[node]!;
+    rows.forEach((virtualRows, i) =>
+      virtualRows.forEach((row, j) => {
+        for (const col of ancestors) see(row, col);
+        for (let i2 = 0; i2 <= i; i2++) {
+          for (let j2 = 0; j2 < V; j2++) {
+            const visible =
+              attention === 'ensemble' ? j2 === j : attention === 'decoder' ? i2 < i || j2 <= j : true; // encoder: all j of 0..i
+            if (visible) see(row, rows[i2]![j2]!);
+          }
+        }
+      }),
+    );
+  }
+
+  const hasChild = new Set<number>();
+  for (const node of rowNode) if (node !== 0) hasChild.add(nodeOfPath.get(pathKey(pathOf(node).slice(0, -1)))!);
+  const retrievePaths = rowNode.filter((node) => !hasChild.has(node)).map((node) => [...ancestorRows[node]!]);
+
+  return { rows: R, source, positionOffset: Int32Array.from(offsets), mask, retrievePaths, nodeRows, promptRows, guesses };
+}

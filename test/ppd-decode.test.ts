@@ -1,0 +1,162 @@
+/**
+ * PPD decoding on tiny random models against plain decoding of the same model:
+ * - greedy PPD emits exactly the greedy autoregressive tokens, for 60 prompts, several trees
+ *   (chains, wide and deep, V = 1 and 2, every attention variant), including across EOS, stop
+ *   strings and the token limit when run through `Generation`;
+ * - sampled PPD (rejection verification) has the model's own sampling distribution: the joint
+ *   distribution of the first two tokens matches exact enumeration (chi-square, fixed seed).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { autoregressive, newCache, prefill } from '../src/generate/autoregressive.ts';
+import { Generation } from '../src/generate/generate.ts';
+import { loadModel, type LoadedModel } from '../src/load.ts';
+import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
+import { writeRandomModel } from '../src/model/random-init.ts';
+import { PromptAdapter } from '../src/ppd/adapter.ts';
+import { ppdDecode } from '../src/ppd/decode.ts';
+import { buildTreeSet } from '../src/ppd/tree-builder.ts';
+import { Rng } from '../src/sampling/rng.ts';
+import { Sampler, toProbabilities } from '../src/sampling/sampler.ts';
+import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
+import { memorySource, randomWeights, tinyConfig } from './helpers/tiny-model.ts';
+import type { TokenStream } from '../src/generate/autoregressive.ts';
+
+/** A made-up accuracy table: rank k at position i right with probability ~ 0.5^(k+1) * 0.8^i. */
+const ACC = [0, 1, 2].map((i) => Array.from({ length: 6 }, (_, k) => 0.45 * Math.pow(0.5, k) * Math.pow(0.8, i)));
+
+async function take(stream: TokenStream, count: number): Promise<number[]> {
+  const ids: number[] = [];
+  for await (const chunk of stream) {
+    ids.push(...chunk);
+    if (ids.length >= count) break;
+  }
+  return ids.slice(0, count);
+}
+
+const config = tinyConfig({ vocabSize: 40 });
+const weights = randomWeights(config, 31);
+let model: LlamaModel;
+
+before(async () => {
+  model = await LlamaModel.load(config, memorySource(config, weights), { cacheDir: false, threads: 1 });
+});
+
+const table = () => weights.get('model.embed_tokens.weight')!;
+
+for (const [label, budget, V, attention] of [
+  ['chain-like small tree', 4, 1, 'ensemble'],
+  ['wide tree', 16, 1, 'ensemble'],
+  ['deep tree, two virtual tokens, decoder attention', 24, 2, 'decoder'],
+  ['encoder attention', 12, 2, 'encoder'],
+] as const) {
+  test(`greedy PPD equals greedy decoding token for token (${label})`, async () => {
+    const adapter = PromptAdapter.initialise(config, table(), [5, 6, 7], { promptTokens: 3, virtualTokens: V, attention, initText: 't' });
+    const trees = buildTreeSet(ACC, { budget, promptTokens: 3, virtualTokens: V, attention });
+    const rng = new Rng(budget);
+    const prompts = label === 'wide tree' ? 30 : 10;
+    let steps = 0;
+    let produced = 0;
+    for (let p = 0; p < prompts; p++) {
+      const prompt = Array.from({ length: 2 + Math.floor(rng.next() * 10) }, () => Math.floor(rng.next() * 40));
+      const plain = await take(autoregressive(model, prompt, new Sampler({ temperature: 0 })), 30);
+      const ppd = await take(ppdDecode(model, prompt, { adapter, trees, sampler: new Sampler({ temperature: 0 }), onStep: (n) => ((steps += 1), (produced += n)) }), 30);
+      assert.deepEqual(ppd, plain, `prompt ${prompt.join(',')}`);
+    }
+    // The trees must really be exercised: several tokens accepted in some steps.
+    assert.ok(produced / steps > 1.05, `mean tokens per step ${produced / steps}`);
+  });
+}
+
+let root: string;
+let loaded: LoadedModel;
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), 'ppd-decode-'));
+  writeRandomModel(root, { model_type: 'llama', vocab_size: 260, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 96, eos_token_id: 2 }, { seed: 4, tokenizerJson: byteFallbackTokenizerJson() });
+  writeFileSync(join(root, 'tokenizer_config.json'), JSON.stringify(byteFallbackTokenizerConfig()));
+  loaded = await loadModel(root, { cacheDir: false, threads: 1 });
+});
+
+after(async () => {
+  await loaded.model.release();
+  await model.release();
+  rmSync(root, { recursive: true, force: true });
+});
+
+test('through Generation, greedy PPD stops exactly like plain decoding at EOS, stop strings and limits', async () => {
+  const adapter = PromptAdapter.initialise(loaded.config, loaded.model.embeddings, [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' });
+  const trees = buildTreeSet(ACC, { budget: 12, promptTokens: 3, virtualTokens: 1 });
+  const tokenizer = loaded.tokenizer!;
+  const rng = new Rng(9);
+  for (let p = 0; p < 20; p++) {
+    const ids = tokenizer.encode(`prompt ${p} ${'ab'.repeat(1 + (p % 5))}`);
+    const reference = await new Generation(autoregressive(loaded.model, ids, new Sampler({ temperature: 0 })), tokenizer, ids.length, { maxTokens: 40, contextLength: 96, eosIds: [2] }).complete();
+    // Stop on a token the reference produces mid-run, on a piece of its text, or on the limit.
+    const limits = [
+      { maxTokens: 40, contextLength: 96, eosIds: [reference.ids[Math.floor(rng.next() * reference.ids.length)]!] },
+      { maxTokens: 40, contextLength: 96, eosIds: [2], stop: [reference.text.slice(5, 7) || 'zz'] },
+      { maxTokens: 1 + Math.floor(rng.next() * 20), contextLength: 96, eosIds: [2] },
+    ];
+    for (const limit of limits) {
+      const plain = await new Generation(autoregressive(loaded.model, ids, new Sampler({ temperature: 0 })), tokenizer, ids.length, limit).complete();
+      const ppd = await new Generation(ppdDecode(loaded.model, ids, { adapter, trees, sampler: new Sampler({ temperature: 0 }) }), tokenizer, ids.length, limit).complete();
+      assert.deepEqual(ppd.ids, plain.ids);
+      assert.equal(ppd.text, plain.text);
+      assert.equal(ppd.stats.finishReason, plain.stats.finishReason);
+    }
+  }
+});
+
+test('sampled PPD keeps the model distribution: first two tokens match exact enumeration', async () => {
+  const small = tinyConfig({ vocabSize: 5, hiddenSize: 8, numHeads: 2, numKvHeads: 1, headDim: 4, intermediateSize: 16 });
+  const w = randomWeights(small, 77);
+  const m = await LlamaModel.load(small, memorySource(small, w), { cacheDir: false, threads: 1 });
+  const adapter = PromptAdapter.initialise(small, w.get('model.embed_tokens.weight')!, [1, 2, 3], { promptTokens: 2, virtualTokens: 1, attention: 'ensemble', initText: 't' });
+  const trees = buildTreeSet([[0.4, 0.3, 0.2], [0.3, 0.3, 0.2]], { budget: 8, promptTokens: 2, virtualTokens: 1 });
+  const sampling = { temperature: 1, topK: 0, topP: 1, seed: 0 };
+  const prompt = [1, 3, 0];
+
+  // Exact: p(a) p(b | a) from the model's own logits.
+  const cache = newCache(m);
+  const first = toProbabilities(await prefill(m, prompt, cache), sampling);
+  const exact: number[] = [];
+  for (let a = 0; a < 5; a++) {
+    const out = await m.forward({ embeds: m.embed([...prompt, a]), positions: [0, 1, 2, 3], mask: causalMask(4, 0), cache: newCache(m) });
+    const second = toProbabilities(out.logits.subarray(3 * 5, 4 * 5), sampling);
+    for (let b = 0; b < 5; b++) exact.push(first[a]! * second[b]!);
+  }
+
+  const runs = 3000;
+  const counts = new Array<number>(25).fill(0);
+  const sampler = new Sampler({ ...sampling, seed: 12345 });
+  for (let r = 0; r < runs; r++) {
+    const [a, b] = await take(ppdDecode(m, prompt, { adapter, trees, sampler, verification: 'rejection' }), 2);
+    counts[a! * 5 + b!]!++;
+  }
+  // Chi-square over cells with enough expected mass (rare cells pooled into one).
+  let chi = 0;
+  let cells = 0;
+  let pooledExpected = 0;
+  let pooledCount = 0;
+  exact.forEach((p, k) => {
+    if (p * runs >= 5) {
+      chi += (counts[k]! - p * runs) ** 2 / (p * runs);
+      cells++;
+    } else {
+      pooledExpected += p * runs;
+      pooledCount += counts[k]!;
+    }
+  });
+  if (pooledExpected > 0) {
+    chi += (pooledCount - pooledExpected) ** 2 / pooledExpected;
+    cells++;
+  }
+  // Fixed seed, so the statistic is one fixed number; 3x the degrees of freedom is far beyond
+  // chance for a right sampler (p < 1e-6 for df >= 10) and far below what a biased one gives.
+  assert.ok(chi < 3 * (cells - 1), `chi-square ${chi.toFixed(1)} over ${cells} cells`);
+  await m.release();
+});
