@@ -5,6 +5,7 @@
 import { startGeneration } from '../generate/request.ts';
 import type { GenerationStats } from '../generate/generate.ts';
 import { loadModel } from '../load.ts';
+import { loadPpdSetup } from '../ppd/setup.ts';
 
 export interface GenerateFlags {
   model: string;
@@ -18,19 +19,24 @@ export interface GenerateFlags {
   chat?: boolean;
   json?: boolean;
   threads?: number;
+  ppd?: string;
+  trees?: string;
+  verification?: 'typical' | 'rejection';
 }
 
 export function statsLine(s: GenerationStats): string {
   return (
     `prompt ${s.promptTokens} tokens, generated ${s.newTokens} tokens in ${s.seconds.toFixed(2)} s ` +
     `(${s.tokensPerSecond.toFixed(1)} tokens/s, first token after ${s.prefillSeconds.toFixed(2)} s), ` +
-    `stopped by ${s.finishReason}`
+    `${s.steps} steps, ${s.tau.toFixed(2)} tokens/step, stopped by ${s.finishReason}`
   );
 }
 
 export async function generateCommand(flags: GenerateFlags): Promise<void> {
   const loaded = await loadModel(flags.model, { threads: flags.threads, needsTokenizer: true });
+  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification }) : undefined;
   const generation = startGeneration(loaded, {
+    ppd,
     prompt: flags.chat ? [{ role: 'user', content: flags.prompt }] : flags.prompt,
     maxTokens: flags.maxTokens,
     sampling: { temperature: flags.temperature, topP: flags.topP, topK: flags.topK, seed: flags.seed },

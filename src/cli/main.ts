@@ -9,6 +9,7 @@ import { demoCommand } from './demo.ts';
 import { generateCommand } from './generate.ts';
 import { initCommand } from './init.ts';
 import { perplexityCommand } from './perplexity.ts';
+import { evalPromptsCommand, trainPromptsCommand, treeBuildCommand } from './prompts.ts';
 import { pretrainCommand } from './pretrain.ts';
 import { infoCommand, logitsCommand } from './inspect.ts';
 import { choice, collect, idList, integer, number } from './options.ts';
@@ -32,6 +33,9 @@ program
   .option('--stop <text>', 'stop string (repeatable)', collect)
   .option('--chat', 'wrap the prompt in the model chat template as a user message')
   .option('--json', 'print one JSON object (text, ids, stats) instead of streaming')
+  .option('--ppd <adapter>', 'decode with Parallel Prompt Decoding, using this adapter folder')
+  .option('--trees <file>', 'tree set for --ppd (default: trees.json in the adapter folder)')
+  .option('--verification <kind>', 'with --ppd and sampling: rejection (keeps the model distribution) or typical', choice(['rejection', 'typical'] as const))
   .addOption(threads())
   .action(generateCommand);
 
@@ -99,6 +103,53 @@ program
   .option('--json', 'print JSON')
   .addOption(threads())
   .action(perplexityCommand);
+
+program
+  .command('train-prompts')
+  .description('train PPD prompt tokens for a model by self-distillation, then measure them and build trees')
+  .requiredOption('--model <dir>', 'base model folder')
+  .requiredOption('--train <file>', 'training text (corpus split file or plain text)')
+  .requiredOption('--valid <file>', 'held-out text')
+  .requiredOption('--out <dir>', 'adapter folder to write')
+  .option('--prompt-tokens <n>', 'N prompt tokens', integer(1, 16), 3)
+  .option('--virtual-tokens <n>', 'V virtual tokens per prompt token', integer(1, 16), 1)
+  .option('--attention <kind>', 'attention among prompt tokens', choice(['ensemble', 'decoder', 'encoder'] as const), 'ensemble')
+  .option('--init-text <text>', 'text whose embeddings initialise the prompt tokens', 'Next 2 word Next 3 word Next 4 word')
+  .option('--examples <n>', 'training examples (random cut points)', integer(1), 2000)
+  .option('--valid-examples <n>', 'held-out examples', integer(1), 200)
+  .option('--prefix-length <n>', 'tokens before each cut point', integer(1, 4096), 64)
+  .option('--top-k <n>', 'teacher logits kept per position', integer(1, 1000), 32)
+  .option('--steps <n>', 'optimiser steps', integer(1), 600)
+  .option('--batch <n>', 'examples per step', integer(1), 8)
+  .option('--lr <x>', 'peak learning rate (cosine schedule)', number(0, 10, true), 1e-2)
+  .option('--seed <s>', 'seed', integer(0), 0)
+  .option('--budget <n>', 'input rows per step for the default trees', integer(1, 4096), 16)
+  .addOption(threads())
+  .action(trainPromptsCommand);
+
+program
+  .command('eval-prompts')
+  .description('top-1..top-10 accuracy of each prompt token on held-out text')
+  .requiredOption('--model <dir>', 'base model folder')
+  .requiredOption('--ppd <adapter>', 'adapter folder')
+  .requiredOption('--data <file>', 'held-out text')
+  .option('--examples <n>', 'examples', integer(1), 200)
+  .option('--prefix-length <n>', 'tokens before each cut point', integer(1, 4096), 64)
+  .option('--seed <s>', 'seed', integer(0), 1)
+  .option('--json', 'print JSON')
+  .addOption(threads())
+  .action(evalPromptsCommand);
+
+program
+  .command('tree')
+  .description('candidate trees')
+  .command('build')
+  .description('build the dynamic tree set for a budget of step input rows from an accuracy table')
+  .requiredOption('--accuracies <file>', 'accuracy.json from train-prompts or eval-prompts')
+  .requiredOption('--budget <n>', 'input rows per step', integer(1, 4096))
+  .option('--max-rank <n>', 'ranks considered per position', integer(1, 1000))
+  .option('--out <file>', 'where to write the tree set (default: trees.json beside the table)')
+  .action(treeBuildCommand);
 
 program
   .command('demo')

@@ -38,6 +38,8 @@ export interface GenerationStats {
   prefillSeconds: number;
   /** newTokens / seconds, end to end. */
   tokensPerSecond: number;
+  /** Mean tokens produced per forward (newTokens / steps): 1 for plain decoding, more with PPD. */
+  tau: number;
   finishReason: FinishReason;
 }
 
@@ -143,6 +145,7 @@ export class Generation implements AsyncIterable<Piece> {
         seconds,
         prefillSeconds: (firstToken - start) / 1000,
         tokensPerSecond: seconds > 0 ? ids.length / seconds : 0,
+        tau: steps > 0 ? ids.length / steps : 0,
         finishReason: finishReason ?? 'aborted',
       },
     };

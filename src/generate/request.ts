@@ -8,6 +8,8 @@ import { requireTokenizer, type LoadedModel } from '../load.ts';
 import { Sampler, type SamplingOptions } from '../sampling/sampler.ts';
 import { renderChat, type ChatMessage } from '../tokenizer/chat-template.ts';
 import { autoregressive } from './autoregressive.ts';
+import { ppdDecode } from '../ppd/decode.ts';
+import type { PpdSetup } from '../ppd/setup.ts';
 import { Generation } from './generate.ts';
 
 export interface TextRequest {
@@ -18,6 +20,10 @@ export interface TextRequest {
   sampling?: Partial<SamplingOptions>;
   stop?: readonly string[];
   signal?: AbortSignal;
+  /** Decode with Parallel Prompt Decoding instead of one token per forward. */
+  ppd?: PpdSetup;
+  /** Called after each decoding step with the number of tokens it produced. */
+  onStep?: (tokens: number) => void;
 }
 
 /** The prompt's token ids: BOS as the tokenizer adds it for raw text, as the template writes it for chat. */
@@ -35,7 +41,10 @@ export function promptIds(loaded: LoadedModel, prompt: TextRequest['prompt']): n
 export function startGeneration(loaded: LoadedModel, request: TextRequest): Generation {
   const ids = promptIds(loaded, request.prompt);
   const sampler = new Sampler(request.sampling ?? { temperature: 0 });
-  return new Generation(autoregressive(loaded.model, ids, sampler), requireTokenizer(loaded), ids.length, {
+  const stream = request.ppd
+    ? ppdDecode(loaded.model, ids, { ...request.ppd, sampler, onStep: request.onStep })
+    : autoregressive(loaded.model, ids, sampler);
+  return new Generation(stream, requireTokenizer(loaded), ids.length, {
     maxTokens: request.maxTokens,
     contextLength: loaded.config.maxPositionEmbeddings,
     eosIds: loaded.eosIds,

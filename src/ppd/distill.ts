@@ -149,9 +149,15 @@ export function loadDistillSet(path: string): DistillSet | undefined {
   }
 }
 
-/** Teacher probabilities of prompt token i of example m over its top-k ids (they sum to <= 1). */
+/**
+ * Teacher probabilities of prompt token i of example m over its top-k ids, renormalised to sum to
+ * 1: the distillation target is the teacher restricted to its k most likely tokens, so the
+ * reported KL (against a student that spreads mass over the whole vocabulary) is never negative.
+ */
 export function teacherProbabilities(set: DistillSet, m: number, i: number): Float32Array {
   const { promptTokens: N, topK: K } = set;
   const z = set.logZ[m * N + i]!;
-  return Float32Array.from(set.topLogits.subarray((m * N + i) * K, (m * N + i + 1) * K), (l) => Math.exp(l - z));
+  const probs = Float32Array.from(set.topLogits.subarray((m * N + i) * K, (m * N + i + 1) * K), (l) => Math.exp(l - z));
+  const mass = probs.reduce((a, b) => a + b, 0);
+  return probs.map((p) => p / mass);
 }

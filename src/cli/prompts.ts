@@ -1,0 +1,192 @@
+/**
+ * `ppd train-prompts`, `ppd eval-prompts` and `ppd tree build`: the PPD training pipeline from a
+ * base model and text to an adapter folder holding the prompt tokens, their accuracy table and a
+ * dynamic tree set.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { cachedTokenStream } from '../data/tokenize.ts';
+import { FormatError, InputError } from '../errors.ts';
+import { writeJsonAtomic } from '../format/atomic.ts';
+import { readJsonObject } from '../format/json-file.ts';
+import { openModelDir } from '../format/model-dir.ts';
+import { loadModel, requireTokenizer, type LoadedModel } from '../load.ts';
+import { PromptAdapter, type PromptAttention } from '../ppd/adapter.ts';
+import { buildDistillSet, loadDistillSet, saveDistillSet, type DistillSet } from '../ppd/distill.ts';
+import { ACCURACY_FILE, TREES_FILE } from '../ppd/setup.ts';
+import { accuracyTable, heldOutKl, PrefixCaches, PromptSession, trainPrompts } from '../ppd/train-prompts.ts';
+import { saveTreeSet } from '../ppd/tree.ts';
+import { buildTreeSet } from '../ppd/tree-builder.ts';
+import { Progress } from '../report/progress.ts';
+import { configHash } from '../ppd/adapter.ts';
+
+export interface TrainPromptsFlags {
+  model: string;
+  train: string;
+  valid: string;
+  out: string;
+  promptTokens: number;
+  virtualTokens: number;
+  attention: PromptAttention;
+  initText: string;
+  examples: number;
+  validExamples: number;
+  prefixLength: number;
+  topK: number;
+  steps: number;
+  batch: number;
+  lr: number;
+  seed: number;
+  budget: number;
+  threads?: number;
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new FormatError(path, `cannot read (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+  }
+}
+
+/** The teacher set for `file`, from the adapter folder's cache when the same one was built before. */
+async function distillSet(loaded: LoadedModel, file: string, out: string, name: string, o: { count: number; prefixLength: number; promptTokens: number; topK: number; seed: number }): Promise<DistillSet> {
+  const tokenizer = requireTokenizer(loaded);
+  const weights = join(loaded.dir, 'model.safetensors');
+  const key = `${configHash(loaded.config)}-${existsSync(weights) ? statSync(weights).mtimeMs : 0}-M${o.count}-L${o.prefixLength}-N${o.promptTokens}-K${o.topK}-s${o.seed}`;
+  const path = join(out, 'cache', `distill-${name}-${key}.safetensors`);
+  const cached = loadDistillSet(path);
+  if (cached) return cached;
+  const stream = cachedTokenStream(tokenizer, readText(join(loaded.dir, 'tokenizer.json')), readText(file), join(out, 'cache'));
+  const started = performance.now();
+  const bar = new Progress(`teacher (${name})`, o.count, 'examples');
+  const set = await buildDistillSet(loaded.model, stream, { ...o, onProgress: (done) => bar.update(done) });
+  bar.stop();
+  saveDistillSet(path, set);
+  process.stderr.write(`${name} teacher set: ${o.count} examples in ${((performance.now() - started) / 1000).toFixed(1)} s, ${(statSync(path).size / 1e6).toFixed(2)} MB\n`);
+  return set;
+}
+
+function printTable(acc: number[][]): void {
+  const ranks = acc[0]?.length ?? 0;
+  process.stdout.write(`prompt token | ${Array.from({ length: ranks }, (_, k) => `top-${k + 1}`.padStart(6)).join(' ')}\n`);
+  acc.forEach((row, i) => {
+    let cumulative = 0;
+    const cells = row.map((a) => (cumulative += a).toFixed(3).padStart(6));
+    process.stdout.write(`${String(i).padStart(12)} | ${cells.join(' ')}\n`);
+  });
+}
+
+export async function trainPromptsCommand(f: TrainPromptsFlags): Promise<void> {
+  const started = performance.now();
+  const loaded = await loadModel(f.model, { threads: f.threads, needsTokenizer: true });
+  const tokenizer = requireTokenizer(loaded);
+  const shape = { promptTokens: f.promptTokens, virtualTokens: f.virtualTokens, prefixLength: f.prefixLength, topK: f.topK };
+  const train = await distillSet(loaded, f.train, f.out, 'train', { count: f.examples, ...shape, seed: f.seed });
+  const valid = await distillSet(loaded, f.valid, f.out, 'valid', { count: f.validExamples, ...shape, seed: f.seed + 1 });
+
+  const files = openModelDir(f.model);
+  const session = await PromptSession.create(loaded.config, files.tensors, shape, { threads: f.threads });
+  files.tensors.close();
+  const adapter = PromptAdapter.initialise(loaded.config, loaded.model.embeddings, tokenizer.encode(f.initText, { addBos: false }), {
+    promptTokens: f.promptTokens,
+    virtualTokens: f.virtualTokens,
+    attention: f.attention,
+    initText: f.initText,
+  });
+  const trainCaches = new PrefixCaches(loaded.model, train);
+  const validCaches = new PrefixCaches(loaded.model, valid);
+  const initialKl = await heldOutKl(session, adapter, valid, validCaches);
+  const bar = new Progress('train-prompts', f.steps, 'steps', ['kl', 'valid kl', 'lr']);
+  let lastValid = initialKl.toFixed(4);
+  const trainStart = performance.now();
+  const history = await trainPrompts(
+    session,
+    adapter,
+    { set: train, caches: trainCaches },
+    { set: valid, caches: validCaches, limit: valid.count },
+    { steps: f.steps, batch: f.batch, schedule: { peakLr: f.lr, warmupSteps: Math.ceil(f.steps / 20), minLrRatio: 0 }, seed: f.seed, evalEvery: Math.max(1, Math.floor(f.steps / 10)) },
+    (p) => {
+      if (p.validKl !== undefined) lastValid = p.validKl.toFixed(4);
+      bar.update(p.step, { kl: p.kl.toFixed(4), 'valid kl': lastValid, lr: p.lr.toExponential(2) });
+    },
+  );
+  bar.stop();
+  const trainSeconds = (performance.now() - trainStart) / 1000;
+  const acc = await accuracyTable(session, adapter, valid, validCaches);
+  await session.release();
+
+  const { parameters, share } = adapter.parameterShare(loaded.config);
+  adapter.config.training = {
+    base: f.model,
+    trainText: f.train,
+    examples: f.examples,
+    validExamples: f.validExamples,
+    prefixLength: f.prefixLength,
+    teacherTopK: f.topK,
+    steps: f.steps,
+    batch: f.batch,
+    lr: f.lr,
+    seed: f.seed,
+    heldOutKlBefore: initialKl,
+    heldOutKlAfter: history.at(-1)?.validKl,
+    trainSeconds,
+    wallSeconds: (performance.now() - started) / 1000,
+    trainableParameters: parameters,
+    shareOfBase: share,
+    history,
+  };
+  adapter.save(f.out);
+  writeJsonAtomic(join(f.out, ACCURACY_FILE), { schema: 'ppd.accuracy/1', examples: valid.count, source: f.valid, accuracy: acc });
+  const trees = buildTreeSet(acc, { budget: f.budget, promptTokens: f.promptTokens, virtualTokens: f.virtualTokens, attention: f.attention, accuracySource: join(f.out, ACCURACY_FILE) });
+  saveTreeSet(join(f.out, TREES_FILE), trees);
+  printTable(acc);
+  process.stderr.write(
+    `held-out KL ${initialKl.toFixed(4)} -> ${history.at(-1)?.validKl?.toFixed(4)}; ${parameters} trainable parameters ` +
+      `(${(share * 100).toPrecision(2)} % of the base model); training ${trainSeconds.toFixed(0)} s; ` +
+      `trees for budget ${f.budget}: expected ${trees.expectedTokensPerStep.toFixed(2)} tokens/step; wrote ${f.out}\n`,
+  );
+  await loaded.model.release();
+}
+
+export async function evalPromptsCommand(f: { model: string; ppd: string; data: string; examples: number; prefixLength: number; seed: number; json?: boolean; threads?: number }): Promise<void> {
+  const loaded = await loadModel(f.model, { threads: f.threads, needsTokenizer: true });
+  const adapter = PromptAdapter.load(f.ppd, loaded.config);
+  const shape = { promptTokens: adapter.promptTokens, virtualTokens: adapter.virtualTokens, prefixLength: f.prefixLength, topK: 10 };
+  const set = await distillSet(loaded, f.data, f.ppd, 'eval', { count: f.examples, ...shape, seed: f.seed });
+  const files = openModelDir(f.model);
+  const session = await PromptSession.create(loaded.config, files.tensors, shape, { threads: f.threads });
+  files.tensors.close();
+  const acc = await accuracyTable(session, adapter, set, new PrefixCaches(loaded.model, set));
+  await session.release();
+  await loaded.model.release();
+  writeJsonAtomic(join(f.ppd, ACCURACY_FILE), { schema: 'ppd.accuracy/1', examples: set.count, source: f.data, accuracy: acc });
+  if (f.json) process.stdout.write(JSON.stringify({ examples: set.count, accuracy: acc }) + '\n');
+  else printTable(acc);
+}
+
+export function treeBuildCommand(f: { accuracies: string; budget: number; out?: string; maxRank?: number }): void {
+  if (!existsSync(f.accuracies)) throw new FormatError(f.accuracies, 'not found');
+  const raw = readJsonObject(f.accuracies);
+  const acc = raw.accuracy;
+  if (!Array.isArray(acc) || !acc.every((row) => Array.isArray(row) && row.every((a) => typeof a === 'number'))) {
+    throw new FormatError(f.accuracies, 'field "accuracy" must be a table of numbers [prompt token][rank]');
+  }
+  const adapterConfig = join(f.accuracies, '..', 'adapter_config.json');
+  const adapter = existsSync(adapterConfig) ? readJsonObject(adapterConfig) : {};
+  if (f.budget < 1) throw new InputError('--budget must be at least 1');
+  const trees = buildTreeSet(acc as number[][], {
+    budget: f.budget,
+    promptTokens: acc.length,
+    virtualTokens: typeof adapter.virtualTokens === 'number' ? adapter.virtualTokens : 1,
+    attention: (adapter.attention as PromptAttention | undefined) ?? 'ensemble',
+    maxRank: f.maxRank,
+    accuracySource: f.accuracies,
+  });
+  const out = f.out ?? join(f.accuracies, '..', TREES_FILE);
+  saveTreeSet(out, trees);
+  trees.trees.forEach((tree, d) =>
+    process.stdout.write(`d=${d}: ${tree.candidates.length} candidates, expected accepted length ${trees.expectedAcceptedLength[d]!.toFixed(3)}\n`),
+  );
+  process.stdout.write(`expected tokens per step ${trees.expectedTokensPerStep.toFixed(3)}; wrote ${out}\n`);
+}
