@@ -1,22 +1,31 @@
 /**
- * `ppd demo` (what `npm start` runs): the main job on the bundled model.
+ * `ppd demo` (what `npm start` runs): the product on the bundled model. It continues a held-out
+ * prompt with plain greedy decoding, then with Parallel Prompt Decoding, and reports both
+ * speeds, the tokens accepted per step and whether the two texts are identical (they must be).
+ * Tokens accepted in one PPD step are shown as one coloured run.
  *
- * ppd does not bundle a trained model yet, so the demo makes a small random-weight model on the
- * fly (cached between runs), says so plainly, and generates from it: the text is gibberish, but
- * every stage (loading, graph compilation, tokeniser, KV-cached decoding, streaming) runs for
- * real.
+ * Without the bundled model (a checkout that lacks models/), it says so and generates from a
+ * small random-weight model instead, so every stage still runs.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startGeneration } from '../generate/request.ts';
-import { loadModel } from '../load.ts';
+import { fileURLToPath } from 'node:url';
+import { startGeneration, type TextRequest } from '../generate/request.ts';
+import type { GenerationResult } from '../generate/generate.ts';
+import { loadModel, type LoadedModel } from '../load.ts';
 import { writeRandomModel } from '../model/random-init.ts';
+import { loadPpdSetup } from '../ppd/setup.ts';
 import { defaultCacheDir } from '../runtime/compile.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../tokenizer/byte-tokenizer.ts';
 import { statsLine } from './generate.ts';
-import { writeFileSync } from 'node:fs';
 
-const DEMO_SHAPE = {
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const DEFAULT_MODEL = join(ROOT, 'models', 'ppd-base');
+export const DEFAULT_ADAPTER = join(DEFAULT_MODEL, 'ppd');
+/** The opening of a held-out document (data/corpus/test.txt), which training never saw. */
+const PROMPT = 'And it came to pass, when Saul was returned from following the Philistines, that';
+
+const RANDOM_SHAPE = {
   model_type: 'llama',
   vocab_size: 260,
   hidden_size: 256,
@@ -30,27 +39,58 @@ const DEMO_SHAPE = {
   eos_token_id: 2,
 };
 
-function demoModelDir(): string {
+function randomModelDir(): string {
   const dir = join(defaultCacheDir(), '..', 'demo-random-model');
   if (!existsSync(join(dir, 'model.safetensors'))) {
-    writeRandomModel(dir, DEMO_SHAPE, { seed: 7, tokenizerJson: byteFallbackTokenizerJson() });
+    writeRandomModel(dir, RANDOM_SHAPE, { seed: 7, tokenizerJson: byteFallbackTokenizerJson() });
     writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(byteFallbackTokenizerConfig()));
   }
   return dir;
 }
 
-export async function demoCommand(flags: { maxTokens: number }): Promise<void> {
-  process.stderr.write(
-    'ppd has no bundled trained model yet: generating from a small random-weight model made on the fly.\n' +
-      'The text is gibberish by design; loading, compilation, tokenisation and KV-cached decoding are real.\n\n',
-  );
-  const dir = demoModelDir();
-  const loaded = await loadModel(dir);
-  const prompt = 'Once upon a time';
-  const generation = startGeneration(loaded, { prompt, maxTokens: flags.maxTokens });
-  process.stdout.write(prompt);
-  for await (const piece of generation) process.stdout.write(JSON.stringify(piece.text).slice(1, -1));
+/** Streams a generation to stdout; with `colour`, each step's tokens alternate colours. */
+async function show(loaded: LoadedModel, request: TextRequest, colour: boolean): Promise<GenerationResult> {
+  const generation = startGeneration(loaded, request);
+  const tty = process.stdout.isTTY && colour;
+  let step = 0;
+  process.stdout.write(typeof request.prompt === 'string' ? request.prompt : '');
+  for await (const piece of generation) {
+    if (!tty || piece.text === '') process.stdout.write(piece.text);
+    else process.stdout.write(`\x1b[${step++ % 2 ? 36 : 33}m${piece.text}\x1b[0m`);
+  }
   process.stdout.write('\n');
-  process.stderr.write(`\n${statsLine(generation.result.stats)}\nmodel: ${dir}\n`);
+  return generation.result;
+}
+
+export async function demoCommand(flags: { maxTokens: number }): Promise<void> {
+  if (!existsSync(join(DEFAULT_MODEL, 'model.safetensors'))) {
+    process.stderr.write('The bundled model is missing (models/ppd-base): generating from a small random-weight model instead.\n\n');
+    const loaded = await loadModel(randomModelDir());
+    const result = await show(loaded, { prompt: 'Once upon a time', maxTokens: flags.maxTokens }, false);
+    process.stderr.write(`\n${statsLine(result.stats)}\n`);
+    await loaded.model.release();
+    return;
+  }
+  const loaded = await loadModel(DEFAULT_MODEL);
+  const ppd = loadPpdSetup(loaded.config, DEFAULT_ADAPTER);
+  const request: TextRequest = { prompt: PROMPT, maxTokens: flags.maxTokens };
+  await startGeneration(loaded, { ...request, maxTokens: 4 }).complete(); // warm-up
+
+  process.stderr.write('── plain greedy decoding (one token per forward) ──\n');
+  const plain = await show(loaded, request, false);
+  process.stderr.write(`${statsLine(plain.stats)}\n\n`);
+  process.stderr.write('── Parallel Prompt Decoding (each colour run = tokens accepted in one forward) ──\n');
+  const fast = await show(loaded, { ...request, ppd }, true);
+  process.stderr.write(`${statsLine(fast.stats)}\n\n`);
+
+  const identical = fast.ids.length === plain.ids.length && fast.ids.every((id, i) => id === plain.ids[i]);
+  const { parameters, share } = ppd.adapter.parameterShare(loaded.config);
+  process.stderr.write(
+    `PPD: ${(fast.stats.tokensPerSecond / plain.stats.tokensPerSecond).toFixed(2)}x the speed of plain decoding ` +
+      `(${fast.stats.tokensPerSecond.toFixed(1)} vs ${plain.stats.tokensPerSecond.toFixed(1)} tokens/s), ` +
+      `${fast.stats.tau.toFixed(2)} tokens per forward, output ${identical ? 'identical to' : 'DIFFERENT FROM'} plain decoding; ` +
+      `${parameters} trained parameters (${(share * 100).toPrecision(2)} % of the model).\n`,
+  );
   await loaded.model.release();
+  if (!identical) process.exitCode = 1;
 }
