@@ -90,7 +90,17 @@ export async function pretrainCommand(flags: PretrainFlags): Promise<void> {
   const alreadyDone = flags.resume && existsSync(join(flags.run, 'latest.json')) ? Number(readJsonObject(join(flags.run, 'latest.json')).step) : 0;
   const bar = new Progress('pretrain', flags.steps, 'steps', ['loss', 'valid', 'lr', 'tok/s'], alreadyDone);
   let lastValid = '-';
+  // Ctrl-C or SIGTERM: finish the current step, save a checkpoint and export; a second one quits.
+  let stopRequested = false;
+  const onSignal = () => {
+    if (stopRequested) process.exit(130);
+    stopRequested = true;
+    process.stderr.write('\nstopping after this step (checkpoint and export follow; signal again to quit at once)\n');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const result = await pretrain({
+    shouldStop: () => stopRequested,
     settings,
     train,
     valid,

@@ -60,6 +60,8 @@ export interface PretrainRun {
   timeBudgetSeconds?: number;
   /** Stop (after saving a checkpoint) after this step, as an interruption would. */
   stopAfterStep?: number;
+  /** Asked after every step; true stops the run (after saving a checkpoint), e.g. on Ctrl-C. */
+  shouldStop?: () => boolean;
   onProgress?: (p: PretrainProgress) => void;
 }
 
@@ -219,6 +221,7 @@ export async function pretrain(run: PretrainRun): Promise<PretrainResult> {
       if (step % s.evalEvery === 0 && step < s.steps) save();
       if (run.timeBudgetSeconds !== undefined && elapsed() - secondsBefore >= run.timeBudgetSeconds) break;
       if (run.stopAfterStep !== undefined && step >= run.stopAfterStep) break;
+      if (run.shouldStop?.()) break;
     }
     finished = step >= s.steps;
     save();
