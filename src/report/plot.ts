@@ -1,10 +1,10 @@
 /**
- * Line charts as SVG files, for benchmark reports: a chart is data (series of (x, y) points,
- * axis titles, optional horizontal reference lines) and is rendered by Vega-Lite + Vega in Node,
+ * Charts as SVG files, for benchmark reports: a chart is data (series of (x, y) points, axis
+ * titles, optional horizontal reference lines) and is rendered by Vega-Lite + Vega in Node,
  * headless (Vega's SVG renderer needs no browser and no native canvas).
  *
- * What this file is not: a charting toolkit. One chart kind, the options benchmarks need so far;
- * add an option when a report needs it.
+ * What this file is not: a charting toolkit. One chart kind drawn as lines or as grouped bars,
+ * the options benchmarks need so far; add an option when a report needs it.
  */
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
@@ -23,6 +23,11 @@ export interface Axis {
 
 export interface LineChart {
   title: string;
+  /**
+   * 'line' (default): one line per series over a quantitative x. 'bar': x values are categories
+   * (e.g. prompt numbers), with one bar per series side by side in each.
+   */
+  mark?: 'line' | 'bar';
   x: Axis;
   y: Axis;
   series: Series[];
@@ -49,6 +54,7 @@ export function lineChartSpec(chart: LineChart): TopLevelSpec {
   // On a log axis the default ticks skip most powers of two; show every x that has a point.
   const xTicks = chart.x.logBase ? [...new Set(rows.map((r) => r.x))].sort((a, b) => a - b) : undefined;
   const rules = chart.yRules ?? [];
+  const bars = chart.mark === 'bar';
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: chart.title,
@@ -58,10 +64,12 @@ export function lineChartSpec(chart: LineChart): TopLevelSpec {
     layer: [
       {
         data: { values: rows },
-        mark: { type: 'line', point: true },
+        mark: bars ? { type: 'bar' } : { type: 'line', point: true },
         encoding: {
-          x: axisEncoding('x', chart.x, xTicks),
-          y: axisEncoding('y', chart.y),
+          x: bars ? { field: 'x', type: 'ordinal', title: chart.x.title, axis: { labelAngle: 0 } } : axisEncoding('x', chart.x, xTicks),
+          // Bars grow from zero: a scale starting elsewhere would misstate their lengths.
+          y: bars && !chart.y.logBase ? { ...axisEncoding('y', chart.y), scale: { zero: true } } : axisEncoding('y', chart.y),
+          ...(bars ? { xOffset: { field: 'series', type: 'nominal' } } : {}),
           color: { field: 'series', type: 'nominal', title: null },
         },
       },

@@ -1,0 +1,755 @@
+/**
+ * PPD benchmark: how much faster Parallel Prompt Decoding generates than plain decoding on this
+ * machine, with the trained adapter, on held-out text. One run measures everything and writes
+ * docs/bench/ppd.json (the data; schema: `PpdBenchReport` below), docs/bench/ppd.md (the same for
+ * people) and docs/bench/ppd-per-prompt.svg (greedy speedup and τ per prompt).
+ *
+ *   npm run bench:ppd                       full run: models/ppd-base with its adapter models/ppd-base/ppd
+ *   npm run bench:ppd -- --quick            smoke check: 2 prompts, 16 new tokens, 1 repeat; written
+ *                                           to a temporary folder so the published report stays
+ *   --model DIR --ppd DIR                   another model / adapter folder (with its trees.json)
+ *   --max-tokens N --prompts N --repeats N  new tokens per generation (96), prompts (16), timed
+ *                                           repeats of each generation (2; the median time counts)
+ *   --threads N                             ONNX Runtime intra-op threads (default: all cores)
+ *
+ * What it measures. Prompts are the openings of held-out documents of data/corpus/test.txt,
+ * evenly spaced over the split (its documents come grouped by source, so the first few are all
+ * Bible chapters), each cut at a sentence (else word) end to 32–64 tokens, skipping on to the next
+ * document where one ends before that (a whole document invites EOS). Every prompt is generated
+ * by five decoders: plain and PPD greedy; plain, PPD with rejection verification (distribution-
+ * preserving) and PPD with typical acceptance, sampling at temperature 0.8, top-p 0.95 with a
+ * fixed seed per prompt. The runs of one prompt are interleaved (plain, PPD, plain, PPD, ...;
+ * the order reversed every other round) so that both sides share the machine's noise, after one
+ * warm-up generation per decoder. Times are end to end (prefill included), as `Generation` reports
+ * them; EOS ends a generation as it would for a user, so new-token counts are reported too.
+ *
+ * Greedy PPD must reproduce plain greedy decoding token for token: a mismatch is reported at the
+ * top of the report and on stderr, and the run exits with code 1 (after writing the report).
+ * The targets (τ >= 2.5, greedy speedup >= 2×, memory overhead <= 0.01 %) are reported, never
+ * asserted.
+ *
+ * Shape legend: N = prompt tokens, V = virtual tokens per prompt token, C = hidden size,
+ * R = input rows of one tree step, M = tree nodes (root + candidates).
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
+import { documentsOf } from '../src/data/tokenize.ts';
+import { FormatError, InputError } from '../src/errors.ts';
+import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
+import type { FinishReason, GenerationResult } from '../src/generate/generate.ts';
+import { promptIds, startGeneration } from '../src/generate/request.ts';
+import { loadModel, type LoadedModel } from '../src/load.ts';
+import { parameterCount } from '../src/model/config.ts';
+import { loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
+import { compileTree } from '../src/ppd/tree-buffers.ts';
+import { writeLineChart } from '../src/report/plot.ts';
+import { Progress } from '../src/report/progress.ts';
+import type { SamplingOptions } from '../src/sampling/sampler.ts';
+import {
+  BUSY_MACHINE_CORES,
+  describeMachine,
+  fmt,
+  machineSection,
+  otherCpu,
+  parseBenchArgs,
+  REPO_ROOT,
+  runBenchmark,
+  shownPath,
+  spread,
+  watchLoad,
+  warnIfBusy,
+  type Machine,
+  type PhaseLoad,
+} from './harness.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Report schema (docs/bench/ppd.json). Times in seconds, rates per second, sizes in bytes,
+// shares as fractions (0.0001 = 0.01 %).
+
+export interface PpdBenchReport {
+  schema: 'ppd.bench.ppd/1';
+  mode: 'full' | 'quick';
+  command: string;
+  /** ISO 8601, when the run started. */
+  date: string;
+  durationSeconds: number;
+  machine: Machine;
+  model: { dir: string; parameters: number; weightBytes: number; hiddenSize: number; layers: number; vocabSize: number };
+  adapter: {
+    dir: string;
+    promptTokens: number; // N
+    virtualTokens: number; // V
+    attention: string;
+    trees: { file: string; budget: number; topK: number; expectedTokensPerStep: number; rowsPerTree: number[] };
+  };
+  workload: Workload;
+  /** Greedy PPD against plain greedy: the ids must be identical. */
+  greedyIdentity: { prompts: number; identical: number; mismatches: Mismatch[] };
+  comparisons: Comparison[];
+  memory: MemoryOverhead;
+  training: TrainingRecord;
+  targets: TargetResult[];
+  /** CPU that other processes used during the timed generations (warm-up and loading excluded). */
+  load: PhaseLoad;
+}
+
+export interface Workload {
+  corpusFile: string;
+  /** The prompts: `document` indexes the split file's documents; tokens include BOS. */
+  prompts: { prompt: number; document: number; tokens: number; text: string }[];
+  promptTokens: { min: number; max: number; mean: number };
+  maxTokens: number;
+  /** Timed generations of each prompt by each decoder; the median time counts. */
+  repeats: number;
+  warmupTokens: number;
+  sampling: { temperature: number; topP: number; topK: number; seedOfPrompt: string };
+}
+
+export type DecoderId = 'greedy-plain' | 'greedy-ppd' | 'sampled-plain' | 'sampled-ppd-rejection' | 'sampled-ppd-typical';
+
+/** One decoder on one prompt. Token counts are the same in every repeat (checked: `reproducible`). */
+export interface RunResult {
+  newTokens: number;
+  /** Forwards that produced tokens, the prompt's included. */
+  steps: number;
+  /** newTokens / steps: tokens per forward, the prompt's included (as `Generation` reports it). */
+  tau: number;
+  /**
+   * τ as the paper counts it: tokens per decoding step after the prompt's forward, (newTokens − 1)
+   * / (steps − 1); 1 for plain decoding. The targets and the tables use this one.
+   */
+  tauPerStep: number;
+  finishReason: FinishReason;
+  /** Median over the repeats, end to end (prefill included). */
+  seconds: number;
+  secondsPerRepeat: number[];
+  /** newTokens / seconds. */
+  tokensPerSecond: number;
+  /** Every repeat produced the same ids (decoding is deterministic for a fixed seed). */
+  reproducible: boolean;
+}
+
+export interface PromptComparison {
+  /** 1-based, as in the chart. */
+  prompt: number;
+  document: number;
+  promptTokens: number;
+  plain: RunResult;
+  ppd: RunResult;
+  /** ppd.tokensPerSecond / plain.tokensPerSecond. */
+  speedup: number;
+  /** PPD produced exactly plain decoding's ids (required for greedy; by chance when sampling). */
+  identical: boolean;
+}
+
+export interface Comparison {
+  name: 'greedy' | 'sampling, rejection verification' | 'sampling, typical acceptance';
+  plain: DecoderId;
+  ppd: DecoderId;
+  sampling: Pick<SamplingOptions, 'temperature' | 'topP' | 'topK'>;
+  /** Whether PPD preserves plain decoding's output distribution (greedy: its exact output). */
+  preservesDistribution: boolean;
+  prompts: PromptComparison[];
+  aggregate: Aggregate;
+}
+
+export interface Aggregate {
+  speedupMedian: number;
+  speedupMean: number;
+  speedupMin: number;
+  speedupMax: number;
+  /** Σ new tokens / Σ seconds over the prompts. */
+  plainTokensPerSecond: number;
+  ppdTokensPerSecond: number;
+  /** ppdTokensPerSecond / plainTokensPerSecond. */
+  overallSpeedup: number;
+  /** Mean of the prompts' τ per decoding step (PPD). */
+  tauMean: number;
+  /** Σ (new tokens − 1) / Σ (forwards − 1) over the prompts (PPD). */
+  tauOverall: number;
+  identicalOutputs: number;
+}
+
+export interface Mismatch {
+  prompt: number;
+  document: number;
+  /** First position where the ids differ (the shorter length when one is a prefix of the other). */
+  position: number;
+  plainId: number | null;
+  ppdId: number | null;
+  plainTokens: number;
+  ppdTokens: number;
+}
+
+export interface TreeBufferSize {
+  guessDepth: number;
+  rows: number; // R
+  nodes: number; // M
+  /** [R, R] u8. */
+  maskBytes: number;
+  /** Positions, node rows, row sources, retrieval paths, prompt rows, guess slots, as int32. */
+  indexBytes: number;
+}
+
+export interface MemoryOverhead {
+  /** N·V·C f32. */
+  adapterBytes: number;
+  trees: TreeBufferSize[];
+  treeBufferBytes: number;
+  /** adapterBytes + treeBufferBytes. */
+  overheadBytes: number;
+  /** parameters × 4 (f32). */
+  weightBytes: number;
+  /** overheadBytes / weightBytes. */
+  share: number;
+}
+
+export interface TrainingRecord {
+  trainableParameters: number;
+  shareOfBase: number;
+  /** From the adapter's training record; null when it has none (an untrained adapter). */
+  trainSeconds: number | null;
+  wallSeconds: number | null;
+  steps: number | null;
+}
+
+export interface TargetResult {
+  name: string;
+  value: number;
+  comparison: '>=' | '<=';
+  threshold: number;
+  unit: 'x' | 'tokens/step' | 'share';
+  pass: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is measured, and how often.
+
+interface Plan {
+  mode: 'full' | 'quick';
+  threads: number;
+  outDir: string;
+  modelDir: string;
+  adapterDir: string;
+  prompts: number;
+  maxTokens: number;
+  repeats: number;
+}
+
+const CORPUS_FILE = join(REPO_ROOT, 'data', 'corpus', 'test.txt');
+const PROMPT_TOKENS = { min: 32, max: 64 };
+const WARMUP_TOKENS = 32;
+const SAMPLING = { temperature: 0.8, topP: 0.95, topK: 0 };
+const GREEDY = { temperature: 0, topP: 1, topK: 0 };
+/** Prompt p (1-based) samples with seed SEED_BASE + p, in every decoder and repeat. */
+const SEED_BASE = 1000;
+const TARGETS = { tau: 2.5, speedup: 2, memoryShare: 0.0001 };
+const SVG_NAME = 'ppd-per-prompt.svg';
+
+function positiveInt(flag: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new InputError(`--${flag} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+function planFromArgs(argv: string[]): Plan {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean' },
+      threads: { type: 'string' },
+      model: { type: 'string' },
+      ppd: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      prompts: { type: 'string' },
+      repeats: { type: 'string' },
+    },
+  });
+  // The flags every benchmark takes are read and checked by the harness.
+  const { quick, threads } = parseBenchArgs([...(values.quick ? ['--quick'] : []), ...(values.threads === undefined ? [] : ['--threads', values.threads])]);
+  const modelDir = values.model ?? DEFAULT_MODEL;
+  const adapterDir = values.ppd ?? (values.model === undefined ? DEFAULT_ADAPTER : join(modelDir, 'ppd'));
+  if (!existsSync(join(modelDir, 'config.json'))) {
+    throw new InputError(`${modelDir}: no model here (train the default one with \`npm run pretrain:default\`, or name one with --model DIR)`);
+  }
+  if (!existsSync(join(adapterDir, TREES_FILE))) {
+    throw new InputError(`${adapterDir}: no PPD adapter with ${TREES_FILE} here (make one with \`ppd train-prompts\`, or name one with --ppd DIR)`);
+  }
+  return {
+    mode: quick ? 'quick' : 'full',
+    threads,
+    outDir: quick ? join(tmpdir(), 'ppd-bench-ppd-quick') : join(REPO_ROOT, 'docs', 'bench'),
+    modelDir,
+    adapterDir,
+    prompts: positiveInt('prompts', values.prompts, quick ? 2 : 16),
+    maxTokens: positiveInt('max-tokens', values['max-tokens'], quick ? 16 : 96),
+    repeats: positiveInt('repeats', values.repeats, quick ? 1 : 2),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompts: document openings, cut at a word or sentence end.
+
+interface Prompt {
+  /** 1-based. */
+  number: number;
+  document: number;
+  text: string;
+  /** Token ids as generation will see them (BOS included). */
+  tokens: number;
+}
+
+/** `count` document indices spread evenly over `total` documents, the first included. */
+function evenlySpaced(count: number, total: number): number[] {
+  return Array.from({ length: Math.min(count, total) }, (_, i) => Math.floor((i * total) / Math.min(count, total)));
+}
+
+/**
+ * The opening of `doc` with PROMPT_TOKENS.min..max tokens that the document goes on after: the
+ * longest run of whole sentences (or lines), else of whole words; null when the document is too
+ * short (a whole document as the prompt would invite EOS, not a continuation).
+ */
+function openingOf(loaded: LoadedModel, doc: string): { text: string; tokens: number } | null {
+  let words: { text: string; tokens: number } | null = null;
+  let sentences: { text: string; tokens: number } | null = null;
+  const length = doc.trimEnd().length;
+  for (const match of doc.matchAll(/\S+(\s*)/g)) {
+    const end = match.index + match[0].length;
+    const text = doc.slice(0, end).trimEnd();
+    if (text.length === length) break;
+    const tokens = promptIds(loaded, text).length;
+    if (tokens > PROMPT_TOKENS.max) break;
+    if (tokens < PROMPT_TOKENS.min) continue;
+    words = { text, tokens };
+    if (/[.!?;:]["')]?$/.test(text) || match[1]!.includes('\n')) sentences = { text, tokens };
+  }
+  return sentences ?? words;
+}
+
+/** `count` prompts from documents spread evenly over the split, each moved on to the next long-enough document when needed. */
+function selectPrompts(loaded: LoadedModel, count: number): Prompt[] {
+  if (!existsSync(CORPUS_FILE)) throw new FormatError(CORPUS_FILE, 'not found (it is committed; restore it with git)');
+  const docs = documentsOf(readFileSync(CORPUS_FILE, 'utf8'));
+  const prompts: Prompt[] = [];
+  let next = 0;
+  for (const start of evenlySpaced(count, docs.length)) {
+    for (let document = Math.max(start, next); document < docs.length; document++) {
+      const opening = openingOf(loaded, docs[document]!);
+      if (opening === null) continue;
+      prompts.push({ number: prompts.length + 1, document, ...opening });
+      next = document + 1;
+      break;
+    }
+  }
+  if (prompts.length < count) {
+    throw new FormatError(CORPUS_FILE, `only ${prompts.length} documents go on past a ${PROMPT_TOKENS.min}-token opening; ${count} prompts were asked for`);
+  }
+  return prompts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding runs.
+
+interface Decoder {
+  id: DecoderId;
+  sampled: boolean;
+  /** PPD with this verification ('greedy' when not sampling); absent for plain decoding. */
+  ppd?: 'greedy' | 'rejection' | 'typical';
+}
+
+const DECODERS: readonly Decoder[] = [
+  { id: 'greedy-plain', sampled: false },
+  { id: 'greedy-ppd', sampled: false, ppd: 'greedy' },
+  { id: 'sampled-plain', sampled: true },
+  { id: 'sampled-ppd-rejection', sampled: true, ppd: 'rejection' },
+  { id: 'sampled-ppd-typical', sampled: true, ppd: 'typical' },
+];
+
+const COMPARISONS: readonly Pick<Comparison, 'name' | 'plain' | 'ppd' | 'preservesDistribution'>[] = [
+  { name: 'greedy', plain: 'greedy-plain', ppd: 'greedy-ppd', preservesDistribution: true },
+  { name: 'sampling, rejection verification', plain: 'sampled-plain', ppd: 'sampled-ppd-rejection', preservesDistribution: true },
+  { name: 'sampling, typical acceptance', plain: 'sampled-plain', ppd: 'sampled-ppd-typical', preservesDistribution: false },
+];
+
+async function generate(loaded: LoadedModel, setup: PpdSetup, decoder: Decoder, prompt: Prompt, maxTokens: number): Promise<GenerationResult> {
+  const sampling = decoder.sampled ? { ...SAMPLING, seed: SEED_BASE + prompt.number } : { ...GREEDY, seed: 0 };
+  const ppd = decoder.ppd === undefined ? undefined : { ...setup, verification: decoder.ppd === 'typical' ? ('typical' as const) : ('rejection' as const) };
+  return startGeneration(loaded, { prompt: prompt.text, maxTokens, sampling, ppd }).complete();
+}
+
+const sameIds = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((id, i) => id === b[i]);
+
+/** All runs of one prompt, interleaved round by round; per decoder its results in repeat order. */
+async function runPrompt(loaded: LoadedModel, setup: PpdSetup, prompt: Prompt, plan: Plan, progress: Progress): Promise<Map<DecoderId, GenerationResult[]>> {
+  const results = new Map<DecoderId, GenerationResult[]>(DECODERS.map((d) => [d.id, []]));
+  for (let round = 0; round < plan.repeats; round++) {
+    // Reversing every other round: neither side of a pair always runs right after the other.
+    const order = (prompt.number + round) % 2 === 1 ? DECODERS : [...DECODERS].reverse();
+    for (const decoder of order) {
+      results.get(decoder.id)!.push(await generate(loaded, setup, decoder, prompt, plan.maxTokens));
+      progress.tick();
+    }
+  }
+  return results;
+}
+
+function runResult(results: GenerationResult[]): RunResult {
+  const first = results[0]!;
+  const secondsPerRepeat = results.map((r) => r.stats.seconds);
+  const seconds = spread(secondsPerRepeat).medianMs; // spread() takes any unit
+  return {
+    newTokens: first.stats.newTokens,
+    steps: first.stats.steps,
+    tau: first.stats.tau,
+    tauPerStep: first.stats.steps > 1 ? (first.stats.newTokens - 1) / (first.stats.steps - 1) : first.stats.tau,
+    finishReason: first.stats.finishReason,
+    seconds,
+    secondsPerRepeat,
+    tokensPerSecond: seconds > 0 ? first.stats.newTokens / seconds : 0,
+    reproducible: results.every((r) => sameIds(r.ids, first.ids)),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aggregates, memory, training record, targets.
+
+const mean = (xs: number[]) => xs.reduce((sum, x) => sum + x, 0) / xs.length;
+const sum = (xs: number[]) => xs.reduce((total, x) => total + x, 0);
+
+function aggregate(prompts: PromptComparison[]): Aggregate {
+  const speedups = prompts.map((p) => p.speedup);
+  const rate = (runs: RunResult[]) => sum(runs.map((r) => r.newTokens)) / sum(runs.map((r) => r.seconds));
+  const plainTokensPerSecond = rate(prompts.map((p) => p.plain));
+  const ppdTokensPerSecond = rate(prompts.map((p) => p.ppd));
+  return {
+    speedupMedian: spread(speedups).medianMs,
+    speedupMean: mean(speedups),
+    speedupMin: Math.min(...speedups),
+    speedupMax: Math.max(...speedups),
+    plainTokensPerSecond,
+    ppdTokensPerSecond,
+    overallSpeedup: ppdTokensPerSecond / plainTokensPerSecond,
+    tauMean: mean(prompts.map((p) => p.ppd.tauPerStep)),
+    tauOverall: sum(prompts.map((p) => p.ppd.newTokens - 1)) / sum(prompts.map((p) => p.ppd.steps - 1)),
+    identicalOutputs: prompts.filter((p) => p.identical).length,
+  };
+}
+
+function firstMismatch(prompt: Prompt, plain: readonly number[], ppd: readonly number[]): Mismatch {
+  let position = 0;
+  while (position < Math.min(plain.length, ppd.length) && plain[position] === ppd[position]) position++;
+  return { prompt: prompt.number, document: prompt.document, position, plainId: plain[position] ?? null, ppdId: ppd[position] ?? null, plainTokens: plain.length, ppdTokens: ppd.length };
+}
+
+/** What PPD keeps in memory besides the model: the prompt embeddings and each tree's step buffers. */
+function memoryOverhead(loaded: LoadedModel, setup: PpdSetup): MemoryOverhead {
+  const { promptTokens, virtualTokens, attention } = setup.adapter.config;
+  const int32 = 4;
+  const trees = setup.trees.trees.map((tree): TreeBufferSize => {
+    const b = compileTree(tree, { promptTokens, virtualTokens, attention });
+    const indexEntries =
+      b.rows + // positionOffset [R]
+      b.nodeRows.length + // [M]
+      4 * b.source.length + // kind, node and two more fields per row
+      sum(b.retrievePaths.map((path) => path.length)) +
+      sum(b.promptRows.map((perNode) => sum(perNode.map((virtualRows) => virtualRows.length)))) +
+      3 * b.guesses.length; // row, depth, rank
+    return { guessDepth: tree.guessDepth, rows: b.rows, nodes: b.nodeRows.length, maskBytes: b.mask.byteLength, indexBytes: indexEntries * int32 };
+  });
+  const adapterBytes = setup.adapter.embeddings.length * Float32Array.BYTES_PER_ELEMENT;
+  const treeBufferBytes = sum(trees.map((t) => t.maskBytes + t.indexBytes));
+  const weightBytes = parameterCount(loaded.config) * Float32Array.BYTES_PER_ELEMENT;
+  return { adapterBytes, trees, treeBufferBytes, overheadBytes: adapterBytes + treeBufferBytes, weightBytes, share: (adapterBytes + treeBufferBytes) / weightBytes };
+}
+
+function trainingRecord(loaded: LoadedModel, setup: PpdSetup): TrainingRecord {
+  const { parameters, share } = setup.adapter.parameterShare(loaded.config);
+  const record = setup.adapter.config.training ?? {};
+  const numberOrNull = (field: string) => (typeof record[field] === 'number' ? (record[field] as number) : null);
+  return { trainableParameters: parameters, shareOfBase: share, trainSeconds: numberOrNull('trainSeconds'), wallSeconds: numberOrNull('wallSeconds'), steps: numberOrNull('steps') };
+}
+
+function targets(greedy: Aggregate, memory: MemoryOverhead): TargetResult[] {
+  const target = (name: string, value: number, comparison: '>=' | '<=', threshold: number, unit: TargetResult['unit']): TargetResult => ({
+    name,
+    value,
+    comparison,
+    threshold,
+    unit,
+    pass: comparison === '>=' ? value >= threshold : value <= threshold,
+  });
+  return [
+    target('τ, greedy PPD (tokens per step, mean over prompts)', greedy.tauMean, '>=', TARGETS.tau, 'tokens/step'),
+    target('speedup, greedy (median over prompts)', greedy.speedupMedian, '>=', TARGETS.speedup, 'x'),
+    target('memory overhead, share of the f32 weights', memory.share, '<=', TARGETS.memoryShare, 'share'),
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report: Markdown, JSON and the chart.
+
+const percent = (share: number) => `${(share * 100).toPrecision(2)} %`;
+const shown = (value: number, unit: TargetResult['unit']) => (unit === 'share' ? percent(value) : unit === 'x' ? `${fmt(value, 2)}×` : fmt(value, 2));
+const bytes = (n: number) => (n >= 2 ** 20 ? `${fmt(n / 2 ** 20, 1)} MiB` : n >= 1024 ? `${fmt(n / 1024, 1)} KiB` : `${n} B`);
+const repoPath = (path: string) => {
+  const rel = relative(REPO_ROOT, path);
+  return rel.startsWith('..') ? path : rel;
+};
+
+function identityLine(r: PpdBenchReport): string {
+  const g = r.greedyIdentity;
+  if (g.mismatches.length === 0) return `**Greedy PPD output is identical to plain greedy decoding on all ${g.prompts} prompts** (token ids compared).`;
+  const where = g.mismatches.map((m) => `prompt ${m.prompt} at token ${m.position} (plain ${m.plainId ?? 'end'}, PPD ${m.ppdId ?? 'end'})`).join('; ');
+  return `**⚠ GREEDY MISMATCH: PPD output differs from plain greedy decoding on ${g.mismatches.length} of ${g.prompts} prompts** — ${where}. This is a bug: greedy PPD must reproduce plain decoding exactly.`;
+}
+
+function markdown(r: PpdBenchReport): string {
+  const [greedy, rejection, typical] = r.comparisons as [Comparison, Comparison, Comparison];
+  const w = r.workload;
+  const m = r.memory;
+  const t = r.training;
+  const unreproducible = r.comparisons.flatMap((c) => c.prompts.filter((p) => !p.plain.reproducible || !p.ppd.reproducible).map((p) => `${c.name} prompt ${p.prompt}`));
+  const aggregateRow = (c: Comparison) =>
+    `| ${c.name} | ${fmt(c.aggregate.plainTokensPerSecond)} | ${fmt(c.aggregate.ppdTokensPerSecond)} | ${fmt(c.aggregate.speedupMedian, 2)}× | ${fmt(c.aggregate.speedupMean, 2)}× ` +
+    `[${fmt(c.aggregate.speedupMin, 2)}–${fmt(c.aggregate.speedupMax, 2)}] | ${fmt(c.aggregate.overallSpeedup, 2)}× | ${fmt(c.aggregate.tauMean, 2)} | ${c.aggregate.identicalOutputs}/${c.prompts.length} |`;
+  const lines = [
+    '# PPD benchmark',
+    '',
+    `Command: \`${r.command}\` (${r.mode} run, ${r.date}, ${fmt(r.durationSeconds, 0)} s). Data: \`ppd.json\` (schema \`${r.schema}\`, see \`bench/ppd.ts\`).`,
+    '',
+    identityLine(r),
+    '',
+    '## Targets',
+    '',
+    '| target | value | threshold | result |',
+    '| --- | --- | --- | --- |',
+    ...r.targets.map((x) => `| ${x.name} | ${shown(x.value, x.unit)} | ${x.comparison} ${shown(x.threshold, x.unit)} | ${x.pass ? 'pass' : '**fail**'} |`),
+    '',
+    '## Speed, all prompts',
+    '',
+    'Tokens/s overall = Σ new tokens / Σ seconds. Speedup per prompt = PPD tokens/s / plain tokens/s; its median, mean [min–max] over prompts. ' +
+      'τ = tokens per decoding step, the prompt\'s forward and its one token left out (as the paper counts it), mean over prompts. Identical: prompts where PPD produced exactly the plain ids ' +
+      '(required for greedy; with sampling the two draw differently, so they differ by design).',
+    '',
+    '| decoding | plain tok/s | PPD tok/s | speedup median | speedup mean [min–max] | overall speedup | τ | identical |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...r.comparisons.map(aggregateRow),
+    '',
+    `Rejection verification keeps the model's sampling distribution exactly; typical acceptance (ε = 0.09, δ = 0.3 as in the PPD reference) accepts more but does not.`,
+    '',
+    '## Greedy, per prompt',
+    '',
+    `![greedy speedup and τ per prompt](${SVG_NAME})`,
+    '',
+    '| prompt | document | prompt tokens | new tokens plain / PPD | plain tok/s | PPD tok/s | speedup | τ | identical |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...greedy.prompts.map(
+      (p) =>
+        `| ${p.prompt} | ${p.document} | ${p.promptTokens} | ${p.plain.newTokens} / ${p.ppd.newTokens} | ${fmt(p.plain.tokensPerSecond)} | ${fmt(p.ppd.tokensPerSecond)} | ` +
+        `${fmt(p.speedup, 2)}× | ${fmt(p.ppd.tauPerStep, 2)} | ${p.identical ? 'yes' : '**NO**'} |`,
+    ),
+    '',
+    `## Sampling (temperature ${w.sampling.temperature}, top-p ${w.sampling.topP}), per prompt`,
+    '',
+    '| prompt | plain tok/s | rejection tok/s | speedup | τ | typical tok/s | speedup | τ |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rejection.prompts.map((p, i) => {
+      const ty = typical.prompts[i]!;
+      return `| ${p.prompt} | ${fmt(p.plain.tokensPerSecond)} | ${fmt(p.ppd.tokensPerSecond)} | ${fmt(p.speedup, 2)}× | ${fmt(p.ppd.tauPerStep, 2)} | ${fmt(ty.ppd.tokensPerSecond)} | ${fmt(ty.speedup, 2)}× | ${fmt(ty.ppd.tauPerStep, 2)} |`;
+    }),
+    '',
+    '## Model and adapter',
+    '',
+    '| | |',
+    '| --- | --- |',
+    `| model | \`${r.model.dir}\`: ${fmt(r.model.parameters / 1e6, 2)}M parameters (C = ${r.model.hiddenSize}, ${r.model.layers} layers, vocabulary ${r.model.vocabSize}), f32 |`,
+    `| adapter | \`${r.adapter.dir}\`: N = ${r.adapter.promptTokens} prompt tokens × V = ${r.adapter.virtualTokens}, ${r.adapter.attention} attention |`,
+    `| trees | \`${r.adapter.trees.file}\`: budget ${r.adapter.trees.budget} rows, top-${r.adapter.trees.topK}, rows per tree (d = 0..N) ${r.adapter.trees.rowsPerTree.join(', ')}, expected ${fmt(r.adapter.trees.expectedTokensPerStep, 2)} tokens/step |`,
+    '',
+    '## Memory overhead',
+    '',
+    `PPD keeps the prompt embeddings (N·V·C f32) and, per tree of the dynamic set, its compiled step buffers: the [R, R] u8 mask and the index arrays ` +
+      `(positions, node rows, row sources, retrieval paths, prompt rows, guess slots), counted as int32. The per-step [R, P+R] mask and the step's keys/values are transient and not counted.`,
+    '',
+    '| what | bytes |',
+    '| --- | --- |',
+    `| prompt embeddings | ${bytes(m.adapterBytes)} |`,
+    ...m.trees.map((tb) => `| tree d = ${tb.guessDepth} (R = ${tb.rows}, M = ${tb.nodes}): mask + index | ${bytes(tb.maskBytes)} + ${bytes(tb.indexBytes)} |`),
+    `| **total** | **${bytes(m.overheadBytes)}** (${m.overheadBytes} B) |`,
+    `| model weights, f32 | ${bytes(m.weightBytes)} |`,
+    `| **overhead / weights** | **${percent(m.share)}** |`,
+    '',
+    '## Training',
+    '',
+    `${t.trainableParameters} trainable parameters, ${percent(t.shareOfBase)} of the base model. ` +
+      (t.wallSeconds === null
+        ? 'The adapter has no training record.'
+        : `Training (from the adapter's record): ${t.steps ?? '?'} steps, ${fmt(t.trainSeconds ?? 0, 0)} s of optimisation, ${fmt(t.wallSeconds, 0)} s wall time in all (teacher set included).`),
+    '',
+    '## How it was measured',
+    '',
+    `${w.prompts.length} prompts: the openings of documents ${w.prompts.map((p) => p.document).join(', ')} of \`${w.corpusFile}\` (held out from training), evenly spaced over the split, ` +
+      `each cut at a sentence or word end to ${w.promptTokens.min}–${w.promptTokens.max} tokens (mean ${fmt(w.promptTokens.mean)}). ` +
+      `Up to ${w.maxTokens} new tokens each; EOS ends a generation early. Sampling seeds: ${w.sampling.seedOfPrompt}. ` +
+      `One warm-up generation (${w.warmupTokens} tokens) per decoder, then per prompt ${w.repeats} round${w.repeats === 1 ? '' : 's'} of the five decoders, interleaved ` +
+      '(plain, PPD, plain, PPD, PPD; reversed every other round); a run\'s time is the median of its rounds, end to end with the prefill.' +
+      (unreproducible.length > 0 ? ` **Repeats produced different ids for ${unreproducible.join(', ')}**: decoding should be deterministic.` : ' Every repeat reproduced its ids.'),
+    '',
+    ...machineSection(r.machine, r.load),
+  ];
+  if (r.load.otherCores !== null && r.load.otherCores > BUSY_MACHINE_CORES) {
+    lines.push(`**Warning:** other processes used ${otherCpu(r.load)} during the timed runs; the figures understate ppd. Rerun on an idle machine.`, '');
+  }
+  return lines.join('\n');
+}
+
+async function writeReport(report: PpdBenchReport, outDir: string): Promise<string[]> {
+  mkdirSync(outDir, { recursive: true });
+  const paths = [join(outDir, 'ppd.json'), join(outDir, 'ppd.md'), join(outDir, SVG_NAME)];
+  const greedy = report.comparisons[0]!;
+  writeJsonAtomic(paths[0]!, report);
+  writeFileAtomic(paths[1]!, markdown(report));
+  await writeLineChart(paths[2]!, {
+    title: `Greedy PPD per prompt (${report.machine.threadsUsed} threads)`,
+    mark: 'bar',
+    x: { title: 'prompt' },
+    y: { title: 'speedup (×) / τ (tokens per step)' },
+    series: [
+      { name: 'speedup (×)', points: greedy.prompts.map((p) => ({ x: p.prompt, y: p.speedup })) },
+      { name: 'τ (tokens/step)', points: greedy.prompts.map((p) => ({ x: p.prompt, y: p.ppd.tauPerStep })) },
+    ],
+    yRules: [
+      { y: TARGETS.speedup, label: `speedup target ${TARGETS.speedup}×` },
+      { y: TARGETS.tau, label: `τ target ${TARGETS.tau}` },
+    ],
+  });
+  return paths;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main.
+
+async function main(argv: string[]): Promise<void> {
+  const plan = planFromArgs(argv);
+  const date = new Date().toISOString();
+  const started = performance.now();
+  const machine = describeMachine(plan.threads);
+  const loaded = await loadModel(plan.modelDir, { threads: plan.threads, needsTokenizer: true });
+  try {
+    const setup = loadPpdSetup(loaded.config, plan.adapterDir);
+    const prompts = selectPrompts(loaded, plan.prompts);
+    process.stderr.write(
+      `PPD benchmark (${plan.mode}): ${repoPath(plan.modelDir)} + ${repoPath(plan.adapterDir)}, ${prompts.length} prompts × ${plan.maxTokens} tokens × ${plan.repeats} repeat${plan.repeats === 1 ? '' : 's'}, ` +
+        `${machine.cpuModel}, ${machine.cores} cores, ${plan.threads} threads, ORT ${machine.onnxruntime}\n`,
+    );
+    await warnIfBusy();
+
+    const warmup = new Progress('warm-up', DECODERS.length, 'runs');
+    for (const decoder of DECODERS) {
+      await generate(loaded, setup, decoder, prompts[0]!, Math.min(WARMUP_TOKENS, plan.maxTokens));
+      warmup.tick();
+    }
+    warmup.stop();
+
+    const endTimed = watchLoad();
+    const progress = new Progress('generations', prompts.length * plan.repeats * DECODERS.length, 'runs');
+    const perPrompt: Map<DecoderId, GenerationResult[]>[] = [];
+    for (const prompt of prompts) perPrompt.push(await runPrompt(loaded, setup, prompt, plan, progress));
+    const load = endTimed();
+
+    const comparisons: Comparison[] = COMPARISONS.map((c) => {
+      const rows = prompts.map((prompt, i): PromptComparison => {
+        const plain = perPrompt[i]!.get(c.plain)!;
+        const ppd = perPrompt[i]!.get(c.ppd)!;
+        const plainRun = runResult(plain);
+        const ppdRun = runResult(ppd);
+        return {
+          prompt: prompt.number,
+          document: prompt.document,
+          promptTokens: plain[0]!.stats.promptTokens,
+          plain: plainRun,
+          ppd: ppdRun,
+          speedup: ppdRun.tokensPerSecond / plainRun.tokensPerSecond,
+          identical: sameIds(plain[0]!.ids, ppd[0]!.ids),
+        };
+      });
+      const sampling = c.name === 'greedy' ? GREEDY : SAMPLING;
+      return { ...c, sampling, prompts: rows, aggregate: aggregate(rows) };
+    });
+    const greedy = comparisons[0]!;
+    const mismatches = greedy.prompts
+      .filter((p) => !p.identical)
+      .map((p) => firstMismatch(prompts[p.prompt - 1]!, perPrompt[p.prompt - 1]!.get('greedy-plain')![0]!.ids, perPrompt[p.prompt - 1]!.get('greedy-ppd')![0]!.ids));
+    progress.stop(`greedy speedup ${fmt(greedy.aggregate.speedupMedian, 2)}× (median), τ ${fmt(greedy.aggregate.tauMean, 2)}`);
+
+    const memory = memoryOverhead(loaded, setup);
+    const promptTokens = greedy.prompts.map((p) => p.promptTokens);
+    const { promptTokens: N, virtualTokens: V } = setup.adapter.config;
+    const report: PpdBenchReport = {
+      schema: 'ppd.bench.ppd/1',
+      mode: plan.mode,
+      command: `npm run bench:ppd${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
+      date,
+      durationSeconds: (performance.now() - started) / 1000,
+      machine,
+      model: {
+        dir: repoPath(plan.modelDir),
+        parameters: parameterCount(loaded.config),
+        weightBytes: memory.weightBytes,
+        hiddenSize: loaded.config.hiddenSize,
+        layers: loaded.config.numLayers,
+        vocabSize: loaded.config.vocabSize,
+      },
+      adapter: {
+        dir: repoPath(plan.adapterDir),
+        promptTokens: N,
+        virtualTokens: V,
+        attention: setup.adapter.config.attention,
+        trees: {
+          file: repoPath(join(plan.adapterDir, TREES_FILE)),
+          budget: setup.trees.budget,
+          topK: setup.trees.topK,
+          expectedTokensPerStep: setup.trees.expectedTokensPerStep,
+          rowsPerTree: memory.trees.map((tb) => tb.rows),
+        },
+      },
+      workload: {
+        corpusFile: repoPath(CORPUS_FILE),
+        prompts: prompts.map((p) => ({ prompt: p.number, document: p.document, tokens: p.tokens, text: p.text })),
+        promptTokens: { min: Math.min(...promptTokens), max: Math.max(...promptTokens), mean: mean(promptTokens) },
+        maxTokens: plan.maxTokens,
+        repeats: plan.repeats,
+        warmupTokens: Math.min(WARMUP_TOKENS, plan.maxTokens),
+        sampling: { ...SAMPLING, seedOfPrompt: `${SEED_BASE} + prompt number, the same for every decoder and repeat` },
+      },
+      greedyIdentity: { prompts: prompts.length, identical: greedy.aggregate.identicalOutputs, mismatches },
+      comparisons,
+      memory,
+      training: trainingRecord(loaded, setup),
+      targets: targets(greedy.aggregate, memory),
+      load,
+    };
+    const paths = await writeReport(report, plan.outDir);
+
+    for (const c of comparisons) {
+      console.log(
+        `${c.name}: ${fmt(c.aggregate.plainTokensPerSecond)} -> ${fmt(c.aggregate.ppdTokensPerSecond)} tokens/s, speedup ${fmt(c.aggregate.speedupMedian, 2)}× median ` +
+          `(${fmt(c.aggregate.speedupMean, 2)}× mean), τ ${fmt(c.aggregate.tauMean, 2)}`,
+      );
+    }
+    console.log(`memory overhead ${percent(memory.share)} of the weights; targets: ${report.targets.map((x) => `${x.name} ${x.pass ? 'pass' : 'FAIL'}`).join('; ')}`);
+    for (const path of paths) console.log(`wrote ${shownPath(path)}`);
+    if (mismatches.length > 0) {
+      process.stderr.write(`error: greedy PPD output differs from plain greedy decoding on ${mismatches.length} of ${prompts.length} prompts (prompts ${mismatches.map((x) => x.prompt).join(', ')}); see the report\n`);
+      process.exitCode = 1;
+    }
+  } finally {
+    await loaded.model.release();
+  }
+}
+
+await runBenchmark(main);
