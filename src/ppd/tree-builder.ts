@@ -16,7 +16,8 @@
  * moves the chain to state m_x (prompt tokens attached to x). The quantity to maximise is the
  * chain's long-run mean tokens per step g, the number §8's hardware calibration divides by the
  * step latency. That is an average-reward Markov decision problem, solved by policy iteration:
- * - evaluate: for the current trees solve g + h(d) = τ(T_d) + Σ_x e(x) h(m_x), h(N) = 0. The
+ * - evaluate: for the current trees solve g + h(d) = τ(T_d) + Σ_x e(x) h(m_x), h(N) = 0 (the
+ *   restart below scales the sum by 1 − RESTART). The
  *   relative value h(m) is the total extra tokens, over all later steps, of entering state m;
  *   it is PPD.md's f(m), made exact (f(m) = τ(T_m) only looks one step ahead);
  * - improve: for each d pick the tree maximising τ(T) + Σ_x e(x) h(m_x) (below), keeping the
@@ -32,13 +33,14 @@
  * A generation's first step always has N guess lists (the prefill ran N prompt tokens), and a
  * generation ends after some hundreds of steps. The evaluation models that as a restart to state
  * N with probability RESTART per step: it keeps the chain single-class when a degenerate table
- * (a guess that is always right) would leave several closed loops, and moves g by < RESTART.
+ * (a guess that is always right) would leave several closed loops; its effect on g is of order
+ * RESTART.
  */
 import { InputError } from '../errors.ts';
-import { comparePaths, TREE_SCHEMA, TREE_SET_SCHEMA, type AttentionVariant, type PpdTree, type PpdTreeSet } from './tree.ts';
+import { comparePaths, TREE_SCHEMA, TREE_SET_SCHEMA, validateTreeSet, type AttentionVariant, type PpdTree, type PpdTreeSet } from './tree.ts';
 
-/** One step in RESTART starts a new generation (state N); see the header. */
-const RESTART = 1e-3;
+/** Probability that a step is a generation's last (the next one starts in state N); see the header. */
+export const RESTART = 1e-3;
 /** Improvements smaller than this are rounding, not improvements. */
 const EPS = 1e-12;
 const MAX_POLICY_ITERATIONS = 100;
@@ -136,19 +138,19 @@ export function allocationValue(end: ArrayLike<number>, prompts: ArrayLike<numbe
 /**
  * PPD.md §5's greedy pruning. Starts with N prompt tokens on every node and removes one at a
  * time, always where the loss e(x) (value[m] − value[m−1]) is least, until at most `capacity`
- * remain. Ties go to the node holding more prompt tokens, then to the later node. Returns [M]
- * prompt tokens per node. Optimal when value is concave (allocatePromptsExhaustive checks).
- * value: [N+1], value[m] = worth of a next step with m guessing positions.
+ * remain; then goes on removing while the least loss is <= 0 (a prompt token worth nothing, e.g.
+ * on a node where the accepted path never ends, is not worth its V rows). Ties go to the node
+ * holding more prompt tokens, then to the later node. Returns [M] prompt tokens per node.
+ * Optimal when value is concave (allocatePromptsExhaustive is the check).
+ * end: [M] end probabilities; value: [N+1], value[m] = worth of a next step with m guess lists.
  */
 export function allocatePrompts(end: ArrayLike<number>, value: ArrayLike<number>, promptTokens: number, capacity: number): Int32Array {
   const M = end.length;
   const prompts = new Int32Array(M).fill(promptTokens);
-  let excess = M * promptTokens - Math.max(0, capacity);
-  if (promptTokens === 0 || excess <= 0) return prompts;
   const heap = new RemovalHeap();
   const loss = (x: number, m: number) => end[x]! * (value[m]! - value[m - 1]!);
-  for (let x = 0; x < M; x++) heap.push({ loss: loss(x, promptTokens), prompts: promptTokens, node: x });
-  for (; excess > 0; excess--) {
+  if (promptTokens > 0) for (let x = 0; x < M; x++) heap.push({ loss: loss(x, promptTokens), prompts: promptTokens, node: x });
+  for (let total = M * promptTokens; heap.size > 0 && (total > capacity || heap.peek().loss <= 0); total--) {
     const { node } = heap.pop();
     const m = --prompts[node]!;
     if (m > 0) heap.push({ loss: loss(node, m), prompts: m, node });
@@ -156,16 +158,15 @@ export function allocatePrompts(end: ArrayLike<number>, value: ArrayLike<number>
   return prompts;
 }
 
-/** The naive twin of allocatePrompts: tries every allocation with min(capacity, M·N) tokens. */
+/** The naive twin of allocatePrompts: the best of every allocation of at most `capacity` tokens. */
 export function allocatePromptsExhaustive(end: ArrayLike<number>, value: ArrayLike<number>, promptTokens: number, capacity: number): Int32Array {
   const M = end.length;
-  const total = Math.min(Math.max(0, capacity), M * promptTokens);
   let best = new Int32Array(M);
   let bestValue = -Infinity;
   const current = new Int32Array(M);
   const visit = (x: number, left: number): void => {
     if (x === M) {
-      const v = left === 0 ? allocationValue(end, current, value) : -Infinity;
+      const v = allocationValue(end, current, value);
       if (v > bestValue) [bestValue, best] = [v, current.slice()];
       return;
     }
@@ -174,7 +175,7 @@ export function allocatePromptsExhaustive(end: ArrayLike<number>, value: ArrayLi
       visit(x + 1, left - m);
     }
   };
-  visit(0, total);
+  visit(0, Math.max(0, capacity));
   return best;
 }
 
@@ -187,6 +188,14 @@ interface Removal {
 /** Min-heap of removals, ordered as allocatePrompts documents. */
 class RemovalHeap {
   private items: Removal[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  peek(): Removal {
+    return this.items[0]!;
+  }
 
   private before(a: Removal, b: Removal): boolean {
     if (a.loss !== b.loss) return a.loss < b.loss;
@@ -236,21 +245,21 @@ interface StateTree {
   tau: number;
 }
 
-/** τ(T) + Σ e(x) h(m_x): this step's tokens plus the worth of where it leads. */
-function treeValue(t: StateTree, h: ArrayLike<number>): number {
-  return t.tau + allocationValue(t.end, t.prompts, h);
+/** τ(T) + Σ e(x) worth[m_x]: this step's tokens plus the worth of where it leads. */
+function treeValue(t: StateTree, worth: ArrayLike<number>): number {
+  return t.tau + allocationValue(t.end, t.prompts, worth);
 }
 
 /** The best tree for one state: every split C of the budget, candidates by probability, greedy prompts. */
-function bestStateTree(ranked: readonly PathCandidate[], h: ArrayLike<number>, budget: number, N: number, V: number): StateTree {
+function bestStateTree(ranked: readonly PathCandidate[], worth: ArrayLike<number>, budget: number, N: number, V: number): StateTree {
   let best: StateTree | undefined;
   let bestValue = -Infinity;
   for (let C = 0; C <= Math.min(budget - 1, ranked.length); C++) {
     const candidates = ranked.slice(0, C);
     const end = endProbabilities(candidates);
-    const prompts = allocatePrompts(end, h, N, Math.floor((budget - 1 - C) / V));
+    const prompts = allocatePrompts(end, worth, N, Math.floor((budget - 1 - C) / V));
     const tree: StateTree = { candidates, prompts, end, tau: expectedAcceptedLength(candidates.map((c) => c.probability)) };
-    const value = treeValue(tree, h);
+    const value = treeValue(tree, worth);
     if (value > bestValue + EPS) [best, bestValue] = [tree, value];
   }
   return best!;
@@ -317,21 +326,22 @@ export function buildTreeSet(acc: readonly (readonly number[])[], options: Build
   const K = positiveInt('maxRank', options.maxRank ?? Math.max(1, ...acc.map((row) => row.length)));
 
   const ranked = Array.from({ length: N + 1 }, (_, d) => topPaths(acc, d, budget - 1, K));
-  let h: Float64Array = Float64Array.from(ranked, (r) => expectedAcceptedLength(r.map((c) => c.probability)));
-  const trees = ranked.map((r) => bestStateTree(r, h, budget, N, V));
-  let { g, h: values } = evaluatePolicy(trees);
+  // worth[m]: what entering state m adds, (1 − RESTART) h(m) (a restart enters N, and h(N) = 0).
+  let worth: Float64Array = Float64Array.from(ranked, (r) => expectedAcceptedLength(r.map((c) => c.probability)));
+  const trees = ranked.map((r) => bestStateTree(r, worth, budget, N, V));
+  let { g, h } = evaluatePolicy(trees);
   for (let iteration = 0; iteration < MAX_POLICY_ITERATIONS; iteration++) {
-    h = values;
+    worth = h.map((v) => (1 - RESTART) * v);
     let changed = false;
     ranked.forEach((r, d) => {
-      const candidate = bestStateTree(r, h, budget, N, V);
-      if (treeValue(candidate, h) > treeValue(trees[d]!, h) + EPS) [trees[d], changed] = [candidate, true];
+      const candidate = bestStateTree(r, worth, budget, N, V);
+      if (treeValue(candidate, worth) > treeValue(trees[d]!, worth) + EPS) [trees[d], changed] = [candidate, true];
     });
     if (!changed) break;
-    ({ g, h: values } = evaluatePolicy(trees));
+    ({ g, h } = evaluatePolicy(trees));
   }
 
-  return {
+  return validateTreeSet({
     schema: TREE_SET_SCHEMA,
     budget,
     promptTokens: N,
@@ -342,7 +352,7 @@ export function buildTreeSet(acc: readonly (readonly number[])[], options: Build
     expectedAcceptedLength: trees.map((t) => t.tau),
     expectedTokensPerStep: g,
     trees: trees.map((t, d) => toTree(t, d, K)),
-  };
+  });
 }
 
 function toTree(t: StateTree, guessDepth: number, topK: number): PpdTree {
