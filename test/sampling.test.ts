@@ -8,6 +8,7 @@ import {
   Sampler,
   samplingOptions,
   toProbabilities,
+  toProbabilitiesNaive,
   type SamplingOptions,
 } from '../src/sampling/sampler.ts';
 
@@ -83,8 +84,60 @@ test('top-p keeps the smallest most-likely set reaching p, renormalised; applied
   assertClose(toProbabilities(logits, opts({ topP: 0.45 })), [0, 0.4 / 0.7, 0, 0.3 / 0.7]);
   // After top-k=2 the mass is {1: 4/7, 3: 3/7}; p=0.55 then keeps only 1. (top-p first would keep 1 and 3.)
   assert.deepEqual(support(toProbabilities(logits, opts({ topK: 2, topP: 0.55 }))), [1]);
+  // Ties at the cut go to the lower index; a set that reaches p exactly stops there.
+  const even = logitsOf([0.25, 0.25, 0.25, 0.25]);
+  assert.deepEqual(support(toProbabilities(even, opts({ topP: 0.5 }))), [0, 1]);
+  assert.deepEqual(support(toProbabilities(even, opts({ topP: 0.6 }))), [0, 1, 2]);
   // Temperature applies first: at T=0.25 token 1 alone holds > 0.55 of the mass.
   assert.deepEqual(support(toProbabilities(logits, opts({ temperature: 0.25, topP: 0.55 }))), [1]);
+});
+
+/** Logit vectors that stress the fast paths: ties, -Infinity, near-ties, peaked, flat, huge. */
+function randomLogits(rng: Rng, V: number): Float32Array {
+  const gauss = (): number => Math.sqrt(-2 * Math.log(1 - rng.next())) * Math.cos(2 * Math.PI * rng.next());
+  const pick = <T>(xs: T[]): T => xs[Math.floor(rng.next() * xs.length)];
+  const std = pick([1e-6, 0.01, 1, 3, 10, 1e30]);
+  const kind = pick(['gauss', 'gauss', 'ties', 'peaked', 'flat', 'near-ties', 'zeros', 'mixed']);
+  const l = new Float32Array(V);
+  for (let i = 0; i < V; i++) {
+    if (kind === 'gauss') l[i] = gauss() * std;
+    else if (kind === 'ties') l[i] = Math.floor(rng.next() * 4) - 2;
+    else if (kind === 'peaked') l[i] = gauss() * 2 + (rng.next() < 0.002 ? 15 : 0);
+    else if (kind === 'flat') l[i] = 0;
+    else if (kind === 'near-ties') l[i] = 1 + i * 2 ** -23; // adjacent float32s, rising with index
+    else if (kind === 'zeros') l[i] = pick([0, -0, 2 ** -149, -(2 ** -149)]);
+    else l[i] = pick([gauss() * 3, 1, 1, 0.5, -Infinity]);
+  }
+  const minusInf = pick([0, 0, 0.3, 0.99, 1]);
+  for (let i = 0; i < V; i++) if (rng.next() < minusInf) l[i] = -Infinity;
+  return l;
+}
+
+// Besides the common cases, these reach the fast version's rare paths: 'near-ties' at a high
+// temperature puts many distinct weights in one bucket (its fallback sort), topP = 1 - 2^-53
+// makes rounding leave the first walk short of the limit (its second walk), and a tiny
+// temperature leaves weights below 2^-64 or underflowed to 0.
+test('toProbabilities equals toProbabilitiesNaive bit for bit on random logits and options', () => {
+  const rng = new Rng(7);
+  const pick = <T>(xs: T[]): T => xs[Math.floor(rng.next() * xs.length)];
+  for (let c = 0; c < 600; c++) {
+    const V = c % 50 === 0 ? 10000 : pick([1, 2, 3, 5, 17, 100, 257, 1000, 8000]);
+    const logits = randomLogits(rng, V);
+    const o = opts({
+      temperature: pick([0, 1e-320, 0.01, 0.3, 0.8, 1, 2, 1000]),
+      topK: pick([0, 0, 1, 2, 40, Math.floor(rng.next() * V), V - 1, V, V + 3]),
+      topP: pick([1, 1, 0.95, 0.9, 0.5, 1e-9, rng.next() || 1, 0.999999, 1 - 2 ** -53]),
+    });
+    const fast = toProbabilities(logits, o);
+    const naive = toProbabilitiesNaive(logits, o);
+    const fastBits = new Uint32Array(fast.buffer);
+    const naiveBits = new Uint32Array(naive.buffer);
+    for (let i = 0; i < V; i++) {
+      if (fastBits[i] !== naiveBits[i]) {
+        assert.fail(`case ${c}: V=${V} ${JSON.stringify(o)}: [${i}] ${fast[i]} vs naive ${naive[i]}`);
+      }
+    }
+  }
 });
 
 test('sampleFrom follows the probabilities (chi-square, fixed seed) and never picks zero mass', () => {

@@ -3,9 +3,10 @@
  *
  * Split into pure pieces so each can be tested and reused on its own: `toProbabilities` (the
  * filtered distribution a sampler draws from, also what distribution-preserving speculative
- * verification compares against), `sampleFrom` (one draw), `argmax` (greedy). `Sampler` just
- * composes them with a seeded Rng. Not logits processors that look at history (repetition
- * penalty), and not stopping (generate/stop.ts).
+ * verification compares against; `toProbabilitiesNaive` is its plain reference, for the tests),
+ * `sampleFrom` (one draw), `argmax` (greedy). `Sampler` just composes them with a seeded Rng.
+ * Not logits processors that look at history (repetition penalty), and not stopping
+ * (generate/stop.ts).
  *
  * Shapes: logits and probabilities are Float32Array[V], V = vocabulary size.
  */
@@ -57,8 +58,218 @@ export function argmax(logits: Float32Array): number {
  * softmax(logits / temperature), then top-k, then top-p, renormalised. Temperature 0 gives the
  * one-hot vector at argmax (the limit as temperature -> 0). Filtered tokens get exactly 0.
  * Pure: `logits` is not modified.
+ *
+ * Bit-for-bit the result of `toProbabilitiesNaive`, but O(V) plus a sort of the nucleus only:
+ * it runs once per sampled token and once per tree node in speculative verification, where a
+ * full sort of the vocabulary cost as much as the model's forward.
  */
 export function toProbabilities(logits: Float32Array, options: SamplingOptions): Float32Array {
+  const V = logits.length;
+  if (V === 0) throw new ModelError('logits are empty');
+  const best = checkedArgmax(logits);
+  const max = logits[best];
+  if (options.temperature === 0 || max === -Infinity) {
+    const oneHot = new Float32Array(V);
+    oneHot[best] = 1;
+    return oneHot;
+  }
+  const kth = options.topK > 0 && options.topK < V ? kthLargest(logits, options.topK) : -Infinity;
+  const weights = softmaxWeights(logits, max, options.temperature, kth);
+  if (options.topP < 1) applyTopP(weights, options.topP);
+  return normalised(weights);
+}
+
+/**
+ * exp((logit - max) / T) in float64 for every logit >= kth, else 0: the naive version's
+ * weights after top-k (see there for why float64 and why divide by T), without computing the
+ * exp() of tokens top-k drops. Float64Array[V].
+ */
+function softmaxWeights(logits: Float32Array, max: number, T: number, kth: number): Float64Array {
+  const weights = new Float64Array(logits.length);
+  for (let i = 0; i < logits.length; i++) {
+    if (logits[i] >= kth) weights[i] = Math.exp((logits[i] - max) / T);
+  }
+  return weights;
+}
+
+/** weights / their sum (taken in index order), as Float32Array[V]. */
+function normalised(weights: Float64Array): Float32Array {
+  let sum = 0;
+  for (let i = 0; i < weights.length; i++) sum += weights[i];
+  const probs = new Float32Array(weights.length);
+  for (let i = 0; i < weights.length; i++) probs[i] = weights[i] / sum;
+  return probs;
+}
+
+/** `argmax`, throwing ModelError at the first NaN or +Infinity logit: one pass for both. */
+function checkedArgmax(logits: Float32Array): number {
+  let best = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i];
+    if (Number.isNaN(x) || x === Infinity) {
+      throw new ModelError(`logits[${i}] is ${x}; the model produced non-finite output`);
+    }
+    if (x > logits[best]) best = i;
+  }
+  return best;
+}
+
+/**
+ * The k-th largest value (1-based) of `values`, by radix select: O(V), no sort. Float32 bits
+ * with the sign bit flipped (all bits for negatives) order like the values, -Infinity
+ * included, so three histogram passes over 11 + 11 + 10 bits of that key find the k-th
+ * largest key one digit at a time, narrowing to the values that share the digits found.
+ */
+function kthLargest(values: Float32Array, k: number): number {
+  const keys = new Uint32Array(Float32Array.from(values).buffer); // [V], reused in place
+  for (let i = 0; i < keys.length; i++) keys[i] = keys[i] & 0x80000000 ? ~keys[i] : keys[i] | 0x80000000;
+  let prefix = 0; // the digits found so far, at their bit positions
+  let rank = k; // rank of the wanted key among those matching the prefix, from the top
+  for (const [shift, bits] of [[21, 11], [10, 11], [0, 10]]) {
+    const counts = new Int32Array(1 << bits);
+    const above = shift + bits === 32 ? 0 : ~0 << (shift + bits); // mask of the digits found
+    for (let i = 0; i < keys.length; i++) {
+      if ((keys[i] & above) === (prefix & above)) counts[(keys[i] >>> shift) & ((1 << bits) - 1)]++;
+    }
+    let digit = counts.length - 1;
+    while (rank > counts[digit]) rank -= counts[digit--];
+    prefix |= digit << shift;
+  }
+  const key = prefix >>> 0;
+  const bits = Uint32Array.of(key & 0x80000000 ? key & 0x7fffffff : ~key);
+  return new Float32Array(bits.buffer)[0];
+}
+
+/**
+ * Keys for top-p. A positive float64 is ordered like its bit pattern, so the top bits of its
+ * high 32-bit word never rank a smaller weight above a larger one. `hi >>> 12` (exponent and 8
+ * mantissa bits) gives buckets 2^(1/256) wide, counted from 2^-64 (bucket 0, which also holds
+ * every smaller weight) up to 1, the max logit's weight; 16 buckets make a band 2^(1/16) wide.
+ */
+const BUCKET_SHIFT = 12;
+const BUCKET_FLOOR = (0x3ff - 64) << 8; // hi >>> 12 of 2^-64
+const BAND_BUCKETS = 16;
+const BANDS = ((0x3ff << 8) - BUCKET_FLOOR) / BAND_BUCKETS + 1; // 1025; the last holds only 1
+const HIGH_WORD = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1 ? 1 : 0; // little-endian: [lo, hi]
+
+/** The bucket of a positive weight, from the high word of its float64. */
+function bucketOf(highWord: number): number {
+  const b = (highWord >>> BUCKET_SHIFT) - BUCKET_FLOOR;
+  return b > 0 ? b : 0;
+}
+
+/** The smallest weight in a band; 0 for band 0, which holds every weight below 2^-64. */
+function bandFloor(band: number): number {
+  if (band === 0) return 0;
+  const words = new Uint32Array(2);
+  words[HIGH_WORD] = (band * BAND_BUCKETS + BUCKET_FLOOR) << BUCKET_SHIFT;
+  return new Float64Array(words.buffer)[0];
+}
+
+/**
+ * `applyTopPNaive` without sorting the vocabulary. The naive walk takes tokens most likely
+ * first and stops once the mass taken reaches topP * total; float64 sums depend on order, so
+ * the walk must see the same order, but only as far as it goes, and the tokens of the highest
+ * bands come first in it. So: histogram the mass per band, take the highest bands whose
+ * estimated mass reaches the limit, order just their tokens and walk them as the naive version
+ * does. Should rounding leave the exact walk short of the limit, walk all the bands left (the
+ * naive walk then may well take every token: once the mass is large, tiny weights no longer
+ * move it). Every token below the bands walked is outside the nucleus.
+ */
+function applyTopP(weights: Float64Array, topP: number): void {
+  const { total, bandMass } = bandHistogram(weights);
+  const limit = topP * total;
+  let bottom = BANDS;
+  let estimate = 0;
+  do estimate += bandMass[--bottom];
+  while (bottom > 0 && estimate < limit);
+  const cutoff = bandFloor(bottom);
+  const mass = walkNucleus(weights, nucleusOrder(weights, cutoff, Infinity), limit, 0);
+  if (mass < limit && cutoff > 0) walkNucleus(weights, nucleusOrder(weights, 0, cutoff), limit, mass);
+  else zeroBelow(weights, cutoff);
+}
+
+/** The sum of the weights (in index order, as the naive version takes it) and of each band. */
+function bandHistogram(weights: Float64Array): { total: number; bandMass: Float64Array } {
+  const words = new Uint32Array(weights.buffer, weights.byteOffset, 2 * weights.length); // [V, 2] float64 halves
+  const bandMass = new Float64Array(BANDS);
+  let total = 0;
+  for (let i = 0; i < weights.length; i++) {
+    const w = weights[i];
+    if (w > 0) {
+      total += w;
+      bandMass[(bucketOf(words[2 * i + HIGH_WORD]) / BAND_BUCKETS) | 0] += w;
+    }
+  }
+  return { total, bandMass };
+}
+
+/**
+ * The naive walk over `order` (a stretch of the nucleus order), from `mass` taken so far: keeps
+ * each token while the mass taken is < limit, zeroes the rest. Returns the mass taken.
+ */
+function walkNucleus(weights: Float64Array, order: Int32Array, limit: number, mass: number): number {
+  for (const i of order) {
+    if (mass < limit) mass += weights[i];
+    else weights[i] = 0;
+  }
+  return mass;
+}
+
+/** Zeroes every weight below `cutoff`. */
+function zeroBelow(weights: Float64Array, cutoff: number): void {
+  for (let i = 0; i < weights.length; i++) if (weights[i] < cutoff) weights[i] = 0;
+}
+
+/**
+ * The tokens whose weight is in [lo, hi) and > 0, most likely first, ties by lower index. A
+ * stable counting sort by bucket leaves only neighbours within a bucket out of order, which an
+ * insertion sort fixes in about one move per token; should many distinct weights share a
+ * bucket (near-tied logits), it gives up and sorts outright.
+ */
+function nucleusOrder(weights: Float64Array, lo: number, hi: number): Int32Array {
+  const words = new Uint32Array(weights.buffer, weights.byteOffset, 2 * weights.length);
+  const tokens: number[] = [];
+  for (let i = 0; i < weights.length; i++) {
+    const w = weights[i];
+    if (w >= lo && w < hi && w > 0) tokens.push(i);
+  }
+  const n = tokens.length;
+  if (n === 0) return new Int32Array(0);
+  const buckets = new Int32Array(n); // [n]
+  let top = 0;
+  let bottom = Infinity;
+  for (let j = 0; j < n; j++) {
+    buckets[j] = bucketOf(words[2 * tokens[j] + HIGH_WORD]);
+    top = Math.max(top, buckets[j]);
+    bottom = Math.min(bottom, buckets[j]);
+  }
+  const starts = new Int32Array(top - bottom + 2); // [buckets + 1], by rank of bucket from the top
+  for (let j = 0; j < n; j++) starts[top + 1 - buckets[j]]++;
+  for (let r = 1; r < starts.length; r++) starts[r] += starts[r - 1];
+  const order = new Int32Array(n);
+  for (let j = 0; j < n; j++) order[starts[top - buckets[j]]++] = tokens[j];
+
+  let moves = 0;
+  for (let j = 1; j < n; j++) {
+    const x = order[j];
+    let m = j;
+    while (m > 0 && weights[order[m - 1]] < weights[x]) {
+      order[m] = order[m - 1];
+      m--;
+    }
+    order[m] = x;
+    moves += j - m;
+    if (moves > 8 * n) return order.sort((a, b) => weights[b] - weights[a] || a - b);
+  }
+  return order;
+}
+
+/**
+ * Reference for `toProbabilities`: the same result computed the plain way, with full sorts.
+ * Kept for the equivalence tests; not used at run time.
+ */
+export function toProbabilitiesNaive(logits: Float32Array, options: SamplingOptions): Float32Array {
   const V = logits.length;
   const probs = new Float32Array(V);
   if (V === 0) throw new ModelError('logits are empty');
@@ -82,10 +293,10 @@ export function toProbabilities(logits: Float32Array, options: SamplingOptions):
   for (let i = 0; i < V; i++) weights[i] = Math.exp((logits[i] - max) / T);
 
   if (options.topK > 0 && options.topK < V) {
-    const kth = kthLargest(logits, options.topK);
+    const kth = Float32Array.from(logits).sort()[V - options.topK];
     for (let i = 0; i < V; i++) if (logits[i] < kth) weights[i] = 0;
   }
-  if (options.topP < 1) applyTopP(weights, options.topP);
+  if (options.topP < 1) applyTopPNaive(weights, options.topP);
 
   let sum = 0;
   for (let i = 0; i < V; i++) sum += weights[i];
@@ -93,18 +304,12 @@ export function toProbabilities(logits: Float32Array, options: SamplingOptions):
   return probs;
 }
 
-/** The k-th largest value (1-based) of `values`. */
-function kthLargest(values: Float32Array, k: number): number {
-  const sorted = Float32Array.from(values).sort();
-  return sorted[sorted.length - k];
-}
-
 /**
  * Zeroes every weight outside the nucleus: tokens are taken most likely first (ties by lower
  * index) while the mass taken before each is < topP, so the token that crosses topP is kept and
  * at least one token always is.
  */
-function applyTopP(weights: Float64Array, topP: number): void {
+function applyTopPNaive(weights: Float64Array, topP: number): void {
   let total = 0;
   const candidates: number[] = [];
   for (let i = 0; i < weights.length; i++) {
