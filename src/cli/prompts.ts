@@ -96,6 +96,16 @@ export async function trainPromptsCommand(f: TrainPromptsFlags): Promise<void> {
   });
   const trainCaches = new PrefixCaches(loaded.model, train);
   const validCaches = new PrefixCaches(loaded.model, valid);
+  // All prefix caches first, so the two ORT sessions do not alternate (their idle threads spin).
+  const warm = new Progress('prefix caches', train.count + valid.count, 'examples');
+  let warmed = 0;
+  for (const [caches, set] of [[trainCaches, train], [validCaches, valid]] as const) {
+    for (let m = 0; m < set.count; m++) {
+      await caches.get(m);
+      warm.update(++warmed);
+    }
+  }
+  warm.stop();
   const initialKl = await heldOutKl(session, adapter, valid, validCaches);
   const bar = new Progress('train-prompts', f.steps, 'steps', ['kl', 'valid kl', 'lr']);
   let lastValid = initialKl.toFixed(4);
