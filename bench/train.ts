@@ -32,7 +32,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
-import { readJsonObject } from '../src/format/json-file.ts';
+import { readJsonObject } from '../src/format/text-file.ts';
 import { GraphBuilder, type AttrValue, type GraphNode } from '../src/graph/builder.ts';
 import { parameterCount, parseLlamaConfig, type LlamaConfig } from '../src/model/config.ts';
 import { gaussian } from '../src/model/random-init.ts';

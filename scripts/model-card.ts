@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../src/format/atomic.ts';
-import { readJsonObject } from '../src/format/json-file.ts';
+import { readJsonObject } from '../src/format/text-file.ts';
 import { parameterCount, parseLlamaConfig } from '../src/model/config.ts';
 
 const dir = process.argv[2] ?? 'models/ppd-base';

@@ -8,12 +8,13 @@
  * SAMPLE_CHARS of the training text: @huggingface/tokenizers encodes only ~0.3 MB/s.
  * Each file appears atomically (format/atomic.ts).
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { integer } from '../src/cli/options.ts';
 import { END_OF_TEXT, parseSplitFile } from '../src/data/corpus.ts';
-import { FormatError, PpdError } from '../src/errors.ts';
+import { PpdError } from '../src/errors.ts';
+import { readTextFile } from '../src/format/text-file.ts';
 import { writeJsonAtomic } from '../src/format/atomic.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { type TrainBpeProgress, trainBpe } from '../src/tokenizer/train-bpe.ts';
@@ -28,13 +29,6 @@ interface Flags {
   minFrequency: number;
 }
 
-function readText(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new FormatError(path, `cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-}
 
 /** `text` cut after newlines into pieces of about CHUNK_CHARS (the library is slower on long strings). */
 function* chunks(text: string): Generator<string> {
@@ -52,7 +46,7 @@ function showProgress({ phase, done, total }: TrainBpeProgress): void {
 }
 
 function main(file: string, flags: Flags): void {
-  const text = readText(file);
+  const text = readTextFile(file);
   const t0 = performance.now();
   // A corpus split file (data/corpus) is trained on its documents, never on the separator.
   const texts = text.includes(END_OF_TEXT) ? parseSplitFile(text) : text;

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
-import { readJsonObject } from '../format/json-file.ts';
+import { readJsonObject } from '../format/text-file.ts';
 import type { DType } from '../format/tensor-source.ts';
 import { parameterCount } from '../model/config.ts';
 import { writeRandomModel } from '../model/random-init.ts';

@@ -3,12 +3,12 @@
  * texts longer than the window. Corpus split files are scored document by document (BOS + text
  * + EOS), like training saw them.
  */
-import { readFileSync } from 'node:fs';
 import { documentsOf, tokenizeDocuments } from '../data/tokenize.ts';
 import { perplexity } from '../eval/perplexity.ts';
 import { requireTokenizer, loadModel } from '../load.ts';
 import { Progress } from '../report/progress.ts';
-import { FormatError, InputError } from '../errors.ts';
+import { InputError } from '../errors.ts';
+import { readTextFile } from '../format/text-file.ts';
 
 export interface PerplexityFlags {
   model: string;
@@ -21,12 +21,7 @@ export interface PerplexityFlags {
 }
 
 export async function perplexityCommand(flags: PerplexityFlags): Promise<void> {
-  let text: string;
-  try {
-    text = readFileSync(flags.file, 'utf8');
-  } catch (error) {
-    throw new FormatError(flags.file, `cannot read (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
-  }
+  const text = readTextFile(flags.file);
   const loaded = await loadModel(flags.model, { threads: flags.threads, needsTokenizer: true });
   const all = tokenizeDocuments(requireTokenizer(loaded), documentsOf(text));
   const ids = Array.from(flags.maxTokens ? all.subarray(0, flags.maxTokens) : all);

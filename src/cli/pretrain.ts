@@ -2,16 +2,16 @@
  * `ppd pretrain`: trains a model from scratch on a text corpus with a given tokenizer, and exports
  * it as a Hugging Face folder with a training record. Interrupted runs continue with --resume.
  */
-import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { cachedTokenStream } from '../data/tokenize.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
-import { readJsonObject } from '../format/json-file.ts';
+import { readJsonObject, readTextFile } from '../format/text-file.ts';
 import { parameterCount, parseLlamaConfig } from '../model/config.ts';
 import { Progress } from '../report/progress.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { exportModel, pretrain, type PretrainSettings } from '../train/pretrain.ts';
-import { FormatError, InputError } from '../errors.ts';
+import { InputError } from '../errors.ts';
 
 export interface PretrainFlags {
   train: string;
@@ -38,16 +38,9 @@ export interface PretrainFlags {
   threads?: number;
 }
 
-function readText(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new FormatError(path, `cannot read (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
-  }
-}
 
 function tokenStream(tokenizer: Tokenizer, tokenizerKey: string, file: string, cacheDir: string): Int32Array {
-  const text = readText(file);
+  const text = readTextFile(file);
   let bar: Progress | undefined;
   const ids = cachedTokenStream(tokenizer, tokenizerKey, text, cacheDir, (done, total) => {
     bar ??= new Progress(`tokenising ${file}`, total, 'docs');
@@ -66,7 +59,7 @@ export async function pretrainCommand(flags: PretrainFlags): Promise<void> {
   if (tokenizer.vocabSize !== config.vocabSize) {
     throw new InputError(`${flags.config}: vocab_size ${config.vocabSize} differs from the tokenizer's ${tokenizer.vocabSize} tokens`);
   }
-  const tokenizerKey = readText(tokenizerFile);
+  const tokenizerKey = readTextFile(tokenizerFile);
   const train = tokenStream(tokenizer, tokenizerKey, flags.train, flags.run);
   const valid = tokenStream(tokenizer, tokenizerKey, flags.valid, flags.run);
   const settings: PretrainSettings = {

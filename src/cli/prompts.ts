@@ -3,12 +3,12 @@
  * base model and text to an adapter folder holding the prompt tokens, their accuracy table and a
  * dynamic tree set.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { cachedTokenStream } from '../data/tokenize.ts';
 import { FormatError, InputError } from '../errors.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
-import { readJsonObject } from '../format/json-file.ts';
+import { readJsonObject, readTextFile } from '../format/text-file.ts';
 import { openModelDir } from '../format/model-dir.ts';
 import { loadModel, requireTokenizer, type LoadedModel } from '../load.ts';
 import { PromptAdapter, type PromptAttention } from '../ppd/adapter.ts';
@@ -41,13 +41,6 @@ export interface TrainPromptsFlags {
   threads?: number;
 }
 
-function readText(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new FormatError(path, `cannot read (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
-  }
-}
 
 /** The teacher set for `file`, from the adapter folder's cache when the same one was built before. */
 async function distillSet(loaded: LoadedModel, file: string, out: string, name: string, o: { count: number; prefixLength: number; promptTokens: number; topK: number; seed: number }): Promise<DistillSet> {
@@ -57,7 +50,7 @@ async function distillSet(loaded: LoadedModel, file: string, out: string, name: 
   const path = join(out, 'cache', `distill-${name}-${key}.safetensors`);
   const cached = loadDistillSet(path);
   if (cached) return cached;
-  const stream = cachedTokenStream(tokenizer, readText(join(loaded.dir, 'tokenizer.json')), readText(file), join(out, 'cache'));
+  const stream = cachedTokenStream(tokenizer, readTextFile(join(loaded.dir, 'tokenizer.json')), readTextFile(file), join(out, 'cache'));
   const started = performance.now();
   const bar = new Progress(`teacher (${name})`, o.count, 'examples');
   const set = await buildDistillSet(loaded.model, stream, { ...o, onProgress: (done) => bar.update(done) });

@@ -19,11 +19,11 @@ import { join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import { parseLlamaConfig, type LlamaConfig } from '../model/config.ts';
 import { checkTensors } from '../model/weights.ts';
-import { readJsonFile, readJsonObject } from './json-file.ts';
+import { readJsonFile, readJsonObject } from './text-file.ts';
 import { openSafetensors, openShardedSafetensors } from './safetensors.ts';
 import type { TensorSource } from './tensor-source.ts';
 
-export { readJsonFile } from './json-file.ts';
+export { readJsonFile } from './text-file.ts';
 
 export interface ModelDir {
   dir: string;

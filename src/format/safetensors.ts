@@ -13,7 +13,7 @@ import { endianness } from 'node:os';
 import { dirname, join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import { bf16ToF32, f16ToF32 } from './half.ts';
-import { readJsonObject } from './json-file.ts';
+import { readJsonObject } from './text-file.ts';
 import type { DType, TensorInfo, TensorSource } from './tensor-source.ts';
 
 export const ITEM_SIZE: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };

@@ -19,7 +19,7 @@
  * docs/TREES.md documents both schemas with examples.
  */
 import { FormatError, InputError } from '../errors.ts';
-import { readJsonObject } from '../format/json-file.ts';
+import { readJsonObject } from '../format/text-file.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
 
 export const TREE_SCHEMA = 'ppd.tree/1';

@@ -10,7 +10,7 @@
  */
 import { Tokenizer as HfTokenizerClass } from '@huggingface/tokenizers';
 import { FormatError, InputError, ModelError } from '../errors.ts';
-import { readJsonFile } from '../format/json-file.ts';
+import { readJsonFile } from '../format/text-file.ts';
 
 type Json = Record<string, unknown>;
 

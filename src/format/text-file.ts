@@ -1,19 +1,23 @@
 /**
- * Reading a small JSON file (config.json, an index, a tokenizer config) with errors that name
- * the file and what is wrong with it. Not for large files: it reads the whole file.
+ * Reading a whole text or JSON file (config.json, an index, a corpus split) with errors that name
+ * the file and what is wrong with it. Not for files too large to hold in memory.
  */
 import { readFileSync } from 'node:fs';
 import { FormatError } from '../errors.ts';
 
-/** Parses the JSON file at `path`; FormatError if it is missing, unreadable or malformed. */
-export function readJsonFile(path: string): unknown {
-  let text: string;
+/** The UTF-8 text of `path`; FormatError if it is missing or unreadable. */
+export function readTextFile(path: string): string {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new FormatError(path, code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? String(err)})`);
   }
+}
+
+/** Parses the JSON file at `path`; FormatError if it is missing, unreadable or malformed. */
+export function readJsonFile(path: string): unknown {
+  const text = readTextFile(path);
   try {
     return JSON.parse(text);
   } catch (err) {
