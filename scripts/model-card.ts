@@ -5,7 +5,6 @@
  *
  *   npx tsx scripts/model-card.ts models/ppd-base
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../src/format/atomic.ts';
 import { readJsonObject } from '../src/format/text-file.ts';
@@ -15,7 +14,7 @@ const dir = process.argv[2] ?? 'models/ppd-base';
 const config = parseLlamaConfig(readJsonObject(join(dir, 'config.json')));
 const training = readJsonObject(join(dir, 'training.json')) as Record<string, any>;
 const ppl = readJsonObject(join(dir, 'perplexity-test.json')) as Record<string, any>;
-const manifest = JSON.parse(readFileSync('data/corpus/manifest.json', 'utf8'));
+const manifest = readJsonObject('data/corpus/manifest.json') as Record<string, any>;
 const s = training.settings;
 const evals = (training.history as { step: number; validLoss?: number }[]).filter((h) => h.validLoss !== undefined);
 const last = evals.at(-1);
