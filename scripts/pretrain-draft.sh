@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Reproduces the bundled draft model (models/ppd-draft, 1.75M parameters, same tokenizer as
+# ppd-base) for speculative decoding. Run after scripts/pretrain-default.sh (it reuses the corpus
+# and tokenizer). Resumable like the default model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ppd() { npx tsx src/cli/main.ts "$@"; }
+resume=()
+[ -f runs/ppd-draft/latest.json ] && resume=(--resume)
+mkdir -p runs/ppd-draft
+cp -n runs/ppd-base/tokens-*.i32 runs/ppd-draft/ 2>/dev/null || true
+ppd pretrain --train data/corpus/train.txt --valid data/corpus/valid.txt --config configs/ppd-draft.json \
+  --tokenizer models/tokenizer-8k --run runs/ppd-draft --out models/ppd-draft \
+  --steps 2500 --seq-len 512 --batch 1 --accum 2 --lr 5e-3 --warmup 100 --eval-every 250 --eval-windows 16 \
+  --seed 1 --dtype f16 "${resume[@]}"
+ppd perplexity --model models/ppd-draft --file data/corpus/test.txt --json | tee models/ppd-draft/perplexity-test.json
