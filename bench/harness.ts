@@ -48,6 +48,20 @@ export async function runBenchmark(main: (argv: string[]) => Promise<void>): Pro
   }
 }
 
+/** A flag's positive integer value, or `fallback` when the flag is absent. */
+export function positiveInt(flag: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new InputError(`--${flag} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/** A path as a report records it: relative to the repository when inside it. */
+export const repoPath = (path: string) => {
+  const rel = relative(REPO_ROOT, path);
+  return rel.startsWith('..') ? path : rel;
+};
+
 /** A written file as the user should see it: relative to the working folder when inside it. */
 export function shownPath(path: string): string {
   const shown = relative(process.cwd(), path);
@@ -194,6 +208,8 @@ export const MiB = 2 ** 20;
 export const fmt = (x: number, digits = 1) => x.toFixed(digits);
 export const gib = (bytes: number) => `${fmt(bytes / 2 ** 30, 2)} GiB`;
 export const pct = (share: number) => `${fmt(share * 100, 0)}%`;
+/** "12.3 MiB", "4.0 KiB", "512 B". */
+export const bytes = (n: number) => (n >= 2 ** 20 ? `${fmt(n / 2 ** 20, 1)} MiB` : n >= 1024 ? `${fmt(n / 1024, 1)} KiB` : `${n} B`);
 /** "12.3 [11.9–14.0]": median [min–max] in milliseconds. */
 export const msSpread = (s: Spread, digits = 1) => `${fmt(s.medianMs, digits)} [${fmt(s.minMs, digits)}–${fmt(s.maxMs, digits)}]`;
 

@@ -31,16 +31,15 @@
  * Shape legend: N = prompt tokens, V = virtual tokens per prompt token, C = hidden size,
  * R = input rows of one tree step, M = tree nodes (root + candidates).
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
-import { documentsOf } from '../src/data/tokenize.ts';
-import { FormatError, InputError } from '../src/errors.ts';
+import { InputError } from '../src/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import type { FinishReason, GenerationResult } from '../src/generate/generate.ts';
-import { promptIds, startGeneration } from '../src/generate/request.ts';
+import { startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/load.ts';
 import { parameterCount } from '../src/model/config.ts';
 import { loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
@@ -50,12 +49,15 @@ import { Progress } from '../src/report/progress.ts';
 import type { SamplingOptions } from '../src/sampling/sampler.ts';
 import {
   BUSY_MACHINE_CORES,
+  bytes,
   describeMachine,
   fmt,
   machineSection,
   otherCpu,
   parseBenchArgs,
+  positiveInt,
   REPO_ROOT,
+  repoPath,
   runBenchmark,
   shownPath,
   spread,
@@ -64,6 +66,7 @@ import {
   type Machine,
   type PhaseLoad,
 } from './harness.ts';
+import { CORPUS_FILE, selectPrompts, type Prompt } from './prompts.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Report schema (docs/bench/ppd.json). Times in seconds, rates per second, sizes in bytes,
@@ -239,8 +242,6 @@ interface Plan {
   repeats: number;
 }
 
-const CORPUS_FILE = join(REPO_ROOT, 'data', 'corpus', 'test.txt');
-const PROMPT_TOKENS = { min: 32, max: 64 };
 const WARMUP_TOKENS = 32;
 const SAMPLING = { temperature: 0.8, topP: 0.95, topK: 0 };
 const GREEDY = { temperature: 0, topP: 1, topK: 0 };
@@ -248,13 +249,6 @@ const GREEDY = { temperature: 0, topP: 1, topK: 0 };
 const SEED_BASE = 1000;
 const TARGETS = { tau: 2.5, speedup: 2, memoryShare: 0.0001 };
 const SVG_NAME = 'ppd-per-prompt.svg';
-
-function positiveInt(flag: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new InputError(`--${flag} must be a positive integer, got ${JSON.stringify(raw)}`);
-  return n;
-}
 
 function planFromArgs(argv: string[]): Plan {
   const { values } = parseArgs({
@@ -289,66 +283,6 @@ function planFromArgs(argv: string[]): Plan {
     maxTokens: positiveInt('max-tokens', values['max-tokens'], quick ? 16 : 96),
     repeats: positiveInt('repeats', values.repeats, quick ? 1 : 2),
   };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Prompts: document openings, cut at a word or sentence end.
-
-interface Prompt {
-  /** 1-based. */
-  number: number;
-  document: number;
-  text: string;
-  /** Token ids as generation will see them (BOS included). */
-  tokens: number;
-}
-
-/** `count` document indices spread evenly over `total` documents, the first included. */
-function evenlySpaced(count: number, total: number): number[] {
-  return Array.from({ length: Math.min(count, total) }, (_, i) => Math.floor((i * total) / Math.min(count, total)));
-}
-
-/**
- * The opening of `doc` with PROMPT_TOKENS.min..max tokens that the document goes on after: the
- * longest run of whole sentences (or lines), else of whole words; null when the document is too
- * short (a whole document as the prompt would invite EOS, not a continuation).
- */
-function openingOf(loaded: LoadedModel, doc: string): { text: string; tokens: number } | null {
-  let words: { text: string; tokens: number } | null = null;
-  let sentences: { text: string; tokens: number } | null = null;
-  const length = doc.trimEnd().length;
-  for (const match of doc.matchAll(/\S+(\s*)/g)) {
-    const end = match.index + match[0].length;
-    const text = doc.slice(0, end).trimEnd();
-    if (text.length === length) break;
-    const tokens = promptIds(loaded, text).length;
-    if (tokens > PROMPT_TOKENS.max) break;
-    if (tokens < PROMPT_TOKENS.min) continue;
-    words = { text, tokens };
-    if (/[.!?;:]["')]?$/.test(text) || match[1]!.includes('\n')) sentences = { text, tokens };
-  }
-  return sentences ?? words;
-}
-
-/** `count` prompts from documents spread evenly over the split, each moved on to the next long-enough document when needed. */
-function selectPrompts(loaded: LoadedModel, count: number): Prompt[] {
-  if (!existsSync(CORPUS_FILE)) throw new FormatError(CORPUS_FILE, 'not found (it is committed; restore it with git)');
-  const docs = documentsOf(readFileSync(CORPUS_FILE, 'utf8'));
-  const prompts: Prompt[] = [];
-  let next = 0;
-  for (const start of evenlySpaced(count, docs.length)) {
-    for (let document = Math.max(start, next); document < docs.length; document++) {
-      const opening = openingOf(loaded, docs[document]!);
-      if (opening === null) continue;
-      prompts.push({ number: prompts.length + 1, document, ...opening });
-      next = document + 1;
-      break;
-    }
-  }
-  if (prompts.length < count) {
-    throw new FormatError(CORPUS_FILE, `only ${prompts.length} documents go on past a ${PROMPT_TOKENS.min}-token opening; ${count} prompts were asked for`);
-  }
-  return prompts;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,11 +428,6 @@ function targets(greedy: Aggregate, memory: MemoryOverhead): TargetResult[] {
 
 const percent = (share: number) => `${(share * 100).toPrecision(2)} %`;
 const shown = (value: number, unit: TargetResult['unit']) => (unit === 'share' ? percent(value) : unit === 'x' ? `${fmt(value, 2)}×` : fmt(value, 2));
-const bytes = (n: number) => (n >= 2 ** 20 ? `${fmt(n / 2 ** 20, 1)} MiB` : n >= 1024 ? `${fmt(n / 1024, 1)} KiB` : `${n} B`);
-const repoPath = (path: string) => {
-  const rel = relative(REPO_ROOT, path);
-  return rel.startsWith('..') ? path : rel;
-};
 
 function identityLine(r: PpdBenchReport): string {
   const g = r.greedyIdentity;

@@ -22,20 +22,11 @@ import { buildTreeSet } from '../src/ppd/tree-builder.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { Sampler, toProbabilities } from '../src/sampling/sampler.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
+import { chiSquare, take } from './helpers/decoding.ts';
 import { memorySource, randomWeights, tinyConfig } from './helpers/tiny-model.ts';
-import type { TokenStream } from '../src/generate/autoregressive.ts';
 
 /** A made-up accuracy table: rank k at position i right with probability ~ 0.5^(k+1) * 0.8^i. */
 const ACC = [0, 1, 2].map((i) => Array.from({ length: 6 }, (_, k) => 0.45 * Math.pow(0.5, k) * Math.pow(0.8, i)));
-
-async function take(stream: TokenStream, count: number): Promise<number[]> {
-  const ids: number[] = [];
-  for await (const chunk of stream) {
-    ids.push(...chunk);
-    if (ids.length >= count) break;
-  }
-  return ids.slice(0, count);
-}
 
 const config = tinyConfig({ vocabSize: 40 });
 const weights = randomWeights(config, 31);
@@ -138,23 +129,7 @@ test('sampled PPD keeps the model distribution: first two tokens match exact enu
     counts[a! * 5 + b!]!++;
   }
   // Chi-square over cells with enough expected mass (rare cells pooled into one).
-  let chi = 0;
-  let cells = 0;
-  let pooledExpected = 0;
-  let pooledCount = 0;
-  exact.forEach((p, k) => {
-    if (p * runs >= 5) {
-      chi += (counts[k]! - p * runs) ** 2 / (p * runs);
-      cells++;
-    } else {
-      pooledExpected += p * runs;
-      pooledCount += counts[k]!;
-    }
-  });
-  if (pooledExpected > 0) {
-    chi += (pooledCount - pooledExpected) ** 2 / pooledExpected;
-    cells++;
-  }
+  const { chi, cells } = chiSquare(counts, exact, runs);
   // Fixed seed, so the statistic is one fixed number; 3x the degrees of freedom is far beyond
   // chance for a right sampler (p < 1e-6 for df >= 10) and far below what a biased one gives.
   assert.ok(chi < 3 * (cells - 1), `chi-square ${chi.toFixed(1)} over ${cells} cells`);

@@ -6,6 +6,8 @@ import { startGeneration } from '../generate/request.ts';
 import type { GenerationStats } from '../generate/generate.ts';
 import { loadModel } from '../load.ts';
 import { loadPpdSetup } from '../ppd/setup.ts';
+import { loadDraft } from '../spec/setup.ts';
+import { InputError } from '../errors.ts';
 
 export interface GenerateFlags {
   model: string;
@@ -22,6 +24,9 @@ export interface GenerateFlags {
   ppd?: string;
   trees?: string;
   verification?: 'typical' | 'rejection';
+  draft?: string;
+  draftPpd?: string;
+  draftTokens: number;
 }
 
 export function statsLine(s: GenerationStats): string {
@@ -33,10 +38,14 @@ export function statsLine(s: GenerationStats): string {
 }
 
 export async function generateCommand(flags: GenerateFlags): Promise<void> {
+  if (flags.draftPpd && !flags.draft) throw new InputError('--draft-ppd needs --draft (the draft model the adapter belongs to)');
+  if (flags.ppd && flags.draft) throw new InputError('--ppd and --draft cannot be combined; use --draft-ppd to decode the draft with PPD');
   const loaded = await loadModel(flags.model, { threads: flags.threads, needsTokenizer: true });
-  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification }) : undefined;
+  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, threads: flags.threads, modelDir: flags.model }) : undefined;
+  const draft = flags.draft ? await loadDraft(loaded, flags.draft, { ppd: flags.draftPpd, draftTokens: flags.draftTokens, threads: flags.threads }) : undefined;
   const generation = startGeneration(loaded, {
     ppd,
+    draft,
     prompt: flags.chat ? [{ role: 'user', content: flags.prompt }] : flags.prompt,
     maxTokens: flags.maxTokens,
     sampling: { temperature: flags.temperature, topP: flags.topP, topK: flags.topK, seed: flags.seed },
@@ -51,4 +60,5 @@ export async function generateCommand(flags: GenerateFlags): Promise<void> {
     process.stderr.write(statsLine(generation.result.stats) + '\n');
   }
   await loaded.model.release();
+  await draft?.model.release();
 }

@@ -10,6 +10,8 @@ import { renderChat, type ChatMessage } from '../tokenizer/chat-template.ts';
 import { autoregressive } from './autoregressive.ts';
 import { ppdDecode } from '../ppd/decode.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
+import type { DraftSetup } from '../spec/setup.ts';
+import { speculativeDecode } from '../spec/speculative.ts';
 import { Generation } from './generate.ts';
 
 export interface TextRequest {
@@ -22,6 +24,8 @@ export interface TextRequest {
   signal?: AbortSignal;
   /** Decode with Parallel Prompt Decoding instead of one token per forward. */
   ppd?: PpdSetup;
+  /** Speculative decoding: this draft model proposes, the model verifies (`draft.ppd`: the draft drafts with PPD). */
+  draft?: DraftSetup;
   /** Called after each decoding step with the number of tokens it produced. */
   onStep?: (tokens: number) => void;
 }
@@ -41,9 +45,13 @@ export function promptIds(loaded: LoadedModel, prompt: TextRequest['prompt']): n
 export function startGeneration(loaded: LoadedModel, request: TextRequest): Generation {
   const ids = promptIds(loaded, request.prompt);
   const sampler = new Sampler(request.sampling ?? { temperature: 0 });
-  const stream = request.ppd
-    ? ppdDecode(loaded.model, ids, { ...request.ppd, sampler, onStep: request.onStep })
-    : autoregressive(loaded.model, ids, sampler);
+  if (request.ppd && request.draft) throw new InputError('PPD on the target and a draft model cannot be combined; give the draft its own PPD adapter instead');
+  const onStep = request.onStep;
+  const stream = request.draft
+    ? speculativeDecode(loaded.model, ids, { draft: request.draft, sampler, onStep: onStep && ((step) => onStep(step.tokens)) })
+    : request.ppd
+      ? ppdDecode(loaded.model, ids, { ...request.ppd, sampler, onStep: request.onStep })
+      : autoregressive(loaded.model, ids, sampler);
   return new Generation(stream, requireTokenizer(loaded), ids.length, {
     maxTokens: request.maxTokens,
     contextLength: loaded.config.maxPositionEmbeddings,

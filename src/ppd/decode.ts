@@ -56,7 +56,11 @@ function checkTrees(adapter: PromptAdapter, trees: PpdTreeSet): void {
   }
 }
 
-class PpdDecoder {
+/**
+ * The PPD decoder's state and its two moves (prefill, tree step), exported so that a speculative
+ * drafter (spec/drafter.ts) can drive the same steps and roll back its cache between them.
+ */
+export class PpdDecoder {
   private readonly buffers: TreeBuffers[];
   private readonly cache: KVCache;
   private readonly V: number;
@@ -70,6 +74,16 @@ class PpdDecoder {
     this.buffers = o.trees.trees.map((tree) => compileTree(tree, { promptTokens: N, virtualTokens, attention }));
     this.cache = newCache(model);
     this.V = model.config.vocabSize;
+  }
+
+  /** Rows held in the cache (tokens whose keys/values are kept). */
+  get cacheLength(): number {
+    return this.cache.length;
+  }
+
+  /** Drops every cached row at index >= length (rolling back to an accepted prefix). */
+  truncate(length: number): void {
+    this.cache.truncate(length);
   }
 
   private get N(): number {
@@ -127,8 +141,11 @@ class PpdDecoder {
     }
   }
 
-  /** One tree step from `root` with `guesses` (guesses.length = d). */
-  async step(root: number, guesses: number[][]): Promise<{ verdict: Verdict; tokens: number[]; guesses: number[][] }> {
+  /**
+   * One tree step from `root` with `guesses` (guesses.length = d). `logits[i]` ([V], a view) is
+   * the model's output at the row that predicts `tokens[i]` (the accepted path's rows, in order).
+   */
+  async step(root: number, guesses: number[][]): Promise<{ verdict: Verdict; tokens: number[]; logits: Float32Array[]; guesses: number[][] }> {
     const d = guesses.length;
     const b = this.buffers[d]!;
     const { adapter } = this.o;
@@ -177,7 +194,7 @@ class PpdDecoder {
     const lastNode = b.source[lastRow]!.node;
     const nextGuesses = this.guessLists(promptLogits(out.logits, b.promptRows[lastNode]!, this.V));
     const tokens = [...verdict.acceptedNodes.slice(1).map((n) => nodes[n]!.token), verdict.bonusToken];
-    return { verdict, tokens, guesses: nextGuesses };
+    return { verdict, tokens, logits: verdict.acceptedNodes.map(logitsOf), guesses: nextGuesses };
   }
 
   private verify(nodes: CandidateNode[], logitsOf: (node: number) => Float32Array): Verdict {

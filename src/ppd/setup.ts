@@ -1,13 +1,16 @@
 /**
  * What PPD decoding needs besides the model, loaded from an adapter folder: the prompt-token
- * adapter (checked against the base model) and the dynamic tree set to decode with
- * (`trees.json` in the folder unless another file is named).
+ * adapter (checked against the base model) and the dynamic tree set to decode with: a file the
+ * caller names, else the hardware profile that `ppd calibrate` made for this machine
+ * (calibrate/profile.ts), else `trees.json` in the folder, the safe default.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import type { LlamaConfig } from '../model/config.ts';
-import { PromptAdapter } from './adapter.ts';
+import { calibrateCommand, findProfile, machineSignature } from '../calibrate/profile.ts';
+import { defaultThreads } from '../runtime/ort.ts';
+import { configHash, PromptAdapter } from './adapter.ts';
 import { loadTreeSet, type PpdTreeSet } from './tree.ts';
 import type { Verification } from './decode.ts';
 
@@ -17,15 +20,42 @@ export const ACCURACY_FILE = 'accuracy.json';
 export interface PpdSetup {
   adapter: PromptAdapter;
   trees: PpdTreeSet;
+  /** Where the trees came from (the --trees file, this machine's profile, or trees.json); absent when the caller built them. */
+  treesFile?: string;
   /** Verification when sampling (greedy decoding always verifies greedily). */
   verification: Exclude<Verification, 'greedy'>;
 }
 
-export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: { trees?: string; verification?: PpdSetup['verification'] } = {}): PpdSetup {
+export interface PpdSetupOptions {
+  /** A tree-set file; wins over any hardware profile. */
+  trees?: string;
+  verification?: PpdSetup['verification'];
+  /** ONNX Runtime threads the model runs with (default: defaultThreads()): part of the machine signature. */
+  threads?: number;
+  /** The base model folder, for the calibrate command in the notice. */
+  modelDir?: string;
+  /** Receives the one-line notice when no profile fits this machine (default: a line on stderr). */
+  onNotice?: (line: string) => void;
+}
+
+/** The tree-set file to decode with, and the notice to show when it is the default for want of a profile. */
+export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterDir: string, options: PpdSetupOptions = {}): { path: string; notice?: string } {
+  if (options.trees !== undefined) return { path: options.trees };
+  const threads = options.threads ?? defaultThreads();
+  const lookup = findProfile(adapterDir, { signature: machineSignature(threads), baseConfigHash: configHash(base), accuracyFile: join(adapterDir, ACCURACY_FILE) });
+  if (lookup.found) return { path: lookup.treesPath };
+  const fallback = join(adapterDir, TREES_FILE);
+  const trainedOn = adapter.config.training?.base;
+  const modelDir = options.modelDir ?? (typeof trainedOn === 'string' ? trainedOn : '<model dir>');
+  return { path: fallback, notice: `${lookup.reason}; using ${fallback}. Make one with: ${calibrateCommand(modelDir, adapterDir, threads)}` };
+}
+
+export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: PpdSetupOptions = {}): PpdSetup {
   const adapter = PromptAdapter.load(adapterDir, base);
-  const treesPath = options.trees ?? join(adapterDir, TREES_FILE);
+  const { path: treesPath, notice } = treesFileFor(base, adapter, adapterDir, options);
   if (!existsSync(treesPath)) {
     throw new FormatError(treesPath, `no tree set; build one with \`ppd tree build --accuracies ${join(adapterDir, ACCURACY_FILE)} --budget N --out ${treesPath}\``);
   }
-  return { adapter, trees: loadTreeSet(treesPath), verification: options.verification ?? 'rejection' };
+  if (notice !== undefined) (options.onNotice ?? ((line) => process.stderr.write(`${line}\n`)))(notice);
+  return { adapter, trees: loadTreeSet(treesPath), treesFile: treesPath, verification: options.verification ?? 'rejection' };
 }

@@ -1,0 +1,253 @@
+/**
+ * The measured half of calibration: L(n), the latency of one forward over n input rows on this
+ * machine, and end-to-end greedy generations (plain and PPD at a few tree sizes) on held-out
+ * prompts, which give the measured τ and speedup the prediction is checked against.
+ *
+ * What it is not: the choice (choice.ts) or the report (report.ts). Timing is wall time of whole
+ * calls, in milliseconds; rounds go through every size in turn (forwards and backwards on
+ * alternate rounds) so that a slow spell of the machine lands on all sizes alike instead of
+ * skewing one of them.
+ *
+ * Shape legend: n = input rows of one step, P = rows in the KV cache (the context), C = hidden
+ * size, V = vocabulary.
+ */
+import { newCache, prefill } from '../generate/autoregressive.ts';
+import type { GenerationResult } from '../generate/generate.ts';
+import { promptIds, startGeneration } from '../generate/request.ts';
+import type { LoadedModel } from '../load.ts';
+import { causalMask, type ForwardInput, type LlamaModel } from '../model/llama-model.ts';
+import type { PpdSetup } from '../ppd/setup.ts';
+import { InputError } from '../errors.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Timing statistics
+
+export interface Spread {
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  samples: number;
+}
+
+export function spread(samplesMs: readonly number[]): Spread {
+  if (samplesMs.length === 0) throw new InputError('spread: no samples');
+  const sorted = [...samplesMs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const medianMs = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { medianMs, minMs: sorted[0]!, maxMs: sorted[sorted.length - 1]!, samples: sorted.length };
+}
+
+// ---------------------------------------------------------------------------------------------
+// L(n)
+
+export interface LatencyPlan {
+  /** Step sizes n, increasing. */
+  grid: readonly number[];
+  /** Context lengths P: rows in the cache before the step (e.g. 64 and 256). */
+  contexts: readonly number[];
+  /** Rounds over every (P, n) whose times are dropped. */
+  warmupRounds: number;
+  /** Timed rounds; the median counts. */
+  repeats: number;
+}
+
+export interface LatencyRow {
+  n: number;
+  /** One per plan.contexts, in that order. */
+  perContext: Spread[];
+  /** Mean over the contexts of the median: the L(n) the choice uses. */
+  meanMs: number;
+}
+
+/** Spread-out token ids (the values do not change the cost of a forward). */
+const spreadIds = (count: number, V: number, salt: number) => Array.from({ length: count }, (_, i) => (i * 7919 + salt * 104729) % V);
+
+/** Forwards calibration runs: plan.contexts × plan.grid × (warmupRounds + repeats). */
+export const latencyForwards = (plan: LatencyPlan) => plan.contexts.length * plan.grid.length * (plan.warmupRounds + plan.repeats);
+
+/**
+ * L(n) for every n of the grid at every context length: one forward of n causal rows after a
+ * cache of P rows (a tree's mask costs the same as a causal one: the graph takes a dense mask).
+ * The forward never changes the cache, so one prefilled cache per P serves every call.
+ */
+export async function measureLatency(model: LlamaModel, plan: LatencyPlan, onForward?: () => void): Promise<LatencyRow[]> {
+  const V = model.config.vocabSize;
+  const maxN = plan.grid[plan.grid.length - 1]!;
+  for (const P of plan.contexts) {
+    if (P + maxN > model.config.maxPositionEmbeddings) {
+      throw new InputError(`a context of ${P} rows plus a step of ${maxN} rows exceeds the model's ${model.config.maxPositionEmbeddings} positions; lower --contexts or --max-n`);
+    }
+  }
+  const inputs: ForwardInput[][] = []; // [context][n]
+  for (const [c, P] of plan.contexts.entries()) {
+    const cache = newCache(model);
+    if (P > 0) await prefill(model, spreadIds(P, V, 1 + c), cache);
+    inputs.push(plan.grid.map((n) => ({ embeds: model.embed(spreadIds(n, V, 100 + n)), positions: Array.from({ length: n }, (_, i) => P + i), mask: causalMask(n, P), cache })));
+  }
+  const samples = plan.contexts.map(() => plan.grid.map(() => [] as number[])); // [context][n][repeat]
+  for (let round = 0; round < plan.warmupRounds + plan.repeats; round++) {
+    for (const [c, perN] of inputs.entries()) {
+      // Every other round backwards: no size always runs right after the same one (or a context switch).
+      const order = round % 2 === 0 ? perN.keys() : [...perN.keys()].reverse();
+      for (const i of order) {
+        const input = perN[i]!;
+        const start = performance.now();
+        await model.forward(input);
+        const ms = performance.now() - start;
+        if (round >= plan.warmupRounds) samples[c]![i]!.push(ms);
+        onForward?.();
+      }
+    }
+  }
+  return plan.grid.map((n, i) => {
+    const perContext = plan.contexts.map((_, c) => spread(samples[c]![i]!));
+    return { n, perContext, meanMs: perContext.reduce((sum, s) => sum + s.medianMs, 0) / perContext.length };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Held-out prompts
+
+export interface HeldOutPrompt {
+  /** Index of the document it opens. */
+  document: number;
+  text: string;
+  /** Prompt ids as generation sees them (BOS included). */
+  tokens: number;
+}
+
+/**
+ * The opening of `doc`, cut after the first word that brings it to `minTokens` tokens; null when
+ * the document ends before that (a whole document as the prompt invites EOS, not a continuation).
+ */
+function openingOf(loaded: LoadedModel, doc: string, minTokens: number): { text: string; tokens: number } | null {
+  const length = doc.trimEnd().length;
+  for (const match of doc.matchAll(/\S+/g)) {
+    const text = doc.slice(0, match.index + match[0].length);
+    if (text.length === length) return null;
+    const tokens = promptIds(loaded, text).length;
+    if (tokens >= minTokens) return { text, tokens };
+  }
+  return null;
+}
+
+/**
+ * `count` prompts: openings of documents spread evenly over `documents`, each moving on to the
+ * next document that is long enough. Fewer when too few documents are long enough.
+ */
+export function heldOutPrompts(loaded: LoadedModel, documents: readonly string[], count: number, minTokens: number): HeldOutPrompt[] {
+  const prompts: HeldOutPrompt[] = [];
+  let next = 0;
+  for (let i = 0; i < count && next < documents.length; i++) {
+    const start = Math.max(next, Math.floor((i * documents.length) / count));
+    for (let document = start; document < documents.length; document++) {
+      next = document + 1;
+      const opening = openingOf(loaded, documents[document]!, minTokens);
+      if (opening !== null) {
+        prompts.push({ document, ...opening });
+        break;
+      }
+    }
+  }
+  return prompts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// End-to-end generations
+
+export interface GenerationPlan {
+  prompts: readonly HeldOutPrompt[];
+  /** Tree sizes n to decode with, each with its setup. */
+  setups: ReadonlyMap<number, PpdSetup>;
+  maxTokens: number;
+  /** Timed generations of each (prompt, decoder); the median time counts. */
+  repeats: number;
+}
+
+/** One decoder on one prompt: ids and counts from the first repeat (greedy: all repeats agree), the median time. */
+export interface RunSummary {
+  ids: number[];
+  newTokens: number;
+  /** Forwards that produced tokens, the prompt's included. */
+  steps: number;
+  seconds: number;
+}
+
+export interface PromptRuns {
+  plain: RunSummary;
+  /** Per tree size n. */
+  ppd: Map<number, RunSummary>;
+}
+
+/** Generations run by generationRuns: one warm-up per decoder, then prompts × decoders × repeats. */
+export const generationCount = (plan: GenerationPlan) => (1 + plan.setups.size) * (1 + plan.prompts.length * plan.repeats);
+
+function greedy(loaded: LoadedModel, prompt: string, maxTokens: number, ppd?: PpdSetup): Promise<GenerationResult> {
+  return startGeneration(loaded, { prompt, maxTokens, sampling: { temperature: 0 }, ppd }).complete();
+}
+
+function summarise(results: GenerationResult[]): RunSummary {
+  const first = results[0]!;
+  return { ids: first.ids, newTokens: first.stats.newTokens, steps: first.stats.steps, seconds: spread(results.map((r) => r.stats.seconds)).medianMs };
+}
+
+/**
+ * Greedy generations of every prompt by plain decoding and by PPD at every size of the plan,
+ * after one warm-up generation per decoder. Per prompt, the decoders run round by round in an
+ * order reversed every other round, so no decoder always follows the same one.
+ */
+export async function generationRuns(loaded: LoadedModel, plan: GenerationPlan, onRun?: () => void): Promise<PromptRuns[]> {
+  const decoders: (number | null)[] = [null, ...plan.setups.keys()]; // null = plain
+  const setupOf = (n: number | null) => (n === null ? undefined : plan.setups.get(n));
+  for (const n of decoders) {
+    await greedy(loaded, plan.prompts[0]!.text, Math.min(16, plan.maxTokens), setupOf(n));
+    onRun?.();
+  }
+  const runs: PromptRuns[] = [];
+  for (const [p, prompt] of plan.prompts.entries()) {
+    const results = new Map<number | null, GenerationResult[]>(decoders.map((n) => [n, []]));
+    for (let round = 0; round < plan.repeats; round++) {
+      const order = (p + round) % 2 === 0 ? decoders : [...decoders].reverse();
+      for (const n of order) {
+        results.get(n)!.push(await greedy(loaded, prompt.text, plan.maxTokens, setupOf(n)));
+        onRun?.();
+      }
+    }
+    runs.push({ plain: summarise(results.get(null)!), ppd: new Map([...plan.setups.keys()].map((n) => [n, summarise(results.get(n)!)])) });
+  }
+  return runs;
+}
+
+export interface MeasuredSize {
+  n: number;
+  /** Σ new tokens / Σ seconds over the prompts. */
+  plainTokensPerSecond: number;
+  ppdTokensPerSecond: number;
+  /** ppdTokensPerSecond / plainTokensPerSecond. */
+  speedup: number;
+  /** Tokens per decoding step after the prompt's forward: Σ (new tokens − 1) / Σ (steps − 1). */
+  tau: number;
+  /** Prompts where PPD produced exactly plain decoding's ids (greedy: it must be all). */
+  identical: number;
+}
+
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const rate = (runs: RunSummary[]) => sum(runs.map((r) => r.newTokens)) / sum(runs.map((r) => r.seconds));
+const sameIds = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((id, i) => id === b[i]);
+
+/** Speed, τ and identity of PPD at size n over all prompts. */
+export function measuredSize(runs: readonly PromptRuns[], n: number): MeasuredSize {
+  const plain = runs.map((r) => r.plain);
+  const ppd = runs.map((r) => r.ppd.get(n)!);
+  const plainTokensPerSecond = rate(plain);
+  const ppdTokensPerSecond = rate(ppd);
+  const decodingSteps = sum(ppd.map((r) => r.steps - 1));
+  return {
+    n,
+    plainTokensPerSecond,
+    ppdTokensPerSecond,
+    speedup: ppdTokensPerSecond / plainTokensPerSecond,
+    tau: decodingSteps > 0 ? sum(ppd.map((r) => r.newTokens - 1)) / decodingSteps : 1,
+    identical: runs.filter((r) => sameIds(r.plain.ids, r.ppd.get(n)!.ids)).length,
+  };
+}

@@ -1,0 +1,236 @@
+/**
+ * Hardware profiles: what `ppd calibrate` leaves in an adapter folder for one machine, and how
+ * decoding finds the one for the machine it runs on. Data, not measurement (measure.ts) and not
+ * the choice (choice.ts).
+ *
+ * Layout in the adapter folder:
+ *   profiles/<hash>.json        `ppd.hardware-profile/1`: the machine signature, the chosen n,
+ *                               the predicted (and measured) speedup, what the trees were built from
+ *   profiles/<hash>.trees.json  `ppd.trees/1`: the dynamic tree set for the chosen n
+ * where <hash> is signatureHash(signature): 16 hex digits of sha256 over the signature's fields.
+ *
+ * The signature is what changes the latency curve L(n): CPU model, cores, ONNX Runtime intra-op
+ * threads, execution provider and ONNX Runtime version. A profile also records the adapter's
+ * base-model config hash and a digest of accuracy.json; when either changed since calibration,
+ * the profile's trees are stale and decoding falls back to trees.json.
+ *
+ * docs/CALIBRATION.md documents the schema with an example.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { basename, join } from 'node:path';
+import { FormatError } from '../errors.ts';
+import { writeJsonAtomic } from '../format/atomic.ts';
+import { readJsonObject } from '../format/text-file.ts';
+import { loadTreeSet, saveTreeSet, type PpdTreeSet } from '../ppd/tree.ts';
+import { defaultThreads, ortVersion } from '../runtime/ort.ts';
+import { fileDigest } from './tau.ts';
+
+export const PROFILE_SCHEMA = 'ppd.hardware-profile/1';
+export const PROFILES_DIR = 'profiles';
+/** runtime/ort.ts creates every session on this provider. */
+const EXECUTION_PROVIDER = 'cpu';
+
+export interface MachineSignature {
+  cpuModel: string;
+  /** Logical CPUs available to the process. */
+  cores: number;
+  /** ONNX Runtime intra-op threads. */
+  threads: number;
+  executionProvider: string;
+  onnxruntime: string;
+}
+
+export interface HardwareProfile {
+  schema: typeof PROFILE_SCHEMA;
+  signature: MachineSignature;
+  /** signatureHash(signature); also the file's name. */
+  signatureHash: string;
+  /** ISO 8601, when the calibration ran. */
+  created: string;
+  /** What the trees were built for: the adapter's base model and its accuracy table. */
+  adapter: { baseConfigHash: string; accuracyDigest: string };
+  /** The chosen n: input rows per step. */
+  budget: number;
+  /** File name, in profiles/, of the `ppd.trees/1` set for `budget`. */
+  trees: string;
+  /** τ(budget), tokens per step. */
+  expectedTokensPerStep: number;
+  /** L(1) and L(budget), milliseconds, mean over the calibration's context lengths. */
+  latencyMs: { one: number; chosen: number };
+  /** τ(budget) · L(1) / L(budget). */
+  predictedSpeedup: number;
+  /** PPD over plain tokens/s on held-out prompts at `budget`; null when not measured. */
+  measuredSpeedup: number | null;
+  /** The calibration report (JSON), relative to the adapter folder. */
+  report: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signatures
+
+/** This machine's signature when ONNX Runtime runs with `threads` intra-op threads. */
+export function machineSignature(threads: number): MachineSignature {
+  return {
+    cpuModel: cpus()[0]?.model.trim() || 'unknown',
+    cores: availableParallelism(),
+    threads,
+    executionProvider: EXECUTION_PROVIDER,
+    onnxruntime: ortVersion(),
+  };
+}
+
+/** 16 hex digits of sha256 over the signature's fields in a fixed order. */
+export function signatureHash(s: MachineSignature): string {
+  const fields = [s.cpuModel, s.cores, s.threads, s.executionProvider, s.onnxruntime];
+  return createHash('sha256').update(JSON.stringify(fields)).digest('hex').slice(0, 16);
+}
+
+/** "Intel Xeon ..., 2 cores, 2 threads, cpu EP, ORT 1.23.0": a signature for people. */
+export function describeSignature(s: MachineSignature): string {
+  return `${s.cpuModel}, ${s.cores} cores, ${s.threads} thread${s.threads === 1 ? '' : 's'}, ${s.executionProvider} EP, ORT ${s.onnxruntime}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation, load, save
+
+type Fail = (field: string, detail: string) => never;
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function field<T>(obj: Record<string, unknown>, key: string, where: string, check: (v: unknown) => v is T, expected: string, fail: Fail): T {
+  const value = obj[key];
+  if (!check(value)) fail(`${where}${key}`, `must be ${expected}, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+const isString = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+const isPositive = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
+const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1;
+const isTau = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 1;
+const isHash = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{16}$/.test(v);
+const isFileName = (v: unknown): v is string => typeof v === 'string' && /^[\w.-]+\.json$/.test(v);
+const isSpeedupOrNull = (v: unknown): v is number | null => v === null || isPositive(v);
+
+function checkProfile(raw: unknown, fail: Fail): HardwareProfile {
+  if (!isObject(raw)) fail('profile', 'must be a JSON object');
+  if (raw.schema !== PROFILE_SCHEMA) fail('schema', `must be "${PROFILE_SCHEMA}", got ${JSON.stringify(raw.schema)}`);
+  const s = field(raw, 'signature', '', isObject, 'an object {cpuModel, cores, threads, executionProvider, onnxruntime}', fail);
+  const signature: MachineSignature = {
+    cpuModel: field(s, 'cpuModel', 'signature.', isString, 'a non-empty string', fail),
+    cores: field(s, 'cores', 'signature.', isPositiveInt, 'an integer >= 1', fail),
+    threads: field(s, 'threads', 'signature.', isPositiveInt, 'an integer >= 1', fail),
+    executionProvider: field(s, 'executionProvider', 'signature.', isString, 'a non-empty string', fail),
+    onnxruntime: field(s, 'onnxruntime', 'signature.', isString, 'a non-empty string', fail),
+  };
+  const hash = field(raw, 'signatureHash', '', isHash, '16 hex digits', fail);
+  if (hash !== signatureHash(signature)) fail('signatureHash', `${hash} is not the hash of the signature (${signatureHash(signature)})`);
+  const a = field(raw, 'adapter', '', isObject, 'an object {baseConfigHash, accuracyDigest}', fail);
+  const l = field(raw, 'latencyMs', '', isObject, 'an object {one, chosen}', fail);
+  return {
+    schema: PROFILE_SCHEMA,
+    signature,
+    signatureHash: hash,
+    created: field(raw, 'created', '', isString, 'an ISO 8601 date', fail),
+    adapter: {
+      baseConfigHash: field(a, 'baseConfigHash', 'adapter.', isHash, '16 hex digits', fail),
+      accuracyDigest: field(a, 'accuracyDigest', 'adapter.', isHash, '16 hex digits', fail),
+    },
+    budget: field(raw, 'budget', '', isPositiveInt, 'an integer >= 1', fail),
+    trees: field(raw, 'trees', '', isFileName, 'a file name in profiles/ ending in .json', fail),
+    expectedTokensPerStep: field(raw, 'expectedTokensPerStep', '', isTau, 'a number >= 1', fail),
+    latencyMs: {
+      one: field(l, 'one', 'latencyMs.', isPositive, 'a positive number', fail),
+      chosen: field(l, 'chosen', 'latencyMs.', isPositive, 'a positive number', fail),
+    },
+    predictedSpeedup: field(raw, 'predictedSpeedup', '', isPositive, 'a positive number', fail),
+    measuredSpeedup: field(raw, 'measuredSpeedup', '', isSpeedupOrNull, 'a positive number or null', fail),
+    report: field(raw, 'report', '', isString, 'a path relative to the adapter folder', fail),
+  };
+}
+
+/** Parses a `ppd.hardware-profile/1` object read from `file` (FormatError naming the field). */
+export function parseProfile(raw: unknown, file = 'profile.json'): HardwareProfile {
+  return checkProfile(raw, (f, detail) => {
+    throw new FormatError(file, `field "${f}" ${detail}`);
+  });
+}
+
+/** Reads a profile and checks that its trees file is there and holds the set for its budget. */
+export function loadProfile(path: string): HardwareProfile {
+  const profile = parseProfile(readJsonObject(path), path);
+  const expectedName = `${profile.signatureHash}.json`;
+  if (basename(path) !== expectedName) throw new FormatError(path, `a profile for signature ${profile.signatureHash} must be named ${expectedName}`);
+  const treesPath = join(path, '..', profile.trees);
+  if (!existsSync(treesPath)) throw new FormatError(path, `field "trees" names ${profile.trees}, which is not in ${join(path, '..')}`);
+  const trees = loadTreeSet(treesPath);
+  if (trees.budget !== profile.budget) throw new FormatError(treesPath, `budget ${trees.budget} differs from the profile's ${profile.budget} (${path})`);
+  return profile;
+}
+
+export const profilePath = (adapterDir: string, hash: string) => join(adapterDir, PROFILES_DIR, `${hash}.json`);
+export const profileTreesName = (hash: string) => `${hash}.trees.json`;
+
+/** Writes the tree set, then the profile that names it (so a profile never points at nothing). */
+export function saveProfile(adapterDir: string, profile: HardwareProfile, trees: PpdTreeSet): string {
+  const checked = parseProfile(profile, 'profile');
+  if (trees.budget !== checked.budget) throw new FormatError(checked.trees, `budget ${trees.budget} differs from the profile's ${checked.budget}`);
+  mkdirSync(join(adapterDir, PROFILES_DIR), { recursive: true });
+  saveTreeSet(join(adapterDir, PROFILES_DIR, checked.trees), trees);
+  const path = profilePath(adapterDir, checked.signatureHash);
+  writeJsonAtomic(path, checked);
+  return path;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finding this machine's profile
+
+export type ProfileLookup =
+  | { found: true; profile: HardwareProfile; /** The profile's tree-set file. */ treesPath: string }
+  | { found: false; /** Why not, as the start of a sentence for the user. */ reason: string };
+
+export interface LookupOptions {
+  /** The machine as decoding will run on it. */
+  signature: MachineSignature;
+  /** configHash of the base model the adapter is loaded for. */
+  baseConfigHash: string;
+  /** The adapter's accuracy.json (a profile built from another table is stale). */
+  accuracyFile: string;
+}
+
+/** Profiles in the folder other than `except` (file names like <hash>.json). */
+function otherProfiles(adapterDir: string, except: string): number {
+  const dir = join(adapterDir, PROFILES_DIR);
+  if (!existsSync(dir)) return 0;
+  return readdirSync(dir).filter((f) => /^[0-9a-f]{16}\.json$/.test(f) && f !== `${except}.json`).length;
+}
+
+/**
+ * This machine's profile in the adapter folder, when it exists and was built for the adapter's
+ * base model and current accuracy table. A profile for this machine that is malformed, or names
+ * trees that are missing, is a FormatError (delete it or calibrate again), never skipped.
+ */
+export function findProfile(adapterDir: string, o: LookupOptions): ProfileLookup {
+  const hash = signatureHash(o.signature);
+  const path = profilePath(adapterDir, hash);
+  if (!existsSync(path)) {
+    const others = otherProfiles(adapterDir, hash);
+    const elsewhere = others === 0 ? '' : ` (it has ${others} for other machines or thread counts)`;
+    return { found: false, reason: `no hardware profile for this machine (${describeSignature(o.signature)}) in ${join(adapterDir, PROFILES_DIR)}${elsewhere}` };
+  }
+  const profile = loadProfile(path);
+  if (profile.adapter.baseConfigHash !== o.baseConfigHash) {
+    return { found: false, reason: `the hardware profile ${path} was calibrated for another base model` };
+  }
+  const accuracyNow = existsSync(o.accuracyFile) ? fileDigest(o.accuracyFile) : 'missing';
+  if (profile.adapter.accuracyDigest !== accuracyNow) {
+    return { found: false, reason: `the hardware profile ${path} was calibrated with another ${basename(o.accuracyFile)} than ${o.accuracyFile}` };
+  }
+  return { found: true, profile, treesPath: join(adapterDir, PROFILES_DIR, profile.trees) };
+}
+
+/** The command that makes a profile for this machine (for notices). */
+export function calibrateCommand(modelDir: string, adapterDir: string, threads: number): string {
+  return `ppd calibrate --model ${modelDir} --ppd ${adapterDir}${threads === defaultThreads() ? '' : ` --threads ${threads}`}`;
+}

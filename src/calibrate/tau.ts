@@ -1,0 +1,59 @@
+/**
+ * τ(n): how many tokens one PPD step yields on average with the best dynamic tree set of n input
+ * rows, from the adapter's accuracy table through the tree builder (PPD.md §5, docs/TREES.md §3).
+ * This half of the calibration is hardware independent; L(n) (measure.ts) is the other half.
+ * No model, no timing.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { FormatError } from '../errors.ts';
+import { readJsonObject } from '../format/text-file.ts';
+import type { AttentionVariant, PpdTreeSet } from '../ppd/tree.ts';
+import { treeRows } from '../ppd/tree.ts';
+import { buildTreeSet } from '../ppd/tree-builder.ts';
+
+/** acc[i][k], i < N prompt tokens, k < ranks: P(the true token at depth i+1 is exactly guess k). */
+export type AccuracyTable = number[][];
+
+/** The `accuracy` field of a `ppd.accuracy/1` file (accuracy.json in an adapter folder). */
+export function readAccuracyTable(path: string): AccuracyTable {
+  const acc = readJsonObject(path).accuracy;
+  if (!Array.isArray(acc) || acc.length === 0 || !acc.every((row) => Array.isArray(row) && row.every((a) => typeof a === 'number'))) {
+    throw new FormatError(path, 'field "accuracy" must be a non-empty table of numbers [prompt token][rank]');
+  }
+  return acc as AccuracyTable;
+}
+
+/** sha256 of a file's bytes (hex, 16 digits): ties a hardware profile to the accuracy table it used. */
+export function fileDigest(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16);
+}
+
+export interface AdapterShape {
+  promptTokens: number; // N
+  virtualTokens: number; // V
+  attention: AttentionVariant;
+  accuracySource: string;
+}
+
+export interface TauPoint {
+  n: number;
+  /** The set's long-run mean tokens per step (expectedTokensPerStep). */
+  tau: number;
+  /** Input rows of trees[d], d = 0..N: a tree may use fewer rows than the budget. */
+  rowsPerTree: number[];
+}
+
+/** The tree set the builder makes for budget n. */
+export function treeSetFor(acc: AccuracyTable, n: number, shape: AdapterShape): PpdTreeSet {
+  return buildTreeSet(acc, { budget: n, ...shape });
+}
+
+/** τ(n) for every n of `grid`; `onPoint` is called after each (the builder takes ~0.05 s at n = 285). */
+export function tauCurve(acc: AccuracyTable, grid: readonly number[], shape: AdapterShape, onPoint?: (done: number) => void): TauPoint[] {
+  return grid.map((n, i) => {
+    const set = treeSetFor(acc, n, shape);
+    onPoint?.(i + 1);
+    return { n, tau: set.expectedTokensPerStep, rowsPerTree: set.trees.map((t) => treeRows(t, shape.virtualTokens)) };
+  });
+}

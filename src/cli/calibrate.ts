@@ -1,0 +1,252 @@
+/**
+ * `ppd calibrate`: the hardware-aware tree size (PPD.md §8) for this machine, in one command.
+ * Measures L(n) (measure.ts), takes τ(n) from the adapter's accuracy table (tau.ts), picks the n
+ * with the highest τ(n)/L(n) (choice.ts), checks the prediction with greedy generations on
+ * held-out prompts, and writes the profile + trees (profile.ts) and the report (report.ts) into
+ * the adapter folder, where `ppd generate --ppd` finds them. docs/CALIBRATION.md is the guide.
+ */
+import { InvalidArgumentError } from 'commander';
+import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { basename, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chooseTreeSize, sizesToCheck, type Choice } from '../calibrate/choice.ts';
+import { sizeGrid } from '../calibrate/grid.ts';
+import { generationCount, generationRuns, heldOutPrompts, latencyForwards, measuredSize, measureLatency, type HeldOutPrompt, type LatencyRow } from '../calibrate/measure.ts';
+import { machineSignature, PROFILE_SCHEMA, PROFILES_DIR, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../calibrate/profile.ts';
+import { REPORT_SCHEMA, writeReport, type CalibrationReport } from '../calibrate/report.ts';
+import { fileDigest, readAccuracyTable, tauCurve, treeSetFor, type AccuracyTable, type AdapterShape, type TauPoint } from '../calibrate/tau.ts';
+import { documentsOf } from '../data/tokenize.ts';
+import { InputError } from '../errors.ts';
+import { readTextFile } from '../format/text-file.ts';
+import { openModelDir } from '../format/model-dir.ts';
+import { loadModel, type LoadedModel } from '../load.ts';
+import type { LlamaConfig } from '../model/config.ts';
+import { PromptAdapter } from '../ppd/adapter.ts';
+import { ACCURACY_FILE, TREES_FILE, type PpdSetup } from '../ppd/setup.ts';
+import { loadTreeSet } from '../ppd/tree.ts';
+import { Progress } from '../report/progress.ts';
+import { defaultThreads } from '../runtime/ort.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const DEFAULT_HELD_OUT = join(ROOT, 'data', 'corpus', 'test.txt');
+/** Held-out prompts are document openings of at least this many tokens. */
+const PROMPT_MIN_TOKENS = 32;
+/** Folder in the adapter for reports. */
+const REPORTS_DIR = 'calibration';
+
+export interface CalibrateFlags {
+  model: string;
+  ppd: string;
+  threads?: number;
+  maxN: number;
+  contexts: number[];
+  repeats: number;
+  warmup: number;
+  prompts: number;
+  maxTokens: number;
+  genRepeats: number;
+  data?: string;
+  checkSizes?: number[];
+  tolerance: number;
+  latencyModel?: string;
+  report?: string;
+}
+
+/** A parser for "64,256": comma-separated integers in min..max (commander reports a bad one as one line). */
+export function integerList(min: number, max: number) {
+  return (text: string): number[] => {
+    const parts = text.split(',').map((s) => s.trim());
+    if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < min || Number(p) > max)) {
+      throw new InvalidArgumentError(`expected comma-separated integers in ${min}..${max}, got "${text}"`);
+    }
+    return parts.map(Number);
+  };
+}
+
+/** A model folder's config, without loading the model. */
+function configOf(dir: string): LlamaConfig {
+  const files = openModelDir(dir);
+  files.tensors.close();
+  return files.config;
+}
+
+function commandLine(f: CalibrateFlags): string {
+  const args = process.argv.slice(2);
+  return args.length > 0 ? `ppd ${args.join(' ')}` : `ppd calibrate --model ${f.model} --ppd ${f.ppd}`;
+}
+
+const shown = (path: string) => {
+  const rel = relative(process.cwd(), path);
+  return rel.startsWith('..') ? path : rel;
+};
+
+/** Everything the run needs, read and checked before any model is loaded. */
+interface Inputs {
+  threads: number;
+  signature: MachineSignature;
+  hash: string;
+  adapter: PromptAdapter;
+  acc: AccuracyTable;
+  shape: AdapterShape;
+  accuracyFile: string;
+  accuracyDigest: string;
+  /** The budget of the adapter's trees.json, when it has one. */
+  defaultBudget: number | undefined;
+  /** Sizes checked end to end whatever is chosen: the trees.json budget and --check-sizes. */
+  extraSizes: number[];
+  grid: number[];
+  /** The folder L(n) is timed on. */
+  latencyDir: string;
+  /** Held-out text for the end-to-end check; undefined when it is skipped. */
+  dataFile: string | undefined;
+}
+
+function readInputs(f: CalibrateFlags): Inputs {
+  const threads = f.threads ?? defaultThreads();
+  const signature = machineSignature(threads);
+  // The base model's config suffices to check the adapter; only the latency model is loaded.
+  const base = configOf(f.model);
+  const adapter = PromptAdapter.load(f.ppd, base);
+  const accuracyFile = join(f.ppd, ACCURACY_FILE);
+  const acc = readAccuracyTable(accuracyFile);
+  const shape: AdapterShape = { promptTokens: adapter.promptTokens, virtualTokens: adapter.virtualTokens, attention: adapter.config.attention, accuracySource: accuracyFile };
+  if (acc.length !== shape.promptTokens) throw new InputError(`${accuracyFile}: ${acc.length} rows, but the adapter has ${shape.promptTokens} prompt tokens`);
+  const treesFile = join(f.ppd, TREES_FILE);
+  const defaultBudget = existsSync(treesFile) ? loadTreeSet(treesFile).budget : undefined;
+
+  const over = f.checkSizes?.find((n) => n > f.maxN);
+  if (over !== undefined) throw new InputError(`--check-sizes ${over} is above --max-n ${f.maxN}`);
+  const extraSizes = [...(defaultBudget !== undefined && defaultBudget <= f.maxN ? [defaultBudget] : []), ...(f.checkSizes ?? [])];
+
+  const latencyDir = f.latencyModel ?? f.model;
+  const positions = (f.latencyModel === undefined ? base : configOf(f.latencyModel)).maxPositionEmbeddings;
+  const longest = Math.max(...f.contexts) + f.maxN;
+  if (longest > positions) throw new InputError(`--contexts ${Math.max(...f.contexts)} + --max-n ${f.maxN} = ${longest} rows exceed ${latencyDir}'s ${positions} positions`);
+
+  // L(n) of another model says nothing about this one's generations: no check then.
+  const dataFile = f.latencyModel === undefined && f.prompts > 0 ? (f.data ?? DEFAULT_HELD_OUT) : undefined;
+  if (dataFile !== undefined && !existsSync(dataFile)) throw new InputError(`${dataFile}: no held-out text here; name one with --data FILE, or skip the check with --prompts 0`);
+
+  return {
+    threads,
+    signature,
+    hash: signatureHash(signature),
+    adapter,
+    acc,
+    shape,
+    accuracyFile,
+    accuracyDigest: fileDigest(accuracyFile),
+    defaultBudget,
+    extraSizes,
+    grid: [...new Set([...sizeGrid(f.maxN), ...extraSizes])].sort((a, b) => a - b),
+    latencyDir,
+    dataFile,
+  };
+}
+
+/** L(n) on the loaded model and τ(n) from the table, over the grid, with progress bars. */
+async function measureCurves(loaded: LoadedModel, x: Inputs, f: CalibrateFlags): Promise<{ latency: LatencyRow[]; tau: TauPoint[] }> {
+  const plan = { grid: x.grid, contexts: f.contexts, warmupRounds: f.warmup, repeats: f.repeats };
+  const latencyBar = new Progress('L(n)', latencyForwards(plan), 'fwd');
+  let forwards = 0;
+  const latency = await measureLatency(loaded.model, plan, () => latencyBar.update(++forwards));
+  latencyBar.stop(`L(1) = ${latency[0]!.meanMs.toFixed(2)} ms, L(${f.maxN}) = ${latency.at(-1)!.meanMs.toFixed(2)} ms`);
+  const tauBar = new Progress('τ(n)', x.grid.length, 'sizes');
+  const tau = tauCurve(x.acc, x.grid, x.shape, (done) => tauBar.update(done));
+  tauBar.stop();
+  return { latency, tau };
+}
+
+/** Plain vs PPD greedy generations at the chosen n and the sizes around it, against the prediction. */
+async function checkPrediction(loaded: LoadedModel, x: Inputs, choice: Choice, prompts: HeldOutPrompt[], f: CalibrateFlags): Promise<NonNullable<CalibrationReport['check']>> {
+  const { chosen } = choice;
+  const sizes = sizesToCheck(x.grid, chosen.n, x.extraSizes);
+  const setups = new Map<number, PpdSetup>(sizes.map((n) => [n, { adapter: x.adapter, trees: treeSetFor(x.acc, n, x.shape), verification: 'rejection' }]));
+  const plan = { prompts, setups, maxTokens: f.maxTokens, repeats: f.genRepeats };
+  const bar = new Progress('held-out generations', generationCount(plan), 'runs');
+  let done = 0;
+  const runs = await generationRuns(loaded, plan, () => bar.update(++done));
+  const predicted = new Map(choice.predictions.map((p) => [p.n, p]));
+  const measured = sizes.map((n) => ({ ...measuredSize(runs, n), predictedTau: predicted.get(n)!.tau, predictedSpeedup: predicted.get(n)!.speedup }));
+  const atChosen = measured.find((s) => s.n === chosen.n)!;
+  bar.stop(`at n = ${chosen.n}: measured speedup ${atChosen.speedup.toFixed(2)}× (predicted ${chosen.speedup.toFixed(2)}×), τ ${atChosen.tau.toFixed(2)} (predicted ${chosen.tau.toFixed(2)})`);
+  return {
+    dataFile: shown(x.dataFile!),
+    prompts: prompts.map((p) => ({ document: p.document, tokens: p.tokens, text: p.text })),
+    maxTokens: f.maxTokens,
+    repeats: f.genRepeats,
+    sizes: measured,
+  };
+}
+
+/** The profile for this machine and its trees, into the adapter folder; returns the paths written. */
+function installProfile(x: Inputs, report: CalibrationReport, f: CalibrateFlags): string[] {
+  const { chosen } = report;
+  const profile: HardwareProfile = {
+    schema: PROFILE_SCHEMA,
+    signature: x.signature,
+    signatureHash: x.hash,
+    created: report.date,
+    adapter: { baseConfigHash: x.adapter.config.baseModel.configHash, accuracyDigest: x.accuracyDigest },
+    budget: chosen.n,
+    trees: profileTreesName(x.hash),
+    expectedTokensPerStep: chosen.tau,
+    latencyMs: { one: report.predictions[0]!.latencyMs, chosen: chosen.latencyMs },
+    predictedSpeedup: chosen.speedup,
+    measuredSpeedup: report.check?.sizes.find((s) => s.n === chosen.n)?.speedup ?? null,
+    report: join(REPORTS_DIR, `${x.hash}.json`),
+  };
+  return [saveProfile(f.ppd, profile, treeSetFor(x.acc, chosen.n, x.shape)), join(f.ppd, PROFILES_DIR, profile.trees)];
+}
+
+export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
+  const started = performance.now();
+  const date = new Date().toISOString();
+  const x = readInputs(f);
+  const loadAverageBefore = loadavg()[0]!;
+  if (loadAverageBefore > 0.5) process.stderr.write(`warning: load average ${loadAverageBefore.toFixed(2)} before the run: other processes will slow the forwards and skew L(n)\n`);
+  const loaded = await loadModel(x.latencyDir, { threads: x.threads, needsTokenizer: x.dataFile !== undefined });
+  try {
+    // Prompts first: a file without usable prompts should fail before minutes of timing.
+    const prompts = x.dataFile === undefined ? [] : heldOutPrompts(loaded, documentsOf(readTextFile(x.dataFile)), f.prompts, PROMPT_MIN_TOKENS);
+    if (x.dataFile !== undefined && prompts.length === 0) throw new InputError(`${x.dataFile}: no document goes on past a ${PROMPT_MIN_TOKENS}-token opening; name other text with --data`);
+    process.stderr.write(`calibrating ${shown(f.ppd)} on ${shown(x.latencyDir)}: ${x.grid.length} step sizes 1..${f.maxN}, contexts ${f.contexts.join(', ')}, ${x.threads} threads\n`);
+
+    const { latency, tau } = await measureCurves(loaded, x, f);
+    const choice = chooseTreeSize(x.grid.map((n, i) => ({ n, tau: tau[i]!.tau, latencyMs: latency[i]!.meanMs })), { tolerance: f.tolerance });
+    const { chosen } = choice;
+    process.stderr.write(`chosen n = ${chosen.n}: τ ${chosen.tau.toFixed(2)}, L ${chosen.latencyMs.toFixed(2)} ms, predicted speedup ${chosen.speedup.toFixed(2)}×\n`);
+    const check = prompts.length === 0 ? null : await checkPrediction(loaded, x, choice, prompts, f);
+
+    // The profile only when L(n) is this model's own; the report always.
+    const whatIf = f.latencyModel === undefined ? '' : `-latency-${basename(f.latencyModel)}`;
+    const report: CalibrationReport = {
+      schema: REPORT_SCHEMA,
+      command: commandLine(f),
+      date,
+      durationSeconds: (performance.now() - started) / 1000,
+      machine: { ...x.signature, signatureHash: x.hash, node: process.version, loadAverageBefore },
+      model: shown(f.model),
+      latencyModel: f.latencyModel === undefined ? null : shown(f.latencyModel),
+      adapter: { dir: shown(f.ppd), promptTokens: x.shape.promptTokens, virtualTokens: x.shape.virtualTokens, attention: x.shape.attention, accuracyFile: shown(x.accuracyFile), accuracyDigest: x.accuracyDigest },
+      latency: { contexts: [...f.contexts], warmupRounds: f.warmup, repeats: f.repeats, rows: latency },
+      tau,
+      predictions: choice.predictions,
+      tolerance: f.tolerance,
+      chosen,
+      fastest: choice.fastest,
+      defaultTrees: x.defaultBudget === undefined ? null : { file: shown(join(f.ppd, TREES_FILE)), budget: x.defaultBudget },
+      check,
+      profile: whatIf === '' ? join(PROFILES_DIR, `${x.hash}.json`) : null,
+    };
+    const written = [
+      ...(whatIf === '' ? installProfile(x, report, f) : []),
+      ...(await writeReport(report, join(f.ppd, REPORTS_DIR), `${x.hash}${whatIf}`)),
+      ...(f.report === undefined ? [] : await writeReport(report, f.report, `calibration-${x.threads}t${whatIf}`)),
+    ];
+    for (const path of written) process.stdout.write(`wrote ${shown(path)}\n`);
+  } finally {
+    await loaded.model.release();
+  }
+}
