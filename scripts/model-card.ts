@@ -5,25 +5,30 @@
  *
  *   npx tsx scripts/model-card.ts models/ppd-base
  */
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { writeFileAtomic } from '../src/format/atomic.ts';
 import { readJsonObject } from '../src/format/text-file.ts';
 import { parameterCount, parseLlamaConfig } from '../src/model/config.ts';
 
 const dir = process.argv[2] ?? 'models/ppd-base';
+/** What the model is for, one sentence (the second argument). */
+const role = process.argv[3] ?? 'It is the base model of the bundled PPD adapter in `ppd/`.';
 const config = parseLlamaConfig(readJsonObject(join(dir, 'config.json')));
 const training = readJsonObject(join(dir, 'training.json')) as Record<string, any>;
 const ppl = readJsonObject(join(dir, 'perplexity-test.json')) as Record<string, any>;
+const sliceFile = join(dir, 'perplexity-test-slice.json');
+const slice = existsSync(sliceFile) ? (readJsonObject(sliceFile) as Record<string, any>) : undefined;
 const manifest = readJsonObject('data/corpus/manifest.json') as Record<string, any>;
 const s = training.settings;
 const evals = (training.history as { step: number; validLoss?: number }[]).filter((h) => h.validLoss !== undefined);
 const last = evals.at(-1);
 
-const card = `# ppd-base
+const name = basename(dir);
+const card = `# ${name}
 
 A small LLaMA-architecture language model trained from scratch by ppd on this project's machine,
-so that ppd has a real model to decode with (no model can be downloaded here). It is the base
-model of the bundled PPD adapter in \`ppd/\`.
+so that ppd has a real model to decode with (no model can be downloaded here). ${role}
 
 | | |
 | --- | --- |
@@ -33,23 +38,25 @@ model of the bundled PPD adapter in \`ppd/\`.
 | context | ${config.maxPositionEmbeddings} tokens (trained on windows of ${s.seqLen}) |
 | data | ${manifest.sources.map((x: any) => x.title).join('; ')} — public domain; see \`data/corpus/README.md\` |
 | training tokens | ${training.trainTokens} in the training split; ${training.tokensSeen} seen (${(training.tokensSeen / training.trainTokens).toFixed(2)} epochs) |
-| steps | ${training.stepsDone} of ${s.steps} planned${training.finished ? '' : ' (stopped early by its time budget; resumable)'}, ${s.seqLen * s.batchWindows * s.accumulation} tokens per step |
+| steps | ${training.stepsDone} of ${s.steps} planned${training.finished ? '' : ' (stopped early, by its time budget or an interruption; `--resume` continues the schedule)'}, ${s.seqLen * s.batchWindows * s.accumulation} tokens per step |
 | optimiser | AdamW (β 0.9/0.95, weight decay ${s.weightDecay}), peak lr ${s.schedule.peakLr}, ${s.schedule.warmupSteps} warm-up steps, cosine to ${s.schedule.minLrRatio}× peak, clipping at ${s.clipNorm} |
-| wall time | ${(training.wallSeconds / 60).toFixed(0)} min on 2 CPU cores (ONNX Runtime, ppd's own autodiff) |
+| wall time | ${(training.wallSeconds / 60).toFixed(0)} min on 2 CPU cores, shared with other jobs for part of the run (ONNX Runtime, ppd's own autodiff) |
 | held-out loss | ${last ? `${last.validLoss!.toFixed(3)} nats/token on the validation split at step ${last.step}` : 'n/a'} |
 | test perplexity | **${ppl.perplexity.toFixed(2)}** (${ppl.nll.toFixed(4)} nats/token) over ${ppl.tokens} tokens of \`data/corpus/test.txt\`, window ${ppl.window}, stride ${ppl.stride} |
+${slice ? `| test slice (tested) | ${slice.perplexity.toFixed(3)} over its first ${slice.tokens} tokens (\`--max-tokens ${slice.tokens + 1}\`); \`test/bundled-model.test.ts\` checks the model still scores no worse |` : ''}
 
 ## Reproduce
 
 \`\`\`sh
-npm run pretrain:default   # corpus, tokenizer, pretraining (resumable), test perplexity
-npx tsx scripts/model-card.ts models/ppd-base
+npm run pretrain:${name === 'ppd-base' ? 'default' : 'draft'}   # pretraining (resumable) and test perplexity
+npx tsx scripts/model-card.ts ${dir}
 \`\`\`
 
 Exact pretraining command: \`ppd pretrain --train data/corpus/train.txt --valid data/corpus/valid.txt
---config configs/ppd-base.json --tokenizer models/tokenizer-8k --run runs/ppd-base --out models/ppd-base
+--config configs/${name}.json --tokenizer models/tokenizer-8k --run runs/${name} --out models/${name}
 --steps ${s.steps} --seq-len ${s.seqLen} --batch ${s.batchWindows} --accum ${s.accumulation} --lr ${s.schedule.peakLr}
---warmup ${s.schedule.warmupSteps} --eval-every ${s.evalEvery} --eval-windows ${s.evalWindows} --seed ${s.seed} --dtype f16\`.
+--warmup ${s.schedule.warmupSteps} --eval-every ${s.evalEvery} --eval-windows ${s.evalWindows} --seed ${s.seed} --dtype f16\`
+(interrupted runs continue with \`--resume\`).
 
 ## Held-out loss during training
 
@@ -59,7 +66,7 @@ ${evals.map((h) => `| ${h.step} | ${h.validLoss!.toFixed(3)} |`).join('\n')}
 
 ## Limits
 
-A few million parameters trained for about an hour on two CPU cores: it writes text in the
+A few million parameters trained for ${(training.wallSeconds / 60).toFixed(0)} minutes on two CPU cores: it writes text in the
 style of its corpus (the King James Bible dominates its sense of style) with local fluency and no
 knowledge worth trusting. It exists to make decoding speed measurable on a real model.
 `;
