@@ -22,6 +22,8 @@ export interface GenerateLimits {
   eosIds: readonly number[];
   /** Strings that end generation (not included in the output). */
   stop?: readonly string[];
+  /** The prompt's last ids: context for detokenising the first new tokens (their spaces). */
+  context?: readonly number[];
   signal?: AbortSignal;
 }
 
@@ -95,7 +97,7 @@ export class Generation implements AsyncIterable<Piece> {
     const { limits } = this;
     const eos = new Set(limits.eosIds);
     const budget = Math.min(limits.maxTokens, limits.contextLength - this.promptTokens);
-    const decoder = new StreamDecoder(this.tokenizer);
+    const decoder = new StreamDecoder(this.tokenizer, { context: limits.context });
     const stops = new StopStrings(limits.stop ?? []);
     const ids: number[] = [];
     let text = '';

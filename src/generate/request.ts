@@ -53,6 +53,7 @@ export function startGeneration(loaded: LoadedModel, request: TextRequest): Gene
       ? ppdDecode(loaded.model, ids, { ...request.ppd, sampler, onStep: request.onStep })
       : autoregressive(loaded.model, ids, sampler);
   return new Generation(stream, requireTokenizer(loaded), ids.length, {
+    context: ids.slice(-4),
     maxTokens: request.maxTokens,
     contextLength: loaded.config.maxPositionEmbeddings,
     eosIds: loaded.eosIds,

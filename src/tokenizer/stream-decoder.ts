@@ -18,6 +18,12 @@ import type { Tokenizer } from './tokenizer.ts';
 export interface StreamDecoderOptions {
   /** Leave special tokens (BOS, EOS, ...) out of the text. Default true. */
   skipSpecial?: boolean;
+  /**
+   * Ids that come before the streamed ones (the prompt's last tokens): context only, never
+   * emitted. With it, a continuation's first "▁word" keeps its space, as it would in the whole
+   * text's decoding.
+   */
+  context?: readonly number[];
 }
 
 const REPLACEMENT_CHAR = '\uFFFD';
@@ -33,6 +39,14 @@ export class StreamDecoder {
     options: StreamDecoderOptions = {},
   ) {
     this.skipSpecial = options.skipSpecial ?? true;
+    const context = [...(options.context ?? [])];
+    // Context that decodes to nothing (a lone BOS) would leave the start-of-text stripping on the
+    // first streamed id, so it is only used when it decodes to text.
+    if (context.length > 0 && this.decode(context).length > 0) {
+      this.window = context;
+      this.readIndex = context.length;
+      this.readText = this.decode(context);
+    }
   }
 
   /** Adds ids; returns the text they complete (often '', sometimes several tokens' worth). */
