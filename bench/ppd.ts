@@ -312,7 +312,8 @@ const COMPARISONS: readonly Pick<Comparison, 'name' | 'plain' | 'ppd' | 'preserv
 async function generate(loaded: LoadedModel, setup: PpdSetup, decoder: Decoder, prompt: Prompt, maxTokens: number): Promise<GenerationResult> {
   const sampling = decoder.sampled ? { ...SAMPLING, seed: SEED_BASE + prompt.number } : { ...GREEDY, seed: 0 };
   const ppd = decoder.ppd === undefined ? undefined : { ...setup, verification: decoder.ppd === 'typical' ? ('typical' as const) : ('rejection' as const) };
-  return startGeneration(loaded, { prompt: prompt.text, maxTokens, sampling, ppd }).complete();
+  // EOS is ignored: every run produces exactly maxTokens, so the runs measure speed comparably.
+  return startGeneration({ ...loaded, eosIds: [] }, { prompt: prompt.text, maxTokens, sampling, ppd }).complete();
 }
 
 const sameIds = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((id, i) => id === b[i]);

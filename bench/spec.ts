@@ -303,7 +303,8 @@ async function generate(s: Setups, decoder: DecoderId, prompt: Prompt, sampling:
     sd: () => speculativeDecode(model, ids, { draft: s.sd, sampler, onStep }),
     'ppd-sd': () => speculativeDecode(model, ids, { draft: s.ppdSd, sampler, onStep }),
   };
-  const limits = { maxTokens, contextLength: s.target.config.maxPositionEmbeddings, eosIds: s.target.eosIds };
+  // EOS is ignored: every run produces exactly maxTokens, so the runs measure speed comparably.
+  const limits = { maxTokens, contextLength: s.target.config.maxPositionEmbeddings, eosIds: [] };
   const result = await new Generation(streams[decoder](), requireTokenizer(s.target), ids.length, limits).complete();
   return { result, ...counted };
 }
