@@ -5,6 +5,7 @@
  */
 import { Command, Option } from 'commander';
 import { PpdError } from '../errors.ts';
+import { calibrateCommand, integerList } from './calibrate.ts';
 import { demoCommand } from './demo.ts';
 import { generateCommand } from './generate.ts';
 import { initCommand } from './init.ts';
@@ -13,6 +14,7 @@ import { evalPromptsCommand, trainPromptsCommand, treeBuildCommand } from './pro
 import { pretrainCommand } from './pretrain.ts';
 import { infoCommand, logitsCommand } from './inspect.ts';
 import { choice, collect, idList, integer, number } from './options.ts';
+import { DEFAULT_DRAFT_TOKENS } from '../spec/setup.ts';
 
 const program = new Command('ppd')
   .description('Parallel Prompt Decoding for LLaMA-family models, on ONNX Runtime')
@@ -34,10 +36,33 @@ program
   .option('--chat', 'wrap the prompt in the model chat template as a user message')
   .option('--json', 'print one JSON object (text, ids, stats) instead of streaming')
   .option('--ppd <adapter>', 'decode with Parallel Prompt Decoding, using this adapter folder')
-  .option('--trees <file>', 'tree set for --ppd (default: trees.json in the adapter folder)')
+  .option('--trees <file>', 'tree set for --ppd (default: this machine\'s profile from `ppd calibrate`, else trees.json in the adapter folder)')
   .option('--verification <kind>', 'with --ppd and sampling: rejection (keeps the model distribution) or typical', choice(['rejection', 'typical'] as const))
+  .option('--draft <dir>', 'speculative decoding: this smaller model (same tokenizer) drafts, --model verifies')
+  .option('--draft-ppd <adapter>', 'with --draft: the draft drafts with Parallel Prompt Decoding, using this adapter folder')
+  .option('--draft-tokens <k>', 'with --draft: most tokens drafted per step (adapts within 1..k)', integer(1, 64), DEFAULT_DRAFT_TOKENS)
   .addOption(threads())
   .action(generateCommand);
+
+program
+  .command('serve')
+  .description('serve an OpenAI-style HTTP API and a chat page (SIGTERM finishes requests in progress, then exits)')
+  .requiredOption('--model <dir>', 'Hugging Face model folder')
+  .option('--ppd <adapter>', 'decode with Parallel Prompt Decoding using this adapter folder (requests may send "ppd": false)')
+  .option('--trees <file>', 'tree set for --ppd (default: this machine\'s profile from `ppd calibrate`, else trees.json in the adapter folder)')
+  .option('--verification <kind>', 'with --ppd and sampling: rejection (keeps the model distribution) or typical', choice(['rejection', 'typical'] as const))
+  .option('--host <address>', 'address to listen on (beyond loopback, set --api-key)', '127.0.0.1')
+  .option('--port <n>', 'port to listen on (0: any free port)', integer(0, 65535), 8080)
+  .addOption(new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1/* and /metrics').env('PPD_API_KEY'))
+  .option('--concurrency <n>', 'generations at once (one already uses every core)', integer(1, 64), 1)
+  .option('--queue <n>', 'requests that may wait for a slot; more get 429', integer(0, 10_000), 8)
+  .option('--timeout <s>', 'seconds a request may take, waiting included', number(0, 86_400, true), 600)
+  .option('--max-tokens <n>', 'new tokens when a request gives no max_tokens', integer(1, 1_000_000), 256)
+  .option('--body-limit <bytes>', 'largest request body', integer(1024, 1 << 30), 1 << 20)
+  .addOption(threads())
+  // Loaded on use: the server's libraries (fastify, zod, prom-client) would add a third of a
+  // second to the start of every other command.
+  .action(async (flags) => (await import('./serve.ts')).serveCommand(flags));
 
 program
   .command('logits')
@@ -150,6 +175,26 @@ program
   .option('--max-rank <n>', 'ranks considered per position', integer(1, 1000))
   .option('--out <file>', 'where to write the tree set (default: trees.json beside the table)')
   .action(treeBuildCommand);
+
+program
+  .command('calibrate')
+  .description('pick the tree size for this machine: profile forward latency L(n), predict τ(n)/L(n), check on held-out prompts, write a hardware profile')
+  .requiredOption('--model <dir>', 'base model folder')
+  .requiredOption('--ppd <adapter>', 'adapter folder (with accuracy.json); the profile and report are written into it')
+  .option('--max-n <n>', 'largest step size (input rows) to profile', integer(1, 4096), 256)
+  .option('--contexts <list>', 'cache lengths to time each step size at (comma-separated)', integerList(0, 1_000_000), [64, 256])
+  .option('--repeats <n>', 'timed rounds over every step size (median counts)', integer(1, 1000), 7)
+  .option('--warmup <n>', 'untimed rounds first', integer(0, 100), 1)
+  .option('--prompts <n>', 'held-out prompts for the end-to-end check (0 = skip it)', integer(0, 1000), 8)
+  .option('--max-tokens <n>', 'new tokens per held-out generation', integer(1, 100_000), 64)
+  .option('--gen-repeats <n>', 'timed generations per prompt and decoder (median counts)', integer(1, 100), 1)
+  .option('--data <file>', 'held-out text for the check (default: data/corpus/test.txt)')
+  .option('--check-sizes <list>', 'step sizes to check end to end besides the chosen one and its neighbours', integerList(1, 4096))
+  .option('--tolerance <share>', 'take the smallest n within this share of the best predicted speed', number(0, 0.5), 0)
+  .option('--latency-model <dir>', 'time L(n) on this model instead (what-if: report only, no profile)')
+  .option('--report <dir>', 'also write the report (JSON, Markdown, SVG) into this folder, e.g. docs')
+  .addOption(threads())
+  .action(calibrateCommand);
 
 program
   .command('demo')

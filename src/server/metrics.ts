@@ -1,0 +1,98 @@
+/**
+ * The server's Prometheus metrics (prom-client, one registry per server): requests by route and
+ * status, generations by outcome, token and step counters per decoding mode, and gauges for
+ * tokens per second, mean accepted tokens per step and the queue. Also the process's standard
+ * metrics (resident memory, CPU, heap), which is how the serve benchmark watches memory.
+ *
+ * Rates over a window are the scraper's job (rate(ppd_generated_tokens_total) /
+ * rate(ppd_generation_seconds_total)); the two gauges give the same ratio since start.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { GenerationResult } from '../generate/generate.ts';
+import type { DecodingMode } from './openai.ts';
+import type { RequestQueue } from './queue.ts';
+
+const MODES: readonly DecodingMode[] = ['ppd', 'plain'];
+
+export class ServerMetrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'route' | 'status'>;
+  private readonly generations: Counter<'mode' | 'finish_reason'>;
+  private readonly promptTokens: Counter<'mode'>;
+  private readonly generatedTokens: Counter<'mode'>;
+  private readonly steps: Counter<'mode'>;
+  private readonly seconds: Counter<'mode'>;
+  /** The same sums as the counters, readable synchronously for the ratio gauges. */
+  private readonly totals = new Map(MODES.map((m) => [m, { tokens: 0, steps: 0, seconds: 0 }]));
+
+  constructor(queue: RequestQueue) {
+    const registers = [this.registry];
+    this.requests = new Counter({ name: 'ppd_http_requests_total', help: 'HTTP requests by route and status (499: the client went away first)', labelNames: ['route', 'status'], registers });
+    this.generations = new Counter({ name: 'ppd_generations_total', help: 'Finished generations by decoding mode and finish reason', labelNames: ['mode', 'finish_reason'], registers });
+    this.promptTokens = new Counter({ name: 'ppd_prompt_tokens_total', help: 'Prompt tokens of finished generations', labelNames: ['mode'], registers });
+    this.generatedTokens = new Counter({ name: 'ppd_generated_tokens_total', help: 'New tokens of finished generations', labelNames: ['mode'], registers });
+    this.steps = new Counter({ name: 'ppd_decoding_steps_total', help: 'Forwards that produced tokens (the prompt forward included)', labelNames: ['mode'], registers });
+    this.seconds = new Counter({ name: 'ppd_generation_seconds_total', help: 'Wall time spent generating', labelNames: ['mode'], registers });
+    const totals = this.totals;
+    new Gauge({
+      name: 'ppd_tokens_per_second',
+      help: 'New tokens per second of generation time, since start',
+      labelNames: ['mode'],
+      registers,
+      collect() {
+        for (const [mode, t] of totals) this.set({ mode }, t.seconds > 0 ? t.tokens / t.seconds : 0);
+      },
+    });
+    new Gauge({
+      name: 'ppd_accepted_tokens_per_step',
+      help: 'Mean tokens accepted per decoding step, since start (1 for plain decoding)',
+      labelNames: ['mode'],
+      registers,
+      collect() {
+        for (const [mode, t] of totals) this.set({ mode }, t.steps > 0 ? t.tokens / t.steps : 0);
+      },
+    });
+    new Gauge({
+      name: 'ppd_queue_depth',
+      help: 'Requests waiting for a generation slot',
+      registers,
+      collect() {
+        this.set(queue.depth);
+      },
+    });
+    new Gauge({
+      name: 'ppd_requests_active',
+      help: 'Generations running now',
+      registers,
+      collect() {
+        this.set(queue.active);
+      },
+    });
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  request(route: string, status: number): void {
+    this.requests.inc({ route, status: String(status) });
+  }
+
+  generation(mode: DecodingMode, result: GenerationResult): void {
+    const s = result.stats;
+    this.generations.inc({ mode, finish_reason: s.finishReason });
+    this.promptTokens.inc({ mode }, s.promptTokens);
+    this.generatedTokens.inc({ mode }, s.newTokens);
+    this.steps.inc({ mode }, s.steps);
+    this.seconds.inc({ mode }, s.seconds);
+    const t = this.totals.get(mode)!;
+    t.tokens += s.newTokens;
+    t.steps += s.steps;
+    t.seconds += s.seconds;
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
