@@ -27,14 +27,20 @@ export interface BenchArgs {
   threads: number;
 }
 
-/** `--quick` and `--threads N`, the flags every benchmark takes. */
-export function parseBenchArgs(argv: string[]): BenchArgs {
-  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean' }, threads: { type: 'string' } } });
+/**
+ * `--quick` and `--threads N`, the flags every benchmark takes, plus a benchmark's own string
+ * flags (`extra`, names without dashes), returned unchecked in `flags` for it to validate.
+ */
+export function parseBenchArgs(argv: string[], extra: readonly string[] = []): BenchArgs & { flags: Record<string, string | undefined> } {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { quick: { type: 'boolean' }, threads: { type: 'string' } };
+  for (const name of extra) options[name] = { type: 'string' };
+  const { values } = parseArgs({ args: argv, options });
   const threads = values.threads === undefined ? defaultThreads() : Number(values.threads);
   if (!Number.isInteger(threads) || threads < 1) {
     throw new InputError(`--threads must be a positive integer, got ${JSON.stringify(values.threads)}`);
   }
-  return { quick: values.quick ?? false, threads };
+  const flags = Object.fromEntries(extra.map((name) => [name, values[name] as string | undefined]));
+  return { quick: values.quick === true, threads, flags };
 }
 
 /** Runs a benchmark's main; bad input (a PpdError, an unknown flag) ends as one line, not a stack. */

@@ -34,7 +34,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { InputError } from '../src/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
@@ -251,20 +250,8 @@ const TARGETS = { tau: 2.5, speedup: 2, memoryShare: 0.0001 };
 const SVG_NAME = 'ppd-per-prompt.svg';
 
 function planFromArgs(argv: string[]): Plan {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      quick: { type: 'boolean' },
-      threads: { type: 'string' },
-      model: { type: 'string' },
-      ppd: { type: 'string' },
-      'max-tokens': { type: 'string' },
-      prompts: { type: 'string' },
-      repeats: { type: 'string' },
-    },
-  });
-  // The flags every benchmark takes are read and checked by the harness.
-  const { quick, threads } = parseBenchArgs([...(values.quick ? ['--quick'] : []), ...(values.threads === undefined ? [] : ['--threads', values.threads])]);
+  // --quick and --threads are read and checked by the harness; the rest are this benchmark's.
+  const { quick, threads, flags: values } = parseBenchArgs(argv, ['model', 'ppd', 'max-tokens', 'prompts', 'repeats']);
   const modelDir = values.model ?? DEFAULT_MODEL;
   const adapterDir = values.ppd ?? (values.model === undefined ? DEFAULT_ADAPTER : join(modelDir, 'ppd'));
   if (!existsSync(join(modelDir, 'config.json'))) {

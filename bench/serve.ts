@@ -31,7 +31,6 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { InputError } from '../src/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
@@ -113,21 +112,8 @@ interface Plan {
 }
 
 function planFromArgs(argv: string[]): Plan {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      quick: { type: 'boolean' },
-      threads: { type: 'string' },
-      model: { type: 'string' },
-      ppd: { type: 'string' },
-      clients: { type: 'string' },
-      seconds: { type: 'string' },
-      'max-tokens': { type: 'string' },
-      prompts: { type: 'string' },
-      concurrency: { type: 'string' },
-    },
-  });
-  const { quick, threads } = parseBenchArgs([...(values.quick ? ['--quick'] : []), ...(values.threads === undefined ? [] : ['--threads', values.threads])]);
+  // --quick and --threads are read and checked by the harness; the rest are this benchmark's.
+  const { quick, threads, flags: values } = parseBenchArgs(argv, ['model', 'ppd', 'clients', 'seconds', 'max-tokens', 'prompts', 'concurrency']);
   const modelDir = values.model ?? (quick ? undefined : DEFAULT_MODEL);
   const adapterDir = values.ppd ?? (modelDir === undefined ? undefined : values.model === undefined ? DEFAULT_ADAPTER : join(modelDir, 'ppd'));
   if (modelDir !== undefined && !existsSync(join(modelDir, 'config.json'))) {

@@ -32,7 +32,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { InputError } from '../src/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
@@ -227,22 +226,8 @@ const DECODERS: readonly { id: DecoderId; label: string }[] = [
 ];
 
 function planFromArgs(argv: string[]): Plan {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      quick: { type: 'boolean' },
-      threads: { type: 'string' },
-      model: { type: 'string' },
-      ppd: { type: 'string' },
-      draft: { type: 'string' },
-      'draft-ppd': { type: 'string' },
-      'draft-tokens': { type: 'string' },
-      'max-tokens': { type: 'string' },
-      prompts: { type: 'string' },
-      repeats: { type: 'string' },
-    },
-  });
-  const { quick, threads } = parseBenchArgs([...(values.quick ? ['--quick'] : []), ...(values.threads === undefined ? [] : ['--threads', values.threads])]);
+  // --quick and --threads are read and checked by the harness; the rest are this benchmark's.
+  const { quick, threads, flags: values } = parseBenchArgs(argv, ['model', 'ppd', 'draft', 'draft-ppd', 'draft-tokens', 'max-tokens', 'prompts', 'repeats']);
   const modelDir = values.model ?? DEFAULT_MODEL;
   const adapterDir = values.ppd ?? (values.model === undefined ? DEFAULT_ADAPTER : join(modelDir, 'ppd'));
   const draftDir = values.draft ?? DEFAULT_DRAFT;
