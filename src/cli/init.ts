@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { readJsonObject } from '../format/text-file.ts';
-import type { DType } from '../format/tensor-source.ts';
+import type { FloatDType } from '../format/tensor-source.ts';
 import { parameterCount } from '../model/config.ts';
 import { writeRandomModel } from '../model/random-init.ts';
 import { BYTE_TOKENIZER_VOCAB_SIZE, byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../tokenizer/byte-tokenizer.ts';
@@ -26,7 +26,7 @@ export function initCommand(flags: InitFlags): void {
   const withTokenizer = typeof shape.vocab_size === 'number' && shape.vocab_size >= BYTE_TOKENIZER_VOCAB_SIZE;
   const config = writeRandomModel(flags.out, shape, {
     seed: flags.seed,
-    dtype: flags.dtype.toUpperCase() as DType,
+    dtype: flags.dtype.toUpperCase() as FloatDType,
     tokenizerJson: withTokenizer ? byteFallbackTokenizerJson() : undefined,
   });
   if (withTokenizer) {

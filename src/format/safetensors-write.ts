@@ -9,9 +9,10 @@ import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'n
 import { InputError } from '../errors.ts';
 import { f32ToBf16, f32ToF16 } from './half.ts';
 import { IO_CHUNK_BYTES, ITEM_SIZE } from './safetensors.ts';
-import type { DType, TensorInfo } from './tensor-source.ts';
+import type { FloatDType, TensorInfo } from './tensor-source.ts';
 
 export interface TensorToWrite extends TensorInfo {
+  dtype: FloatDType;
   /** Produces the tensor's values, row-major, product(shape) long; called once, in order. */
   data: () => Float32Array;
 }
@@ -57,7 +58,7 @@ function encodeHeader(entries: TensorToWrite[], metadata?: Record<string, string
 }
 
 /** The stored bytes of F32 values narrowed to `dtype` (little-endian host assumed, as in reading). */
-function encode(values: Float32Array, dtype: DType): Uint8Array {
+function encode(values: Float32Array, dtype: FloatDType): Uint8Array {
   const stored = dtype === 'F32' ? values : dtype === 'F16' ? f32ToF16(values) : f32ToBf16(values);
   return new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength);
 }

@@ -14,9 +14,9 @@ import { dirname, join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import { bf16ToF32, f16ToF32 } from './half.ts';
 import { readJsonObject } from './text-file.ts';
-import type { DType, TensorInfo, TensorSource } from './tensor-source.ts';
+import type { FloatDType, TensorInfo, TensorSource } from './tensor-source.ts';
 
-export const ITEM_SIZE: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
+export const ITEM_SIZE: Record<FloatDType, number> = { F32: 4, F16: 2, BF16: 2 };
 /** The format's own cap on header size; a larger length means a corrupt or foreign file. */
 export const MAX_HEADER_BYTES = 100_000_000;
 /** readSync/writeSync move at most 2^31-1 bytes per call, so big tensors go in chunks. */
@@ -24,6 +24,7 @@ export const IO_CHUNK_BYTES = 1 << 30;
 
 /** A tensor's info plus where its bytes lie, as absolute file positions [begin, end). */
 interface StoredTensor extends TensorInfo {
+  dtype: FloatDType;
   begin: number;
   end: number;
 }
@@ -63,7 +64,7 @@ function parseEntry(file: string, name: string, raw: unknown, dataStart: number,
     throw new FormatError(file, `${where}: "data_offsets" must be [begin, end] with begin <= end, got ${JSON.stringify(offsets)}`);
   }
   const [begin, end] = offsets as number[];
-  const expectedBytes = shape.reduce((n: number, d: number) => n * d, 1) * ITEM_SIZE[dtype as DType];
+  const expectedBytes = shape.reduce((n: number, d: number) => n * d, 1) * ITEM_SIZE[dtype as FloatDType];
   if (end - begin !== expectedBytes) {
     throw new FormatError(
       file,
@@ -73,7 +74,7 @@ function parseEntry(file: string, name: string, raw: unknown, dataStart: number,
   if (end > dataSize) {
     throw new FormatError(file, `${where}: data_offsets [${begin}, ${end}] lie beyond the data region (${dataSize} bytes); file truncated?`);
   }
-  return { name, dtype: dtype as DType, shape: shape as number[], begin: dataStart + begin, end: dataStart + end };
+  return { name, dtype: dtype as FloatDType, shape: shape as number[], begin: dataStart + begin, end: dataStart + end };
 }
 
 /** Reads and validates the header; returns the tensors in header order. */
@@ -114,7 +115,7 @@ function readHeader(fd: number, file: string): StoredTensor[] {
 }
 
 /** Widens stored bytes to F32. `bytes` must start on a 4-byte boundary of its own buffer. */
-function decode(bytes: Uint8Array, dtype: DType): Float32Array {
+function decode(bytes: Uint8Array, dtype: FloatDType): Float32Array {
   if (dtype === 'F32') return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
   const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2);
   return dtype === 'F16' ? f16ToF32(halves) : bf16ToF32(halves);

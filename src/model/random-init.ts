@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../errors.ts';
 import { writeSafetensors } from '../format/safetensors-write.ts';
-import type { DType, TensorSource } from '../format/tensor-source.ts';
+import type { FloatDType, TensorSource } from '../format/tensor-source.ts';
 import { Rng } from '../sampling/rng.ts';
 import { parseLlamaConfig, type LlamaConfig } from './config.ts';
 import { expectedTensors } from './weights.ts';
@@ -21,7 +21,7 @@ import { expectedTensors } from './weights.ts';
 export interface RandomModelOptions {
   seed: number;
   /** Stored dtype of every tensor; F32 unless given. */
-  dtype?: DType;
+  dtype?: FloatDType;
   /** Written as tokenizer.json when given (building one is the tokenizer's job, not this file's). */
   tokenizerJson?: object;
 }
