@@ -18,14 +18,14 @@ import {
 } from '../src/format/half.ts';
 import { writeSafetensors, type TensorToWrite } from '../src/format/safetensors-write.ts';
 import { openSafetensors, openShardedSafetensors } from '../src/format/safetensors.ts';
-import type { DType } from '../src/format/tensor-source.ts';
+import type { FloatDType } from '../src/format/tensor-source.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ppd-safetensors-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 let fileCount = 0;
 const freshPath = (name = 'x.safetensors') => join(dir, `${fileCount++}-${name}`);
 
-function entry(name: string, dtype: DType, shape: number[], values: number[] | Float32Array): TensorToWrite {
+function entry(name: string, dtype: FloatDType, shape: number[], values: number[] | Float32Array): TensorToWrite {
   return { name, dtype, shape, data: () => Float32Array.from(values) };
 }
 

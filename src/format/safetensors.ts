@@ -23,6 +23,11 @@ export const MAX_HEADER_BYTES = 100_000_000;
 export const IO_CHUNK_BYTES = 1 << 30;
 
 /** A tensor's info plus where its bytes lie, as absolute file positions [begin, end). */
+/** Safetensors hold float tensors only, so their infos say which float type. */
+export interface SafetensorsSource extends TensorSource {
+  list(): (TensorInfo & { dtype: FloatDType })[];
+}
+
 interface StoredTensor extends TensorInfo {
   dtype: FloatDType;
   begin: number;
@@ -122,7 +127,7 @@ function decode(bytes: Uint8Array, dtype: FloatDType): Float32Array {
 }
 
 /** Opens one .safetensors file; only its header is read now. */
-export function openSafetensors(path: string): TensorSource {
+export function openSafetensors(path: string): SafetensorsSource {
   if (endianness() !== 'LE') throw new Error('ppd reads safetensors only on little-endian hosts');
   let fd: number;
   try {
@@ -165,7 +170,7 @@ export function openSafetensors(path: string): TensorSource {
  * each tensor name to the shard file (beside the index) that holds it. The index and the shards
  * must agree exactly: a tensor listed but absent, or present but unlisted, is a FormatError.
  */
-export function openShardedSafetensors(indexPath: string): TensorSource {
+export function openShardedSafetensors(indexPath: string): SafetensorsSource {
   const index = readJsonObject(indexPath);
   const weightMap = index.weight_map;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
@@ -177,9 +182,9 @@ export function openShardedSafetensors(indexPath: string): TensorSource {
       throw new FormatError(indexPath, `weight_map["${name}"] must be a file name, got ${JSON.stringify(shard)}`);
     }
   }
-  const shards = new Map<string, TensorSource>(); // shard file name -> its source
+  const shards = new Map<string, SafetensorsSource>(); // shard file name -> its source
   const closeAll = () => shards.forEach((s) => s.close());
-  const owner = new Map<string, TensorSource>(); // tensor name -> the shard holding it
+  const owner = new Map<string, SafetensorsSource>(); // tensor name -> the shard holding it
   try {
     for (const [name, shardFile] of entries as [string, string][]) {
       let shard = shards.get(shardFile);
