@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chooseTreeSize, predict, sizesToCheck, type CurvePoint } from '../src/calibrate/choice.ts';
+import { chooseTreeSize, decide, predict, sizesToCheck, type CurvePoint } from '../src/calibrate/choice.ts';
 import { gridStep, nearestInGrid, sizeGrid } from '../src/calibrate/grid.ts';
 import { measureLatency } from '../src/calibrate/measure.ts';
 import { machineSignature, parseProfile, profilePath, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../src/calibrate/profile.ts';
@@ -145,6 +145,16 @@ describe('tree-size choice', () => {
     assert.deepEqual(sizesToCheck(grid, 24, [16]), [6, 12, 16, 24, 48, 96]);
     assert.deepEqual(sizesToCheck(grid, 256, [300]), [64, 128, 256]);
     assert.deepEqual(sizesToCheck(grid, 1), [1, 2, 4]);
+  });
+
+  test('the decision: measured speedups overrule the prediction; plain decoding unless one beats it by the margin', () => {
+    const choice = chooseTreeSize([{ n: 1, tau: 1, latencyMs: 10 }, { n: 4, tau: 1.5, latencyMs: 11 }, { n: 8, tau: 1.8, latencyMs: 12 }]);
+    assert.equal(choice.chosen.n, 8);
+    assert.deepEqual(decide(choice, null), { n: 8, basis: 'prediction', speedup: choice.chosen.speedup });
+    assert.deepEqual(decide(choice, [{ n: 4, speedup: 1.2 }, { n: 8, speedup: 1.1 }]), { n: 4, basis: 'measurement', speedup: 1.2 });
+    assert.deepEqual(decide(choice, [{ n: 4, speedup: 0.95 }, { n: 8, speedup: 1.02 }], 0.03), { n: 1, basis: 'measurement', speedup: 1 });
+    assert.deepEqual(decide(choice, [{ n: 4, speedup: 0.95 }, { n: 8, speedup: 1.02 }], 0), { n: 8, basis: 'measurement', speedup: 1.02 });
+    assert.throws(() => decide(choice, [], 1), /margin/);
   });
 
   test('τ(n) from the builder: 1 at n = 1, never below 1, and growing overall', () => {
@@ -357,6 +367,7 @@ describe('ppd calibrate on a tiny random model', () => {
       genRepeats: 1,
       data: join(work, 'held-out.txt'),
       tolerance: 0,
+      margin: 0.03,
       report: join(work, 'docs'),
     };
     await calibrateCommand(flags);
@@ -374,7 +385,10 @@ describe('ppd calibrate on a tiny random model', () => {
     const notices: string[] = [];
     const setup = loadPpdSetup(base, adapterDir, { threads: 1, onNotice: (line) => notices.push(line) });
     assert.deepEqual(notices, []);
-    assert.equal(setup.trees.budget, report.chosen.n);
+    assert.equal(setup.trees.budget, report.decision.n, 'the profile decodes with the decision');
+    assert.equal(report.decision.basis, 'measurement');
+    const best = report.check.sizes.reduce((a: { speedup: number }, b: { speedup: number }) => (b.speedup > a.speedup ? b : a));
+    assert.equal(report.decision.n, best.speedup >= 1.03 ? best.n : 1, 'the measured best, or plain decoding');
     assert.equal(setup.treesFile, join(adapterDir, 'profiles', `${hash}.trees.json`));
   });
 
@@ -382,7 +396,7 @@ describe('ppd calibrate on a tiny random model', () => {
     const other = join(work, 'wide');
     writeRandomModel(other, { model_type: 'llama', vocab_size: 260, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128 }, { seed: 5 });
     rmSync(join(adapterDir, 'profiles'), { recursive: true });
-    await calibrateCommand({ model: modelDir, ppd: adapterDir, threads: 1, maxN: 8, contexts: [8], repeats: 1, warmup: 0, prompts: 2, maxTokens: 8, genRepeats: 1, tolerance: 0, latencyModel: other });
+    await calibrateCommand({ model: modelDir, ppd: adapterDir, threads: 1, maxN: 8, contexts: [8], repeats: 1, warmup: 0, prompts: 2, maxTokens: 8, genRepeats: 1, tolerance: 0, margin: 0.03, latencyModel: other });
     const report = JSON.parse(readFileSync(join(adapterDir, 'calibration', `${signatureHash(machineSignature(1))}-latency-wide.json`), 'utf8'));
     assert.equal(report.check, null);
     assert.equal(report.profile, null);

@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../format/atomic.ts';
 import { writeLineChart, type Series } from '../report/plot.ts';
-import type { Prediction } from './choice.ts';
+import type { Decision, Prediction } from './choice.ts';
 import type { LatencyRow, MeasuredSize } from './measure.ts';
 import { describeSignature, type MachineSignature } from './profile.ts';
 import type { TauPoint } from './tau.ts';
@@ -34,8 +34,13 @@ export interface CalibrationReport {
   /** Per n: τ, L (mean over contexts), predicted tokens/s and speedup. */
   predictions: Prediction[];
   tolerance: number;
+  /** The n the prediction chooses. */
   chosen: Prediction;
   fastest: Prediction;
+  /** The final n (1 = plain decoding), after the end-to-end check when it ran; the profile uses it. */
+  decision: Decision;
+  /** The share by which a measured PPD speed had to beat plain decoding. */
+  margin: number;
   /** The adapter's trees.json, for comparison (null when it has none). */
   defaultTrees: { file: string; budget: number } | null;
   /** End-to-end check on held-out prompts; null when skipped (--prompts 0, or --latency-model). */
@@ -93,6 +98,17 @@ function checkSection(r: CalibrationReport): string[] {
   ];
 }
 
+/** The final decision when the end-to-end check overruled or confirmed the prediction. */
+function decisionLine(r: CalibrationReport): string[] {
+  const d = r.decision;
+  if (d.basis === 'prediction') return [];
+  const text =
+    d.n === 1
+      ? `**Decision: plain decoding.** No checked size beat plain decoding by ${fmt(r.margin * 100, 0)} % end to end, so generation with this adapter decodes plainly on this machine (\`--trees FILE\` forces a tree set).`
+      : `**Decision: n = ${d.n}**, measured ${fmt(d.speedup)}× plain decoding end to end (the best checked size; the prediction chose n = ${r.chosen.n}).`;
+  return [text, ''];
+}
+
 export function markdown(r: CalibrationReport, chartFile: string): string {
   const m = r.machine;
   return [
@@ -104,6 +120,7 @@ export function markdown(r: CalibrationReport, chartFile: string): string {
       (r.fastest.n === r.chosen.n ? '.' : ` (the fastest predicted is n = ${r.fastest.n} at ${fmt(r.fastest.speedup)}×; tolerance ${fmt(r.tolerance * 100, 1)} % prefers the smaller tree).`) +
       (r.profile === null ? ' No profile was written.' : ` Profile: \`${r.profile}\` in the adapter folder.`),
     '',
+    ...decisionLine(r),
     `![τ(n), L(n)/L(1) and predicted speedup](${chartFile})`,
     '',
     ...checkSection(r),

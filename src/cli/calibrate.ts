@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chooseTreeSize, sizesToCheck, type Choice } from '../calibrate/choice.ts';
+import { chooseTreeSize, decide, sizesToCheck, type Choice } from '../calibrate/choice.ts';
 import { sizeGrid } from '../calibrate/grid.ts';
 import { generationCount, generationRuns, heldOutPrompts, latencyForwards, measuredSize, measureLatency, type HeldOutPrompt, type LatencyRow } from '../calibrate/measure.ts';
 import { machineSignature, PROFILE_SCHEMA, PROFILES_DIR, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../calibrate/profile.ts';
@@ -49,6 +49,8 @@ export interface CalibrateFlags {
   data?: string;
   checkSizes?: number[];
   tolerance: number;
+  /** After the end-to-end check: the share by which PPD must beat plain decoding to be chosen. */
+  margin: number;
   latencyModel?: string;
   report?: string;
 }
@@ -182,7 +184,7 @@ async function checkPrediction(loaded: LoadedModel, x: Inputs, choice: Choice, p
 
 /** The profile for this machine and its trees, into the adapter folder; returns the paths written. */
 function installProfile(x: Inputs, report: CalibrationReport, f: CalibrateFlags): string[] {
-  const { chosen } = report;
+  const chosen = report.predictions.find((p) => p.n === report.decision.n)!;
   const profile: HardwareProfile = {
     schema: PROFILE_SCHEMA,
     signature: x.signature,
@@ -194,7 +196,7 @@ function installProfile(x: Inputs, report: CalibrationReport, f: CalibrateFlags)
     expectedTokensPerStep: chosen.tau,
     latencyMs: { one: report.predictions[0]!.latencyMs, chosen: chosen.latencyMs },
     predictedSpeedup: chosen.speedup,
-    measuredSpeedup: report.check?.sizes.find((s) => s.n === chosen.n)?.speedup ?? null,
+    measuredSpeedup: chosen.n === 1 ? null : (report.check?.sizes.find((s) => s.n === chosen.n)?.speedup ?? null),
     report: join(REPORTS_DIR, `${x.hash}.json`),
   };
   return [saveProfile(f.ppd, profile, treeSetFor(x.acc, chosen.n, x.shape)), join(f.ppd, PROFILES_DIR, profile.trees)];
@@ -218,6 +220,14 @@ export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
     const { chosen } = choice;
     process.stderr.write(`chosen n = ${chosen.n}: τ ${chosen.tau.toFixed(2)}, L ${chosen.latencyMs.toFixed(2)} ms, predicted speedup ${chosen.speedup.toFixed(2)}×\n`);
     const check = prompts.length === 0 ? null : await checkPrediction(loaded, x, choice, prompts, f);
+    const decision = decide(choice, check?.sizes ?? null, f.margin);
+    if (decision.basis === 'measurement') {
+      process.stderr.write(
+        decision.n === 1
+          ? `decision: plain decoding — no checked size beat it by ${(f.margin * 100).toFixed(0)} % end to end on this machine\n`
+          : `decision: n = ${decision.n}, measured ${decision.speedup.toFixed(2)}× plain end to end\n`,
+      );
+    }
 
     // The profile only when L(n) is this model's own; the report always.
     const whatIf = f.latencyModel === undefined ? '' : `-latency-${basename(f.latencyModel)}`;
@@ -236,6 +246,8 @@ export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
       tolerance: f.tolerance,
       chosen,
       fastest: choice.fastest,
+      decision,
+      margin: f.margin,
       defaultTrees: x.defaultBudget === undefined ? null : { file: shown(join(f.ppd, TREES_FILE)), budget: x.defaultBudget },
       check,
       profile: whatIf === '' ? join(PROFILES_DIR, `${x.hash}.json`) : null,

@@ -5,6 +5,7 @@
  */
 import { Command, Option } from 'commander';
 import { PpdError } from '../errors.ts';
+import { DEFAULT_MEASURED_MARGIN } from '../calibrate/choice.ts';
 import { calibrateCommand, integerList } from './calibrate.ts';
 import { demoCommand } from './demo.ts';
 import { generateCommand } from './generate.ts';
@@ -191,6 +192,7 @@ program
   .option('--data <file>', 'held-out text for the check (default: data/corpus/test.txt)')
   .option('--check-sizes <list>', 'step sizes to check end to end besides the chosen one and its neighbours', integerList(1, 4096))
   .option('--tolerance <share>', 'take the smallest n within this share of the best predicted speed', number(0, 0.5), 0)
+  .option('--margin <share>', 'after the check: decode plainly unless a checked size beats plain by this share', number(0, 0.5), DEFAULT_MEASURED_MARGIN)
   .option('--latency-model <dir>', 'time L(n) on this model instead (what-if: report only, no profile)')
   .option('--report <dir>', 'also write the report (JSON, Markdown, SVG) into this folder, e.g. docs')
   .addOption(threads())

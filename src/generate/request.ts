@@ -47,10 +47,13 @@ export function startGeneration(loaded: LoadedModel, request: TextRequest): Gene
   const sampler = new Sampler(request.sampling ?? { temperature: 0 });
   if (request.ppd && request.draft) throw new InputError('PPD on the target and a draft model cannot be combined; give the draft its own PPD adapter instead');
   const onStep = request.onStep;
+  // A tree set of budget 1 has no room for guesses: it is how a calibration says plain decoding
+  // is fastest on this machine, and plain decoding does that step without PPD's bookkeeping.
+  const ppd = request.ppd && request.ppd.trees.budget > 1 ? request.ppd : undefined;
   const stream = request.draft
     ? speculativeDecode(loaded.model, ids, { draft: request.draft, sampler, onStep: onStep && ((step) => onStep(step.tokens)) })
-    : request.ppd
-      ? ppdDecode(loaded.model, ids, { ...request.ppd, sampler, onStep: request.onStep })
+    : ppd
+      ? ppdDecode(loaded.model, ids, { ...ppd, sampler, onStep })
       : autoregressive(loaded.model, ids, sampler);
   return new Generation(stream, requireTokenizer(loaded), ids.length, {
     context: ids.slice(-4),
