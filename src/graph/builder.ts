@@ -23,7 +23,7 @@ type TensorProto = onnxProto.onnx.ITensorProto;
 type ValueInfoProto = onnxProto.onnx.IValueInfoProto;
 
 export type FloatType = 'float32' | 'float64';
-export type ElemType = FloatType | 'int64' | 'bool';
+export type ElemType = FloatType | 'int64' | 'bool' | 'uint8';
 /** A dimension: a fixed size, or a symbolic name such as 'T' (rows) or 'P' (past length). */
 export type Dim = number | string;
 export type AttrValue = number | number[] | string | { floats: number[] } | { float: number };
@@ -35,7 +35,13 @@ export const DATA_TYPE: Record<ElemType, number> = {
   float64: onnx.TensorProto.DataType.DOUBLE,
   int64: onnx.TensorProto.DataType.INT64,
   bool: onnx.TensorProto.DataType.BOOL,
+  uint8: onnx.TensorProto.DataType.UINT8,
 };
+
+/** ONNX Runtime's contrib operators (MatMulNBits: matrix products with block-quantized weights). */
+export const MS_DOMAIN = 'com.microsoft';
+/** Operator-set version of each non-default domain a graph may use (the model must import it). */
+const DOMAIN_OPSETS: Record<string, number> = { [MS_DOMAIN]: 1 };
 
 export const isFloat = (type: ElemType | undefined): type is FloatType => type === 'float32' || type === 'float64';
 
@@ -118,7 +124,7 @@ function valueInfo(name: string, type: ElemType, dims: Dim[]): ValueInfoProto {
   };
 }
 
-function bytesOf(data: Float32Array | Float64Array | BigInt64Array): Uint8Array {
+function bytesOf(data: Float32Array | Float64Array | BigInt64Array | Uint8Array): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
@@ -171,11 +177,12 @@ export class GraphBuilder {
 
   /**
    * A tensor of fixed values; large ones are written to the external-data file. Float data is
-   * stored in the graph's float type whatever array it comes in.
+   * stored in the graph's float type whatever array it comes in; a Uint8Array is uint8 (the
+   * packed integers of a block-quantized weight).
    */
-  initializer(name: string, data: Float32Array | Float64Array | BigInt64Array, dims: number[]): string {
-    const type: ElemType = data instanceof BigInt64Array ? 'int64' : this.float;
-    const stored = data instanceof BigInt64Array ? data : this.asFloat(data);
+  initializer(name: string, data: Float32Array | Float64Array | BigInt64Array | Uint8Array, dims: number[]): string {
+    const type: ElemType = data instanceof BigInt64Array ? 'int64' : data instanceof Uint8Array ? 'uint8' : this.float;
+    const stored = data instanceof BigInt64Array || data instanceof Uint8Array ? data : this.asFloat(data);
     const bytes = bytesOf(stored);
     const tensor: TensorProto = { name, dims, dataType: DATA_TYPE[type] };
     if (this.external && bytes.length >= EXTERNAL_MIN_BYTES) {
@@ -217,6 +224,7 @@ export class GraphBuilder {
 
   /** Adds one node with `outputCount` outputs and returns their names. */
   opMulti(opType: string, inputs: string[], outputCount: number, attrs: Record<string, AttrValue> = {}, domain?: string): string[] {
+    if (domain && DOMAIN_OPSETS[domain] === undefined) throw new GraphError(`${opType}: unknown operator domain '${domain}'`);
     const name = this.fresh(opType);
     const outputs = Array.from({ length: outputCount }, (_, i) => `${name}_out${i}`);
     const known = inputs.map((input) => (input === '' ? undefined : { ...this.info(input), value: this.constants.get(input) }));
@@ -269,10 +277,11 @@ export class GraphBuilder {
       domain: n.domain,
       attribute: Object.entries(n.attrs).map(([key, value]) => attribute(key, value)),
     }));
+    const domains = [...new Set(this.nodeList.map((n) => n.domain).filter((d) => d !== ''))];
     const model: ModelProto = {
       irVersion: 8,
       producerName: 'ppd',
-      opsetImport: [{ domain: '', version: this.opset }],
+      opsetImport: [{ domain: '', version: this.opset }, ...domains.map((domain) => ({ domain, version: DOMAIN_OPSETS[domain]! }))],
       graph: { name: this.name, node, input: this.inputs, output: this.outputs, initializer: this.initializers },
     };
     return onnx.ModelProto.encode(model).finish();

@@ -14,14 +14,19 @@ import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { TensorSource } from '../format/tensor-source.ts';
 import type { LlamaConfig } from '../model/config.ts';
-import { buildLlamaGraph } from '../model/llama-graph.ts';
+import { buildLlamaGraph, type QuantizeOptions } from '../model/llama-graph.ts';
 
 /** Bump when the graph changes, so cached models built by older code are not reused. */
-const GRAPH_VERSION = 'llama-graph-1';
+const GRAPH_VERSION = 'llama-graph-2'; // 2: block-quantized linear weights (MatMulNBits)
 const MODEL_FILE = 'model.onnx';
 const DATA_FILE = 'model.onnx.data';
 
-export interface CompileOptions {
+/**
+ * `quantize`: the inference graph's linear weights in 8- or 4-bit blocks (model/quantize.ts);
+ * weights the source already stores block-quantized are used as stored either way. `matmul`:
+ * how those are multiplied (llama-graph.ts, QuantizedMatmul). Both are part of the cache key.
+ */
+export interface CompileOptions extends QuantizeOptions {
   /** Where compiled models are kept; false = compile into a temporary folder, removed after load. */
   cacheDir?: string | false;
 }
@@ -63,9 +68,9 @@ export interface GraphVariant {
   build: (externalDataPath: string) => Uint8Array;
 }
 
-const inferenceGraph = (config: LlamaConfig, tensors: TensorSource): GraphVariant => ({
-  name: 'inference',
-  build: (dataPath) => buildLlamaGraph(config, tensors, dataPath),
+const inferenceGraph = (config: LlamaConfig, tensors: TensorSource, { quantize, matmul }: QuantizeOptions): GraphVariant => ({
+  name: ['inference', ...(quantize ? [quantize] : []), ...(matmul && matmul !== 'int8' ? [`${matmul} matmul`] : [])].join(' '),
+  build: (dataPath) => buildLlamaGraph(config, tensors, dataPath, { quantize, matmul }),
 });
 
 function cacheKey(config: LlamaConfig, tensors: TensorSource, variant: string): string {
@@ -86,7 +91,7 @@ export function compileGraph(
   config: LlamaConfig,
   tensors: TensorSource,
   options: CompileOptions = {},
-  variant: GraphVariant = inferenceGraph(config, tensors),
+  variant: GraphVariant = inferenceGraph(config, tensors, options),
 ): CompiledModel {
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   if (cacheDir === false) {
