@@ -61,7 +61,11 @@ interface GgufVocab {
 // ---------------------------------------------------------------------------------------------
 // GGUF metadata -> tokenizer.json
 
-/** undefined when the GGUF metadata holds no tokenizer (no tokenizer.ggml.model). */
+/**
+ * The tokenizer.json, tokenizer_config.json and chat template a GGUF file's metadata describes,
+ * for Tokenizer.fromJson. undefined when the GGUF metadata holds no tokenizer (no
+ * tokenizer.ggml.model, or llama.cpp's "none"/"no_vocab"). `origin` names the file in errors.
+ */
 export function tokenizerFromGguf(
   meta: GgufMetadata,
   origin: string,
@@ -124,8 +128,8 @@ function gpt2FromGguf(read: MetadataReader) {
   const pre = read.string('tokenizer.ggml.pre');
   const llama3 = pre !== undefined && LLAMA3_PRE_NAMES.has(pre);
   if (!llama3 && pre !== 'gpt-2') {
-    // llama.cpp falls back to a "default" split for a missing or unknown name, which tokenizes
-    // differently from the model's own tokenizer; refuse rather than guess.
+    // Without a name llama.cpp falls back to its "default" split (warning that quality will
+    // suffer); other names are other models' splits. Refuse rather than tokenize differently.
     const what = pre === undefined ? 'no tokenizer.ggml.pre' : `tokenizer.ggml.pre "${pre}"`;
     throw new ModelError(`${read.origin}: byte-level tokenizer with ${what} is not supported (ppd reads "llama-bpe" and "gpt-2")`);
   }
@@ -383,6 +387,12 @@ class MetadataReader {
 // ---------------------------------------------------------------------------------------------
 // tokenizer.json -> GGUF metadata
 
+/**
+ * The tokenizer.* metadata entries for a Hugging Face tokenizer: "llama" for BPE with
+ * byte_fallback (LLaMA-1/2, ppd's own), "gpt2" for byte-level BPE (LLaMA-3). `chatTemplate`
+ * wins over tokenizer_config's; `origin` names the files in errors. The token list is the
+ * tokenizer's, not padded to the model's embedding rows.
+ */
 export function ggufTokenizerEntries(
   tokenizerJson: Record<string, unknown>,
   tokenizerConfig: Record<string, unknown> | undefined,
