@@ -1,9 +1,9 @@
 /**
- * Loading a model from disk for use: the checkpoint folder (format/), compiled to an ONNX
- * session (model/, runtime/), with its tokenizer when it has one. The one place that knows which
- * files make a model; every command goes through it.
+ * Loading a model from disk for use: the checkpoint folder or .gguf file (format/), compiled to
+ * an ONNX session (model/, runtime/), with its tokenizer when it has one. The one place that
+ * knows which files make a model; every command goes through it.
  */
-import { openModelDir } from './format/model-dir.ts';
+import { openModelDir, type ModelDir } from './format/model-dir.ts';
 import type { LlamaConfig } from './model/config.ts';
 import { LlamaModel, type LoadOptions } from './model/llama-model.ts';
 import { Tokenizer } from './tokenizer/tokenizer.ts';
@@ -13,7 +13,7 @@ export interface LoadedModel {
   dir: string;
   config: LlamaConfig;
   model: LlamaModel;
-  /** Absent when the folder has no tokenizer.json (ids-only use, e.g. `ppd logits`). */
+  /** Absent when the model has no tokenizer (ids-only use, e.g. `ppd logits`). */
   tokenizer?: Tokenizer;
   /** Token ids that end generation: config, generation_config and the tokenizer's EOS. */
   eosIds: number[];
@@ -27,13 +27,11 @@ export interface ModelLoadOptions extends LoadOptions {
 export async function loadModel(dir: string, options: ModelLoadOptions = {}): Promise<LoadedModel> {
   const files = openModelDir(dir);
   try {
-    if (options.needsTokenizer && !files.tokenizerFile) throw missingTokenizer(dir);
-    const tokenizer = files.tokenizerFile
-      ? Tokenizer.fromFiles(files.tokenizerFile, files.tokenizerConfig, files.chatTemplate)
-      : undefined;
+    if (options.needsTokenizer && !files.tokenizerFile && !files.tokenizerJson) throw missingTokenizer(dir);
+    const tokenizer = tokenizerOf(files);
     if (tokenizer && tokenizer.vocabSize > files.config.vocabSize) {
       throw new ModelError(
-        `${files.tokenizerFile}: the tokenizer knows ${tokenizer.vocabSize} tokens but the model's vocab_size is ${files.config.vocabSize}`,
+        `${files.tokenizerFile ?? dir}: the tokenizer knows ${tokenizer.vocabSize} tokens but the model's vocab_size is ${files.config.vocabSize}`,
       );
     }
     const model = await LlamaModel.load(files.config, files.tensors, options);
@@ -44,10 +42,20 @@ export async function loadModel(dir: string, options: ModelLoadOptions = {}): Pr
   }
 }
 
+/** The tokenizer of an opened model: its tokenizer.json file, or the one a GGUF file carries; undefined without. */
+export function tokenizerOf(files: ModelDir): Tokenizer | undefined {
+  if (files.tokenizerFile) return Tokenizer.fromFiles(files.tokenizerFile, files.tokenizerConfig, files.chatTemplate);
+  if (files.tokenizerJson) return Tokenizer.fromJson(files.tokenizerJson, files.tokenizerConfig, files.chatTemplate, files.dir);
+  return undefined;
+}
+
 /** The loaded model's tokenizer, or a ModelError saying the command needs one. */
 export function requireTokenizer(loaded: LoadedModel): Tokenizer {
   if (!loaded.tokenizer) throw missingTokenizer(loaded.dir);
   return loaded.tokenizer;
 }
 
-const missingTokenizer = (dir: string) => new ModelError(`${dir}: no tokenizer.json, which this command needs`);
+const missingTokenizer = (dir: string) => {
+  const what = dir.toLowerCase().endsWith('.gguf') ? 'tokenizer in its metadata (tokenizer.ggml.*)' : 'tokenizer.json';
+  return new ModelError(`${dir}: no ${what}, which this command needs`);
+};

@@ -1,5 +1,5 @@
 /**
- * `ppd info` (what a model folder holds) and `ppd logits` (raw logits for given ids: a parity
+ * `ppd info` (what a model folder or .gguf file holds) and `ppd logits` (raw logits for given ids: a parity
  * tool that needs no tokenizer).
  */
 import { openModelDir } from '../format/model-dir.ts';
@@ -20,7 +20,7 @@ export function infoCommand(flags: { model: string; json?: boolean }): void {
     storedDtypes: dtypes,
     f32WeightBytes: parameterCount(files.config) * 4,
     eosTokenIds: files.eosTokenIds,
-    tokenizer: files.tokenizerFile ?? null,
+    tokenizer: files.tokenizerFile ?? (files.tokenizerJson ? `${files.dir} (GGUF metadata)` : null),
     chatTemplate: files.chatTemplate !== undefined || typeof files.tokenizerConfig?.chat_template === 'string',
   };
   if (flags.json) {

@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import { PpdError } from '../errors.ts';
 import { DEFAULT_MEASURED_MARGIN } from '../calibrate/choice.ts';
 import { calibrateCommand, integerList } from './calibrate.ts';
+import { CONVERT_TYPES, convertCommand } from './convert.ts';
 import { demoCommand } from './demo.ts';
 import { generateCommand } from './generate.ts';
 import { initCommand } from './init.ts';
@@ -26,7 +27,7 @@ const threads = () => new Option('--threads <n>', 'ONNX Runtime intra-op threads
 program
   .command('generate')
   .description('generate text from a prompt, streamed to stdout')
-  .requiredOption('--model <dir>', 'Hugging Face model folder')
+  .requiredOption('--model <path>', 'Hugging Face model folder or .gguf file')
   .requiredOption('--prompt <text>', 'prompt text (with --chat: the user message)')
   .option('--max-tokens <n>', 'most new tokens', integer(1, 1_000_000), 128)
   .option('--temperature <t>', 'sampling temperature; 0 = greedy', number(0, 100), 0)
@@ -39,7 +40,7 @@ program
   .option('--ppd <adapter>', 'decode with Parallel Prompt Decoding, using this adapter folder')
   .option('--trees <file>', 'tree set for --ppd (default: this machine\'s profile from `ppd calibrate`, else trees.json in the adapter folder)')
   .option('--verification <kind>', 'with --ppd and sampling: rejection (keeps the model distribution) or typical', choice(['rejection', 'typical'] as const))
-  .option('--draft <dir>', 'speculative decoding: this smaller model (same tokenizer) drafts, --model verifies')
+  .option('--draft <path>', 'speculative decoding: this smaller model (folder or .gguf, same tokenizer) drafts, --model verifies')
   .option('--draft-ppd <adapter>', 'with --draft: the draft drafts with Parallel Prompt Decoding, using this adapter folder')
   .option('--draft-tokens <k>', 'with --draft: most tokens drafted per step (adapts within 1..k)', integer(1, 64), DEFAULT_DRAFT_TOKENS)
   .addOption(threads())
@@ -48,7 +49,7 @@ program
 program
   .command('serve')
   .description('serve an OpenAI-style HTTP API and a chat page (SIGTERM finishes requests in progress, then exits)')
-  .requiredOption('--model <dir>', 'Hugging Face model folder')
+  .requiredOption('--model <path>', 'Hugging Face model folder or .gguf file')
   .option('--ppd <adapter>', 'decode with Parallel Prompt Decoding using this adapter folder (requests may send "ppd": false)')
   .option('--trees <file>', 'tree set for --ppd (default: this machine\'s profile from `ppd calibrate`, else trees.json in the adapter folder)')
   .option('--verification <kind>', 'with --ppd and sampling: rejection (keeps the model distribution) or typical', choice(['rejection', 'typical'] as const))
@@ -68,7 +69,7 @@ program
 program
   .command('logits')
   .description('print the logits of every position for the given token ids')
-  .requiredOption('--model <dir>', 'Hugging Face model folder')
+  .requiredOption('--model <path>', 'Hugging Face model folder or .gguf file')
   .requiredOption('--ids <ids>', 'comma-separated token ids, e.g. 1,2,3', idList)
   .option('--json', 'print {"logits": [[...], ...]}')
   .addOption(threads())
@@ -76,8 +77,8 @@ program
 
 program
   .command('info')
-  .description('describe a model folder')
-  .requiredOption('--model <dir>', 'Hugging Face model folder')
+  .description('describe a model folder or .gguf file')
+  .requiredOption('--model <path>', 'Hugging Face model folder or .gguf file')
   .option('--json', 'print JSON')
   .action(infoCommand);
 
@@ -90,6 +91,15 @@ program
   .option('--seed <s>', 'random seed', integer(0), 0)
   .option('--dtype <type>', 'stored dtype', choice(['f32', 'f16', 'bf16'] as const), 'f32')
   .action(initCommand);
+
+program
+  .command('convert')
+  .description('write a model as a GGUF file (for llama.cpp) or as a Hugging Face folder')
+  .requiredOption('--model <path>', 'Hugging Face model folder or .gguf file to read')
+  .requiredOption('--to <format>', 'gguf or hf', choice(['gguf', 'hf'] as const))
+  .option('--type <type>', 'stored type: gguf takes f32, f16, bf16, q8_0, q4_0 (default f16); hf takes f32, f16, bf16 (default f32)', choice(CONVERT_TYPES))
+  .requiredOption('--out <path>', '.gguf file (--to gguf) or folder (--to hf) to write')
+  .action(convertCommand);
 
 program
   .command('pretrain')
@@ -121,7 +131,7 @@ program
 program
   .command('perplexity')
   .description('held-out perplexity of a model on a text file (sliding window)')
-  .requiredOption('--model <dir>', 'Hugging Face model folder')
+  .requiredOption('--model <path>', 'Hugging Face model folder or .gguf file')
   .requiredOption('--file <text>', 'text to score (a corpus split file is scored per document)')
   .option('--window <n>', 'tokens per window (default min(512, context))', integer(2))
   .option('--stride <n>', 'new tokens scored per window (default window/2)', integer(1))
@@ -133,7 +143,7 @@ program
 program
   .command('train-prompts')
   .description('train PPD prompt tokens for a model by self-distillation, then measure them and build trees')
-  .requiredOption('--model <dir>', 'base model folder')
+  .requiredOption('--model <path>', 'base model folder or .gguf file')
   .requiredOption('--train <file>', 'training text (corpus split file or plain text)')
   .requiredOption('--valid <file>', 'held-out text')
   .requiredOption('--out <dir>', 'adapter folder to write')
@@ -156,7 +166,7 @@ program
 program
   .command('eval-prompts')
   .description('top-1..top-10 accuracy of each prompt token on held-out text')
-  .requiredOption('--model <dir>', 'base model folder')
+  .requiredOption('--model <path>', 'base model folder or .gguf file')
   .requiredOption('--ppd <adapter>', 'adapter folder')
   .requiredOption('--data <file>', 'held-out text')
   .option('--examples <n>', 'examples', integer(1), 200)
@@ -180,7 +190,7 @@ program
 program
   .command('calibrate')
   .description('pick the tree size for this machine: profile forward latency L(n), predict τ(n)/L(n), check on held-out prompts, write a hardware profile')
-  .requiredOption('--model <dir>', 'base model folder')
+  .requiredOption('--model <path>', 'base model folder or .gguf file')
   .requiredOption('--ppd <adapter>', 'adapter folder (with accuracy.json); the profile and report are written into it')
   .option('--max-n <n>', 'largest step size (input rows) to profile', integer(1, 4096), 256)
   .option('--contexts <list>', 'cache lengths to time each step size at (comma-separated)', integerList(0, 1_000_000), [64, 256])
@@ -193,7 +203,7 @@ program
   .option('--check-sizes <list>', 'step sizes to check end to end besides the chosen one and its neighbours', integerList(1, 4096))
   .option('--tolerance <share>', 'take the smallest n within this share of the best predicted speed', number(0, 0.5), 0)
   .option('--margin <share>', 'after the check: decode plainly unless a checked size beats plain by this share', number(0, 0.5), DEFAULT_MEASURED_MARGIN)
-  .option('--latency-model <dir>', 'time L(n) on this model instead (what-if: report only, no profile)')
+  .option('--latency-model <path>', 'time L(n) on this model (folder or .gguf) instead (what-if: report only, no profile)')
   .option('--report <dir>', 'also write the report (JSON, Markdown, SVG) into this folder, e.g. docs')
   .addOption(threads())
   .action(calibrateCommand);

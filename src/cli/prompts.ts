@@ -45,12 +45,15 @@ export interface TrainPromptsFlags {
 /** The teacher set for `file`, from the adapter folder's cache when the same one was built before. */
 async function distillSet(loaded: LoadedModel, file: string, out: string, name: string, o: { count: number; prefixLength: number; promptTokens: number; topK: number; seed: number }): Promise<DistillSet> {
   const tokenizer = requireTokenizer(loaded);
-  const weights = join(loaded.dir, 'model.safetensors');
+  // A .gguf file holds weights and tokenizer both; a folder keeps them in two files.
+  const gguf = statSync(loaded.dir).isFile();
+  const weights = gguf ? loaded.dir : join(loaded.dir, 'model.safetensors');
   const key = `${configHash(loaded.config)}-${existsSync(weights) ? statSync(weights).mtimeMs : 0}-M${o.count}-L${o.prefixLength}-N${o.promptTokens}-K${o.topK}-s${o.seed}`;
   const path = join(out, 'cache', `distill-${name}-${key}.safetensors`);
   const cached = loadDistillSet(path);
   if (cached) return cached;
-  const stream = cachedTokenStream(tokenizer, readTextFile(join(loaded.dir, 'tokenizer.json')), readTextFile(file), join(out, 'cache'));
+  const tokenizerKey = gguf ? `${weights}:${statSync(weights).size}:${statSync(weights).mtimeMs}` : readTextFile(join(loaded.dir, 'tokenizer.json'));
+  const stream = cachedTokenStream(tokenizer, tokenizerKey, readTextFile(file), join(out, 'cache'));
   const started = performance.now();
   const bar = new Progress(`teacher (${name})`, o.count, 'examples');
   const set = await buildDistillSet(loaded.model, stream, { ...o, onProgress: (done) => bar.update(done) });

@@ -1,6 +1,7 @@
 /**
  * Opening a Hugging Face model directory: the files ppd reads from it, validated, and nothing
- * loaded that is not needed yet (tensors stay on disk behind a TensorSource).
+ * loaded that is not needed yet (tensors stay on disk behind a TensorSource). A .gguf file stands
+ * for a whole folder (gguf/open-model.ts) and gives the same ModelDir.
  *
  *   config.json                      required; parsed by parseLlamaConfig
  *   model.safetensors                the weights, or, when sharded,
@@ -21,11 +22,13 @@ import { parseLlamaConfig, type LlamaConfig } from '../model/config.ts';
 import { checkTensors } from '../model/weights.ts';
 import { readJsonFile, readJsonObject } from './text-file.ts';
 import { openSafetensors, openShardedSafetensors } from './safetensors.ts';
+import { openGgufModel } from './gguf/open-model.ts';
 import type { TensorSource } from './tensor-source.ts';
 
 export { readJsonFile } from './text-file.ts';
 
 export interface ModelDir {
+  /** The model folder, or the .gguf file. */
   dir: string;
   config: LlamaConfig;
   /** The checkpoint's tensors, already checked against `config`. Close when done. */
@@ -33,8 +36,15 @@ export interface ModelDir {
   /** End-of-sequence ids from config.json and generation_config.json, without duplicates. */
   eosTokenIds: number[];
   tokenizerFile?: string;
+  /** The tokenizer.json object, already built: a GGUF file carries its tokenizer in metadata. */
+  tokenizerJson?: Record<string, unknown>;
   tokenizerConfig?: Record<string, unknown>;
   chatTemplate?: string;
+}
+
+/** The model's tokenizer.json object: the one a GGUF file carries, or the folder's file read; undefined without. */
+export function readTokenizerJson(files: ModelDir): Record<string, unknown> | undefined {
+  return files.tokenizerJson ?? (files.tokenizerFile ? readJsonObject(files.tokenizerFile) : undefined);
 }
 
 /** eos_token_id may be absent, one id, or a list of ids. */
@@ -71,10 +81,14 @@ function openWeights(dir: string): TensorSource {
   throw new FormatError(dir, `no model.safetensors or model.safetensors.index.json${hint}`);
 }
 
-/** Opens and validates the model directory `dir`. */
+/** Opens and validates the model directory (or .gguf file) `dir`. */
 export function openModelDir(dir: string): ModelDir {
-  if (!existsSync(dir)) throw new FormatError(dir, 'model directory not found');
-  if (!statSync(dir).isDirectory()) throw new FormatError(dir, 'not a directory (expected a model directory)');
+  const gguf = dir.toLowerCase().endsWith('.gguf');
+  if (!existsSync(dir)) throw new FormatError(dir, gguf ? 'GGUF file not found' : 'model directory not found');
+  if (!statSync(dir).isDirectory()) {
+    if (gguf) return openGgufModel(dir);
+    throw new FormatError(dir, 'neither a model directory nor a .gguf file');
+  }
 
   const configPath = join(dir, 'config.json');
   const configJson = readJsonFile(configPath);

@@ -8,12 +8,12 @@
  * where both folders have a tokenizer, every id must spell the same token. The check runs
  * before the draft's graph is compiled, so a wrong folder fails fast.
  */
-import { loadModel, type LoadedModel } from '../load.ts';
+import { loadModel, tokenizerOf, type LoadedModel } from '../load.ts';
 import { ModelError } from '../errors.ts';
 import { openModelDir } from '../format/model-dir.ts';
 import type { LlamaModel, LoadOptions } from '../model/llama-model.ts';
 import { loadPpdSetup, type PpdSetup } from '../ppd/setup.ts';
-import { Tokenizer } from '../tokenizer/tokenizer.ts';
+import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 
 /** Most tokens drafted per step unless told otherwise. */
 export const DEFAULT_DRAFT_TOKENS = 6;
@@ -66,7 +66,7 @@ export function checkSameVocabulary(
 export async function loadDraft(target: LoadedModel, dir: string, options: DraftOptions = {}): Promise<DraftSetup> {
   const files = openModelDir(dir);
   files.tensors.close();
-  const tokenizer = files.tokenizerFile ? Tokenizer.fromFiles(files.tokenizerFile, files.tokenizerConfig, files.chatTemplate) : undefined;
+  const tokenizer = tokenizerOf(files);
   checkSameVocabulary({ dir: target.dir, vocabSize: target.config.vocabSize, tokenizer: target.tokenizer }, { dir, vocabSize: files.config.vocabSize, tokenizer });
   const { ppd, draftTokens, ...load } = options;
   // The adapter is checked against the draft's config before the (slow) compilation, too.

@@ -1,0 +1,59 @@
+/**
+ * `ppd convert`: a model folder or .gguf file written as a GGUF file (for llama.cpp and friends,
+ * f32/f16/bf16/q8_0/q4_0) or as a Hugging Face folder (safetensors f32/f16/bf16). The work is in
+ * format/gguf/export.ts and format/hf-export.ts; this file checks the flags and reports.
+ */
+import { statSync } from 'node:fs';
+import { InputError } from '../errors.ts';
+import { writeLlamaGguf, type GgufOutputType } from '../format/gguf/export.ts';
+import { writeHfModel } from '../format/hf-export.ts';
+import { openModelDir } from '../format/model-dir.ts';
+import type { FloatDType } from '../format/tensor-source.ts';
+
+export const CONVERT_TYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'] as const;
+
+export interface ConvertFlags {
+  model: string;
+  to: 'gguf' | 'hf';
+  type?: (typeof CONVERT_TYPES)[number];
+  out: string;
+}
+
+function megabytes(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 2 : 0)} MB`;
+}
+
+function checkOut(flags: ConvertFlags): void {
+  const existing = statSync(flags.out, { throwIfNoEntry: false });
+  if (flags.to === 'gguf') {
+    if (!flags.out.toLowerCase().endsWith('.gguf')) throw new InputError(`--out must name a .gguf file, got "${flags.out}"`);
+    if (existing?.isDirectory()) throw new InputError(`--out "${flags.out}" is a directory`);
+  } else {
+    if (existing && !existing.isDirectory()) throw new InputError(`--out "${flags.out}" is a file; --to hf writes a folder`);
+    if (flags.type === 'q8_0' || flags.type === 'q4_0') {
+      throw new InputError(`--to hf writes float safetensors: --type must be f32, f16 or bf16, got ${flags.type}`);
+    }
+  }
+}
+
+export function convertCommand(flags: ConvertFlags): void {
+  checkOut(flags);
+  const started = performance.now();
+  const model = openModelDir(flags.model);
+  try {
+    const seconds = () => ((performance.now() - started) / 1000).toFixed(1);
+    if (flags.to === 'gguf') {
+      const type = (flags.type ?? 'f16').toUpperCase() as GgufOutputType;
+      const { bytes, types, fallbacks } = writeLlamaGguf(model, flags.out, type);
+      const stored = Object.entries(types).map(([t, n]) => `${n} ${t}`).join(', ');
+      const note = fallbacks.length > 0 ? ` (${fallbacks.length} stored F16: rows not whole blocks)` : '';
+      process.stdout.write(`wrote ${flags.out}: ${megabytes(bytes)}, tensors ${stored}${note}, in ${seconds()} s\n`);
+    } else {
+      const dtype = (flags.type ?? 'f32').toUpperCase() as FloatDType;
+      const bytes = writeHfModel(model, flags.out, dtype);
+      process.stdout.write(`wrote ${flags.out}: ${megabytes(bytes)} of ${dtype} weights, config and tokenizer, in ${seconds()} s\n`);
+    }
+  } finally {
+    model.tensors.close();
+  }
+}

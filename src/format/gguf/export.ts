@@ -1,0 +1,106 @@
+/**
+ * Writing an opened model (a Hugging Face folder or another GGUF file) as a LLaMA GGUF file that
+ * llama.cpp loads: its metadata (llama-config.ts), its tokenizer (gguf-vocab.ts), and its tensors
+ * under GGUF names with q_proj/k_proj rows in llama.cpp's order (llama-tensors.ts).
+ *
+ * Storage follows convert_hf_to_gguf.py: 1-D tensors and norms stay F32; every matrix takes the
+ * requested type, except that a matrix whose rows are not whole 32-element blocks falls back to
+ * F16, as there. With q4_0, the matrix that produces the logits (output.weight, or token_embd
+ * when tied) is stored Q8_0: llama-quantize also keeps it above 4 bits, as it is the one whose
+ * error every token feels.
+ */
+import { basename, extname } from 'node:path';
+import { ModelError } from '../../errors.ts';
+import type { LlamaConfig } from '../../model/config.ts';
+import { EMBED_TOKENS, LM_HEAD, expectedTensors } from '../../model/weights.ts';
+import { ggufTokenizerEntries } from '../../tokenizer/gguf-vocab.ts';
+import { readTokenizerJson, type ModelDir } from '../model-dir.ts';
+import { llamaGgufEntries, tokenIdEntries } from './llama-config.ts';
+import { gatherRows, ggufRowOfHfRow, ggufTensorName, invert, permutedHeads } from './llama-tensors.ts';
+import { quantize, type WritableType } from './quant.ts';
+import type { GgufEntry } from './types.ts';
+import { writeGguf, type GgufTensorToWrite } from './write.ts';
+
+export type GgufOutputType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
+
+export interface GgufExportSummary {
+  bytes: number;
+  /** Tensors written per stored type, e.g. { Q8_0: 14, F32: 5 }. */
+  types: Record<string, number>;
+  /** Matrices stored F16 because their rows are not whole blocks of the requested type. */
+  fallbacks: string[];
+}
+
+/** The type one HF tensor is stored as. */
+function storageType(name: string, shape: number[], requested: GgufOutputType, config: LlamaConfig): WritableType {
+  if (shape.length < 2 || name.endsWith('norm.weight')) return 'F32';
+  if (requested !== 'Q8_0' && requested !== 'Q4_0') return requested;
+  if (shape[shape.length - 1] % 32 !== 0) return 'F16';
+  const producesLogits = name === LM_HEAD || (config.tieWordEmbeddings && name === EMBED_TOKENS);
+  return requested === 'Q4_0' && producesLogits ? 'Q8_0' : requested;
+}
+
+/** gguf-py's TokenType.UNUSED. */
+const UNUSED_TOKEN = 5;
+
+/**
+ * llama.cpp wants one token per embedding row. When the embedding table is larger than the
+ * vocabulary (padded for speed), convert_hf_to_gguf.py appends "[PAD<id>]" tokens of type
+ * UNUSED with score -1000; so does this.
+ */
+function padVocabulary(entries: GgufEntry[], vocabSize: number, origin: string): GgufEntry[] {
+  const tokens = entries.find((e) => e.key === 'tokenizer.ggml.tokens');
+  if (!tokens || tokens.type !== 'array') return entries;
+  const count = tokens.value.length;
+  if (count > vocabSize) throw new ModelError(`${origin}: the tokenizer has ${count} tokens but the model's vocab_size is ${vocabSize}`);
+  const padded = (e: GgufEntry & { type: 'array' }, item: (id: number) => number | string): GgufEntry => ({
+    ...e,
+    value: [...e.value, ...Array.from({ length: vocabSize - count }, (_, i) => item(count + i))],
+  });
+  return entries.map((e) => {
+    if (e.type !== 'array' || e.value.length !== count) return e;
+    if (e.key === 'tokenizer.ggml.tokens') return padded(e, (id) => `[PAD${id}]`);
+    if (e.key === 'tokenizer.ggml.scores') return padded(e, () => -1000);
+    if (e.key === 'tokenizer.ggml.token_type') return padded(e, () => UNUSED_TOKEN);
+    return e;
+  });
+}
+
+/** Metadata: the model's, the tokenizer's, and bos/eos ids from the config where the tokenizer gave none. */
+function metadataEntries(model: ModelDir, requested: GgufOutputType, name: string): GgufEntry[] {
+  const tokenizerJson = readTokenizerJson(model);
+  const tokenizer = tokenizerJson
+    ? padVocabulary(ggufTokenizerEntries(tokenizerJson, model.tokenizerConfig, model.chatTemplate, model.dir), model.config.vocabSize, model.dir)
+    : [];
+  const given = new Set(tokenizer.map((e) => e.key));
+  const eos = model.config.eosTokenIds.length > 0 ? model.config.eosTokenIds : model.eosTokenIds;
+  const ids = tokenIdEntries({ ...model.config, eosTokenIds: eos }).filter((e) => !given.has(e.key));
+  return [...llamaGgufEntries(model.config, { name, fileType: requested }), ...tokenizer, ...ids];
+}
+
+/** Writes `model` to `out` as a GGUF v3 file with matrices stored as `requested`. */
+export function writeLlamaGguf(model: ModelDir, out: string, requested: GgufOutputType): GgufExportSummary {
+  const { config, tensors: source } = model;
+  const types: Record<string, number> = {};
+  const fallbacks: string[] = [];
+  const tensors: GgufTensorToWrite[] = [];
+  for (const [name, shape] of expectedTensors(config)) {
+    const type = storageType(name, shape, requested, config);
+    types[type] = (types[type] ?? 0) + 1;
+    if (type === 'F16' && requested !== 'F16') fallbacks.push(name);
+    const heads = permutedHeads(name, config);
+    tensors.push({
+      name: ggufTensorName(name)!,
+      type,
+      dims: [...shape].reverse(),
+      data: () => {
+        const values = source.readF32(name);
+        const ordered = heads === undefined ? values : gatherRows(values, shape[1], invert(ggufRowOfHfRow(shape[0], heads)));
+        return quantize(type, ordered);
+      },
+    });
+  }
+  const name = basename(model.dir, extname(model.dir));
+  const bytes = writeGguf(out, metadataEntries(model, requested, name), tensors);
+  return { bytes, types, fallbacks };
+}

@@ -1,0 +1,54 @@
+/**
+ * A LLaMA GGUF file seen as a TensorSource with Hugging Face names, shapes and row order, so the
+ * rest of ppd treats it like a safetensors checkpoint: readF32 dequantises; readBlockQuantized
+ * hands Q8_0/Q4_0 matrices over as stored (rows reordered, never requantized).
+ *
+ * Tensors outside the LLaMA layout keep their GGUF names, so checkTensors reports them by name.
+ */
+import { FormatError } from '../../errors.ts';
+import type { LlamaConfig } from '../../model/config.ts';
+import type { BlockQuantized, TensorInfo, TensorSource } from '../tensor-source.ts';
+import { gatherRows, ggufRowOfHfRow, hfTensorName, permutedHeads } from './llama-tensors.ts';
+import { dequantize, toBlockQuantized } from './quant.ts';
+import type { GgufFile, GgufTensorInfo } from './read.ts';
+
+interface Entry extends TensorInfo {
+  stored: GgufTensorInfo;
+  /** For q_proj/k_proj: HF row r is stored row sourceRow[r]. */
+  sourceRow?: Int32Array;
+}
+
+function entryOf(stored: GgufTensorInfo, config: LlamaConfig): Entry {
+  const name = hfTensorName(stored.name) ?? stored.name;
+  const shape = [...stored.dims].reverse();
+  const heads = permutedHeads(name, config);
+  // A misshapen q/k cannot be unpermuted; checkTensors rejects its shape before anyone reads it.
+  const permutable = heads !== undefined && shape.length === 2 && shape[0] % (2 * heads) === 0;
+  return { name, dtype: stored.type.name, shape, stored, sourceRow: permutable ? ggufRowOfHfRow(shape[0], heads) : undefined };
+}
+
+/** The tensors of an open LLaMA GGUF file; closing the source closes the file. */
+export function llamaGgufSource(file: GgufFile, config: LlamaConfig): TensorSource {
+  const entries = new Map(file.tensors.map((t) => [hfTensorName(t.name) ?? t.name, entryOf(t, config)]));
+  const get = (name: string): Entry => {
+    const entry = entries.get(name);
+    if (!entry) throw new FormatError(file.path, `no tensor "${name}"`);
+    return entry;
+  };
+  return {
+    origin: file.path,
+    list: () => [...entries.values()].map(({ name, dtype, shape }) => ({ name, dtype, shape: [...shape] })),
+    readF32(name: string): Float32Array {
+      const { stored, shape, sourceRow } = get(name);
+      const values = dequantize(stored.type.name, file.readBytes(stored), stored.elements);
+      return sourceRow ? gatherRows(values, shape[1], sourceRow) : values;
+    },
+    readBlockQuantized(name: string): BlockQuantized | undefined {
+      const { stored, shape, sourceRow } = get(name);
+      const type = stored.type.name;
+      if ((type !== 'Q8_0' && type !== 'Q4_0') || shape.length !== 2) return undefined;
+      return toBlockQuantized(type, file.readBytes(stored), shape[0], shape[1], sourceRow);
+    },
+    close: () => file.close(),
+  };
+}

@@ -1,0 +1,39 @@
+/**
+ * Opening a LLaMA .gguf file as a ModelDir: everything a Hugging Face folder gives, from one file.
+ * The config comes from the metadata (llama-config.ts), the tensors through llamaGgufSource
+ * (checked against the config like a folder's), the end-of-generation ids from the tokenizer
+ * ids llama.cpp stops at, and the tokenizer from tokenizer.ggml.* (gguf-vocab.ts).
+ */
+import { checkTensors } from '../../model/weights.ts';
+import { tokenizerFromGguf } from '../../tokenizer/gguf-vocab.ts';
+import type { ModelDir } from '../model-dir.ts';
+import { ggufEndTokenIds, llamaConfigFromGguf } from './llama-config.ts';
+import { llamaGgufSource } from './llama-source.ts';
+import { openGguf } from './read.ts';
+
+export function openGgufModel(path: string): ModelDir {
+  const file = openGguf(path);
+  try {
+    const embeddings = file.tensor('token_embd.weight');
+    const config = llamaConfigFromGguf(
+      file.metadata,
+      { embeddingRows: embeddings?.dims[1], hasOutput: file.tensor('output.weight') !== undefined, names: file.tensors.map((t) => t.name) },
+      path,
+    );
+    const tensors = llamaGgufSource(file, config);
+    checkTensors(config, tensors);
+    const tokenizer = tokenizerFromGguf(file.metadata, path);
+    return {
+      dir: path,
+      config,
+      tensors,
+      eosTokenIds: ggufEndTokenIds(file.metadata, path),
+      tokenizerJson: tokenizer?.tokenizerJson,
+      tokenizerConfig: tokenizer?.tokenizerConfig,
+      chatTemplate: tokenizer?.chatTemplate,
+    };
+  } catch (err) {
+    file.close();
+    throw err;
+  }
+}

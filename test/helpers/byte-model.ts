@@ -1,0 +1,29 @@
+/**
+ * A tiny random LLaMA folder with the byte tokenizer, shaped for GGUF: rows of 32 and 64, so
+ * every matrix is whole Q8_0/Q4_0 blocks. Shared by the GGUF model and CLI tests.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeRandomModel } from '../../src/model/random-init.ts';
+import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../../src/tokenizer/byte-tokenizer.ts';
+
+export const BYTE_MODEL_SHAPE = {
+  model_type: 'llama',
+  vocab_size: 260, // the byte tokenizer's
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 256,
+  rms_norm_eps: 1e-5,
+  bos_token_id: 1,
+  eos_token_id: 2,
+};
+
+/** Writes config, weights, tokenizer.json and tokenizer_config.json (with a chat template) to `dir`. */
+export function writeByteModel(dir: string, shape: object = BYTE_MODEL_SHAPE, seed = 3): string {
+  writeRandomModel(dir, shape, { seed, tokenizerJson: byteFallbackTokenizerJson() });
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(byteFallbackTokenizerConfig()));
+  return dir;
+}
