@@ -6,6 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -206,6 +207,7 @@ describe('hardware profile schema', () => {
     ['latency missing', (p) => delete p.latencyMs.chosen, /field "latencyMs.chosen" must be a positive number/],
     ['bad digest', (p) => (p.adapter.accuracyDigest = 'xyz'), /field "adapter.accuracyDigest" must be 16 hex digits/],
     ['bad measured speedup', (p) => (p.measuredSpeedup = -1), /field "measuredSpeedup" must be a positive number or null/],
+    ['unknown quantization', (p) => (p.signature.quantize = 'q5'), /field "signature.quantize" must be one of q8, q4 \(or absent\), got "q5"/],
   ];
   for (const [name, edit, pattern] of cases) {
     test(`schema error: ${name} names the file and the field`, () => {
@@ -259,6 +261,20 @@ describe('which trees decoding uses', () => {
     assert.deepEqual(notices, []);
     assert.equal(treesBudget(notices, { threads: 1 }), 10, 'one thread has no profile');
     assert.match(notices[0]!, /--threads 1/);
+  });
+
+  test('quantized weights are another machine; f32 signatures keep the hash they had before --quantize', () => {
+    const s = here();
+    const before = createHash('sha256').update(JSON.stringify([s.cpuModel, s.cores, s.threads, s.executionProvider, s.onnxruntime])).digest('hex').slice(0, 16);
+    assert.equal(signatureHash(s), before);
+    assert.notEqual(signatureHash(machineSignature(2, 'q8')), before);
+    const notices: string[] = [];
+    assert.equal(treesBudget(notices, { quantize: 'q8' }), 10, 'the f32 profile is not used for q8 weights');
+    assert.match(notices[0]!, /q8 weights\)/);
+    assert.match(notices[0]!, /--quantize q8/);
+    saveProfile(dir, profileFor(machineSignature(2, 'q8'), 4, binding), buildTreeSet(ACC, { budget: 4, ...SHAPE }));
+    assert.equal(treesBudget([], { quantize: 'q8' }), 4);
+    assert.equal(treesBudget([]), 20, 'the f32 profile still serves f32 weights');
   });
 
   test('--trees wins over the profile', () => {

@@ -175,6 +175,21 @@ describe('ppd logits', () => {
     assert.equal(logits.length, ids.length);
     assertClose(logits.flat(), naiveLogits(config, weights, ids), 1e-4, 'logits');
   });
+
+  test('--quantize q8 and q4 stay near the reference (bounds of test/quantize.test.ts)', async () => {
+    const ids = [1, 5, 9, 200, 7];
+    const { config, weights } = readModel(modelDir);
+    const reference = naiveLogits(config, weights, ids);
+    for (const [mode, bound] of [['q8', 0.05], ['q4', 0.3]] as const) {
+      const { logits } = JSON.parse((await ppdOk('logits', '--model', modelDir, '--ids', ids.join(','), '--quantize', mode, '--json')).stdout);
+      const got: number[] = logits.flat();
+      let error = 0;
+      let norm = 0;
+      got.forEach((v, i) => ((error += (v - reference[i]!) ** 2), (norm += reference[i]! ** 2)));
+      const relative = Math.sqrt(error / norm);
+      assert.ok(relative > 0 && relative < bound, `${mode}: relative RMS error ${relative}`);
+    }
+  });
 });
 
 describe('ppd generate', () => {
@@ -309,6 +324,14 @@ describe('bad input ends as one error line', () => {
 
   test('--top-p 2', async () => {
     await assertUserError(['generate', '--model', modelDir, '--prompt', 'hi', '--top-p', '2'], ['--top-p', '"2"']);
+  });
+
+  test('--quantize with an unknown mode', async () => {
+    await assertUserError(['perplexity', '--model', modelDir, '--file', 'x.txt', '--quantize', 'q5'], ['--quantize', 'q5', 'q8, q4']);
+  });
+
+  test('--quantize on a command that trains', async () => {
+    await assertUserError(['train-prompts', '--model', modelDir, '--train', 'a', '--valid', 'b', '--out', 'o', '--quantize', 'q8'], ['--quantize', 'f32']);
   });
 
   test('unknown flag', async () => {

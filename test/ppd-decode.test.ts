@@ -38,6 +38,23 @@ before(async () => {
 
 const table = () => weights.get('model.embed_tokens.weight')!;
 
+/** Greedy PPD against greedy plain decoding of `m` on `prompts` random prompts, 30 tokens each. */
+async function assertGreedyPpdMatches(m: LlamaModel, budget: number, V: 1 | 2, attention: 'ensemble' | 'decoder' | 'encoder', prompts: number): Promise<void> {
+  const adapter = PromptAdapter.initialise(config, table(), [5, 6, 7], { promptTokens: 3, virtualTokens: V, attention, initText: 't' });
+  const trees = buildTreeSet(ACC, { budget, promptTokens: 3, virtualTokens: V, attention });
+  const rng = new Rng(budget);
+  let steps = 0;
+  let produced = 0;
+  for (let p = 0; p < prompts; p++) {
+    const prompt = Array.from({ length: 2 + Math.floor(rng.next() * 10) }, () => Math.floor(rng.next() * 40));
+    const plain = await take(autoregressive(m, prompt, new Sampler({ temperature: 0 })), 30);
+    const ppd = await take(ppdDecode(m, prompt, { adapter, trees, sampler: new Sampler({ temperature: 0 }), onStep: (n) => ((steps += 1), (produced += n)) }), 30);
+    assert.deepEqual(ppd, plain, `prompt ${prompt.join(',')}`);
+  }
+  // The trees must really be exercised: several tokens accepted in some steps.
+  assert.ok(produced / steps > 1.05, `mean tokens per step ${produced / steps}`);
+}
+
 for (const [label, budget, V, attention] of [
   ['chain-like small tree', 4, 1, 'ensemble'],
   ['wide tree', 16, 1, 'ensemble'],
@@ -45,22 +62,18 @@ for (const [label, budget, V, attention] of [
   ['encoder attention', 12, 2, 'encoder'],
 ] as const) {
   test(`greedy PPD equals greedy decoding token for token (${label})`, async () => {
-    const adapter = PromptAdapter.initialise(config, table(), [5, 6, 7], { promptTokens: 3, virtualTokens: V, attention, initText: 't' });
-    const trees = buildTreeSet(ACC, { budget, promptTokens: 3, virtualTokens: V, attention });
-    const rng = new Rng(budget);
-    const prompts = label === 'wide tree' ? 30 : 10;
-    let steps = 0;
-    let produced = 0;
-    for (let p = 0; p < prompts; p++) {
-      const prompt = Array.from({ length: 2 + Math.floor(rng.next() * 10) }, () => Math.floor(rng.next() * 40));
-      const plain = await take(autoregressive(model, prompt, new Sampler({ temperature: 0 })), 30);
-      const ppd = await take(ppdDecode(model, prompt, { adapter, trees, sampler: new Sampler({ temperature: 0 }), onStep: (n) => ((steps += 1), (produced += n)) }), 30);
-      assert.deepEqual(ppd, plain, `prompt ${prompt.join(',')}`);
-    }
-    // The trees must really be exercised: several tokens accepted in some steps.
-    assert.ok(produced / steps > 1.05, `mean tokens per step ${produced / steps}`);
+    await assertGreedyPpdMatches(model, budget, V, attention, label === 'wide tree' ? 30 : 10);
   });
 }
+
+test('greedy PPD equals greedy decoding with 4-bit weights and int8 products (rows are quantized one by one)', async () => {
+  const quantized = await LlamaModel.load(config, memorySource(config, weights), { cacheDir: false, threads: 1, quantize: 'q4' });
+  try {
+    await assertGreedyPpdMatches(quantized, 16, 1, 'ensemble', 10);
+  } finally {
+    await quantized.release();
+  }
+});
 
 let root: string;
 let loaded: LoadedModel;

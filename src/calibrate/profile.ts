@@ -10,7 +10,8 @@
  * where <hash> is signatureHash(signature): 16 hex digits of sha256 over the signature's fields.
  *
  * The signature is what changes the latency curve L(n): CPU model, cores, ONNX Runtime intra-op
- * threads, execution provider and ONNX Runtime version. A profile also records the adapter's
+ * threads, execution provider, ONNX Runtime version and, when the weights are quantized
+ * (`--quantize`), the quantization: 8- and 4-bit blocks change L(n) and L(16)/L(1) a lot. A profile also records the adapter's
  * base-model config hash and a digest of accuracy.json; when either changed since calibration,
  * the profile's trees are stale and decoding falls back to trees.json.
  *
@@ -24,6 +25,7 @@ import { FormatError } from '../errors.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
 import { readJsonObject } from '../format/text-file.ts';
 import { loadTreeSet, saveTreeSet, type PpdTreeSet } from '../ppd/tree.ts';
+import { QUANTIZE_MODES, type QuantizeMode } from '../model/quantize.ts';
 import { defaultThreads, ortVersion } from '../runtime/ort.ts';
 import { fileDigest } from './tau.ts';
 
@@ -40,6 +42,8 @@ export interface MachineSignature {
   threads: number;
   executionProvider: string;
   onnxruntime: string;
+  /** The linear weights' quantization (`--quantize`); absent for f32 weights. */
+  quantize?: QuantizeMode;
 }
 
 export interface HardwareProfile {
@@ -70,26 +74,31 @@ export interface HardwareProfile {
 // ---------------------------------------------------------------------------------------------
 // Signatures
 
-/** This machine's signature when ONNX Runtime runs with `threads` intra-op threads. */
-export function machineSignature(threads: number): MachineSignature {
+/** This machine's signature when ONNX Runtime runs with `threads` intra-op threads (and `quantize`d weights). */
+export function machineSignature(threads: number, quantize?: QuantizeMode): MachineSignature {
   return {
     cpuModel: cpus()[0]?.model.trim() || 'unknown',
     cores: availableParallelism(),
     threads,
     executionProvider: EXECUTION_PROVIDER,
     onnxruntime: ortVersion(),
+    ...(quantize === undefined ? {} : { quantize }),
   };
 }
 
-/** 16 hex digits of sha256 over the signature's fields in a fixed order. */
+/**
+ * 16 hex digits of sha256 over the signature's fields in a fixed order; `quantize` only when
+ * set, so the profiles of f32 weights keep the hashes they had before quantization existed.
+ */
 export function signatureHash(s: MachineSignature): string {
-  const fields = [s.cpuModel, s.cores, s.threads, s.executionProvider, s.onnxruntime];
+  const fields = [s.cpuModel, s.cores, s.threads, s.executionProvider, s.onnxruntime, ...(s.quantize === undefined ? [] : [s.quantize])];
   return createHash('sha256').update(JSON.stringify(fields)).digest('hex').slice(0, 16);
 }
 
-/** "Intel Xeon ..., 2 cores, 2 threads, cpu EP, ORT 1.23.0": a signature for people. */
+/** "Intel Xeon ..., 2 cores, 2 threads, cpu EP, ORT 1.23.0[, q8 weights]": a signature for people. */
 export function describeSignature(s: MachineSignature): string {
-  return `${s.cpuModel}, ${s.cores} cores, ${s.threads} thread${s.threads === 1 ? '' : 's'}, ${s.executionProvider} EP, ORT ${s.onnxruntime}`;
+  const weights = s.quantize === undefined ? '' : `, ${s.quantize} weights`;
+  return `${s.cpuModel}, ${s.cores} cores, ${s.threads} thread${s.threads === 1 ? '' : 's'}, ${s.executionProvider} EP, ORT ${s.onnxruntime}${weights}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -108,6 +117,7 @@ function field<T>(obj: Record<string, unknown>, key: string, where: string, chec
 const isString = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
 const isPositive = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
 const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1;
+const isQuantizeMode = (v: unknown): v is QuantizeMode => (QUANTIZE_MODES as readonly unknown[]).includes(v);
 const isTau = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 1;
 const isHash = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{16}$/.test(v);
 const isFileName = (v: unknown): v is string => typeof v === 'string' && /^[\w.-]+\.json$/.test(v);
@@ -123,6 +133,7 @@ function checkProfile(raw: unknown, fail: Fail): HardwareProfile {
     threads: field(s, 'threads', 'signature.', isPositiveInt, 'an integer >= 1', fail),
     executionProvider: field(s, 'executionProvider', 'signature.', isString, 'a non-empty string', fail),
     onnxruntime: field(s, 'onnxruntime', 'signature.', isString, 'a non-empty string', fail),
+    ...(s.quantize === undefined ? {} : { quantize: field(s, 'quantize', 'signature.', isQuantizeMode, `one of ${QUANTIZE_MODES.join(', ')} (or absent)`, fail) }),
   };
   const hash = field(raw, 'signatureHash', '', isHash, '16 hex digits', fail);
   if (hash !== signatureHash(signature)) fail('signatureHash', `${hash} is not the hash of the signature (${signatureHash(signature)})`);
@@ -231,6 +242,7 @@ export function findProfile(adapterDir: string, o: LookupOptions): ProfileLookup
 }
 
 /** The command that makes a profile for this machine (for notices). */
-export function calibrateCommand(modelDir: string, adapterDir: string, threads: number): string {
-  return `ppd calibrate --model ${modelDir} --ppd ${adapterDir}${threads === defaultThreads() ? '' : ` --threads ${threads}`}`;
+export function calibrateCommand(modelDir: string, adapterDir: string, threads: number, quantize?: QuantizeMode): string {
+  const flags = `${threads === defaultThreads() ? '' : ` --threads ${threads}`}${quantize === undefined ? '' : ` --quantize ${quantize}`}`;
+  return `ppd calibrate --model ${modelDir} --ppd ${adapterDir}${flags}`;
 }

@@ -22,6 +22,7 @@ import { readTextFile } from '../format/text-file.ts';
 import { openModelDir } from '../format/model-dir.ts';
 import { loadModel, type LoadedModel } from '../load.ts';
 import type { LlamaConfig } from '../model/config.ts';
+import type { QuantizeMode } from '../model/quantize.ts';
 import { PromptAdapter } from '../ppd/adapter.ts';
 import { ACCURACY_FILE, TREES_FILE, type PpdSetup } from '../ppd/setup.ts';
 import { loadTreeSet } from '../ppd/tree.ts';
@@ -39,6 +40,8 @@ export interface CalibrateFlags {
   model: string;
   ppd: string;
   threads?: number;
+  /** Quantized weights: timed as they will run, and part of the profile's signature. */
+  quantize?: QuantizeMode;
   maxN: number;
   contexts: number[];
   repeats: number;
@@ -106,7 +109,7 @@ interface Inputs {
 
 function readInputs(f: CalibrateFlags): Inputs {
   const threads = f.threads ?? defaultThreads();
-  const signature = machineSignature(threads);
+  const signature = machineSignature(threads, f.quantize);
   // The base model's config suffices to check the adapter; only the latency model is loaded.
   const base = configOf(f.model);
   const adapter = PromptAdapter.load(f.ppd, base);
@@ -208,12 +211,12 @@ export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
   const x = readInputs(f);
   const loadAverageBefore = loadavg()[0]!;
   if (loadAverageBefore > 0.5) process.stderr.write(`warning: load average ${loadAverageBefore.toFixed(2)} before the run: other processes will slow the forwards and skew L(n)\n`);
-  const loaded = await loadModel(x.latencyDir, { threads: x.threads, needsTokenizer: x.dataFile !== undefined });
+  const loaded = await loadModel(x.latencyDir, { threads: x.threads, quantize: f.quantize, needsTokenizer: x.dataFile !== undefined });
   try {
     // Prompts first: a file without usable prompts should fail before minutes of timing.
     const prompts = x.dataFile === undefined ? [] : heldOutPrompts(loaded, documentsOf(readTextFile(x.dataFile)), f.prompts, PROMPT_MIN_TOKENS);
     if (x.dataFile !== undefined && prompts.length === 0) throw new InputError(`${x.dataFile}: no document goes on past a ${PROMPT_MIN_TOKENS}-token opening; name other text with --data`);
-    process.stderr.write(`calibrating ${shown(f.ppd)} on ${shown(x.latencyDir)}: ${x.grid.length} step sizes 1..${f.maxN}, contexts ${f.contexts.join(', ')}, ${x.threads} threads\n`);
+    process.stderr.write(`calibrating ${shown(f.ppd)} on ${shown(x.latencyDir)}: ${x.grid.length} step sizes 1..${f.maxN}, contexts ${f.contexts.join(', ')}, ${x.threads} threads${f.quantize ? `, ${f.quantize} weights` : ''}\n`);
 
     const { latency, tau } = await measureCurves(loaded, x, f);
     const choice = chooseTreeSize(x.grid.map((n, i) => ({ n, tau: tau[i]!.tau, latencyMs: latency[i]!.meanMs })), { tolerance: f.tolerance });

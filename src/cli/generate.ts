@@ -8,6 +8,7 @@ import { loadModel } from '../load.ts';
 import { loadPpdSetup } from '../ppd/setup.ts';
 import { loadDraft } from '../spec/setup.ts';
 import { InputError } from '../errors.ts';
+import type { QuantizeMode } from '../model/quantize.ts';
 
 export interface GenerateFlags {
   model: string;
@@ -21,6 +22,7 @@ export interface GenerateFlags {
   chat?: boolean;
   json?: boolean;
   threads?: number;
+  quantize?: QuantizeMode;
   ppd?: string;
   trees?: string;
   verification?: 'typical' | 'rejection';
@@ -40,9 +42,11 @@ export function statsLine(s: GenerationStats): string {
 export async function generateCommand(flags: GenerateFlags): Promise<void> {
   if (flags.draftPpd && !flags.draft) throw new InputError('--draft-ppd needs --draft (the draft model the adapter belongs to)');
   if (flags.ppd && flags.draft) throw new InputError('--ppd and --draft cannot be combined; use --draft-ppd to decode the draft with PPD');
-  const loaded = await loadModel(flags.model, { threads: flags.threads, needsTokenizer: true });
-  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, threads: flags.threads, modelDir: flags.model }) : undefined;
-  const draft = flags.draft ? await loadDraft(loaded, flags.draft, { ppd: flags.draftPpd, draftTokens: flags.draftTokens, threads: flags.threads }) : undefined;
+  // --quantize applies to every model loaded here: the target and the draft.
+  const runtime = { threads: flags.threads, quantize: flags.quantize };
+  const loaded = await loadModel(flags.model, { ...runtime, needsTokenizer: true });
+  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, ...runtime, modelDir: flags.model }) : undefined;
+  const draft = flags.draft ? await loadDraft(loaded, flags.draft, { ppd: flags.draftPpd, draftTokens: flags.draftTokens, ...runtime }) : undefined;
   const generation = startGeneration(loaded, {
     ppd,
     draft,

@@ -8,6 +8,7 @@ import { causalMask } from '../model/llama-model.ts';
 import { newCache } from '../generate/autoregressive.ts';
 import { loadModel } from '../load.ts';
 import { InputError } from '../errors.ts';
+import type { QuantizeMode } from '../model/quantize.ts';
 
 export function infoCommand(flags: { model: string; json?: boolean }): void {
   const files = openModelDir(flags.model);
@@ -40,9 +41,9 @@ export function infoCommand(flags: { model: string; json?: boolean }): void {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-export async function logitsCommand(flags: { model: string; ids: number[]; json?: boolean; threads?: number }): Promise<void> {
+export async function logitsCommand(flags: { model: string; ids: number[]; json?: boolean; threads?: number; quantize?: QuantizeMode }): Promise<void> {
   if (flags.ids.length === 0) throw new InputError('--ids needs at least one token id');
-  const loaded = await loadModel(flags.model, { threads: flags.threads });
+  const loaded = await loadModel(flags.model, { threads: flags.threads, quantize: flags.quantize });
   const { model } = loaded;
   const T = flags.ids.length;
   const out = await model.forward({

@@ -3,7 +3,7 @@
  * (PpdError, bad flags) end as one line on stderr and exit code 1; anything else is a bug and
  * keeps its stack trace.
  */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { PpdError } from '../errors.ts';
 import { DEFAULT_MEASURED_MARGIN } from '../calibrate/choice.ts';
 import { calibrateCommand, integerList } from './calibrate.ts';
@@ -16,6 +16,7 @@ import { evalPromptsCommand, trainPromptsCommand, treeBuildCommand } from './pro
 import { pretrainCommand } from './pretrain.ts';
 import { infoCommand, logitsCommand } from './inspect.ts';
 import { choice, collect, idList, integer, number } from './options.ts';
+import { QUANTIZE_MODES } from '../model/quantize.ts';
 import { DEFAULT_DRAFT_TOKENS } from '../spec/setup.ts';
 
 const program = new Command('ppd')
@@ -23,6 +24,14 @@ const program = new Command('ppd')
   .configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') });
 
 const threads = () => new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: all cores)').argParser(integer(1, 1024));
+const quantize = () =>
+  new Option('--quantize <mode>', 'keep linear weights in 8- or 4-bit blocks of 32 (like GGUF Q8_0/Q4_0; q4 keeps the LM head at 8 bits); weights a .gguf stores as Q8_0/Q4_0 stay as stored').argParser(choice(QUANTIZE_MODES));
+// Commands that differentiate through the model (pretrain, train-prompts, and eval-prompts,
+// whose prompt graph is a gradient graph) keep f32 weights: they refuse --quantize in one line.
+const noQuantize = () =>
+  new Option('--quantize <mode>').hideHelp().argParser(() => {
+    throw new InvalidArgumentError('this command differentiates through the model, whose weights stay f32; --quantize is for generate, serve, perplexity, logits and calibrate');
+  });
 
 program
   .command('generate')
@@ -44,6 +53,7 @@ program
   .option('--draft-ppd <adapter>', 'with --draft: the draft drafts with Parallel Prompt Decoding, using this adapter folder')
   .option('--draft-tokens <k>', 'with --draft: most tokens drafted per step (adapts within 1..k)', integer(1, 64), DEFAULT_DRAFT_TOKENS)
   .addOption(threads())
+  .addOption(quantize())
   .action(generateCommand);
 
 program
@@ -62,6 +72,7 @@ program
   .option('--max-tokens <n>', 'new tokens when a request gives no max_tokens', integer(1, 1_000_000), 256)
   .option('--body-limit <bytes>', 'largest request body', integer(1024, 1 << 30), 1 << 20)
   .addOption(threads())
+  .addOption(quantize())
   // Loaded on use: the server's libraries (fastify, zod, prom-client) would add a third of a
   // second to the start of every other command.
   .action(async (flags) => (await import('./serve.ts')).serveCommand(flags));
@@ -73,6 +84,7 @@ program
   .requiredOption('--ids <ids>', 'comma-separated token ids, e.g. 1,2,3', idList)
   .option('--json', 'print {"logits": [[...], ...]}')
   .addOption(threads())
+  .addOption(quantize())
   .action(logitsCommand);
 
 program
@@ -126,6 +138,7 @@ program
   .option('--resume', 'continue from the newest checkpoint in --run')
   .option('--dtype <type>', 'stored dtype of the exported model', choice(['f32', 'f16', 'bf16'] as const), 'f32')
   .addOption(threads())
+  .addOption(noQuantize())
   .action(pretrainCommand);
 
 program
@@ -138,6 +151,7 @@ program
   .option('--max-tokens <n>', 'score only the first n tokens', integer(2))
   .option('--json', 'print JSON')
   .addOption(threads())
+  .addOption(quantize())
   .action(perplexityCommand);
 
 program
@@ -161,6 +175,7 @@ program
   .option('--seed <s>', 'seed', integer(0), 0)
   .option('--budget <n>', 'input rows per step for the default trees', integer(1, 4096), 16)
   .addOption(threads())
+  .addOption(noQuantize())
   .action(trainPromptsCommand);
 
 program
@@ -174,6 +189,7 @@ program
   .option('--seed <s>', 'seed', integer(0), 1)
   .option('--json', 'print JSON')
   .addOption(threads())
+  .addOption(noQuantize())
   .action(evalPromptsCommand);
 
 program
@@ -206,6 +222,7 @@ program
   .option('--latency-model <path>', 'time L(n) on this model (folder or .gguf) instead (what-if: report only, no profile)')
   .option('--report <dir>', 'also write the report (JSON, Markdown, SVG) into this folder, e.g. docs')
   .addOption(threads())
+  .addOption(quantize())
   .action(calibrateCommand);
 
 program

@@ -9,6 +9,7 @@ import { requireTokenizer, loadModel } from '../load.ts';
 import { Progress } from '../report/progress.ts';
 import { InputError } from '../errors.ts';
 import { readTextFile } from '../format/text-file.ts';
+import type { QuantizeMode } from '../model/quantize.ts';
 
 export interface PerplexityFlags {
   model: string;
@@ -18,11 +19,12 @@ export interface PerplexityFlags {
   maxTokens?: number;
   json?: boolean;
   threads?: number;
+  quantize?: QuantizeMode;
 }
 
 export async function perplexityCommand(flags: PerplexityFlags): Promise<void> {
   const text = readTextFile(flags.file);
-  const loaded = await loadModel(flags.model, { threads: flags.threads, needsTokenizer: true });
+  const loaded = await loadModel(flags.model, { threads: flags.threads, quantize: flags.quantize, needsTokenizer: true });
   const all = tokenizeDocuments(requireTokenizer(loaded), documentsOf(text));
   const ids = Array.from(flags.maxTokens ? all.subarray(0, flags.maxTokens) : all);
   if (ids.length < 2) throw new InputError(`${flags.file}: too little text to score`);

@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { InputError } from '../errors.ts';
 import { loadModel } from '../load.ts';
+import type { QuantizeMode } from '../model/quantize.ts';
 import { loadPpdSetup } from '../ppd/setup.ts';
 import { buildServer } from '../server/app.ts';
 
@@ -23,6 +24,7 @@ export interface ServeFlags {
   maxTokens: number;
   bodyLimit: number;
   threads?: number;
+  quantize?: QuantizeMode;
 }
 
 const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1']);
@@ -32,8 +34,8 @@ function isLoopback(host: string): boolean {
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
-  const loaded = await loadModel(flags.model, { threads: flags.threads, needsTokenizer: true });
-  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, threads: flags.threads, modelDir: flags.model }) : undefined;
+  const loaded = await loadModel(flags.model, { threads: flags.threads, quantize: flags.quantize, needsTokenizer: true });
+  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, threads: flags.threads, quantize: flags.quantize, modelDir: flags.model }) : undefined;
   const app = buildServer({
     loaded,
     ppd,

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import type { LlamaConfig } from '../model/config.ts';
+import type { QuantizeMode } from '../model/quantize.ts';
 import { calibrateCommand, findProfile, machineSignature } from '../calibrate/profile.ts';
 import { defaultThreads } from '../runtime/ort.ts';
 import { configHash, PromptAdapter } from './adapter.ts';
@@ -32,6 +33,8 @@ export interface PpdSetupOptions {
   verification?: PpdSetup['verification'];
   /** ONNX Runtime threads the model runs with (default: defaultThreads()): part of the machine signature. */
   threads?: number;
+  /** The model's weight quantization (`--quantize`), absent for f32: part of the machine signature too. */
+  quantize?: QuantizeMode;
   /** The base model folder, for the calibrate command in the notice. */
   modelDir?: string;
   /** Receives the one-line notice when no profile fits this machine (default: a line on stderr). */
@@ -42,12 +45,12 @@ export interface PpdSetupOptions {
 export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterDir: string, options: PpdSetupOptions = {}): { path: string; notice?: string } {
   if (options.trees !== undefined) return { path: options.trees };
   const threads = options.threads ?? defaultThreads();
-  const lookup = findProfile(adapterDir, { signature: machineSignature(threads), baseConfigHash: configHash(base), accuracyFile: join(adapterDir, ACCURACY_FILE) });
+  const lookup = findProfile(adapterDir, { signature: machineSignature(threads, options.quantize), baseConfigHash: configHash(base), accuracyFile: join(adapterDir, ACCURACY_FILE) });
   if (lookup.found) return { path: lookup.treesPath };
   const fallback = join(adapterDir, TREES_FILE);
   const trainedOn = adapter.config.training?.base;
   const modelDir = options.modelDir ?? (typeof trainedOn === 'string' ? trainedOn : '<model dir>');
-  return { path: fallback, notice: `${lookup.reason}; using ${fallback}. Make one with: ${calibrateCommand(modelDir, adapterDir, threads)}` };
+  return { path: fallback, notice: `${lookup.reason}; using ${fallback}. Make one with: ${calibrateCommand(modelDir, adapterDir, threads, options.quantize)}` };
 }
 
 export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: PpdSetupOptions = {}): PpdSetup {

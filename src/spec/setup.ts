@@ -70,7 +70,7 @@ export async function loadDraft(target: LoadedModel, dir: string, options: Draft
   checkSameVocabulary({ dir: target.dir, vocabSize: target.config.vocabSize, tokenizer: target.tokenizer }, { dir, vocabSize: files.config.vocabSize, tokenizer });
   const { ppd, draftTokens, ...load } = options;
   // The adapter is checked against the draft's config before the (slow) compilation, too.
-  const ppdSetup = ppd === undefined ? undefined : loadPpdSetup(files.config, ppd, { verification: 'rejection', threads: load.threads, modelDir: dir });
+  const ppdSetup = ppd === undefined ? undefined : loadPpdSetup(files.config, ppd, { verification: 'rejection', threads: load.threads, quantize: load.quantize, modelDir: dir });
   const loaded = await loadModel(dir, load);
   return { dir, model: loaded.model, ppd: ppdSetup, draftTokens: draftTokens ?? DEFAULT_DRAFT_TOKENS };
 }
