@@ -1,11 +1,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LlamaCppPeer } from '../bench/peers/llamacpp.ts';
 import { FormatError, ModelError } from '../src/errors.ts';
+import { llamaGgufEntries } from '../src/format/gguf/llama-config.ts';
+import { ggufTensorName } from '../src/format/gguf/llama-tensors.ts';
+import { openGguf } from '../src/format/gguf/read.ts';
 import type { GgufEntry, GgufValue } from '../src/format/gguf/types.ts';
+import { writeGguf } from '../src/format/gguf/write.ts';
 import { readJsonFile } from '../src/format/text-file.ts';
+import { expectedTensors } from '../src/model/weights.ts';
 import { ggufTokenizerEntries, tokenizerFromGguf } from '../src/tokenizer/gguf-vocab.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
+import { tinyConfig } from './helpers/tiny-model.ts';
 
 type Json = Record<string, unknown>;
 
@@ -381,4 +390,52 @@ test('ggufTokenizerEntries: tokenizers GGUF cannot express are a ModelError nami
   qwenSplit.pre_tokenizer.pretokenizers[0].pattern.Regex = LLAMA3_SPLIT.replace('{1,3}', '');
   assert.throws(() => ggufTokenizerEntries(qwenSplit as Json, config, undefined, 'dir'), /neither LLaMA-3's nor GPT-2's/);
   assert.throws(() => ggufTokenizerEntries({ ...projectJson, model: null }, projectConfig, undefined, 'dir'), (e: Error) => e instanceof FormatError && /field "model" must be an object/.test(e.message));
+});
+
+// ---------------------------------------------------------------------------------------------
+// Through a GGUF file, and llama.cpp
+
+/** A GGUF file llama.cpp loads: a one-layer model of zeros with `vocabSize` rows and `entries`. */
+function writeTokenizerGguf(path: string, vocabSize: number, entries: GgufEntry[]): void {
+  const config = tinyConfig({ vocabSize, hiddenSize: 32, intermediateSize: 64, numLayers: 1, numHeads: 4, numKvHeads: 4, headDim: 8 });
+  const tensors = [...expectedTensors(config)].map(([name, shape]) => ({
+    name: ggufTensorName(name)!,
+    type: 'F32' as const,
+    dims: [...shape].reverse(),
+    data: () => new Uint8Array(4 * shape.reduce((a, b) => a * b, 1)),
+  }));
+  writeGguf(path, [...llamaGgufEntries(config, { fileType: 'F32' }), ...entries], tensors);
+}
+
+test('llama.cpp tokenizes text exactly as ppd does from a GGUF file carrying these entries', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ppd-gguf-vocab-'));
+  try {
+    const { json, config } = byteLevelTokenizer();
+    const byteLevel = Tokenizer.fromJson(json, config);
+    const cases = [
+      { name: 'project (llama)', tokenizer: projectTokenizer, entries: projectEntries, texts: [...CORPUS_LINES, ...TRICKY] },
+      { name: 'byte-level (gpt2)', tokenizer: byteLevel, entries: ggufTokenizerEntries(json, config, undefined, 'dir'), texts: BYTE_LEVEL_TEXTS },
+    ];
+    for (const { name, tokenizer, entries, texts } of cases) {
+      const path = join(dir, 'tokenizer.gguf');
+      writeTokenizerGguf(path, tokenizer.vocabSize, entries);
+      // ppd reads the file back to the same tokenizer (f32 scores, i32 types, strings as written).
+      const file = openGguf(path);
+      const back = tokenizerFromGguf(file.metadata, path)!;
+      file.close();
+      const copy = Tokenizer.fromJson(back.tokenizerJson, { ...back.tokenizerConfig, clean_up_tokenization_spaces: false }, back.chatTemplate, path);
+      assertSameTokenization(tokenizer, copy, texts);
+
+      const peer = await LlamaCppPeer.open(path, { threads: 1, contextSize: 64 });
+      try {
+        for (const text of texts) {
+          assert.deepEqual(peer.tokenize(text), tokenizer.encode(text, { addBos: false }), `${name}: ${JSON.stringify(text.slice(0, 80))}`);
+        }
+      } finally {
+        await peer.close();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
