@@ -80,7 +80,8 @@ export class LlamaCppPeer {
 
   /**
    * Greedy continuation of `promptIds`: up to `maxTokens` new ids, stopping after an id of
-   * `eosIds`. Timed end to end, the prompt's evaluation included, as ppd's runs are.
+   * `eosIds` (llama.cpp's own end-of-generation stop is off, so `[]` means exactly `maxTokens`).
+   * Timed end to end, the prompt's evaluation included, as ppd's runs are.
    */
   async generate(promptIds: readonly number[], maxTokens: number, eosIds: readonly number[], predictor: Predictor = 'none'): Promise<PeerRun> {
     const tokenPredictor = this.predictor(predictor);
@@ -88,7 +89,7 @@ export class LlamaCppPeer {
     try {
       const ids: number[] = [];
       const started = performance.now();
-      for await (const token of sequence.evaluate(promptIds as Token[], { temperature: 0 })) {
+      for await (const token of sequence.evaluate(promptIds as Token[], { temperature: 0, yieldEogToken: true })) {
         ids.push(token);
         if (ids.length >= maxTokens || eosIds.includes(token)) break;
       }
@@ -97,6 +98,8 @@ export class LlamaCppPeer {
       return { ids, seconds, validated, refuted };
     } finally {
       sequence.dispose();
+      // The predictor does not dispose its draft sequence, and the draft context has one.
+      if (tokenPredictor instanceof DraftSequenceTokenPredictor) tokenPredictor.draftSequence.dispose();
     }
   }
 
