@@ -3,7 +3,8 @@
  * - the Q8_0/Q4_0 rules on hand-computed blocks, the MatMulNBits packing, partial blocks;
  * - the layout: a quantized forward with f32 products equals the naive f32 forward over the
  *   dequantized weights, for 8 and 4 bits, partial and whole blocks, tied and untied heads;
- * - blocks a source stores are used as stored (readF32 is never asked for them);
+ * - blocks a source stores are used as stored (readF32 is never asked for them), except in the
+ *   prompt-training graph, which is differentiated and reads them as f32;
  * - the int8 products (the default) stay close to the f32 model, with bounds derived below;
  * - quantize (and the product kind) are part of the compile cache key.
  */
@@ -19,6 +20,7 @@ import type { QuantizedMatmul } from '../src/model/llama-graph.ts';
 import { causalMask, LlamaModel, type ForwardOutput } from '../src/model/llama-model.ts';
 import { dequantize, quantize, type QuantizeMode } from '../src/model/quantize.ts';
 import { EMBED_TOKENS, expectedTensors, LM_HEAD } from '../src/model/weights.ts';
+import { buildPromptGraph } from '../src/ppd/prompt-graph.ts';
 import { compileGraph } from '../src/runtime/compile.ts';
 import { causalMask as naiveCausalMask, embedTokens, naiveForward, type NaiveOutput } from './reference/naive-llama.ts';
 import { assertClose, maxAbsDiff, memorySource, randomWeights, range, tinyConfig } from './helpers/tiny-model.ts';
@@ -188,6 +190,20 @@ test('blocks a source stores are used as stored, never read as f32 and never re-
   assertClose(got[0]!.logits, expected[0]!, 2e-4, 'prefill logits');
   assertClose(got[1]!.logits, expected[1]!, 2e-4, 'step logits');
   await model.release();
+});
+
+test('the prompt-training graph (differentiated) reads stored blocks as f32: no MatMulNBits in it', () => {
+  const c = tinyConfig(ALIGNED);
+  const weights = randomWeights(c, 6);
+  const stored = quantizedWeights(c, weights, 'q8');
+  const source: TensorSource = { ...memorySource(c, weights), readBlockQuantized: (name) => stored.get(name) };
+  const dir = mkdtempSync(join(tmpdir(), 'ppd-quant-prompt-'));
+  try {
+    const bytes = buildPromptGraph(c, source, { promptTokens: 2, virtualTokens: 1, prefixLength: 4, topK: 3 }, join(dir, 'model.onnx.data'));
+    assert.ok(!Buffer.from(bytes).includes('MatMulNBits'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 /** ||a - b|| / ||b|| */
