@@ -71,7 +71,8 @@ export type LinearWeights = 'f32' | 'stored' | QuantizeMode;
  *               products with int32 sums (MLAS's AVX2/AVX-512 VNNI kernels). The default: on one
  *               [2048 -> 5632] TinyLlama matrix, 2 threads, it took 0.44 ms (q8) / 0.38 ms (q4)
  *               for one row and 2.7 / 2.4 ms for 16, against 1.55 / 3.95 ms for f32 MatMul. It
- *               adds a relative error of ~0.5 % per product (test/quantize.test.ts).
+ *               adds a relative error of ~0.5 % per product (test/quantize.test.ts); on the
+ *               bundled model's held-out perplexity, +0.02 % over 'f32' products (q8 and q4).
  *   'f32' (0)   rows stay f32 against the dequantized weights: exactly an f32 forward over the
  *               dequantized weights, the reference the tests compare with. ORT 1.30's CPU kernel
  *               has no such kernel for 8-bit weights and dequantizes the whole matrix at every
