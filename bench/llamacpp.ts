@@ -19,7 +19,7 @@
  * ratios to llama.cpp plain, and greedy agreement with ppd's plain ids (the first divergence
  * when any). Note that node-llama-cpp restarts llama.cpp's compute threads on every evaluation
  * call, which costs small models much; single-thread figures are reported too for that reason.
- * Results: docs/bench/llamacpp.{json,md,svg}.
+ * Results: docs/bench/llamacpp.{json,md,svg} (llamacpp-<folder>.* for another --model).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
@@ -30,7 +30,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import { promptIds, startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/load.ts';
 import { parameterCount } from '../src/model/config.ts';
-import { loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
+import { loadGuessingPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { writeLineChart } from '../src/report/plot.ts';
 import { Progress } from '../src/report/progress.ts';
 import { defaultCacheDir } from '../src/runtime/compile.ts';
@@ -98,12 +98,16 @@ export interface ConfigurationResult {
   threads: number;
   gguf: { file: string; bytes: number };
   draftGguf: { file: string; bytes: number } | null;
+  /** The trees 'ppd + PPD' decoded with; plainChosen: this machine's calibration picked plain decoding, so trees.json stands in. */
+  ppdTrees: { file: string; budget: number; plainChosen: boolean } | null;
   results: DecoderResult[];
   load: PhaseLoad;
 }
 
 export interface LlamaCppBenchReport {
   schema: 'ppd.bench.llamacpp/1';
+  /** The reports' file name: llamacpp for the bundled model, llamacpp-<folder> for another. */
+  name: string;
   mode: 'full' | 'quick';
   command: string;
   date: string;
@@ -111,7 +115,7 @@ export interface LlamaCppBenchReport {
   machine: Machine;
   peer: { package: 'node-llama-cpp'; version: string; draft: typeof DRAFT_DEFAULTS };
   model: { dir: string; parameters: number; draftDir: string | null };
-  adapter: { dir: string; treesFile: string; budget: number } | null;
+  adapter: { dir: string } | null;
   workload: { corpusFile: string; prompts: { prompt: number; document: number; tokens: number }[]; maxTokens: number; repeats: number };
   configurations: ConfigurationResult[];
   targets: { name: string; target: string; measured: string; met: boolean }[];
@@ -121,6 +125,7 @@ export interface LlamaCppBenchReport {
 // Plan.
 
 interface Plan {
+  name: string;
   mode: 'full' | 'quick';
   outDir: string;
   modelDir: string;
@@ -155,6 +160,7 @@ function planFromArgs(argv: string[]): Plan {
   const draftCandidate = flags.draft ?? (flags.model === undefined ? DEFAULT_DRAFT : undefined);
   if (flags.draft !== undefined && !existsSync(join(flags.draft, 'config.json'))) throw new InputError(`${flags.draft}: no draft model folder here`);
   return {
+    name: flags.model === undefined ? 'llamacpp' : `llamacpp-${basename(modelDir)}`,
     mode: quick ? 'quick' : 'full',
     outDir: quick ? join(tmpdir(), 'ppd-bench-llamacpp-quick') : join(REPO_ROOT, 'docs', 'bench'),
     modelDir,
@@ -222,7 +228,8 @@ async function runConfiguration(plan: Plan, type: WeightType, threads: number, p
   const loaded = await loadModel(gguf.file, { threads, needsTokenizer: true });
   const peer = await LlamaCppPeer.open(gguf.file, { threads, contextSize: 512, draftPath: draftGguf?.file });
   try {
-    const setup = plan.adapterDir === undefined ? undefined : loadPpdSetup(loaded.config, plan.adapterDir, { threads, onNotice: () => {} });
+    const guessing = plan.adapterDir === undefined ? undefined : loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads, onNotice: () => {} });
+    const setup = guessing?.setup;
     const ctx = { loaded, setup, peer, ids: new Map(prompts.map((p) => [p.number, promptIds(loaded, p.text)])) };
     for (const d of decoders) await runDecoder(d, ctx, prompts[0]!, WARMUP_TOKENS);
 
@@ -260,7 +267,15 @@ async function runConfiguration(plan: Plan, type: WeightType, threads: number, p
         ...(d.ppd ? { tau: sum(first.map((r) => r.ids.length - 1)) / sum(first.map((r) => (r.steps ?? 1) - 1)) } : {}),
       };
     });
-    return { weightType: type, threads, gguf: { file: repoPath(gguf.file), bytes: gguf.bytes }, draftGguf: draftGguf && { file: repoPath(draftGguf.file), bytes: draftGguf.bytes }, results, load };
+    return {
+      weightType: type,
+      threads,
+      gguf: { file: repoPath(gguf.file), bytes: gguf.bytes },
+      draftGguf: draftGguf && { file: repoPath(draftGguf.file), bytes: draftGguf.bytes },
+      ppdTrees: guessing === undefined ? null : { file: repoPath(guessing.setup.treesFile ?? ''), budget: guessing.setup.trees.budget, plainChosen: guessing.plainChosen },
+      results,
+      load,
+    };
   } finally {
     await peer.close();
     await loaded.model.release();
@@ -290,26 +305,30 @@ function targets(configs: ConfigurationResult[]): LlamaCppBenchReport['targets']
   return out;
 }
 
+const PLAIN_CHOSEN_NOTE = " — this machine's calibration chose plain decoding for this thread count (so `generate --ppd` decodes plainly); the default trees show PPD itself";
+
 function markdown(r: LlamaCppBenchReport): string {
   const lines = [
     '# ppd against llama.cpp',
     '',
-    `Command: \`${r.command}\` (${r.date}, ${fmt(r.durationSeconds, 0)} s). Data: \`llamacpp.json\` beside this page.`,
+    `Command: \`${r.command}\` (${r.date}, ${fmt(r.durationSeconds, 0)} s). Data: \`${r.name}.json\` beside this page.`,
     '',
     `Model \`${r.model.dir}\` (${(r.model.parameters / 1e6).toFixed(2)}M parameters), converted to GGUF by \`ppd convert\`; both engines load the same file and decode the same prompt ids greedily, ` +
       `${r.workload.prompts.length} held-out prompts (\`${r.workload.corpusFile}\`, ${Math.min(...r.workload.prompts.map((p) => p.tokens))}–${Math.max(...r.workload.prompts.map((p) => p.tokens))} tokens) × exactly ${r.workload.maxTokens} new tokens (EOS ignored), ` +
       `median of ${r.workload.repeats} timed run${r.workload.repeats === 1 ? '' : 's'} after a warm-up; tokens/s = Σ tokens / Σ seconds, end to end (prompt included). ` +
       `Peer: ${r.peer.package} ${r.peer.version} (prebuilt CPU binary); its draft predictor uses \`${r.model.draftDir ?? 'no draft'}\` with maxTokens ${r.peer.draft.maxTokens}, minConfidence ${r.peer.draft.minConfidence} (its defaults). ` +
-      (r.adapter === null ? 'No PPD adapter: PPD not run.' : `PPD: adapter \`${r.adapter.dir}\`, trees \`${r.adapter.treesFile}\` (budget ${r.adapter.budget}${r.adapter.budget === 1 ? ': the calibration chose plain decoding on this machine' : ''}).`),
+      (r.adapter === null ? 'No PPD adapter: PPD not run.' : `PPD: adapter \`${r.adapter.dir}\`, with this machine's calibrated trees for each thread count (see each section).`),
     '',
-    '![tokens/s per decoder](llamacpp.svg)',
+    `![tokens/s per decoder](${r.name}.svg)`,
     '',
   ];
   for (const c of r.configurations) {
     lines.push(
       `## ${c.weightType}, ${c.threads} thread${c.threads === 1 ? '' : 's'}`,
       '',
-      `GGUF ${(c.gguf.bytes / 2 ** 20).toFixed(1)} MiB${c.draftGguf ? `, draft ${(c.draftGguf.bytes / 2 ** 20).toFixed(1)} MiB` : ''}. Other processes used ${otherCpu(c.load)} during the timed runs${c.load.otherCores !== null && c.load.otherCores > BUSY_MACHINE_CORES ? ' (**busy: figures suspect**)' : ''}.`,
+      `GGUF ${(c.gguf.bytes / 2 ** 20).toFixed(1)} MiB${c.draftGguf ? `, draft ${(c.draftGguf.bytes / 2 ** 20).toFixed(1)} MiB` : ''}. ` +
+        (c.ppdTrees === null ? '' : `PPD trees: \`${c.ppdTrees.file}\` (budget ${c.ppdTrees.budget})${c.ppdTrees.plainChosen ? PLAIN_CHOSEN_NOTE : ''}. `) +
+        `Other processes used ${otherCpu(c.load)} during the timed runs${c.load.otherCores !== null && c.load.otherCores > BUSY_MACHINE_CORES ? ' (**busy: figures suspect**)' : ''}.`,
       '',
       '| decoder | tokens/s | × llama.cpp | same ids as ppd plain | first divergence | predictions validated / refuted, or τ |',
       '| --- | --- | --- | --- | --- | --- |',
@@ -328,7 +347,7 @@ function markdown(r: LlamaCppBenchReport): string {
 
 async function writeReport(r: LlamaCppBenchReport, outDir: string): Promise<string[]> {
   mkdirSync(outDir, { recursive: true });
-  const paths = [join(outDir, 'llamacpp.json'), join(outDir, 'llamacpp.md'), join(outDir, 'llamacpp.svg')];
+  const paths = ['json', 'md', 'svg'].map((ext) => join(outDir, `${r.name}.${ext}`));
   writeJsonAtomic(paths[0]!, r);
   writeFileAtomic(paths[1]!, markdown(r));
   const decoders = r.configurations[0]!.results.map((x) => x.decoder);
@@ -358,7 +377,6 @@ async function main(argv: string[]): Promise<void> {
   // Prompts and the adapter's trees from a plain load of the HF folder (tokenizer and config only matter).
   const reference = await loadModel(plan.modelDir, { needsTokenizer: true, threads: 1 });
   const prompts = selectPrompts(reference, plan.prompts);
-  const setup = plan.adapterDir === undefined ? undefined : loadPpdSetup(reference.config, plan.adapterDir, { threads: plan.threadCounts[0], onNotice: () => {} });
   const parameters = parameterCount(reference.config);
   await reference.model.release();
 
@@ -376,6 +394,7 @@ async function main(argv: string[]): Promise<void> {
 
   const report: LlamaCppBenchReport = {
     schema: 'ppd.bench.llamacpp/1',
+    name: plan.name,
     mode: plan.mode,
     command: `npm run bench:llamacpp${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
     date,
@@ -383,7 +402,7 @@ async function main(argv: string[]): Promise<void> {
     machine,
     peer: { package: 'node-llama-cpp', version: '3.21.1', draft: DRAFT_DEFAULTS },
     model: { dir: repoPath(plan.modelDir), parameters, draftDir: plan.draftDir === undefined ? null : repoPath(plan.draftDir) },
-    adapter: setup === undefined ? null : { dir: repoPath(plan.adapterDir!), treesFile: repoPath(setup.treesFile ?? ''), budget: setup.trees.budget },
+    adapter: plan.adapterDir === undefined ? null : { dir: repoPath(plan.adapterDir) },
     workload: { corpusFile: repoPath(CORPUS_FILE), prompts: prompts.map((p) => ({ prompt: p.number, document: p.document, tokens: p.tokens })), maxTokens: plan.maxTokens, repeats: plan.repeats },
     configurations,
     targets: targets(configurations),

@@ -41,7 +41,7 @@ import type { FinishReason, GenerationResult } from '../src/generate/generate.ts
 import { startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/load.ts';
 import { parameterCount } from '../src/model/config.ts';
-import { loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
+import { loadGuessingPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { compileTree } from '../src/ppd/tree-buffers.ts';
 import { writeLineChart } from '../src/report/plot.ts';
 import { Progress } from '../src/report/progress.ts';
@@ -85,7 +85,8 @@ export interface PpdBenchReport {
     promptTokens: number; // N
     virtualTokens: number; // V
     attention: string;
-    trees: { file: string; budget: number; topK: number; expectedTokensPerStep: number; rowsPerTree: number[] };
+    /** plainChosen: this machine's calibration picked plain decoding, so trees.json stands in. */
+    trees: { file: string; plainChosen: boolean; budget: number; topK: number; expectedTokensPerStep: number; rowsPerTree: number[] };
   };
   workload: Workload;
   /** Greedy PPD against plain greedy: the ids must be identical. */
@@ -485,7 +486,7 @@ function markdown(r: PpdBenchReport): string {
     '| --- | --- |',
     `| model | \`${r.model.dir}\`: ${fmt(r.model.parameters / 1e6, 2)}M parameters (C = ${r.model.hiddenSize}, ${r.model.layers} layers, vocabulary ${r.model.vocabSize}), f32 |`,
     `| adapter | \`${r.adapter.dir}\`: N = ${r.adapter.promptTokens} prompt tokens × V = ${r.adapter.virtualTokens}, ${r.adapter.attention} attention |`,
-    `| trees | \`${r.adapter.trees.file}\`: budget ${r.adapter.trees.budget} rows, top-${r.adapter.trees.topK}, rows per tree (d = 0..N) ${r.adapter.trees.rowsPerTree.join(', ')}, expected ${fmt(r.adapter.trees.expectedTokensPerStep, 2)} tokens/step |`,
+    `| trees | \`${r.adapter.trees.file}\`: budget ${r.adapter.trees.budget} rows, top-${r.adapter.trees.topK}, rows per tree (d = 0..N) ${r.adapter.trees.rowsPerTree.join(', ')}, expected ${fmt(r.adapter.trees.expectedTokensPerStep, 2)} tokens/step${r.adapter.trees.plainChosen ? ' (this machine\'s calibration chose plain decoding, so these default trees stand in)' : ''} |`,
     '',
     '## Memory overhead',
     '',
@@ -557,7 +558,8 @@ async function main(argv: string[]): Promise<void> {
   const machine = describeMachine(plan.threads);
   const loaded = await loadModel(plan.modelDir, { threads: plan.threads, needsTokenizer: true });
   try {
-    const setup = loadPpdSetup(loaded.config, plan.adapterDir);
+    // The machine's calibrated trees; trees.json where the calibration chose plain decoding.
+    const { setup, plainChosen } = loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads: plan.threads });
     const prompts = selectPrompts(loaded, plan.prompts);
     process.stderr.write(
       `PPD benchmark (${plan.mode}): ${repoPath(plan.modelDir)} + ${repoPath(plan.adapterDir)}, ${prompts.length} prompts × ${plan.maxTokens} tokens × ${plan.repeats} repeat${plan.repeats === 1 ? '' : 's'}, ` +
@@ -627,7 +629,8 @@ async function main(argv: string[]): Promise<void> {
         virtualTokens: V,
         attention: setup.adapter.config.attention,
         trees: {
-          file: repoPath(join(plan.adapterDir, TREES_FILE)),
+          file: repoPath(setup.treesFile ?? join(plan.adapterDir, TREES_FILE)),
+          plainChosen,
           budget: setup.trees.budget,
           topK: setup.trees.topK,
           expectedTokensPerStep: setup.trees.expectedTokensPerStep,

@@ -14,7 +14,7 @@ import { startGeneration, type TextRequest } from '../generate/request.ts';
 import type { GenerationResult } from '../generate/generate.ts';
 import { loadModel, type LoadedModel } from '../load.ts';
 import { writeRandomModel } from '../model/random-init.ts';
-import { loadPpdSetup, TREES_FILE } from '../ppd/setup.ts';
+import { loadGuessingPpdSetup } from '../ppd/setup.ts';
 import { defaultCacheDir } from '../runtime/compile.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../tokenizer/byte-tokenizer.ts';
 import { statsLine } from './generate.ts';
@@ -72,12 +72,9 @@ export async function demoCommand(flags: { maxTokens: number }): Promise<void> {
     return;
   }
   const loaded = await loadModel(DEFAULT_MODEL);
-  let ppd = loadPpdSetup(loaded.config, DEFAULT_ADAPTER);
-  if (ppd.trees.budget === 1) {
-    // This machine's calibration measured plain decoding fastest, so `generate --ppd` decodes
-    // plainly here; the demo still shows PPD at work, with the adapter's default trees.
-    process.stderr.write(`This machine's calibration (${ppd.treesFile}) found plain decoding fastest, so \`generate --ppd\` decodes plainly here; showing PPD with the default trees (${TREES_FILE}) anyway.\n\n`);
-    ppd = loadPpdSetup(loaded.config, DEFAULT_ADAPTER, { trees: join(DEFAULT_ADAPTER, TREES_FILE) });
+  const { setup: ppd, plainChosen } = loadGuessingPpdSetup(loaded.config, DEFAULT_ADAPTER);
+  if (plainChosen) {
+    process.stderr.write(`This machine's calibration found plain decoding fastest, so \`generate --ppd\` decodes plainly here; showing PPD with the default trees (${ppd.treesFile}) anyway.\n\n`);
   }
   const request: TextRequest = { prompt: PROMPT, maxTokens: flags.maxTokens };
   await startGeneration(loaded, { ...request, maxTokens: 4 }).complete(); // warm-up

@@ -62,3 +62,15 @@ export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: Ppd
   if (notice !== undefined) (options.onNotice ?? ((line) => process.stderr.write(`${line}\n`)))(notice);
   return { adapter, trees: loadTreeSet(treesPath), treesFile: treesPath, verification: options.verification ?? 'rejection' };
 }
+
+/**
+ * The setup to show PPD at work with: the machine's own (as loadPpdSetup picks it), unless that
+ * is a budget-1 tree set — a calibration that found plain decoding fastest here, with which
+ * generation decodes plainly — then the adapter's trees.json. `plainChosen` says which happened,
+ * for the caller to tell. For demos and benchmarks that compare PPD with plain decoding.
+ */
+export function loadGuessingPpdSetup(base: LlamaConfig, adapterDir: string, options: PpdSetupOptions = {}): { setup: PpdSetup; plainChosen: boolean } {
+  const setup = loadPpdSetup(base, adapterDir, options);
+  if (setup.trees.budget > 1) return { setup, plainChosen: false };
+  return { setup: loadPpdSetup(base, adapterDir, { ...options, trees: join(adapterDir, TREES_FILE) }), plainChosen: true };
+}
