@@ -15,6 +15,9 @@
  * guesses costs against one token. After each shape, the memory bandwidth ONNX Runtime reaches
  * on a 1 GiB tensor (after, so that the peak RSS figures are the models' own).
  *
+ * The shapes, their loading and the decode and latency loops are model-timing.ts's (shared with
+ * bench:quant); the bandwidth measurement, the figures derived from it and the report are here.
+ *
  * What it is not: a test. Targets are reported as pass/fail, never asserted; a busy machine
  * makes every figure worse, so each phase also records how much CPU other processes took.
  *
@@ -25,12 +28,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../src/format/atomic.ts';
-import type { TensorSource } from '../src/format/tensor-source.ts';
 import { GraphBuilder } from '../src/graph/builder.ts';
-import { parameterCount, parseLlamaConfig, type LlamaConfig } from '../src/model/config.ts';
-import { KVCache } from '../src/model/kv-cache.ts';
-import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
-import { randomTensorSource } from '../src/model/random-init.ts';
+import { parameterCount, parseLlamaConfig } from '../src/model/config.ts';
 import { writeLineChart } from '../src/report/plot.ts';
 import { Progress } from '../src/report/progress.ts';
 import { createSession, OrtTensor } from '../src/runtime/ort.ts';
@@ -46,19 +45,32 @@ import {
   otherCpu,
   parseBenchArgs,
   pct,
-  range,
   REPO_ROOT,
   runBenchmark,
   shownPath,
   spread,
   timed,
-  tokenIds,
   warnIfBusy,
   watchLoad,
   type Machine,
   type PhaseLoad,
   type Spread,
 } from './harness.ts';
+import {
+  decodeCache,
+  DECODE_WARMUP_STEPS,
+  LATENCY_WARMUP_ROUNDS,
+  latencyRows,
+  loadRandomModel,
+  maxRssBytes,
+  measureDecode,
+  measureLatency,
+  PROMPT_ROWS,
+  SMALL,
+  TINYLLAMA,
+  type LatencyRow,
+  type RandomShape,
+} from './model-timing.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Report schema (docs/bench/engine.json). Times in milliseconds, sizes in bytes, rates per second.
@@ -109,9 +121,7 @@ export interface ShapeResult {
   latency: {
     pastRows: number;
     warmupRounds: number;
-    /** ratioToT1 = median L(T) / median L(1); ratioOfMinimums = min L(T) / min L(1), which a
-     *  busy spell of the machine disturbs less (it only ever adds time). */
-    rows: { T: number; latency: Spread; ratioToT1: number; ratioOfMinimums: number }[];
+    rows: LatencyRow[];
   };
   load: PhaseLoad;
 }
@@ -156,31 +166,12 @@ export interface TargetResult {
 // ---------------------------------------------------------------------------------------------
 // What is measured, and how often.
 
-interface ShapeSpec {
-  name: string;
-  config: Record<string, unknown>;
+interface ShapeSpec extends RandomShape {
   decodeSteps: number;
   latencyRepeats: number;
 }
 
-const LLAMA_DEFAULTS = { model_type: 'llama', vocab_size: 32000, rope_theta: 10000, rms_norm_eps: 1e-5, max_position_embeddings: 2048 };
-
-/** LLaMA-2-style dimensions at ~100M-class size (125M parameters with the untied LM head). */
-const SMALL: Omit<ShapeSpec, 'decodeSteps' | 'latencyRepeats'> = {
-  name: 'llama-125m',
-  config: { ...LLAMA_DEFAULTS, hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 12, num_key_value_heads: 4 },
-};
-/** TinyLlama-1.1B's dimensions. */
-const TINYLLAMA: Omit<ShapeSpec, 'decodeSteps' | 'latencyRepeats'> = {
-  name: 'tinyllama-1.1b',
-  config: { ...LLAMA_DEFAULTS, hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 22, num_attention_heads: 32, num_key_value_heads: 4 },
-};
-
-const PROMPT_ROWS = 64; // also the fixed past of the latency sweep
 const LATENCY_ROWS = [1, 2, 4, 8, 16, 32, 64];
-const DECODE_WARMUP_STEPS = 2;
-const LATENCY_WARMUP_ROUNDS = 1;
-const SEED = 0;
 
 const BANDWIDTH_FLOATS = 2 ** 28; // 1 GiB of f32
 const BANDWIDTH_WARMUP = 2;
@@ -220,101 +211,8 @@ function planFromArgs(argv: string[]): Plan {
   };
 }
 
-const maxRssBytes = () => process.resourceUsage().maxRSS * 1024;
-
 // ---------------------------------------------------------------------------------------------
 // Model shapes: load, decode, latency sweep.
-
-/** `source` with every read reported to `onRead` (bytes), to drive the load progress bar. */
-function reportingReads(source: TensorSource, onRead: (bytes: number) => void): TensorSource {
-  return {
-    origin: source.origin,
-    list: () => source.list(),
-    readF32: (name) => {
-      const data = source.readF32(name);
-      onRead(data.byteLength);
-      return data;
-    },
-    close: () => source.close(),
-  };
-}
-
-function argmaxRow(logits: Float32Array, row: number, V: number): number {
-  let best = 0;
-  for (let v = 1; v < V; v++) if (logits[row * V + v]! > logits[row * V + best]!) best = v;
-  return best;
-}
-
-async function loadModel(config: LlamaConfig, name: string, threads: number): Promise<{ model: LlamaModel; ms: number }> {
-  const { vocabSize: V, hiddenSize: C } = config;
-  // LlamaModel.load reads every tensor once to build the graph, then the embedding table again.
-  const totalMiB = Math.round(((parameterCount(config) + V * C) * 4) / MiB);
-  const progress = new Progress(`${name}: load`, totalMiB, 'MiB');
-  let readMiB = 0;
-  const source = reportingReads(randomTensorSource(config, SEED), (bytes) => {
-    const before = Math.round(readMiB);
-    readMiB += bytes / MiB;
-    progress.tick(Math.round(readMiB) - before);
-  });
-  const start = performance.now();
-  const model = await LlamaModel.load(config, source, { cacheDir: false, threads });
-  const ms = performance.now() - start;
-  progress.stop(`${(ms / 1000).toFixed(1)} s (weights generated, graph written, ORT session created)`);
-  return { model, ms };
-}
-
-/** Greedy decode after a prompt: returns the step times (the cache is left holding the rows). */
-async function measureDecode(model: LlamaModel, cache: KVCache, steps: number, name: string): Promise<number[]> {
-  const V = model.config.vocabSize;
-  const prompt = await model.forward({
-    embeds: model.embed(tokenIds(PROMPT_ROWS, V, 1)),
-    positions: range(PROMPT_ROWS),
-    mask: causalMask(PROMPT_ROWS, 0),
-    cache,
-  });
-  cache.append(prompt.keys, prompt.values);
-  let token = argmaxRow(prompt.logits, PROMPT_ROWS - 1, V);
-
-  const progress = new Progress(`${name}: decode`, DECODE_WARMUP_STEPS + steps, 'tok');
-  const stepMs: number[] = [];
-  for (let step = 0; step < DECODE_WARMUP_STEPS + steps; step++) {
-    const ms = await timed(async () => {
-      const out = await model.forward({ embeds: model.embed([token]), positions: [cache.length], mask: causalMask(1, cache.length), cache });
-      cache.append(out.keys, out.values);
-      token = argmaxRow(out.logits, 0, V);
-    });
-    if (step >= DECODE_WARMUP_STEPS) stepMs.push(ms);
-    progress.tick();
-  }
-  const median = spread(stepMs).medianMs;
-  progress.stop(`median step ${median.toFixed(1)} ms, ${(1000 / median).toFixed(2)} tok/s`);
-  return stepMs;
-}
-
-/**
- * L(T) for each T over a past of `cache.length` rows. Rounds go through every T in turn, so a
- * slow spell of the machine lands on all T alike instead of skewing one ratio.
- */
-async function measureLatency(model: LlamaModel, cache: KVCache, repeats: number, name: string): Promise<Map<number, number[]>> {
-  const P = cache.length;
-  const inputs = LATENCY_ROWS.map((T) => ({
-    T,
-    forward: { embeds: model.embed(tokenIds(T, model.config.vocabSize, 2)), positions: range(T, P), mask: causalMask(T, P), cache },
-  }));
-  const samples = new Map(LATENCY_ROWS.map((T) => [T, [] as number[]]));
-  const rounds = LATENCY_WARMUP_ROUNDS + repeats;
-  const progress = new Progress(`${name}: latency sweep`, rounds * inputs.length, 'fwd');
-  for (let round = 0; round < rounds; round++) {
-    for (const { T, forward } of inputs) {
-      const ms = await timed(() => model.forward(forward)); // forward never mutates the cache
-      if (round >= LATENCY_WARMUP_ROUNDS) samples.get(T)!.push(ms);
-      progress.tick();
-    }
-  }
-  const ratio = spread(samples.get(LATENCY_ROWS.at(-1)!)!).medianMs / spread(samples.get(1)!).medianMs;
-  progress.stop(`L(${LATENCY_ROWS.at(-1)})/L(1) = ${ratio.toFixed(2)}`);
-  return samples;
-}
 
 /** Everything about one shape except the bandwidth share, which needs the bandwidth. */
 type ShapeMeasurement = Omit<ShapeResult, 'decode'> & { decode: Omit<ShapeResult['decode'], 'weightBandwidthGBs' | 'bandwidthShare' | 'graphWeightBandwidthGBs' | 'graphBandwidthShare'> };
@@ -323,15 +221,14 @@ async function benchShape(spec: ShapeSpec, threads: number): Promise<ShapeMeasur
   const config = parseLlamaConfig(spec.config, `${spec.name} config`);
   const endPhase = watchLoad();
   const parameters = parameterCount(config);
-  const { model, ms: loadMs } = await loadModel(config, spec.name, threads);
+  const { model, ms: loadMs } = await loadRandomModel(config, spec.name, threads);
   const rssAfterLoadBytes = process.memoryUsage().rss;
   try {
-    const cache = new KVCache(config.numLayers, config.numKvHeads, config.headDim, PROMPT_ROWS + DECODE_WARMUP_STEPS + spec.decodeSteps);
-    const stepMs = await measureDecode(model, cache, spec.decodeSteps, spec.name);
-    cache.truncate(PROMPT_ROWS);
-    const latency = await measureLatency(model, cache, spec.latencyRepeats, spec.name);
-    const l1 = spread(latency.get(1)!);
-    const step = spread(stepMs);
+    const subject = { name: spec.name, model, cache: decodeCache(config, spec.decodeSteps) };
+    const [stepMs] = await measureDecode([subject], spec.decodeSteps, spec.name);
+    subject.cache.truncate(PROMPT_ROWS);
+    const [latency] = await measureLatency([subject], LATENCY_ROWS, spec.latencyRepeats, spec.name);
+    const step = spread(stepMs!);
     return {
       name: spec.name,
       config: spec.config,
@@ -345,10 +242,7 @@ async function benchShape(spec: ShapeSpec, threads: number): Promise<ShapeMeasur
       latency: {
         pastRows: PROMPT_ROWS,
         warmupRounds: LATENCY_WARMUP_ROUNDS,
-        rows: LATENCY_ROWS.map((T) => {
-          const s = spread(latency.get(T)!);
-          return { T, latency: s, ratioToT1: s.medianMs / l1.medianMs, ratioOfMinimums: s.minMs / l1.minMs };
-        }),
+        rows: latencyRows(latency!),
       },
       load: endPhase(),
     };
