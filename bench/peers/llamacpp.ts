@@ -85,6 +85,8 @@ export class LlamaCppPeer {
    */
   async generate(promptIds: readonly number[], maxTokens: number, eosIds: readonly number[], predictor: Predictor = 'none'): Promise<PeerRun> {
     const tokenPredictor = this.predictor(predictor);
+    // LlamaCompletion and LlamaChat hand the lookup predictor the input to search; evaluate() does not.
+    if (tokenPredictor instanceof InputLookupTokenPredictor) tokenPredictor.updateInputTokens(promptIds as Token[]);
     const sequence = this.context.getSequence(tokenPredictor === undefined ? {} : { tokenPredictor });
     try {
       const ids: number[] = [];
