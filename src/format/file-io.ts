@@ -1,15 +1,15 @@
 /**
  * Positioned whole-buffer file IO for checkpoint readers and writers: open with a FormatError
- * naming the file, read exactly (a short read means truncation), write everything, and write a
- * file atomically piece by piece (atomic.ts does it for data already in memory). Buffers over
+ * naming the file, read exactly (a short read means truncation), and write everything (atomic.ts
+ * makes whole files appear at once). Buffers over
  * 2 GiB go in chunks, as readSync/writeSync move at most 2^31 - 1 bytes per call; positions are
- * plain numbers, exact to 2^53.
- *
- * (safetensors.ts and safetensors-write.ts keep their own copies of these for now.)
+ * plain numbers, exact to 2^53. Shared by the safetensors and GGUF readers and writers.
  */
-import { closeSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { openSync, readSync, writeSync } from 'node:fs';
 import { FormatError } from '../errors.ts';
-import { IO_CHUNK_BYTES } from './safetensors.ts';
+
+/** readSync/writeSync move at most 2^31-1 bytes per call, so big buffers go in chunks. */
+export const IO_CHUNK_BYTES = 1 << 30;
 
 /** A read-only file descriptor for `path`; FormatError when it is missing or unreadable. */
 export function openForReading(path: string): number {
@@ -37,26 +37,4 @@ export function writeAll(fd: number, bytes: Uint8Array, position: number): void 
   while (done < bytes.length) {
     done += writeSync(fd, bytes, done, Math.min(bytes.length - done, IO_CHUNK_BYTES), position + done);
   }
-}
-
-/**
- * Writes `path` atomically and streaming: `fill` writes a temporary file beside it (through the
- * descriptor it is given), which is flushed to disk and renamed into place; if `fill` throws, the
- * temporary file is removed and `path` is left as it was.
- */
-export function writeAtomically<T>(path: string, fill: (fd: number) => T): T {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
-  let result: T;
-  try {
-    result = fill(fd);
-    fsyncSync(fd); // the rename must not become visible before the bytes are on disk
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(tmp, path);
-  return result;
 }

@@ -5,10 +5,11 @@
  * written out. The file appears atomically: bytes go to `<path>.tmp`, which is renamed at the end.
  * Reading lives in safetensors.ts.
  */
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { InputError } from '../errors.ts';
 import { f32ToBf16, f32ToF16 } from './half.ts';
-import { IO_CHUNK_BYTES, ITEM_SIZE } from './safetensors.ts';
+import { writeAtomically } from './atomic.ts';
+import { writeAll } from './file-io.ts';
+import { ITEM_SIZE } from './safetensors.ts';
 import type { FloatDType, TensorInfo } from './tensor-source.ts';
 
 export interface TensorToWrite extends TensorInfo {
@@ -63,20 +64,10 @@ function encode(values: Float32Array, dtype: FloatDType): Uint8Array {
   return new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength);
 }
 
-function writeAll(fd: number, bytes: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < bytes.length) {
-    done += writeSync(fd, bytes, done, Math.min(bytes.length - done, IO_CHUNK_BYTES), position + done);
-  }
-}
-
 /** Writes `entries` to a safetensors file at `path`, in the given order. */
 export function writeSafetensors(path: string, entries: TensorToWrite[], opts: WriteOptions = {}): void {
   checkEntries(path, entries);
-  const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, 'w');
-  let complete = false;
-  try {
+  writeAtomically(path, (fd) => {
     const header = encodeHeader(entries, opts.metadata);
     writeAll(fd, header, 0);
     let position = header.length;
@@ -92,11 +83,5 @@ export function writeSafetensors(path: string, entries: TensorToWrite[], opts: W
       writeAll(fd, bytes, position);
       position += bytes.length;
     }
-    fsyncSync(fd); // the rename must not become visible before the bytes are on disk
-    complete = true;
-  } finally {
-    closeSync(fd);
-    if (!complete) rmSync(tmp, { force: true });
-  }
-  renameSync(tmp, path);
+  });
 }

@@ -8,19 +8,18 @@
  * plain numbers, exact up to 2^53). Every header problem is a FormatError naming the file and the
  * tensor or field. Writing lives in safetensors-write.ts; this file only reads.
  */
-import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { dirname, join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import { bf16ToF32, f16ToF32 } from './half.ts';
+import { openForReading, readExactly } from './file-io.ts';
 import { readJsonObject } from './text-file.ts';
 import type { FloatDType, TensorInfo, TensorSource } from './tensor-source.ts';
 
 export const ITEM_SIZE: Record<FloatDType, number> = { F32: 4, F16: 2, BF16: 2 };
 /** The format's own cap on header size; a larger length means a corrupt or foreign file. */
 export const MAX_HEADER_BYTES = 100_000_000;
-/** readSync/writeSync move at most 2^31-1 bytes per call, so big tensors go in chunks. */
-export const IO_CHUNK_BYTES = 1 << 30;
 
 /** A tensor's info plus where its bytes lie, as absolute file positions [begin, end). */
 /** Safetensors hold float tensors only, so their infos say which float type. */
@@ -32,17 +31,6 @@ interface StoredTensor extends TensorInfo {
   dtype: FloatDType;
   begin: number;
   end: number;
-}
-
-/** Fills `dst` from the file at `position`; a short read means the file is truncated. */
-function readExactly(fd: number, file: string, dst: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < dst.length) {
-    const want = Math.min(dst.length - done, IO_CHUNK_BYTES);
-    const got = readSync(fd, dst, done, want, position + done);
-    if (got === 0) throw new FormatError(file, `unexpected end of file at byte ${position + done}`);
-    done += got;
-  }
 }
 
 function isSafeCount(v: unknown): v is number {
@@ -129,13 +117,7 @@ function decode(bytes: Uint8Array, dtype: FloatDType): Float32Array {
 /** Opens one .safetensors file; only its header is read now. */
 export function openSafetensors(path: string): SafetensorsSource {
   if (endianness() !== 'LE') throw new Error('ppd reads safetensors only on little-endian hosts');
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new FormatError(path, code === 'ENOENT' ? 'file not found' : `cannot open (${code ?? String(err)})`);
-  }
+  const fd = openForReading(path);
   let tensors: StoredTensor[];
   try {
     tensors = readHeader(fd, path);

@@ -11,7 +11,8 @@
  * by the caller; this file checks only that sizes and types are consistent.
  */
 import { InputError } from '../../errors.ts';
-import { writeAll, writeAtomically } from '../file-io.ts';
+import { writeAtomically } from '../atomic.ts';
+import { writeAll } from '../file-io.ts';
 import type { DType } from '../tensor-source.ts';
 import { byteSize, GGML_TYPES } from './ggml-types.ts';
 import {
