@@ -12,7 +12,8 @@ import type { GgufEntry, GgufValue } from '../src/format/gguf/types.ts';
 import { writeGguf } from '../src/format/gguf/write.ts';
 import { readJsonFile } from '../src/format/text-file.ts';
 import { expectedTensors } from '../src/model/weights.ts';
-import { ggufTokenizerEntries, tokenizerFromGguf } from '../src/tokenizer/gguf-vocab.ts';
+import { tokenizerFromGguf } from '../src/tokenizer/gguf/from-gguf.ts';
+import { ggufTokenizerEntries } from '../src/tokenizer/gguf/to-gguf.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { tinyConfig } from './helpers/tiny-model.ts';
 

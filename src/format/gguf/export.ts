@@ -1,6 +1,6 @@
 /**
  * Writing an opened model (a Hugging Face folder or another GGUF file) as a LLaMA GGUF file that
- * llama.cpp loads: its metadata (llama-config.ts), its tokenizer (gguf-vocab.ts), and its tensors
+ * llama.cpp loads: its metadata (llama-config.ts), its tokenizer (tokenizer/gguf/to-gguf.ts), and its tensors
  * under GGUF names with q_proj/k_proj rows in llama.cpp's order (llama-tensors.ts).
  *
  * Storage follows convert_hf_to_gguf.py: 1-D tensors and norms stay F32; every matrix takes the
@@ -13,7 +13,7 @@ import { basename, extname } from 'node:path';
 import { ModelError } from '../../errors.ts';
 import type { LlamaConfig } from '../../model/config.ts';
 import { EMBED_TOKENS, LM_HEAD, expectedTensors } from '../../model/weights.ts';
-import { ggufTokenizerEntries } from '../../tokenizer/gguf-vocab.ts';
+import { ggufTokenizerEntries } from '../../tokenizer/gguf/to-gguf.ts';
 import { readTokenizerJson, type ModelDir } from '../model-dir.ts';
 import { llamaGgufEntries, tokenIdEntries } from './llama-config.ts';
 import { gatherRows, ggufRowOfHfRow, ggufTensorName, invert, permutedHeads } from './llama-tensors.ts';

@@ -146,7 +146,7 @@ const QUANTIZATION_VERSION = 2;
 /**
  * Metadata entries describing `config` as llama.cpp expects them (types included: llama.cpp
  * checks that counts are u32 and floats f32). bos/eos ids are the tokenizer's entries' business
- * (gguf-vocab.ts); `tokenIdEntries` gives them from the config for files written without one.
+ * (tokenizer/gguf/); `tokenIdEntries` gives them from the config for files written without one.
  */
 export function llamaGgufEntries(config: LlamaConfig, opts: { name?: string; fileType: keyof typeof FILE_TYPE }): GgufEntry[] {
   const u32 = (name: string, value: number): GgufEntry => ({ key: K(name), type: 'u32', value });

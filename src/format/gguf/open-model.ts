@@ -2,10 +2,10 @@
  * Opening a LLaMA .gguf file as a ModelDir: everything a Hugging Face folder gives, from one file.
  * The config comes from the metadata (llama-config.ts), the tensors through llamaGgufSource
  * (checked against the config like a folder's), the end-of-generation ids from the tokenizer
- * ids llama.cpp stops at, and the tokenizer from tokenizer.ggml.* (gguf-vocab.ts).
+ * ids llama.cpp stops at, and the tokenizer from tokenizer.ggml.* (tokenizer/gguf/from-gguf.ts).
  */
 import { checkTensors } from '../../model/weights.ts';
-import { tokenizerFromGguf } from '../../tokenizer/gguf-vocab.ts';
+import { tokenizerFromGguf } from '../../tokenizer/gguf/from-gguf.ts';
 import type { ModelDir } from '../model-dir.ts';
 import { ggufEndTokenIds, llamaConfigFromGguf } from './llama-config.ts';
 import { llamaGgufSource } from './llama-source.ts';
