@@ -81,15 +81,7 @@ export function llamaTokenizerJson(pieces: readonly string[], merges: readonly s
       ],
       special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
     },
-    decoder: {
-      type: 'Sequence',
-      decoders: [
-        { type: 'Replace', pattern: { String: SPACE_PIECE }, content: ' ' },
-        { type: 'ByteFallback' },
-        { type: 'Fuse' },
-        { type: 'Strip', content: ' ', start: 1, stop: 0 },
-      ],
-    },
+    decoder: llamaDecoder(true),
     model: {
       type: 'BPE',
       dropout: null,
@@ -127,5 +119,21 @@ export function byteFallbackTokenizerConfig(): object {
     model_max_length: 4096,
     tokenizer_class: 'LlamaTokenizer',
     chat_template: CHAT_TEMPLATE,
+  };
+}
+
+/**
+ * The LLaMA-2 (SentencePiece-style) tokenizer.json decoder: "▁" back to spaces, <0xNN> tokens to
+ * bytes, and, when encoding prepended a space, that space stripped again.
+ */
+export function llamaDecoder(stripPrependedSpace: boolean): Record<string, unknown> {
+  return {
+    type: 'Sequence',
+    decoders: [
+      { type: 'Replace', pattern: { String: SPACE_PIECE }, content: ' ' },
+      { type: 'ByteFallback' },
+      { type: 'Fuse' },
+      ...(stripPrependedSpace ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : []),
+    ],
   };
 }

@@ -4,7 +4,7 @@
  */
 import { FormatError, ModelError } from '../../errors.ts';
 import type { GgufMetadata, GgufValue } from '../../format/gguf/types.ts';
-import { SPACE_PIECE } from '../byte-tokenizer.ts';
+import { llamaDecoder, SPACE_PIECE } from '../byte-tokenizer.ts';
 import { LLAMA3_SPLIT, TokenType, type Json, type Merge } from './common.ts';
 
 /** tokenizer.ggml.pre names that llama.cpp maps to LLaMA-3's split. */
@@ -71,15 +71,7 @@ function llamaFromGguf(read: MetadataReader) {
     },
     pre_tokenizer: null,
     post_processor: templateProcessor(vocab),
-    decoder: {
-      type: 'Sequence',
-      decoders: [
-        { type: 'Replace', pattern: { String: SPACE_PIECE }, content: ' ' },
-        { type: 'ByteFallback' },
-        { type: 'Fuse' },
-        ...(addSpacePrefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : []),
-      ],
-    },
+    decoder: llamaDecoder(addSpacePrefix),
     model: bpeModel(vocab.tokens, merges, { unkToken, byteFallback: true, ignoreMerges: false }),
   };
   return { tokenizerJson, tokenizerConfig: tokenizerConfig(vocab, 'LlamaTokenizer', false), chatTemplate: vocab.chatTemplate };
