@@ -42,7 +42,7 @@ import { loadModel, requireTokenizer, type LoadedModel } from '../src/load.ts';
 import { parameterCount, type LlamaConfig } from '../src/model/config.ts';
 import { ADAPTER_CONFIG } from '../src/ppd/adapter.ts';
 import { ppdDecode } from '../src/ppd/decode.ts';
-import { loadPpdSetup, type PpdSetup } from '../src/ppd/setup.ts';
+import { loadGuessingPpdSetup, type PpdSetup } from '../src/ppd/setup.ts';
 import { Progress } from '../src/report/progress.ts';
 import { Sampler, type SamplingOptions } from '../src/sampling/sampler.ts';
 import { DEFAULT_DRAFT_TOKENS, loadDraft, type DraftSetup } from '../src/spec/setup.ts';
@@ -449,7 +449,8 @@ async function main(argv: string[]): Promise<void> {
     draft = ppdSd;
     const setups: Setups = {
       target,
-      ppd: loadPpdSetup(target.config, plan.adapterDir, { verification: 'rejection', threads: plan.threads, modelDir: plan.modelDir }),
+      // The machine's calibrated trees, or trees.json where calibration chose plain decoding (the report names the file).
+      ppd: loadGuessingPpdSetup(target.config, plan.adapterDir, { verification: 'rejection', threads: plan.threads, modelDir: plan.modelDir }).setup,
       sd: { ...ppdSd, ppd: undefined },
       ppdSd,
     };
