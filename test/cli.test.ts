@@ -8,19 +8,17 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { openModelDir } from '../src/format/model-dir.ts';
 import type { LlamaConfig } from '../src/model/config.ts';
 import { writeRandomModel } from '../src/model/random-init.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { causalMask, embedTokens, naiveForward } from './reference/naive-llama.ts';
+import { assertUserError as assertUserErrorOf, runPpdOk } from './helpers/cli.ts';
 import { assertClose, range } from './helpers/tiny-model.ts';
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const EOS = 2;
 const SHAPE = {
   model_type: 'llama',
@@ -39,46 +37,9 @@ const SHAPE = {
 let work: string; // temporary root: shape.json, model/, cache/, broken model folders
 let modelDir: string;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `ppd ...args` from the repo root; resolves (never rejects) with exit code and output. */
-function ppd(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', ...args],
-      { cwd: REPO, env: { ...process.env, PPD_CACHE_DIR: join(work, 'cache') }, maxBuffer: 16 << 20 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-/** Runs and asserts success, returning stdout and stderr. */
-async function ppdOk(...args: string[]): Promise<Run> {
-  const run = await ppd(...args);
-  assert.equal(run.code, 0, `ppd ${args.join(' ')} failed:\n${run.stderr}`);
-  return run;
-}
-
-/** The user-error contract: exit 1, nothing on stdout, one `error:` line naming every culprit. */
-async function assertUserError(args: string[], culprits: string[]): Promise<void> {
-  const { code, stdout, stderr } = await ppd(...args);
-  const what = `ppd ${args.join(' ')}`;
-  assert.equal(code, 1, `${what}: exit code (stderr: ${stderr})`);
-  assert.equal(stdout, '', `${what}: stdout`);
-  assert.doesNotMatch(stderr, /\n {4}at /, `${what}: stack trace on stderr:\n${stderr}`);
-  assert.match(stderr, /^error: [^\n]+\n$/, `${what}: stderr must be one "error:" line, got:\n${stderr}`);
-  for (const culprit of culprits) {
-    assert.ok(stderr.includes(culprit), `${what}: error should name ${JSON.stringify(culprit)}, got: ${stderr.trim()}`);
-  }
-}
+/** Runs `ppd ...args` from the repo root, compiled graphs in this suite's cache. */
+const ppdOk = (...args: string[]) => runPpdOk(join(work, 'cache'), args);
+const assertUserError = (args: string[], culprits: string[]) => assertUserErrorOf(join(work, 'cache'), args, culprits);
 
 /** Every tensor of a model folder as F32, for the naive reference. */
 function readModel(dir: string): { config: LlamaConfig; weights: Map<string, Float32Array> } {

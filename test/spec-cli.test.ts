@@ -7,11 +7,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { ModelError } from '../src/errors.ts';
 import { startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/load.ts';
@@ -22,8 +20,8 @@ import { saveTreeSet } from '../src/ppd/tree.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { loadDraft, type DraftSetup } from '../src/spec/setup.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson, llamaTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
+import { runPpd } from './helpers/cli.ts';
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SHAPE = { model_type: 'llama', vocab_size: 260, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, bos_token_id: 1, eos_token_id: 2 };
 const DRAFT_SHAPE = { ...SHAPE, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 };
 const ACC = [0, 1, 2].map((i) => Array.from({ length: 4 }, (_, k) => 0.45 * Math.pow(0.5, k) * Math.pow(0.8, i)));
@@ -97,13 +95,7 @@ test('the draft must share the target vocabulary: a clear error before it is loa
 });
 
 /** Runs `ppd ...args`; resolves with exit code and output. */
-function ppd(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: REPO, env: { ...process.env, PPD_CACHE_DIR: join(work, 'cache') } }, (error, stdout, stderr) =>
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }),
-    );
-  });
-}
+const ppd = (...args: string[]) => runPpd(join(work, 'cache'), args);
 
 test('ppd generate --draft [--draft-ppd] prints plain greedy output; a vocabulary mismatch is one error line', async () => {
   const common = ['generate', '--model', targetDir, '--prompt', 'hello there', '--max-tokens', '24', '--json', '--threads', '1'];
