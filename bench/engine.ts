@@ -24,13 +24,11 @@
  * Shape legend: T = rows in one forward, P = rows in the KV cache, C = hidden size,
  * V = vocabulary, K = key/value heads, D = head dim.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../src/format/atomic.ts';
 import { GraphBuilder } from '../src/graph/builder.ts';
 import { parameterCount, parseLlamaConfig } from '../src/model/config.ts';
-import { writeLineChart } from '../src/report/plot.ts';
 import { Progress } from '../src/report/progress.ts';
 import { createSession, OrtTensor } from '../src/runtime/ort.ts';
 import {
@@ -47,6 +45,7 @@ import {
   pct,
   REPO_ROOT,
   runBenchmark,
+  writeReportFiles,
   shownPath,
   spread,
   timed,
@@ -489,20 +488,15 @@ function markdown(report: EngineReport, svgName: string): string {
   return lines.join('\n') + '\n';
 }
 
-async function writeReport(report: EngineReport, outDir: string): Promise<string[]> {
-  mkdirSync(outDir, { recursive: true });
+function writeReport(report: EngineReport, outDir: string): Promise<string[]> {
   const svgName = 'engine-latency.svg';
-  const paths = [join(outDir, svgName), join(outDir, 'engine.json'), join(outDir, 'engine.md')];
-  await writeLineChart(paths[0]!, {
+  return writeReportFiles(outDir, 'engine', report, markdown(report, svgName), svgName, {
     title: `Forward latency against rows (past ${PROMPT_ROWS} rows, ${report.machine.threadsUsed} threads)`,
     x: { title: 'T (rows in one forward)', logBase: 2 },
     y: { title: 'L(T) / L(1)' },
     series: report.shapes.map((s) => ({ name: s.name, points: s.latency.rows.map((r) => ({ x: r.T, y: r.ratioToT1 })) })),
     yRules: [{ y: TARGET_L16_RATIO, label: `target for ${TARGET_L16_SHAPE} at T = 16` }],
   });
-  writeFileAtomic(paths[1]!, JSON.stringify(report, null, 2) + '\n');
-  writeFileAtomic(paths[2]!, markdown(report, svgName));
-  return paths;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,12 +7,14 @@
  * measures and owns its report schema; JSON and Markdown are written with src/format/atomic.ts,
  * progress bars come from src/report/progress.ts.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus, release, totalmem } from 'node:os';
-import { relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { InputError, PpdError } from '../src/errors.ts';
+import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
+import { writeLineChart, type LineChart } from '../src/report/plot.ts';
 import { defaultThreads, ortVersion } from '../src/runtime/ort.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -67,6 +69,19 @@ export const repoPath = (path: string) => {
   const rel = relative(REPO_ROOT, path);
   return rel.startsWith('..') ? path : rel;
 };
+
+/**
+ * A benchmark's report, written atomically into `outDir` (made if absent): `<name>.json` (the
+ * data), `<name>.md` (the same for people) and the chart as `svgFile`. Returns the three paths.
+ */
+export async function writeReportFiles(outDir: string, name: string, report: unknown, markdown: string, svgFile: string, chart: LineChart): Promise<string[]> {
+  mkdirSync(outDir, { recursive: true });
+  const paths = [join(outDir, `${name}.json`), join(outDir, `${name}.md`), join(outDir, svgFile)];
+  writeJsonAtomic(paths[0]!, report);
+  writeFileAtomic(paths[1]!, markdown);
+  await writeLineChart(paths[2]!, chart);
+  return paths;
+}
 
 /** A written file as the user should see it: relative to the working folder when inside it. */
 export function shownPath(path: string): string {

@@ -26,12 +26,10 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { InputError } from '../src/errors.ts';
-import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import { promptIds, startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/load.ts';
 import { parameterCount } from '../src/model/config.ts';
 import { loadGuessingPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
-import { writeLineChart } from '../src/report/plot.ts';
 import { Progress } from '../src/report/progress.ts';
 import { defaultCacheDir } from '../src/runtime/compile.ts';
 import {
@@ -45,6 +43,7 @@ import {
   REPO_ROOT,
   repoPath,
   runBenchmark,
+  writeReportFiles,
   shownPath,
   spread,
   warnIfBusy,
@@ -345,13 +344,9 @@ function markdown(r: LlamaCppBenchReport): string {
   return lines.join('\n');
 }
 
-async function writeReport(r: LlamaCppBenchReport, outDir: string): Promise<string[]> {
-  mkdirSync(outDir, { recursive: true });
-  const paths = ['json', 'md', 'svg'].map((ext) => join(outDir, `${r.name}.${ext}`));
-  writeJsonAtomic(paths[0]!, r);
-  writeFileAtomic(paths[1]!, markdown(r));
+function writeReport(r: LlamaCppBenchReport, outDir: string): Promise<string[]> {
   const decoders = r.configurations[0]!.results.map((x) => x.decoder);
-  await writeLineChart(paths[2]!, {
+  return writeReportFiles(outDir, r.name, r, markdown(r), `${r.name}.svg`, {
     title: `tokens/s per decoder (${decoders.map((d, i) => `${i + 1} ${d}`).join(', ')})`,
     mark: 'bar',
     x: { title: 'decoder' },
@@ -361,7 +356,6 @@ async function writeReport(r: LlamaCppBenchReport, outDir: string): Promise<stri
       points: c.results.map((x) => ({ x: decoders.indexOf(x.decoder) + 1, y: x.tokensPerSecond })),
     })),
   });
-  return paths;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -31,19 +31,17 @@
  * Shape legend: N = prompt tokens, V = virtual tokens per prompt token, C = hidden size,
  * R = input rows of one tree step, M = tree nodes (root + candidates).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { InputError } from '../src/errors.ts';
-import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import type { FinishReason, GenerationResult } from '../src/generate/generate.ts';
 import { startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/load.ts';
 import { parameterCount } from '../src/model/config.ts';
 import { loadGuessingPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { compileTree } from '../src/ppd/tree-buffers.ts';
-import { writeLineChart } from '../src/report/plot.ts';
 import { Progress } from '../src/report/progress.ts';
 import type { SamplingOptions } from '../src/sampling/sampler.ts';
 import {
@@ -58,6 +56,7 @@ import {
   REPO_ROOT,
   repoPath,
   runBenchmark,
+  writeReportFiles,
   shownPath,
   spread,
   watchLoad,
@@ -525,13 +524,9 @@ function markdown(r: PpdBenchReport): string {
   return lines.join('\n');
 }
 
-async function writeReport(report: PpdBenchReport, outDir: string): Promise<string[]> {
-  mkdirSync(outDir, { recursive: true });
-  const paths = [join(outDir, 'ppd.json'), join(outDir, 'ppd.md'), join(outDir, SVG_NAME)];
+function writeReport(report: PpdBenchReport, outDir: string): Promise<string[]> {
   const greedy = report.comparisons[0]!;
-  writeJsonAtomic(paths[0]!, report);
-  writeFileAtomic(paths[1]!, markdown(report));
-  await writeLineChart(paths[2]!, {
+  return writeReportFiles(outDir, 'ppd', report, markdown(report), SVG_NAME, {
     title: `Greedy PPD per prompt (${report.machine.threadsUsed} threads)`,
     mark: 'bar',
     x: { title: 'prompt' },
@@ -545,7 +540,6 @@ async function writeReport(report: PpdBenchReport, outDir: string): Promise<stri
       { y: TARGETS.tau, label: `τ target ${TARGETS.tau}` },
     ],
   });
-  return paths;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@
  *
  * Shape legend: T = rows in one forward, P = rows in the KV cache.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -42,7 +42,6 @@ import { runInNewContext } from 'node:vm';
 import { DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { documentsOf, tokenizeDocuments } from '../src/data/tokenize.ts';
 import { perplexity } from '../src/eval/perplexity.ts';
-import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import { writeLlamaGguf } from '../src/format/gguf/export.ts';
 import { openModelDir } from '../src/format/model-dir.ts';
 import { loadModel, requireTokenizer, type LoadedModel } from '../src/load.ts';
@@ -50,7 +49,6 @@ import { parameterCount, parseLlamaConfig } from '../src/model/config.ts';
 import type { QuantizedMatmul } from '../src/model/llama-graph.ts';
 import type { LlamaModel } from '../src/model/llama-model.ts';
 import type { QuantizeMode } from '../src/model/quantize.ts';
-import { writeLineChart } from '../src/report/plot.ts';
 import { Progress } from '../src/report/progress.ts';
 import {
   BUSY_MACHINE_CORES,
@@ -73,6 +71,7 @@ import {
   type Machine,
   type PhaseLoad,
   type Spread,
+  writeReportFiles,
 } from './harness.ts';
 import {
   decodeCache,
@@ -584,21 +583,16 @@ function markdown(r: QuantReport): string {
   return lines.join('\n');
 }
 
-async function writeReport(report: QuantReport, outDir: string): Promise<string[]> {
-  mkdirSync(outDir, { recursive: true });
-  const paths = [join(outDir, 'quant.json'), join(outDir, 'quant.md'), join(outDir, SVG_NAME)];
+function writeReport(report: QuantReport, outDir: string): Promise<string[]> {
   const random = report.speed[0]!;
-  writeJsonAtomic(paths[0]!, report);
-  writeFileAtomic(paths[1]!, markdown(report));
   const quoted = random.name === TINYLLAMA.name ? report.reference.rows.filter((x) => x.type !== 'F16') : [];
-  await writeLineChart(paths[2]!, {
+  return writeReportFiles(outDir, 'quant', report, markdown(report), SVG_NAME, {
     title: `L(T)/L(1) per precision, ${random.name} (past ${PROMPT_ROWS} rows, ${report.machine.threadsUsed} threads)`,
     x: { title: 'T (rows in one forward)', logBase: 2 },
     y: { title: 'L(T) / L(1)' },
     series: random.precisions.map((p) => ({ name: p.precision, points: p.latency.rows.map((r) => ({ x: r.T, y: r.ratioToT1 })) })),
     yRules: quoted.map((x) => ({ y: x.l16OverL1, label: `llama.cpp ${x.type} at T = 16 (quoted, issue #8)` })),
   });
-  return paths;
 }
 
 // ---------------------------------------------------------------------------------------------
