@@ -13,7 +13,7 @@ import { documentsOf, tokenizeDocuments } from '../src/data/tokenize.ts';
 import { perplexity } from '../src/eval/perplexity.ts';
 import { startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/load.ts';
-import { loadPpdSetup } from '../src/ppd/setup.ts';
+import { DEFAULT_LOOKUP_TOKENS, loadPpdSetup } from '../src/ppd/setup.ts';
 
 let loaded: LoadedModel;
 const testText = readFileSync(join(DEFAULT_MODEL, '..', '..', 'data', 'corpus', 'test.txt'), 'utf8');
@@ -37,7 +37,9 @@ test('the bundled model scores the test slice no worse than its recorded perplex
 
 test('greedy PPD with the bundled adapter equals plain decoding on held-out prompts, several tokens per forward', async () => {
   // The default trees (budget 8), not this machine's calibrated profile: the claim is about the adapter.
-  const ppd = loadPpdSetup(loaded.config, DEFAULT_ADAPTER, { trees: join(DEFAULT_ADAPTER, 'trees.json') });
+  // Prompt tokens alone first (lookup 0), then with the default context lookup as well.
+  const ppd = loadPpdSetup(loaded.config, DEFAULT_ADAPTER, { trees: join(DEFAULT_ADAPTER, 'trees.json'), lookup: 0 });
+  const withLookup = { ...ppd, lookup: DEFAULT_LOOKUP_TOKENS };
   let tokens = 0;
   let steps = 0;
   for (const doc of documentsOf(testText).slice(0, 60).filter((_, i) => i % 12 === 0)) {
@@ -45,6 +47,8 @@ test('greedy PPD with the bundled adapter equals plain decoding on held-out prom
     const plain = await startGeneration(loaded, { prompt, maxTokens: 48 }).complete();
     const fast = await startGeneration(loaded, { prompt, maxTokens: 48, ppd }).complete();
     assert.deepEqual(fast.ids, plain.ids, `prompt ${JSON.stringify(prompt)}`);
+    const fastest = await startGeneration(loaded, { prompt, maxTokens: 48, ppd: withLookup }).complete();
+    assert.deepEqual(fastest.ids, plain.ids, `prompt ${JSON.stringify(prompt)}, with context lookup`);
     tokens += fast.stats.newTokens;
     steps += fast.stats.steps;
   }

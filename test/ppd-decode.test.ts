@@ -38,8 +38,11 @@ before(async () => {
 
 const table = () => weights.get('model.embed_tokens.weight')!;
 
-/** Greedy PPD against greedy plain decoding of `m` on `prompts` random prompts, 30 tokens each. */
-async function assertGreedyPpdMatches(m: LlamaModel, budget: number, V: 1 | 2, attention: 'ensemble' | 'decoder' | 'encoder', prompts: number): Promise<void> {
+/**
+ * Greedy PPD against greedy plain decoding of `m` on `prompts` random prompts, 30 tokens each;
+ * returns the mean tokens per step. `lookup`: context-lookup tokens per step (0 = none).
+ */
+async function assertGreedyPpdMatches(m: LlamaModel, budget: number, V: 1 | 2, attention: 'ensemble' | 'decoder' | 'encoder', prompts: number, lookup = 0): Promise<number> {
   const adapter = PromptAdapter.initialise(config, table(), [5, 6, 7], { promptTokens: 3, virtualTokens: V, attention, initText: 't' });
   const trees = buildTreeSet(ACC, { budget, promptTokens: 3, virtualTokens: V, attention });
   const rng = new Rng(budget);
@@ -48,11 +51,12 @@ async function assertGreedyPpdMatches(m: LlamaModel, budget: number, V: 1 | 2, a
   for (let p = 0; p < prompts; p++) {
     const prompt = Array.from({ length: 2 + Math.floor(rng.next() * 10) }, () => Math.floor(rng.next() * 40));
     const plain = await take(autoregressive(m, prompt, new Sampler({ temperature: 0 })), 30);
-    const ppd = await take(ppdDecode(m, prompt, { adapter, trees, sampler: new Sampler({ temperature: 0 }), onStep: (n) => ((steps += 1), (produced += n)) }), 30);
+    const ppd = await take(ppdDecode(m, prompt, { adapter, trees, lookup, sampler: new Sampler({ temperature: 0 }), onStep: (n) => ((steps += 1), (produced += n)) }), 30);
     assert.deepEqual(ppd, plain, `prompt ${prompt.join(',')}`);
   }
   // The trees must really be exercised: several tokens accepted in some steps.
-  assert.ok(produced / steps > 1.05, `mean tokens per step ${produced / steps}`);
+  if (budget > 1 || lookup > 0) assert.ok(produced / steps > 1.05, `mean tokens per step ${produced / steps}`);
+  return produced / steps;
 }
 
 for (const [label, budget, V, attention] of [
@@ -65,6 +69,15 @@ for (const [label, budget, V, attention] of [
     await assertGreedyPpdMatches(model, budget, V, attention, label === 'wide tree' ? 30 : 10);
   });
 }
+
+test('greedy PPD with a context-lookup chain equals greedy decoding, and the chain adds accepted tokens', async () => {
+  // The tiny random model's greedy text falls into loops, which the lookup proposes.
+  for (const [budget, V, attention] of [[1, 1, 'ensemble'], [8, 1, 'ensemble'], [16, 2, 'decoder']] as const) {
+    const without = await assertGreedyPpdMatches(model, budget, V, attention, 12);
+    const withLookup = await assertGreedyPpdMatches(model, budget, V, attention, 12, 6);
+    assert.ok(withLookup > without + 0.05, `budget ${budget}: ${withLookup.toFixed(2)} tokens/step with lookup, ${without.toFixed(2)} without`);
+  }
+});
 
 test('greedy PPD equals greedy decoding with 4-bit weights and int8 products (rows are quantized one by one)', async () => {
   const quantized = await LlamaModel.load(config, memorySource(config, weights), { cacheDir: false, threads: 1, quantize: 'q4' });
@@ -107,10 +120,12 @@ test('through Generation, greedy PPD stops exactly like plain decoding at EOS, s
     ];
     for (const limit of limits) {
       const plain = await new Generation(autoregressive(loaded.model, ids, new Sampler({ temperature: 0 })), tokenizer, ids.length, limit).complete();
-      const ppd = await new Generation(ppdDecode(loaded.model, ids, { adapter, trees, sampler: new Sampler({ temperature: 0 }) }), tokenizer, ids.length, limit).complete();
-      assert.deepEqual(ppd.ids, plain.ids);
-      assert.equal(ppd.text, plain.text);
-      assert.equal(ppd.stats.finishReason, plain.stats.finishReason);
+      for (const lookup of [0, 5]) {
+        const ppd = await new Generation(ppdDecode(loaded.model, ids, { adapter, trees, lookup, sampler: new Sampler({ temperature: 0 }) }), tokenizer, ids.length, limit).complete();
+        assert.deepEqual(ppd.ids, plain.ids, `lookup ${lookup}`);
+        assert.equal(ppd.text, plain.text);
+        assert.equal(ppd.stats.finishReason, plain.stats.finishReason);
+      }
     }
   }
 });
@@ -135,16 +150,20 @@ test('sampled PPD keeps the model distribution: first two tokens match exact enu
   }
 
   const runs = 3000;
-  const counts = new Array<number>(25).fill(0);
-  const sampler = new Sampler({ ...sampling, seed: 12345 });
-  for (let r = 0; r < runs; r++) {
-    const [a, b] = await take(ppdDecode(m, prompt, { adapter, trees, sampler, verification: 'rejection' }), 2);
-    counts[a! * 5 + b!]!++;
+  // Without and with a context-lookup chain (the prompt's tokens recur in a 5-token vocabulary,
+  // so the chain is proposed at every step and sits beside the tree's guesses).
+  for (const lookup of [0, 3]) {
+    const counts = new Array<number>(25).fill(0);
+    const sampler = new Sampler({ ...sampling, seed: 12345 });
+    for (let r = 0; r < runs; r++) {
+      const [a, b] = await take(ppdDecode(m, prompt, { adapter, trees, sampler, lookup, verification: 'rejection' }), 2);
+      counts[a! * 5 + b!]!++;
+    }
+    // Chi-square over cells with enough expected mass (rare cells pooled into one).
+    const { chi, cells } = chiSquare(counts, exact, runs);
+    // Fixed seed, so the statistic is one fixed number; 3x the degrees of freedom is far beyond
+    // chance for a right sampler (p < 1e-6 for df >= 10) and far below what a biased one gives.
+    assert.ok(chi < 3 * (cells - 1), `lookup ${lookup}: chi-square ${chi.toFixed(1)} over ${cells} cells`);
   }
-  // Chi-square over cells with enough expected mass (rare cells pooled into one).
-  const { chi, cells } = chiSquare(counts, exact, runs);
-  // Fixed seed, so the statistic is one fixed number; 3x the degrees of freedom is far beyond
-  // chance for a right sampler (p < 1e-6 for df >= 10) and far below what a biased one gives.
-  assert.ok(chi < 3 * (cells - 1), `chi-square ${chi.toFixed(1)} over ${cells} cells`);
   await m.release();
 });

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FormatError, InputError } from '../src/errors.ts';
 import { loadTree, loadTreeSet, parseTree, parseTreeSet, saveTree, saveTreeSet, treeRows, type PpdTree, type PpdTreeSet } from '../src/ppd/tree.ts';
-import { compileTree, type CompileOptions, type TreeBuffers } from '../src/ppd/tree-buffers.ts';
+import { compileTree, withLookupChain, type CompileOptions, type TreeBuffers } from '../src/ppd/tree-buffers.ts';
 import {
   allocatePrompts, allocatePromptsExhaustive, allocationValue, buildTreeSet, endProbabilities, expectedAcceptedLength,
   pathProbability, RESTART, topPaths,
@@ -54,6 +54,25 @@ describe('compileTree: hand-drawn trees', () => {
     assert.deepEqual([...b.nodeRows], [0, 1, 2]);
     assert.deepEqual(b.promptRows, [[], [], [[3], [4]]]);
     assert.deepEqual(b.guesses, [{ row: 1, depth: 1, rank: 0 }, { row: 2, depth: 2, rank: 0 }]);
+  });
+
+  test('a lookup chain of 2 beside root → [0] with one prompt token on the candidate', () => {
+    const base = compileTree(tree(1, 0, [[[0], 1]]), N3V1); // rows: root, [0], prompt of [0]
+    const b = withLookupChain(base, 2);
+    assert.equal(b.rows, 5);
+    assert.deepEqual(b.source.slice(3), [
+      { kind: 'lookup', node: 2, depth: 1 },
+      { kind: 'lookup', node: 3, depth: 2 },
+    ]);
+    assert.deepEqual([...b.positionOffset], [0, 1, 2, 1, 2]);
+    // The chain sees the root and its own earlier rows, nothing of the tree; the tree not the chain.
+    assert.deepEqual(maskRows(b), rowsSeeing(5, [[0], [0, 1], [0, 1, 2], [0, 3], [0, 3, 4]]));
+    assert.deepEqual(b.retrievePaths, [[0, 3, 4], [0, 1]]);
+    assert.deepEqual([...b.nodeRows], [0, 1, 3, 4]);
+    assert.deepEqual(b.promptRows, [[], [[2]], [], []]);
+    assert.deepEqual(b.guesses, base.guesses);
+    assert.equal(withLookupChain(base, 0), base);
+    assert.throws(() => withLookupChain(base, -1), InputError);
   });
 
   test('a two-level branching tree given out of order, prompt tokens on some nodes', () => {

@@ -120,13 +120,16 @@ test('greedy: partial acceptance, no acceptance, root-only tree', () => {
   assert.deepEqual(verifyGreedy(root, markov(CHAIN, root)), { acceptedNodes: [0], bonusToken: 4 });
 });
 
-test('greedy: of siblings repeating the matching token, the first is taken', () => {
-  // Nodes 1 and 2 both guess 1; only node 2 has a matching child, but node 1 comes first.
+test('greedy: of siblings repeating the matching token, the one with the longest accepted path is taken', () => {
+  // Nodes 1 and 2 both guess 1; only node 2 has a matching child (a lookup chain beside a guess).
   const nodes = tree(0, [[0, 1], [0, 1], [2, 2]]);
-  assert.deepEqual(verifyGreedy(nodes, markov(CHAIN, nodes)), { acceptedNodes: [0, 1], bonusToken: 2 });
-  // The same further down: node 2 is taken although its duplicate, node 3, has a match below.
+  assert.deepEqual(verifyGreedy(nodes, markov(CHAIN, nodes)), { acceptedNodes: [0, 2, 3], bonusToken: 3 });
+  // The same further down: node 3's match below wins over its duplicate, node 2.
   const deeper = tree(0, [[0, 1], [1, 2], [1, 2], [3, 3]]);
-  assert.deepEqual(verifyGreedy(deeper, markov(CHAIN, deeper)), { acceptedNodes: [0, 1, 2], bonusToken: 3 });
+  assert.deepEqual(verifyGreedy(deeper, markov(CHAIN, deeper)), { acceptedNodes: [0, 1, 3, 4], bonusToken: 4 });
+  // Equally long: the first in node order.
+  const tie = tree(0, [[0, 1], [0, 1]]);
+  assert.deepEqual(verifyGreedy(tie, markov(CHAIN, tie)), { acceptedNodes: [0, 1], bonusToken: 2 });
 });
 
 test('greedy: only the accepted path\'s logits are read', () => {
@@ -319,11 +322,18 @@ test('rejection: scripted draws accept iff u < residual(x) / residual mass', () 
   assert.deepEqual(run([0.61, 0.76, 0.5]), { acceptedNodes: [0], bonusToken: 2 });
 });
 
-test('rejection at temperature 0 is greedy verification', () => {
+test('rejection at temperature 0 is greedy verification (where no siblings repeat a token)', () => {
+  // With repeated siblings, greedy follows the one with the longest accepted path and rejection
+  // sampling the first one it meets (it cannot look ahead without biasing the draw).
+  const repeatsSibling = (nodes: readonly CandidateNode[]) =>
+    new Set(nodes.slice(1).map((n) => `${n.parent}:${n.token}`)).size < nodes.length - 1;
   const rng = new Rng(21);
   const greedy = samplingOptions({ temperature: 0 });
-  for (let i = 0; i < 100; i++) {
+  let compared = 0;
+  for (let i = 0; compared < 100; i++) {
     const nodes = randomTree(rng, i % 5, 5, next);
+    if (repeatsSibling(nodes)) continue;
+    compared++;
     const logits = markov(CHAIN, nodes);
     assert.deepEqual(verifyRejection(nodes, logits, greedy, rng), verifyGreedy(nodes, logits));
   }

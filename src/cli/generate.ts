@@ -26,6 +26,7 @@ export interface GenerateFlags {
   ppd?: string;
   trees?: string;
   verification?: 'typical' | 'rejection';
+  lookup?: number;
   draft?: string;
   draftPpd?: string;
   draftTokens: number;
@@ -45,7 +46,7 @@ export async function generateCommand(flags: GenerateFlags): Promise<void> {
   // --quantize applies to every model loaded here: the target and the draft.
   const runtime = { threads: flags.threads, quantize: flags.quantize };
   const loaded = await loadModel(flags.model, { ...runtime, needsTokenizer: true });
-  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, ...runtime, modelDir: flags.model }) : undefined;
+  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, ...runtime, modelDir: flags.model }) : undefined;
   const draft = flags.draft ? await loadDraft(loaded, flags.draft, { ppd: flags.draftPpd, draftTokens: flags.draftTokens, ...runtime }) : undefined;
   const generation = startGeneration(loaded, {
     ppd,

@@ -18,6 +18,7 @@ import { infoCommand, logitsCommand } from './inspect.ts';
 import { choice, collect, idList, integer, number } from './options.ts';
 import { QUANTIZE_MODES } from '../model/quantize.ts';
 import { DEFAULT_DRAFT_TOKENS } from '../spec/setup.ts';
+import { DEFAULT_LOOKUP_TOKENS } from '../ppd/setup.ts';
 
 const program = new Command('ppd')
   .description('Parallel Prompt Decoding for LLaMA-family models, on ONNX Runtime')
@@ -26,6 +27,10 @@ const program = new Command('ppd')
 const threads = () => new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: all cores)').argParser(integer(1, 1024));
 const quantize = () =>
   new Option('--quantize <mode>', 'keep linear weights in 8- or 4-bit blocks of 32 (like GGUF Q8_0/Q4_0; q4 keeps the LM head at 8 bits); weights a .gguf stores as Q8_0/Q4_0 stay as stored').argParser(choice(QUANTIZE_MODES));
+const lookup = () =>
+  new Option('--lookup <n>', 'with --ppd: most tokens per step guessed by context lookup (the tokens that followed the last few tokens where they occurred before), verified beside the tree; 0 = off')
+    .argParser(integer(0, 64))
+    .default(DEFAULT_LOOKUP_TOKENS);
 // Commands that differentiate through the model (pretrain, train-prompts, and eval-prompts,
 // whose prompt graph is a gradient graph) keep f32 weights: they refuse --quantize in one line.
 const noQuantize = () =>
@@ -49,6 +54,7 @@ program
   .option('--ppd <adapter>', 'decode with Parallel Prompt Decoding, using this adapter folder')
   .option('--trees <file>', 'tree set for --ppd (default: this machine\'s profile from `ppd calibrate`, else trees.json in the adapter folder)')
   .option('--verification <kind>', 'with --ppd and sampling: rejection (keeps the model distribution) or typical', choice(['rejection', 'typical'] as const))
+  .addOption(lookup())
   .option('--draft <path>', 'speculative decoding: this smaller model (folder or .gguf, same tokenizer) drafts, --model verifies')
   .option('--draft-ppd <adapter>', 'with --draft: the draft drafts with Parallel Prompt Decoding, using this adapter folder')
   .option('--draft-tokens <k>', 'with --draft: most tokens drafted per step (adapts within 1..k)', integer(1, 64), DEFAULT_DRAFT_TOKENS)
@@ -63,6 +69,7 @@ program
   .option('--ppd <adapter>', 'decode with Parallel Prompt Decoding using this adapter folder (requests may send "ppd": false)')
   .option('--trees <file>', 'tree set for --ppd (default: this machine\'s profile from `ppd calibrate`, else trees.json in the adapter folder)')
   .option('--verification <kind>', 'with --ppd and sampling: rejection (keeps the model distribution) or typical', choice(['rejection', 'typical'] as const))
+  .addOption(lookup())
   .option('--host <address>', 'address to listen on (beyond loopback, set --api-key)', '127.0.0.1')
   .option('--port <n>', 'port to listen on (0: any free port)', integer(0, 65535), 8080)
   .addOption(new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1/* and /metrics').env('PPD_API_KEY'))

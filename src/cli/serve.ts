@@ -15,6 +15,7 @@ export interface ServeFlags {
   ppd?: string;
   trees?: string;
   verification?: 'typical' | 'rejection';
+  lookup?: number;
   host: string;
   port: number;
   apiKey?: string;
@@ -35,7 +36,7 @@ function isLoopback(host: string): boolean {
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   const loaded = await loadModel(flags.model, { threads: flags.threads, quantize: flags.quantize, needsTokenizer: true });
-  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, threads: flags.threads, quantize: flags.quantize, modelDir: flags.model }) : undefined;
+  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, threads: flags.threads, quantize: flags.quantize, modelDir: flags.model }) : undefined;
   const app = buildServer({
     loaded,
     ppd,

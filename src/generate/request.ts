@@ -48,8 +48,9 @@ export function startGeneration(loaded: LoadedModel, request: TextRequest): Gene
   if (request.ppd && request.draft) throw new InputError('PPD on the target and a draft model cannot be combined; give the draft its own PPD adapter instead');
   const onStep = request.onStep;
   // A tree set of budget 1 has no room for guesses: it is how a calibration says plain decoding
-  // is fastest on this machine, and plain decoding does that step without PPD's bookkeeping.
-  const ppd = request.ppd && request.ppd.trees.budget > 1 ? request.ppd : undefined;
+  // is fastest on this machine, and plain decoding does that step without PPD's bookkeeping,
+  // unless a context lookup still adds its chain of guesses to every step.
+  const ppd = request.ppd && (request.ppd.trees.budget > 1 || (request.ppd.lookup ?? 0) > 0) ? request.ppd : undefined;
   const stream = request.draft
     ? speculativeDecode(loaded.model, ids, { draft: request.draft, sampler, onStep: onStep && ((step) => onStep(step.tokens)) })
     : ppd

@@ -20,7 +20,9 @@ import type { PromptAdapter } from './adapter.ts';
 import { topKIndices } from './distill.ts';
 import { promptVisibility } from './prompt-mask.ts';
 import type { PpdTreeSet } from './tree.ts';
-import { compileTree, type TreeBuffers } from './tree-buffers.ts';
+import { compileTree, withLookupChain, type TreeBuffers } from './tree-buffers.ts';
+import { ContextLookup } from './lookup.ts';
+import { DraftLength } from '../spec/draft-length.ts';
 import { verifyGreedy, verifyRejection, verifyTypical, type CandidateNode, type Verdict } from './verify.ts';
 
 export type Verification = 'greedy' | 'typical' | 'rejection';
@@ -34,6 +36,19 @@ export interface PpdOptions {
   verification?: Exclude<Verification, 'greedy'>;
   /** Called after each step with the number of tokens it produced (for stats and the UI). */
   onStep?: (accepted: number) => void;
+  /**
+   * Most tokens a context lookup (lookup.ts) may add per step as a chain of candidates beside
+   * the tree; 0 or absent: none. How many it proposes adapts within 1..lookup to how many the
+   * model has been accepting (DraftLength).
+   */
+  lookup?: number;
+}
+
+/** How many leading entries of `a` and `b` agree. */
+function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  let n = 0;
+  while (n < a.length && n < b.length && a[n] === b[n]) n++;
+  return n;
 }
 
 /** Averaged logits of each prompt token: rows[i][j] → [count, V] (i < count). */
@@ -62,8 +77,12 @@ function checkTrees(adapter: PromptAdapter, trees: PpdTreeSet): void {
  */
 export class PpdDecoder {
   private readonly buffers: TreeBuffers[];
+  /** buffers[d] with a lookup chain of length l, by `${d}:${l}`. */
+  private readonly chainBuffers = new Map<string, TreeBuffers>();
   private readonly cache: KVCache;
   private readonly V: number;
+  /** The cached tokens (for context lookup) and the lookup's adaptive length; absent without lookup. */
+  private readonly lookup?: { context: ContextLookup; length: DraftLength };
 
   constructor(
     private readonly model: LlamaModel,
@@ -74,6 +93,8 @@ export class PpdDecoder {
     this.buffers = o.trees.trees.map((tree) => compileTree(tree, { promptTokens: N, virtualTokens, attention }));
     this.cache = newCache(model);
     this.V = model.config.vocabSize;
+    if (o.lookup !== undefined && !(Number.isInteger(o.lookup) && o.lookup >= 0)) throw new InputError(`lookup must be an integer >= 0 (most tokens per step), got ${o.lookup}`);
+    if (o.lookup !== undefined && o.lookup > 0) this.lookup = { context: new ContextLookup(), length: new DraftLength(o.lookup) };
   }
 
   /** Rows held in the cache (tokens whose keys/values are kept). */
@@ -84,6 +105,16 @@ export class PpdDecoder {
   /** Drops every cached row at index >= length (rolling back to an accepted prefix). */
   truncate(length: number): void {
     this.cache.truncate(length);
+    this.lookup?.context.truncate(length);
+  }
+
+  /** The step buffers for d guessing positions and a lookup chain of `chain` tokens. */
+  private buffersFor(d: number, chain: number): TreeBuffers {
+    if (chain === 0) return this.buffers[d]!;
+    const key = `${d}:${chain}`;
+    let b = this.chainBuffers.get(key);
+    if (b === undefined) this.chainBuffers.set(key, (b = withLookupChain(this.buffers[d]!, chain)));
+    return b;
   }
 
   private get N(): number {
@@ -133,6 +164,7 @@ export class PpdDecoder {
       }
       const out = await this.model.forward({ embeds, positions, mask, cache: this.cache });
       this.cache.append(out.keys, out.values, slice.map((_, i) => i));
+      this.lookup?.context.push(...ids);
       const promptRows = Array.from({ length: this.N }, (_, i) => Array.from({ length: Vt }, (_, j) => T + i * Vt + j));
       return {
         logits: out.logits.slice((T - 1) * this.V, T * this.V),
@@ -147,7 +179,8 @@ export class PpdDecoder {
    */
   async step(root: number, guesses: number[][]): Promise<{ verdict: Verdict; tokens: number[]; logits: Float32Array[]; guesses: number[][] }> {
     const d = guesses.length;
-    const b = this.buffers[d]!;
+    const chain = this.lookup ? this.lookup.context.propose(root, this.lookup.length.current) : [];
+    const b = this.buffersFor(d, chain.length);
     const { adapter } = this.o;
     const C = this.model.config.hiddenSize;
     const P = this.cache.length;
@@ -155,6 +188,7 @@ export class PpdDecoder {
 
     const tokenOfRow = new Map<number, number>([[0, root]]);
     for (const g of b.guesses) tokenOfRow.set(g.row, guesses[g.depth - 1]![g.rank]!);
+    b.source.forEach((src, r) => src.kind === 'lookup' && tokenOfRow.set(r, chain[src.depth - 1]!));
     const embeds = new Float32Array(b.rows * C);
     b.source.forEach((src, r) => {
       const row = src.kind === 'prompt' ? adapter.row(src.prompt, src.virtual) : this.model.embed([tokenOfRow.get(r)!]);
@@ -193,7 +227,12 @@ export class PpdDecoder {
     const lastRow = acceptedRows[acceptedRows.length - 1]!;
     const lastNode = b.source[lastRow]!.node;
     const nextGuesses = this.guessLists(promptLogits(out.logits, b.promptRows[lastNode]!, this.V));
-    const tokens = [...verdict.acceptedNodes.slice(1).map((n) => nodes[n]!.token), verdict.bonusToken];
+    const accepted = verdict.acceptedNodes.slice(1).map((n) => nodes[n]!.token);
+    if (this.lookup) {
+      this.lookup.context.push(root, ...accepted);
+      if (chain.length > 0) this.lookup.length.update(commonPrefix(chain, accepted), chain.length);
+    }
+    const tokens = [...accepted, verdict.bonusToken];
     return { verdict, tokens, logits: verdict.acceptedNodes.map(logitsOf), guesses: nextGuesses };
   }
 

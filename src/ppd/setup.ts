@@ -17,6 +17,12 @@ import type { Verification } from './decode.ts';
 
 export const TREES_FILE = 'trees.json';
 export const ACCURACY_FILE = 'accuracy.json';
+/**
+ * Context-lookup tokens per step unless told otherwise (`--lookup`). On the bundled model, 2
+ * threads, greedy: 8 gave 1.74x plain decoding with the budget-1 profile, 4 gave 1.63x
+ * (bench:ppd has the current figures).
+ */
+export const DEFAULT_LOOKUP_TOKENS = 8;
 
 export interface PpdSetup {
   adapter: PromptAdapter;
@@ -25,12 +31,16 @@ export interface PpdSetup {
   treesFile?: string;
   /** Verification when sampling (greedy decoding always verifies greedily). */
   verification: Exclude<Verification, 'greedy'>;
+  /** Most context-lookup tokens per step (PpdOptions.lookup); absent or 0: none. */
+  lookup?: number;
 }
 
 export interface PpdSetupOptions {
   /** A tree-set file; wins over any hardware profile. */
   trees?: string;
   verification?: PpdSetup['verification'];
+  /** Most context-lookup tokens per step (default DEFAULT_LOOKUP_TOKENS; 0 = none). */
+  lookup?: number;
   /** ONNX Runtime threads the model runs with (default: defaultThreads()): part of the machine signature. */
   threads?: number;
   /** The model's weight quantization (`--quantize`), absent for f32: part of the machine signature too. */
@@ -60,7 +70,13 @@ export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: Ppd
     throw new FormatError(treesPath, `no tree set; build one with \`ppd tree build --accuracies ${join(adapterDir, ACCURACY_FILE)} --budget N --out ${treesPath}\``);
   }
   if (notice !== undefined) (options.onNotice ?? ((line) => process.stderr.write(`${line}\n`)))(notice);
-  return { adapter, trees: loadTreeSet(treesPath), treesFile: treesPath, verification: options.verification ?? 'rejection' };
+  return {
+    adapter,
+    trees: loadTreeSet(treesPath),
+    treesFile: treesPath,
+    verification: options.verification ?? 'rejection',
+    lookup: options.lookup ?? DEFAULT_LOOKUP_TOKENS,
+  };
 }
 
 /**

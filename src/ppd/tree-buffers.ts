@@ -24,7 +24,9 @@ export interface CompileOptions {
 export type RowSource =
   | { kind: 'root'; node: 0 }
   | { kind: 'candidate'; node: number; depth: number; rank: number }
-  | { kind: 'prompt'; node: number; prompt: number; virtual: number };
+  | { kind: 'prompt'; node: number; prompt: number; virtual: number }
+  /** Token `depth` of a context-lookup chain hanging from the root (see withLookupChain). */
+  | { kind: 'lookup'; node: number; depth: number };
 
 export interface TreeBuffers {
   /** R. */
@@ -124,4 +126,35 @@ export function compileTree(tree: PpdTree, options: CompileOptions): TreeBuffers
   const retrievePaths = rowNode.filter((node) => !hasChild.has(node)).map((node) => [...ancestorRows[node]!]);
 
   return { rows: R, source, positionOffset: Int32Array.from(offsets), mask, retrievePaths, nodeRows, promptRows, guesses };
+}
+
+/**
+ * The buffers of `b` plus a chain of `length` context-lookup rows (lookup.ts) hanging from the
+ * root: row R + j holds the chain's token j + 1 at offset j + 1 and sees the root and the chain
+ * rows before it. Chain nodes carry no prompt tokens (a step that accepts the chain's end takes
+ * the next tree for 0 guessing positions). The chain's path comes first in `retrievePaths`, so
+ * where a chain token equals a tree guess the verifiers meet the chain's node first.
+ */
+export function withLookupChain(b: TreeBuffers, length: number): TreeBuffers {
+  if (!(Number.isInteger(length) && length >= 0)) throw new InputError(`lookup chain length must be an integer >= 0, got ${length}`);
+  if (length === 0) return b;
+  const R = b.rows + length;
+  const M = b.nodeRows.length;
+  const mask = new Uint8Array(R * R);
+  for (let r = 0; r < b.rows; r++) mask.set(b.mask.subarray(r * b.rows, (r + 1) * b.rows), r * R);
+  const chainRows = Array.from({ length }, (_, j) => b.rows + j);
+  chainRows.forEach((row, j) => {
+    mask[row * R] = 1;
+    for (let k = 0; k <= j; k++) mask[row * R + chainRows[k]!] = 1;
+  });
+  return {
+    rows: R,
+    source: [...b.source, ...chainRows.map((_, j): RowSource => ({ kind: 'lookup', node: M + j, depth: j + 1 }))],
+    positionOffset: Int32Array.from([...b.positionOffset, ...chainRows.map((_, j) => j + 1)]),
+    mask,
+    retrievePaths: [[0, ...chainRows], ...b.retrievePaths],
+    nodeRows: Int32Array.from([...b.nodeRows, ...chainRows]),
+    promptRows: [...b.promptRows, ...chainRows.map(() => [])],
+    guesses: b.guesses,
+  };
 }

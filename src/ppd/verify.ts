@@ -60,24 +60,31 @@ export interface TypicalOptions {
 }
 
 /**
- * Greedy verification. From the root, descend into the child whose token is the argmax of the
- * current node's logits (the first such child if siblings repeat a token) until none matches; the
- * bonus token is the argmax at the last accepted node. Each emitted token is then exactly what
- * greedy autoregressive decoding would emit at that position, so greedy PPD equals greedy
- * decoding token for token. Only the accepted path's logits are read.
+ * Greedy verification. From the root, descend into a child whose token is the argmax of the
+ * current node's logits until none matches; the bonus token is the argmax at the last accepted
+ * node. Each emitted token is then exactly what greedy autoregressive decoding would emit at that
+ * position, so greedy PPD equals greedy decoding token for token. Where siblings repeat a token
+ * (a context-lookup chain beside the tree's guesses), every such child is followed and the
+ * longest accepted path is kept (the first in child order among equally long ones): the tokens
+ * are the same either way, only how many are accepted differs. Only logits on matching paths are
+ * read.
  */
 export function verifyGreedy(nodes: readonly CandidateNode[], logitsOf: LogitsOf): Verdict {
   const children = childrenOf(nodes);
-  const acceptedNodes = [0];
-  let node = 0;
-  for (;;) {
+  // The longest accepted chain below `node` (excluding it), and the argmax at its end.
+  const longestBelow = (node: number): { chain: number[]; bonusToken: number } => {
     const logits = logitsOf(node);
     const best = argmax(logits);
-    const next = children[node].find((c) => tokenIn(nodes, c, logits.length) === best);
-    if (next === undefined) return { acceptedNodes, bonusToken: best };
-    acceptedNodes.push(next);
-    node = next;
-  }
+    let result = { chain: [] as number[], bonusToken: best };
+    for (const child of children[node]) {
+      if (tokenIn(nodes, child, logits.length) !== best) continue;
+      const below = longestBelow(child);
+      if (below.chain.length + 1 > result.chain.length) result = { chain: [child, ...below.chain], bonusToken: below.bonusToken };
+    }
+    return result;
+  };
+  const { chain, bonusToken } = longestBelow(0);
+  return { acceptedNodes: [0, ...chain], bonusToken };
 }
 
 /**
@@ -180,7 +187,10 @@ export function typicalThreshold(probs: Float32Array, epsilon: number, delta: nu
  * The next position then starts from a node whose logits are the model's given the whole
  * emitted prefix: the accepted child if one was (its subtree is fixed data, independent of the
  * draws), else the next step's root. So, by the chain rule, every emitted sequence has exactly
- * the probability the model's sampler would give it. Temperature 0 reduces to `verifyGreedy`.
+ * the probability the model's sampler would give it. Where siblings repeat a token, the first
+ * one tried is the one descended into (the decoder lists a context-lookup chain first for that
+ * reason); temperature 0 then reduces to `verifyGreedy` except that greedy verification follows
+ * the repeat with the longest accepted path.
  */
 export function verifyRejection(
   nodes: readonly CandidateNode[],
