@@ -16,10 +16,11 @@
  * evenly spaced over the split (its documents come grouped by source, so the first few are all
  * Bible chapters), each cut at a sentence (else word) end to 32–64 tokens, skipping on to the next
  * document where one ends before that (a whole document invites EOS). Every prompt is generated
- * by five decoders: plain and PPD greedy; plain, PPD with rejection verification (distribution-
- * preserving) and PPD with typical acceptance, sampling at temperature 0.8, top-p 0.95 with a
- * fixed seed per prompt. The runs of one prompt are interleaved (plain, PPD, plain, PPD, ...;
- * the order reversed every other round) so that both sides share the machine's noise, after one
+ * by eight decoders: greedy plain, PPD, PPD + context lookup and context lookup alone; sampling
+ * at temperature 0.8, top-p 0.95 with a fixed seed per prompt, plain, PPD with rejection
+ * verification (distribution-preserving) without and with context lookup, and PPD with typical
+ * acceptance. The runs of one prompt are interleaved (the decoders in turn, the order
+ * reversed every other round) so that both sides share the machine's noise, after one
  * warm-up generation per decoder. Times are end to end (prefill included), as `Generation` reports
  * them; EOS ends a generation as it would for a user, so new-token counts are reported too.
  *
@@ -40,7 +41,8 @@ import type { FinishReason, GenerationResult } from '../src/generate/generate.ts
 import { startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/load.ts';
 import { parameterCount } from '../src/model/config.ts';
-import { loadGuessingPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
+import { DEFAULT_LOOKUP_TOKENS, loadGuessingPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
+import { buildTreeSet } from '../src/ppd/tree-builder.ts';
 import { compileTree } from '../src/ppd/tree-buffers.ts';
 import { Progress } from '../src/report/progress.ts';
 import type { SamplingOptions } from '../src/sampling/sampler.ts';
@@ -71,7 +73,7 @@ import { CORPUS_FILE, selectPrompts, type Prompt } from './prompts.ts';
 // shares as fractions (0.0001 = 0.01 %).
 
 export interface PpdBenchReport {
-  schema: 'ppd.bench.ppd/1';
+  schema: 'ppd.bench.ppd/2';
   mode: 'full' | 'quick';
   command: string;
   /** ISO 8601, when the run started. */
@@ -88,8 +90,8 @@ export interface PpdBenchReport {
     trees: { file: string; plainChosen: boolean; budget: number; topK: number; expectedTokensPerStep: number; rowsPerTree: number[] };
   };
   workload: Workload;
-  /** Greedy PPD against plain greedy: the ids must be identical. */
-  greedyIdentity: { prompts: number; identical: number; mismatches: Mismatch[] };
+  /** Every greedy PPD run (each prompt, each greedy comparison) against plain greedy: the ids must be identical. */
+  greedyIdentity: { runs: number; identical: number; mismatches: Mismatch[] };
   comparisons: Comparison[];
   memory: MemoryOverhead;
   training: TrainingRecord;
@@ -110,7 +112,15 @@ export interface Workload {
   sampling: { temperature: number; topP: number; topK: number; seedOfPrompt: string };
 }
 
-export type DecoderId = 'greedy-plain' | 'greedy-ppd' | 'sampled-plain' | 'sampled-ppd-rejection' | 'sampled-ppd-typical';
+export type DecoderId =
+  | 'greedy-plain'
+  | 'greedy-ppd'
+  | 'greedy-ppd-lookup'
+  | 'greedy-lookup'
+  | 'sampled-plain'
+  | 'sampled-ppd-rejection'
+  | 'sampled-ppd-rejection-lookup'
+  | 'sampled-ppd-typical';
 
 /** One decoder on one prompt. Token counts are the same in every repeat (checked: `reproducible`). */
 export interface RunResult {
@@ -147,8 +157,16 @@ export interface PromptComparison {
   identical: boolean;
 }
 
+export type ComparisonName =
+  | 'greedy'
+  | 'greedy, PPD + context lookup'
+  | 'greedy, context lookup alone'
+  | 'sampling, rejection verification'
+  | 'sampling, rejection verification + context lookup'
+  | 'sampling, typical acceptance';
+
 export interface Comparison {
-  name: 'greedy' | 'sampling, rejection verification' | 'sampling, typical acceptance';
+  name: ComparisonName;
   plain: DecoderId;
   ppd: DecoderId;
   sampling: Pick<SamplingOptions, 'temperature' | 'topP' | 'topK'>;
@@ -176,6 +194,8 @@ export interface Aggregate {
 }
 
 export interface Mismatch {
+  /** Which greedy comparison (its PPD decoder against plain greedy). */
+  decoding: ComparisonName;
   prompt: number;
   document: number;
   /** First position where the ids differ (the shorter length when one is a prefix of the other). */
@@ -275,30 +295,55 @@ function planFromArgs(argv: string[]): Plan {
 // ---------------------------------------------------------------------------------------------
 // Decoding runs.
 
+/**
+ * Where a PPD decoder's guesses come from: the prompt tokens' trees alone (the method as the
+ * paper has it, which the targets are about), those trees plus a context-lookup chain
+ * (src/ppd/lookup.ts, DEFAULT_LOOKUP_TOKENS per step, what `generate --ppd` adds by default), or
+ * the lookup chain alone (a root-only tree set: no prompt-token rows).
+ */
+type Guesses = 'prompt' | 'prompt+lookup' | 'lookup';
+
 interface Decoder {
   id: DecoderId;
   sampled: boolean;
   /** PPD with this verification ('greedy' when not sampling); absent for plain decoding. */
   ppd?: 'greedy' | 'rejection' | 'typical';
+  guesses?: Guesses;
 }
 
 const DECODERS: readonly Decoder[] = [
   { id: 'greedy-plain', sampled: false },
-  { id: 'greedy-ppd', sampled: false, ppd: 'greedy' },
+  { id: 'greedy-ppd', sampled: false, ppd: 'greedy', guesses: 'prompt' },
+  { id: 'greedy-ppd-lookup', sampled: false, ppd: 'greedy', guesses: 'prompt+lookup' },
+  { id: 'greedy-lookup', sampled: false, ppd: 'greedy', guesses: 'lookup' },
   { id: 'sampled-plain', sampled: true },
-  { id: 'sampled-ppd-rejection', sampled: true, ppd: 'rejection' },
-  { id: 'sampled-ppd-typical', sampled: true, ppd: 'typical' },
+  { id: 'sampled-ppd-rejection', sampled: true, ppd: 'rejection', guesses: 'prompt' },
+  { id: 'sampled-ppd-rejection-lookup', sampled: true, ppd: 'rejection', guesses: 'prompt+lookup' },
+  { id: 'sampled-ppd-typical', sampled: true, ppd: 'typical', guesses: 'prompt' },
 ];
 
 const COMPARISONS: readonly Pick<Comparison, 'name' | 'plain' | 'ppd' | 'preservesDistribution'>[] = [
   { name: 'greedy', plain: 'greedy-plain', ppd: 'greedy-ppd', preservesDistribution: true },
+  { name: 'greedy, PPD + context lookup', plain: 'greedy-plain', ppd: 'greedy-ppd-lookup', preservesDistribution: true },
+  { name: 'greedy, context lookup alone', plain: 'greedy-plain', ppd: 'greedy-lookup', preservesDistribution: true },
   { name: 'sampling, rejection verification', plain: 'sampled-plain', ppd: 'sampled-ppd-rejection', preservesDistribution: true },
+  { name: 'sampling, rejection verification + context lookup', plain: 'sampled-plain', ppd: 'sampled-ppd-rejection-lookup', preservesDistribution: true },
   { name: 'sampling, typical acceptance', plain: 'sampled-plain', ppd: 'sampled-ppd-typical', preservesDistribution: false },
 ];
+const GREEDY_COMPARISONS: readonly ComparisonName[] = ['greedy', 'greedy, PPD + context lookup', 'greedy, context lookup alone'];
+
+/** The setup a decoder runs with: `setup`'s trees and/or a lookup chain. */
+function setupFor(setup: PpdSetup, guesses: Guesses): PpdSetup {
+  if (guesses === 'prompt') return { ...setup, lookup: 0 };
+  if (guesses === 'prompt+lookup') return { ...setup, lookup: DEFAULT_LOOKUP_TOKENS };
+  const { promptTokens, virtualTokens, attention } = setup.adapter.config;
+  const rootOnly = buildTreeSet(Array.from({ length: promptTokens }, () => [0]), { budget: 1, promptTokens, virtualTokens, attention });
+  return { ...setup, trees: rootOnly, lookup: DEFAULT_LOOKUP_TOKENS };
+}
 
 async function generate(loaded: LoadedModel, setup: PpdSetup, decoder: Decoder, prompt: Prompt, maxTokens: number): Promise<GenerationResult> {
   const sampling = decoder.sampled ? { ...SAMPLING, seed: SEED_BASE + prompt.number } : { ...GREEDY, seed: 0 };
-  const ppd = decoder.ppd === undefined ? undefined : { ...setup, verification: decoder.ppd === 'typical' ? ('typical' as const) : ('rejection' as const) };
+  const ppd = decoder.ppd === undefined ? undefined : { ...setupFor(setup, decoder.guesses!), verification: decoder.ppd === 'typical' ? ('typical' as const) : ('rejection' as const) };
   // EOS is ignored: every run produces exactly maxTokens, so the runs measure speed comparably.
   return startGeneration({ ...loaded, eosIds: [] }, { prompt: prompt.text, maxTokens, sampling, ppd }).complete();
 }
@@ -361,10 +406,10 @@ function aggregate(prompts: PromptComparison[]): Aggregate {
   };
 }
 
-function firstMismatch(prompt: Prompt, plain: readonly number[], ppd: readonly number[]): Mismatch {
+function firstMismatch(decoding: ComparisonName, prompt: Prompt, plain: readonly number[], ppd: readonly number[]): Mismatch {
   let position = 0;
   while (position < Math.min(plain.length, ppd.length) && plain[position] === ppd[position]) position++;
-  return { prompt: prompt.number, document: prompt.document, position, plainId: plain[position] ?? null, ppdId: ppd[position] ?? null, plainTokens: plain.length, ppdTokens: ppd.length };
+  return { decoding, prompt: prompt.number, document: prompt.document, position, plainId: plain[position] ?? null, ppdId: ppd[position] ?? null, plainTokens: plain.length, ppdTokens: ppd.length };
 }
 
 /** What PPD keeps in memory besides the model: the prompt embeddings and each tree's step buffers. */
@@ -395,7 +440,12 @@ function trainingRecord(loaded: LoadedModel, setup: PpdSetup): TrainingRecord {
   return { trainableParameters: parameters, shareOfBase: share, trainSeconds: numberOrNull('trainSeconds'), wallSeconds: numberOrNull('wallSeconds'), steps: numberOrNull('steps') };
 }
 
-function targets(greedy: Aggregate, memory: MemoryOverhead): TargetResult[] {
+function comparisonNamed(comparisons: readonly Comparison[], name: ComparisonName): Comparison {
+  return comparisons.find((c) => c.name === name)!;
+}
+
+/** The issue's targets for PPD as the paper has it (prompt tokens alone), and the same two with the context lookup added. */
+function targets(greedy: Aggregate, withLookup: Aggregate, memory: MemoryOverhead): TargetResult[] {
   const target = (name: string, value: number, comparison: '>=' | '<=', threshold: number, unit: TargetResult['unit']): TargetResult => ({
     name,
     value,
@@ -407,6 +457,8 @@ function targets(greedy: Aggregate, memory: MemoryOverhead): TargetResult[] {
   return [
     target('τ, greedy PPD (tokens per step, mean over prompts)', greedy.tauMean, '>=', TARGETS.tau, 'tokens/step'),
     target('speedup, greedy (median over prompts)', greedy.speedupMedian, '>=', TARGETS.speedup, 'x'),
+    target('τ, greedy PPD + context lookup (not PPD alone)', withLookup.tauMean, '>=', TARGETS.tau, 'tokens/step'),
+    target('speedup, greedy PPD + context lookup (not PPD alone)', withLookup.speedupMedian, '>=', TARGETS.speedup, 'x'),
     target('memory overhead, share of the f32 weights', memory.share, '<=', TARGETS.memoryShare, 'share'),
   ];
 }
@@ -419,13 +471,15 @@ const shown = (value: number, unit: TargetResult['unit']) => (unit === 'share' ?
 
 function identityLine(r: PpdBenchReport): string {
   const g = r.greedyIdentity;
-  if (g.mismatches.length === 0) return `**Greedy PPD output is identical to plain greedy decoding on all ${g.prompts} prompts** (token ids compared).`;
-  const where = g.mismatches.map((m) => `prompt ${m.prompt} at token ${m.position} (plain ${m.plainId ?? 'end'}, PPD ${m.ppdId ?? 'end'})`).join('; ');
-  return `**⚠ GREEDY MISMATCH: PPD output differs from plain greedy decoding on ${g.mismatches.length} of ${g.prompts} prompts** — ${where}. This is a bug: greedy PPD must reproduce plain decoding exactly.`;
+  if (g.mismatches.length === 0) return `**Greedy PPD output is identical to plain greedy decoding in all ${g.runs} greedy runs** (every prompt, with and without context lookup; token ids compared).`;
+  const where = g.mismatches.map((m) => `${m.decoding}, prompt ${m.prompt} at token ${m.position} (plain ${m.plainId ?? 'end'}, PPD ${m.ppdId ?? 'end'})`).join('; ');
+  return `**⚠ GREEDY MISMATCH: PPD output differs from plain greedy decoding in ${g.mismatches.length} of ${g.runs} greedy runs** — ${where}. This is a bug: greedy PPD must reproduce plain decoding exactly.`;
 }
 
 function markdown(r: PpdBenchReport): string {
-  const [greedy, rejection, typical] = r.comparisons as [Comparison, Comparison, Comparison];
+  const named = (name: ComparisonName) => comparisonNamed(r.comparisons, name);
+  const [greedy, withLookup, lookupAlone] = GREEDY_COMPARISONS.map(named) as [Comparison, Comparison, Comparison];
+  const [rejection, rejectionLookup, typical] = [named('sampling, rejection verification'), named('sampling, rejection verification + context lookup'), named('sampling, typical acceptance')];
   const w = r.workload;
   const m = r.memory;
   const t = r.training;
@@ -456,27 +510,36 @@ function markdown(r: PpdBenchReport): string {
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...r.comparisons.map(aggregateRow),
     '',
-    `Rejection verification keeps the model's sampling distribution exactly; typical acceptance (ε = 0.09, δ = 0.3 as in the PPD reference) accepts more but does not.`,
+    `Rejection verification keeps the model's sampling distribution exactly; typical acceptance (ε = 0.09, δ = 0.3 as in the PPD reference) accepts more but does not. ` +
+      `"+ context lookup": the same trees plus a chain of up to ${DEFAULT_LOOKUP_TOKENS} guesses per step copied from where the last tokens occurred before in the prompt or output ` +
+      '(`src/ppd/lookup.ts`; what `generate --ppd` adds by default); "context lookup alone": that chain with a root-only tree (no prompt-token rows). ' +
+      'The targets are about PPD as the paper has it, the first row.',
     '',
     '## Greedy, per prompt',
     '',
     `![greedy speedup and τ per prompt](${SVG_NAME})`,
     '',
-    '| prompt | document | prompt tokens | new tokens plain / PPD | plain tok/s | PPD tok/s | speedup | τ | identical |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...greedy.prompts.map(
-      (p) =>
+    '| prompt | document | prompt tokens | new tokens plain / PPD | plain tok/s | PPD tok/s | speedup | τ | + lookup: speedup | τ | lookup alone: speedup | τ | identical (3 runs) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...greedy.prompts.map((p, i) => {
+      const [l, a] = [withLookup.prompts[i]!, lookupAlone.prompts[i]!];
+      return (
         `| ${p.prompt} | ${p.document} | ${p.promptTokens} | ${p.plain.newTokens} / ${p.ppd.newTokens} | ${fmt(p.plain.tokensPerSecond)} | ${fmt(p.ppd.tokensPerSecond)} | ` +
-        `${fmt(p.speedup, 2)}× | ${fmt(p.ppd.tauPerStep, 2)} | ${p.identical ? 'yes' : '**NO**'} |`,
-    ),
+        `${fmt(p.speedup, 2)}× | ${fmt(p.ppd.tauPerStep, 2)} | ${fmt(l.speedup, 2)}× | ${fmt(l.ppd.tauPerStep, 2)} | ${fmt(a.speedup, 2)}× | ${fmt(a.ppd.tauPerStep, 2)} | ` +
+        `${[p, l, a].every((x) => x.identical) ? 'yes' : '**NO**'} |`
+      );
+    }),
     '',
     `## Sampling (temperature ${w.sampling.temperature}, top-p ${w.sampling.topP}), per prompt`,
     '',
-    '| prompt | plain tok/s | rejection tok/s | speedup | τ | typical tok/s | speedup | τ |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| prompt | plain tok/s | rejection tok/s | speedup | τ | + lookup tok/s | speedup | τ | typical tok/s | speedup | τ |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rejection.prompts.map((p, i) => {
-      const ty = typical.prompts[i]!;
-      return `| ${p.prompt} | ${fmt(p.plain.tokensPerSecond)} | ${fmt(p.ppd.tokensPerSecond)} | ${fmt(p.speedup, 2)}× | ${fmt(p.ppd.tauPerStep, 2)} | ${fmt(ty.ppd.tokensPerSecond)} | ${fmt(ty.speedup, 2)}× | ${fmt(ty.ppd.tauPerStep, 2)} |`;
+      const [rl, ty] = [rejectionLookup.prompts[i]!, typical.prompts[i]!];
+      return (
+        `| ${p.prompt} | ${fmt(p.plain.tokensPerSecond)} | ${fmt(p.ppd.tokensPerSecond)} | ${fmt(p.speedup, 2)}× | ${fmt(p.ppd.tauPerStep, 2)} | ` +
+        `${fmt(rl.ppd.tokensPerSecond)} | ${fmt(rl.speedup, 2)}× | ${fmt(rl.ppd.tauPerStep, 2)} | ${fmt(ty.ppd.tokensPerSecond)} | ${fmt(ty.speedup, 2)}× | ${fmt(ty.ppd.tauPerStep, 2)} |`
+      );
     }),
     '',
     '## Model and adapter',
@@ -512,8 +575,8 @@ function markdown(r: PpdBenchReport): string {
     `${w.prompts.length} prompts: the openings of documents ${w.prompts.map((p) => p.document).join(', ')} of \`${w.corpusFile}\` (held out from training), evenly spaced over the split, ` +
       `each cut at a sentence or word end to ${w.promptTokens.min}–${w.promptTokens.max} tokens (mean ${fmt(w.promptTokens.mean)}). ` +
       `Up to ${w.maxTokens} new tokens each; EOS ends a generation early. Sampling seeds: ${w.sampling.seedOfPrompt}. ` +
-      `One warm-up generation (${w.warmupTokens} tokens) per decoder, then per prompt ${w.repeats} round${w.repeats === 1 ? '' : 's'} of the five decoders, interleaved ` +
-      '(plain, PPD, plain, PPD, PPD; reversed every other round); a run\'s time is the median of its rounds, end to end with the prefill.' +
+      `One warm-up generation (${w.warmupTokens} tokens) per decoder, then per prompt ${w.repeats} round${w.repeats === 1 ? '' : 's'} of the ${DECODERS.length} decoders, interleaved ` +
+      `(${DECODERS.map((d) => d.id).join(', ')}; reversed every other round); a run's time is the median of its rounds, end to end with the prefill.` +
       (unreproducible.length > 0 ? ` **Repeats produced different ids for ${unreproducible.join(', ')}**: decoding should be deterministic.` : ' Every repeat reproduced its ids.'),
     '',
     ...machineSection(r.machine, r.load),
@@ -525,15 +588,17 @@ function markdown(r: PpdBenchReport): string {
 }
 
 function writeReport(report: PpdBenchReport, outDir: string): Promise<string[]> {
-  const greedy = report.comparisons[0]!;
+  const [greedy, withLookup, lookupAlone] = GREEDY_COMPARISONS.map((name) => comparisonNamed(report.comparisons, name)) as [Comparison, Comparison, Comparison];
   return writeReportFiles(outDir, 'ppd', report, markdown(report), SVG_NAME, {
-    title: `Greedy PPD per prompt (${report.machine.threadsUsed} threads)`,
+    title: `Greedy PPD, with and without context lookup, per prompt (${report.machine.threadsUsed} threads)`,
     mark: 'bar',
     x: { title: 'prompt' },
     y: { title: 'speedup (×) / τ (tokens per step)' },
     series: [
-      { name: 'speedup (×)', points: greedy.prompts.map((p) => ({ x: p.prompt, y: p.speedup })) },
-      { name: 'τ (tokens/step)', points: greedy.prompts.map((p) => ({ x: p.prompt, y: p.ppd.tauPerStep })) },
+      { name: 'PPD speedup (×)', points: greedy.prompts.map((p) => ({ x: p.prompt, y: p.speedup })) },
+      { name: 'PPD τ (tokens/step)', points: greedy.prompts.map((p) => ({ x: p.prompt, y: p.ppd.tauPerStep })) },
+      { name: 'PPD + lookup speedup (×)', points: withLookup.prompts.map((p) => ({ x: p.prompt, y: p.speedup })) },
+      { name: 'lookup alone speedup (×)', points: lookupAlone.prompts.map((p) => ({ x: p.prompt, y: p.speedup })) },
     ],
     yRules: [
       { y: TARGETS.speedup, label: `speedup target ${TARGETS.speedup}×` },
@@ -593,17 +658,20 @@ async function main(argv: string[]): Promise<void> {
       const sampling = c.name === 'greedy' ? GREEDY : SAMPLING;
       return { ...c, sampling, prompts: rows, aggregate: aggregate(rows) };
     });
-    const greedy = comparisons[0]!;
-    const mismatches = greedy.prompts
-      .filter((p) => !p.identical)
-      .map((p) => firstMismatch(prompts[p.prompt - 1]!, perPrompt[p.prompt - 1]!.get('greedy-plain')![0]!.ids, perPrompt[p.prompt - 1]!.get('greedy-ppd')![0]!.ids));
+    const greedy = comparisonNamed(comparisons, 'greedy');
+    const greedyRuns = comparisons.filter((c) => GREEDY_COMPARISONS.includes(c.name));
+    const mismatches = greedyRuns.flatMap((c) =>
+      c.prompts
+        .filter((p) => !p.identical)
+        .map((p) => firstMismatch(c.name, prompts[p.prompt - 1]!, perPrompt[p.prompt - 1]!.get(c.plain)![0]!.ids, perPrompt[p.prompt - 1]!.get(c.ppd)![0]!.ids)),
+    );
     progress.stop(`greedy speedup ${fmt(greedy.aggregate.speedupMedian, 2)}× (median), τ ${fmt(greedy.aggregate.tauMean, 2)}`);
 
     const memory = memoryOverhead(loaded, setup);
     const promptTokens = greedy.prompts.map((p) => p.promptTokens);
     const { promptTokens: N, virtualTokens: V } = setup.adapter.config;
     const report: PpdBenchReport = {
-      schema: 'ppd.bench.ppd/1',
+      schema: 'ppd.bench.ppd/2',
       mode: plan.mode,
       command: `npm run bench:ppd${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
       date,
@@ -640,11 +708,11 @@ async function main(argv: string[]): Promise<void> {
         warmupTokens: Math.min(WARMUP_TOKENS, plan.maxTokens),
         sampling: { ...SAMPLING, seedOfPrompt: `${SEED_BASE} + prompt number, the same for every decoder and repeat` },
       },
-      greedyIdentity: { prompts: prompts.length, identical: greedy.aggregate.identicalOutputs, mismatches },
+      greedyIdentity: { runs: greedyRuns.length * prompts.length, identical: sum(greedyRuns.map((c) => c.aggregate.identicalOutputs)), mismatches },
       comparisons,
       memory,
       training: trainingRecord(loaded, setup),
-      targets: targets(greedy.aggregate, memory),
+      targets: targets(greedy.aggregate, comparisonNamed(comparisons, 'greedy, PPD + context lookup').aggregate, memory),
       load,
     };
     const paths = await writeReport(report, plan.outDir);
