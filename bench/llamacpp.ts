@@ -227,7 +227,7 @@ async function runConfiguration(plan: Plan, type: WeightType, threads: number, p
   const loaded = await loadModel(gguf.file, { threads, needsTokenizer: true });
   const peer = await LlamaCppPeer.open(gguf.file, { threads, contextSize: 512, draftPath: draftGguf?.file });
   try {
-    const guessing = plan.adapterDir === undefined ? undefined : loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads, onNotice: () => {} });
+    const guessing = plan.adapterDir === undefined ? undefined : loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads, lookup: 0, onNotice: () => {} });
     const setup = guessing?.setup;
     const ctx = { loaded, setup, peer, ids: new Map(prompts.map((p) => [p.number, promptIds(loaded, p.text)])) };
     for (const d of decoders) await runDecoder(d, ctx, prompts[0]!, WARMUP_TOKENS);

@@ -287,6 +287,11 @@ describe('bad input ends as one error line', () => {
     await assertUserError(['generate', '--model', modelDir, '--prompt', 'hi', '--top-p', '2'], ['--top-p', '"2"']);
   });
 
+  test('--lookup -1 and --lookup 1000', async () => {
+    await assertUserError(['generate', '--model', modelDir, '--prompt', 'hi', '--lookup', '-1'], ['--lookup', '"-1"']);
+    await assertUserError(['generate', '--model', modelDir, '--prompt', 'hi', '--lookup', '1000'], ['--lookup', '"1000"']);
+  });
+
   test('--quantize with an unknown mode', async () => {
     await assertUserError(['perplexity', '--model', modelDir, '--file', 'x.txt', '--quantize', 'q5'], ['--quantize', 'q5', 'q8, q4']);
   });
