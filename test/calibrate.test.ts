@@ -151,10 +151,15 @@ describe('tree-size choice', () => {
   test('the decision: measured speedups overrule the prediction; plain decoding unless one beats it by the margin', () => {
     const choice = chooseTreeSize([{ n: 1, tau: 1, latencyMs: 10 }, { n: 4, tau: 1.5, latencyMs: 11 }, { n: 8, tau: 1.8, latencyMs: 12 }]);
     assert.equal(choice.chosen.n, 8);
-    assert.deepEqual(decide(choice, null), { n: 8, basis: 'prediction', speedup: choice.chosen.speedup });
-    assert.deepEqual(decide(choice, [{ n: 4, speedup: 1.2 }, { n: 8, speedup: 1.1 }]), { n: 4, basis: 'measurement', speedup: 1.2 });
-    assert.deepEqual(decide(choice, [{ n: 4, speedup: 0.95 }, { n: 8, speedup: 1.02 }], 0.03), { n: 1, basis: 'measurement', speedup: 1 });
-    assert.deepEqual(decide(choice, [{ n: 4, speedup: 0.95 }, { n: 8, speedup: 1.02 }], 0), { n: 8, basis: 'measurement', speedup: 1.02 });
+    const m = (n: number, speedup: number, lookup = 0) => ({ n, lookup, speedup });
+    assert.deepEqual(decide(choice, null), { n: 8, lookup: null, basis: 'prediction', speedup: choice.chosen.speedup });
+    assert.deepEqual(decide(choice, [m(4, 1.2), m(8, 1.1)]), { n: 4, lookup: 0, basis: 'measurement', speedup: 1.2 });
+    assert.deepEqual(decide(choice, [m(4, 0.95), m(8, 1.02)], 0.03), { n: 1, lookup: 0, basis: 'measurement', speedup: 1 });
+    assert.deepEqual(decide(choice, [m(4, 0.95), m(8, 1.02)], 0), { n: 8, lookup: 0, basis: 'measurement', speedup: 1.02 });
+    // With the context lookup among the candidates: the lookup alone (n = 1) can win, or a size with it.
+    assert.deepEqual(decide(choice, [m(4, 0.9), m(1, 1.7, 8), m(4, 1.5, 8)]), { n: 1, lookup: 8, basis: 'measurement', speedup: 1.7 });
+    assert.deepEqual(decide(choice, [m(4, 0.9), m(1, 1.7, 8), m(4, 1.8, 8)]), { n: 4, lookup: 8, basis: 'measurement', speedup: 1.8 });
+    assert.deepEqual(decide(choice, [m(4, 0.9), m(1, 1.01, 8)]), { n: 1, lookup: 0, basis: 'measurement', speedup: 1 });
     assert.throws(() => decide(choice, [], 1), /margin/);
   });
 
@@ -202,6 +207,7 @@ describe('hardware profile schema', () => {
     ['signature not an object', (p) => (p.signature = 'x'), /field "signature" must be an object/],
     ['hash not of the signature', (p) => (p.signature.cores = 63), /field "signatureHash" [0-9a-f]{16} is not the hash of the signature/],
     ['bad budget', (p) => (p.budget = 0), /field "budget" must be an integer >= 1, got 0/],
+    ['bad lookup', (p) => (p.lookup = 1.5), /field "lookup" must be an integer >= 0 \(or absent\), got 1.5/],
     ['trees a path', (p) => (p.trees = '../trees.json'), /field "trees" must be a file name in profiles\//],
     ['τ below 1', (p) => (p.expectedTokensPerStep = 0.5), /field "expectedTokensPerStep" must be a number >= 1/],
     ['latency missing', (p) => delete p.latencyMs.chosen, /field "latencyMs.chosen" must be a positive number/],
@@ -384,16 +390,19 @@ describe('ppd calibrate on a tiny random model', () => {
       data: join(work, 'held-out.txt'),
       tolerance: 0,
       margin: 0.03,
+      lookup: 4,
       report: join(work, 'docs'),
     };
     await calibrateCommand(flags);
     const hash = signatureHash(machineSignature(1));
     const report = JSON.parse(readFileSync(join(adapterDir, 'calibration', `${hash}.json`), 'utf8'));
-    assert.equal(report.schema, 'ppd.calibration/1');
+    assert.equal(report.schema, 'ppd.calibration/2');
     assert.deepEqual(report.predictions.map((p: { n: number }) => p.n), sizeGrid(12));
     assert.ok(report.check.sizes.some((s: { n: number }) => s.n === report.chosen.n));
     assert.ok(report.check.sizes.some((s: { n: number }) => s.n === 4), 'the default trees.json budget is checked too');
-    for (const s of report.check.sizes) assert.equal(s.identical, report.check.prompts.length, `greedy PPD at n = ${s.n} must equal plain decoding`);
+    assert.ok(report.check.sizes.some((s: { n: number; lookup: number }) => s.n === 1 && s.lookup === 4), 'the lookup alone is checked');
+    assert.ok(report.check.sizes.some((s: { n: number; lookup: number }) => s.n === 4 && s.lookup === 4), 'and beside the trees');
+    for (const s of report.check.sizes) assert.equal(s.identical, report.check.prompts.length, `greedy PPD at n = ${s.n}, lookup ${s.lookup} must equal plain decoding`);
     for (const ext of ['md', 'svg']) assert.ok(existsSync(join(adapterDir, 'calibration', `${hash}.${ext}`)));
     for (const ext of ['json', 'md', 'svg']) assert.ok(existsSync(join(work, 'docs', `calibration-1t.${ext}`)));
     assert.match(readFileSync(join(work, 'docs', 'calibration-1t.svg'), 'utf8'), /^<svg/);
@@ -402,9 +411,12 @@ describe('ppd calibrate on a tiny random model', () => {
     const setup = loadPpdSetup(base, adapterDir, { threads: 1, onNotice: (line) => notices.push(line) });
     assert.deepEqual(notices, []);
     assert.equal(setup.trees.budget, report.decision.n, 'the profile decodes with the decision');
+    assert.equal(setup.lookup, report.decision.lookup, 'and its lookup');
+    assert.equal(loadPpdSetup(base, adapterDir, { threads: 1, lookup: 7 }).lookup, 7, '--lookup overrides the profile');
     assert.equal(report.decision.basis, 'measurement');
     const best = report.check.sizes.reduce((a: { speedup: number }, b: { speedup: number }) => (b.speedup > a.speedup ? b : a));
-    assert.equal(report.decision.n, best.speedup >= 1.03 ? best.n : 1, 'the measured best, or plain decoding');
+    const guesses = best.n > 1 || best.lookup > 0;
+    assert.deepEqual([report.decision.n, report.decision.lookup], guesses && best.speedup >= 1.03 ? [best.n, best.lookup] : [1, 0], 'the measured best, or plain decoding');
     assert.equal(setup.treesFile, join(adapterDir, 'profiles', `${hash}.trees.json`));
   });
 
@@ -412,7 +424,7 @@ describe('ppd calibrate on a tiny random model', () => {
     const other = join(work, 'wide');
     writeRandomModel(other, { model_type: 'llama', vocab_size: 260, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128 }, { seed: 5 });
     rmSync(join(adapterDir, 'profiles'), { recursive: true });
-    await calibrateCommand({ model: modelDir, ppd: adapterDir, threads: 1, maxN: 8, contexts: [8], repeats: 1, warmup: 0, prompts: 2, maxTokens: 8, genRepeats: 1, tolerance: 0, margin: 0.03, latencyModel: other });
+    await calibrateCommand({ model: modelDir, ppd: adapterDir, threads: 1, maxN: 8, contexts: [8], repeats: 1, warmup: 0, prompts: 2, maxTokens: 8, genRepeats: 1, tolerance: 0, margin: 0.03, lookup: 4, latencyModel: other });
     const report = JSON.parse(readFileSync(join(adapterDir, 'calibration', `${signatureHash(machineSignature(1))}-latency-wide.json`), 'utf8'));
     assert.equal(report.check, null);
     assert.equal(report.profile, null);

@@ -90,8 +90,13 @@ export function sizesToCheck(grid: readonly number[], chosen: number, extra: rea
 
 /** How the calibration settled on n: the prediction alone, or the end-to-end measurement. */
 export interface Decision {
-  /** Input rows per step to decode with; 1 means plain decoding. */
+  /** Input rows per step to decode with; 1 means no prompt-token rows (plain decoding without lookup). */
   n: number;
+  /**
+   * Context-lookup tokens per step to verify beside the trees (0: none); null when not measured
+   * (the decision rests on the prediction, which does not price the lookup).
+   */
+  lookup: number | null;
   basis: 'prediction' | 'measurement';
   /** The speedup behind the decision: measured when basis is 'measurement', else predicted. */
   speedup: number;
@@ -107,14 +112,16 @@ export const DEFAULT_MEASURED_MARGIN = 0.03;
  * The final decision. The prediction τ(n)·L(1)/L(n) prices the forward only; a PPD step also
  * pays work outside it (building the step's rows, verifying, compacting the cache) which plain
  * decoding does not, so on a machine where the forward is cheap the prediction is optimistic
- * (docs/calibration/ measured 5–10 %). When the end-to-end check ran, its measured speedups
- * decide: the checked size with the best one, or plain decoding (n = 1) when none beats plain
- * by `margin`. Without a check the prediction's choice stands.
+ * (docs/calibration/ measured 5–10 %), and it knows nothing of the context lookup. When the
+ * end-to-end check ran, its measured speedups decide: the checked (size, lookup) with the best
+ * one, or plain decoding (n = 1, no lookup) when none beats plain by `margin`. Without a check
+ * the prediction's choice stands and the lookup is left to `--lookup`.
  */
-export function decide(choice: Choice, measured: readonly { n: number; speedup: number }[] | null, margin = DEFAULT_MEASURED_MARGIN): Decision {
+export function decide(choice: Choice, measured: readonly { n: number; lookup: number; speedup: number }[] | null, margin = DEFAULT_MEASURED_MARGIN): Decision {
   if (!(margin >= 0 && margin < 1)) throw new InputError(`margin must be in 0..1 (a share of plain speed), got ${margin}`);
-  if (measured === null || measured.length === 0) return { n: choice.chosen.n, basis: 'prediction', speedup: choice.chosen.speedup };
+  if (measured === null || measured.length === 0) return { n: choice.chosen.n, lookup: null, basis: 'prediction', speedup: choice.chosen.speedup };
   const best = measured.reduce((a, b) => (b.speedup > a.speedup ? b : a));
-  if (best.n > 1 && best.speedup >= 1 + margin) return { n: best.n, basis: 'measurement', speedup: best.speedup };
-  return { n: 1, basis: 'measurement', speedup: 1 };
+  const guesses = best.n > 1 || best.lookup > 0;
+  if (guesses && best.speedup >= 1 + margin) return { n: best.n, lookup: best.lookup, basis: 'measurement', speedup: best.speedup };
+  return { n: 1, lookup: 0, basis: 'measurement', speedup: 1 };
 }

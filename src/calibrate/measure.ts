@@ -155,10 +155,18 @@ export function heldOutPrompts(loaded: LoadedModel, documents: readonly string[]
 // ---------------------------------------------------------------------------------------------
 // End-to-end generations
 
+/** One PPD decoder of the check: the tree size n and the context-lookup length it runs with. */
+export interface Candidate {
+  n: number;
+  /** Context-lookup tokens per step (0 = none). */
+  lookup: number;
+  setup: PpdSetup;
+}
+
 export interface GenerationPlan {
   prompts: readonly HeldOutPrompt[];
-  /** Tree sizes n to decode with, each with its setup. */
-  setups: ReadonlyMap<number, PpdSetup>;
+  /** The PPD decoders, each against plain decoding. */
+  candidates: readonly Candidate[];
   maxTokens: number;
   /** Timed generations of each (prompt, decoder); the median time counts. */
   repeats: number;
@@ -175,12 +183,12 @@ export interface RunSummary {
 
 export interface PromptRuns {
   plain: RunSummary;
-  /** Per tree size n. */
-  ppd: Map<number, RunSummary>;
+  /** One per candidate, in the plan's order. */
+  ppd: RunSummary[];
 }
 
 /** Generations run by generationRuns: one warm-up per decoder, then prompts × decoders × repeats. */
-export const generationCount = (plan: GenerationPlan) => (1 + plan.setups.size) * (1 + plan.prompts.length * plan.repeats);
+export const generationCount = (plan: GenerationPlan) => (1 + plan.candidates.length) * (1 + plan.prompts.length * plan.repeats);
 
 function greedy(loaded: LoadedModel, prompt: string, maxTokens: number, ppd?: PpdSetup): Promise<GenerationResult> {
   return startGeneration(loaded, { prompt, maxTokens, sampling: { temperature: 0 }, ppd }).complete();
@@ -192,34 +200,36 @@ function summarise(results: GenerationResult[]): RunSummary {
 }
 
 /**
- * Greedy generations of every prompt by plain decoding and by PPD at every size of the plan,
+ * Greedy generations of every prompt by plain decoding and by every candidate of the plan,
  * after one warm-up generation per decoder. Per prompt, the decoders run round by round in an
  * order reversed every other round, so no decoder always follows the same one.
  */
 export async function generationRuns(loaded: LoadedModel, plan: GenerationPlan, onRun?: () => void): Promise<PromptRuns[]> {
-  const decoders: (number | null)[] = [null, ...plan.setups.keys()]; // null = plain
-  const setupOf = (n: number | null) => (n === null ? undefined : plan.setups.get(n));
-  for (const n of decoders) {
-    await greedy(loaded, plan.prompts[0]!.text, Math.min(16, plan.maxTokens), setupOf(n));
+  const decoders: (PpdSetup | undefined)[] = [undefined, ...plan.candidates.map((c) => c.setup)]; // [0] = plain
+  for (const setup of decoders) {
+    await greedy(loaded, plan.prompts[0]!.text, Math.min(16, plan.maxTokens), setup);
     onRun?.();
   }
   const runs: PromptRuns[] = [];
   for (const [p, prompt] of plan.prompts.entries()) {
-    const results = new Map<number | null, GenerationResult[]>(decoders.map((n) => [n, []]));
+    const results: GenerationResult[][] = decoders.map(() => []);
     for (let round = 0; round < plan.repeats; round++) {
-      const order = (p + round) % 2 === 0 ? decoders : [...decoders].reverse();
-      for (const n of order) {
-        results.get(n)!.push(await greedy(loaded, prompt.text, plan.maxTokens, setupOf(n)));
+      const order = decoders.map((_, d) => d);
+      if ((p + round) % 2 === 1) order.reverse();
+      for (const d of order) {
+        results[d]!.push(await greedy(loaded, prompt.text, plan.maxTokens, decoders[d]));
         onRun?.();
       }
     }
-    runs.push({ plain: summarise(results.get(null)!), ppd: new Map([...plan.setups.keys()].map((n) => [n, summarise(results.get(n)!)])) });
+    runs.push({ plain: summarise(results[0]!), ppd: results.slice(1).map(summarise) });
   }
   return runs;
 }
 
 export interface MeasuredSize {
   n: number;
+  /** Context-lookup tokens per step the size ran with (0 = none). */
+  lookup: number;
   /** Σ new tokens / Σ seconds over the prompts. */
   plainTokensPerSecond: number;
   ppdTokensPerSecond: number;
@@ -235,19 +245,20 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const rate = (runs: RunSummary[]) => sum(runs.map((r) => r.newTokens)) / sum(runs.map((r) => r.seconds));
 const sameIds = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((id, i) => id === b[i]);
 
-/** Speed, τ and identity of PPD at size n over all prompts. */
-export function measuredSize(runs: readonly PromptRuns[], n: number): MeasuredSize {
+/** Speed, τ and identity of candidate `index` of the plan (tree size `n`, lookup `lookup`) over all prompts. */
+export function measuredSize(runs: readonly PromptRuns[], index: number, { n, lookup }: Pick<Candidate, 'n' | 'lookup'>): MeasuredSize {
   const plain = runs.map((r) => r.plain);
-  const ppd = runs.map((r) => r.ppd.get(n)!);
+  const ppd = runs.map((r) => r.ppd[index]!);
   const plainTokensPerSecond = rate(plain);
   const ppdTokensPerSecond = rate(ppd);
   const decodingSteps = sum(ppd.map((r) => r.steps - 1));
   return {
     n,
+    lookup,
     plainTokensPerSecond,
     ppdTokensPerSecond,
     speedup: ppdTokensPerSecond / plainTokensPerSecond,
     tau: decodingSteps > 0 ? sum(ppd.map((r) => r.newTokens - 1)) / decodingSteps : 1,
-    identical: runs.filter((r) => sameIds(r.plain.ids, r.ppd.get(n)!.ids)).length,
+    identical: runs.filter((r) => sameIds(r.plain.ids, r.ppd[index]!.ids)).length,
   };
 }

@@ -65,8 +65,14 @@ export interface HardwareProfile {
   latencyMs: { one: number; chosen: number };
   /** τ(budget) · L(1) / L(budget). */
   predictedSpeedup: number;
-  /** PPD over plain tokens/s on held-out prompts at `budget`; null when not measured. */
+  /** PPD over plain tokens/s on held-out prompts at `budget` (with `lookup`); null when not measured. */
   measuredSpeedup: number | null;
+  /**
+   * Context-lookup tokens per step the calibration measured best with `budget` (0: none); absent
+   * when it did not measure it (no end-to-end check, or a profile older than the lookup), and
+   * then `--lookup` or its default applies.
+   */
+  lookup?: number;
   /** The calibration report (JSON), relative to the adapter folder. */
   report: string;
 }
@@ -122,6 +128,7 @@ const isTau = (v: unknown): v is number => typeof v === 'number' && Number.isFin
 const isHash = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{16}$/.test(v);
 const isFileName = (v: unknown): v is string => typeof v === 'string' && /^[\w.-]+\.json$/.test(v);
 const isSpeedupOrNull = (v: unknown): v is number | null => v === null || isPositive(v);
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
 function checkProfile(raw: unknown, fail: Fail): HardwareProfile {
   if (!isObject(raw)) fail('profile', 'must be a JSON object');
@@ -158,6 +165,7 @@ function checkProfile(raw: unknown, fail: Fail): HardwareProfile {
     predictedSpeedup: field(raw, 'predictedSpeedup', '', isPositive, 'a positive number', fail),
     measuredSpeedup: field(raw, 'measuredSpeedup', '', isSpeedupOrNull, 'a positive number or null', fail),
     report: field(raw, 'report', '', isString, 'a path relative to the adapter folder', fail),
+    ...(raw.lookup === undefined ? {} : { lookup: field(raw, 'lookup', '', isCount, 'an integer >= 0 (or absent)', fail) }),
   };
 }
 

@@ -1,5 +1,5 @@
 /**
- * The calibration report: the `ppd.calibration/1` JSON (the data), a Markdown page (the same for
+ * The calibration report: the `ppd.calibration/2` JSON (the data), a Markdown page (the same for
  * people) and an SVG chart of τ(n), L(n)/L(1) and the predicted speedup against n with the chosen
  * n marked, all three written side by side under one base name. Formatting only; the numbers come
  * from choice.ts and measure.ts.
@@ -13,7 +13,7 @@ import type { LatencyRow, MeasuredSize } from './measure.ts';
 import { describeSignature, type MachineSignature } from './profile.ts';
 import type { TauPoint } from './tau.ts';
 
-export const REPORT_SCHEMA = 'ppd.calibration/1';
+export const REPORT_SCHEMA = 'ppd.calibration/2';
 
 /** Times in milliseconds unless named otherwise, speeds in tokens per second. */
 export interface CalibrationReport {
@@ -87,11 +87,13 @@ function checkSection(r: CalibrationReport): string[] {
       `${c.repeats} timed repeat${c.repeats === 1 ? '' : 's'} per decoder after one warm-up (median time). Speedup = PPD tokens/s over plain tokens/s, Σ tokens / Σ seconds over the prompts, ` +
       'end to end (the prompt\'s forward included). Measured τ = tokens per decoding step after the prompt\'s forward. Identical = prompts where PPD produced exactly the plain ids (greedy: must be all).',
     '',
-    '| n | τ predicted | τ measured | speedup predicted | speedup measured | measured / predicted | plain tok/s | PPD tok/s | identical |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    'Rows with a context lookup verify up to that many tokens copied from earlier text beside the trees (n = 1: the lookup alone); the prediction does not price the lookup, so for them it is the trees\' alone.',
+    '',
+    '| n | lookup | τ predicted | τ measured | speedup predicted | speedup measured | measured / predicted | plain tok/s | PPD tok/s | identical |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...c.sizes.map(
       (s) =>
-        `| ${s.n}${s.n === r.chosen.n ? ' **← chosen**' : ''}${r.defaultTrees?.budget === s.n ? ' (trees.json)' : ''} | ${fmt(s.predictedTau)} | ${fmt(s.tau)} | ${fmt(s.predictedSpeedup)}× | ` +
+        `| ${s.n}${s.n === r.chosen.n && !s.lookup ? ' **← chosen**' : ''}${r.defaultTrees?.budget === s.n ? ' (trees.json)' : ''} | ${s.lookup || '–'} | ${fmt(s.predictedTau)} | ${fmt(s.tau)} | ${fmt(s.predictedSpeedup)}× | ` +
         `${fmt(s.speedup)}× | ${fmt(s.speedup / s.predictedSpeedup)} | ${fmt(s.plainTokensPerSecond, 1)} | ${fmt(s.ppdTokensPerSecond, 1)} | ${s.identical}/${c.prompts.length}${s.identical === c.prompts.length ? '' : ' **MISMATCH**'} |`,
     ),
     '',
@@ -103,9 +105,11 @@ function decisionLine(r: CalibrationReport): string[] {
   const d = r.decision;
   if (d.basis === 'prediction') return [];
   const text =
-    d.n === 1
-      ? `**Decision: plain decoding.** No checked size beat plain decoding by ${fmt(r.margin * 100, 0)} % end to end, so generation with this adapter decodes plainly on this machine (\`--trees FILE\` forces a tree set).`
-      : `**Decision: n = ${d.n}**, measured ${fmt(d.speedup)}× plain decoding end to end (the best checked size; the prediction chose n = ${r.chosen.n}).`;
+    d.n === 1 && !d.lookup
+      ? `**Decision: plain decoding.** Nothing checked beat plain decoding by ${fmt(r.margin * 100, 0)} % end to end, so generation with this adapter decodes plainly on this machine (\`--trees FILE\` forces a tree set).`
+      : d.n === 1
+        ? `**Decision: no prompt-token rows, the context lookup alone** (up to ${d.lookup} tokens per step), measured ${fmt(d.speedup)}× plain decoding end to end: the best checked; the prediction chose n = ${r.chosen.n}.`
+        : `**Decision: n = ${d.n}${d.lookup ? ` with a ${d.lookup}-token context lookup` : ''}**, measured ${fmt(d.speedup)}× plain decoding end to end (the best checked; the prediction chose n = ${r.chosen.n}).`;
   return [text, ''];
 }
 
@@ -159,8 +163,11 @@ function chartSeries(r: CalibrationReport): Series[] {
     { name: 'predicted speedup', points: r.predictions.map((p) => ({ x: p.n, y: p.speedup })) },
   ];
   if (r.check !== null) {
-    series.push({ name: 'measured speedup', points: r.check.sizes.map((s) => ({ x: s.n, y: s.speedup })) });
-    series.push({ name: 'measured τ', points: r.check.sizes.map((s) => ({ x: s.n, y: s.tau })) });
+    const trees = r.check.sizes.filter((s) => !s.lookup);
+    const lookups = r.check.sizes.filter((s) => s.lookup);
+    series.push({ name: 'measured speedup', points: trees.map((s) => ({ x: s.n, y: s.speedup })) });
+    series.push({ name: 'measured τ', points: trees.map((s) => ({ x: s.n, y: s.tau })) });
+    if (lookups.length > 0) series.push({ name: `measured speedup, + lookup ${lookups[0]!.lookup}`, points: lookups.map((s) => ({ x: s.n, y: s.speedup })) });
   }
   series.push({ name: `chosen n = ${r.chosen.n}`, points: [{ x: r.chosen.n, y: r.chosen.speedup }] });
   return series;

@@ -12,7 +12,7 @@ import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chooseTreeSize, decide, sizesToCheck, type Choice } from '../calibrate/choice.ts';
 import { sizeGrid } from '../calibrate/grid.ts';
-import { generationCount, generationRuns, heldOutPrompts, latencyForwards, measuredSize, measureLatency, type HeldOutPrompt, type LatencyRow } from '../calibrate/measure.ts';
+import { generationCount, generationRuns, heldOutPrompts, latencyForwards, measuredSize, measureLatency, type Candidate, type HeldOutPrompt, type LatencyRow } from '../calibrate/measure.ts';
 import { machineSignature, PROFILE_SCHEMA, PROFILES_DIR, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../calibrate/profile.ts';
 import { REPORT_SCHEMA, writeReport, type CalibrationReport } from '../calibrate/report.ts';
 import { fileDigest, readAccuracyTable, tauCurve, treeSetFor, type AccuracyTable, type AdapterShape, type TauPoint } from '../calibrate/tau.ts';
@@ -24,7 +24,7 @@ import { loadModel, type LoadedModel } from '../load.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import type { QuantizeMode } from '../model/quantize.ts';
 import { PromptAdapter } from '../ppd/adapter.ts';
-import { ACCURACY_FILE, TREES_FILE, type PpdSetup } from '../ppd/setup.ts';
+import { ACCURACY_FILE, TREES_FILE } from '../ppd/setup.ts';
 import { loadTreeSet } from '../ppd/tree.ts';
 import { Progress } from '../report/progress.ts';
 import { defaultThreads } from '../runtime/ort.ts';
@@ -54,6 +54,8 @@ export interface CalibrateFlags {
   tolerance: number;
   /** After the end-to-end check: the share by which PPD must beat plain decoding to be chosen. */
   margin: number;
+  /** Context-lookup tokens per step the check also runs every size with (and alone); 0 = none. */
+  lookup: number;
   latencyModel?: string;
   report?: string;
 }
@@ -163,18 +165,27 @@ async function measureCurves(loaded: LoadedModel, x: Inputs, f: CalibrateFlags):
   return { latency, tau };
 }
 
-/** Plain vs PPD greedy generations at the chosen n and the sizes around it, against the prediction. */
+/**
+ * Plain vs PPD greedy generations at the chosen n and the sizes around it, against the
+ * prediction; with `--lookup K`, each of those sizes again with a K-token context lookup, and
+ * the lookup alone (n = 1).
+ */
 async function checkPrediction(loaded: LoadedModel, x: Inputs, choice: Choice, prompts: HeldOutPrompt[], f: CalibrateFlags): Promise<NonNullable<CalibrationReport['check']>> {
   const { chosen } = choice;
   const sizes = sizesToCheck(x.grid, chosen.n, x.extraSizes);
-  const setups = new Map<number, PpdSetup>(sizes.map((n) => [n, { adapter: x.adapter, trees: treeSetFor(x.acc, n, x.shape), verification: 'rejection' }]));
-  const plan = { prompts, setups, maxTokens: f.maxTokens, repeats: f.genRepeats };
+  const withLookup = f.lookup === 0 ? [] : [...new Set([1, ...sizes])].map((n) => ({ n, lookup: f.lookup }));
+  const candidates: Candidate[] = [...sizes.map((n) => ({ n, lookup: 0 })), ...withLookup].map(({ n, lookup }) => ({
+    n,
+    lookup,
+    setup: { adapter: x.adapter, trees: treeSetFor(x.acc, n, x.shape), verification: 'rejection', lookup },
+  }));
+  const plan = { prompts, candidates, maxTokens: f.maxTokens, repeats: f.genRepeats };
   const bar = new Progress('held-out generations', generationCount(plan), 'runs');
   let done = 0;
   const runs = await generationRuns(loaded, plan, () => bar.update(++done));
   const predicted = new Map(choice.predictions.map((p) => [p.n, p]));
-  const measured = sizes.map((n) => ({ ...measuredSize(runs, n), predictedTau: predicted.get(n)!.tau, predictedSpeedup: predicted.get(n)!.speedup }));
-  const atChosen = measured.find((s) => s.n === chosen.n)!;
+  const measured = candidates.map((c, i) => ({ ...measuredSize(runs, i, c), predictedTau: predicted.get(c.n)!.tau, predictedSpeedup: predicted.get(c.n)!.speedup }));
+  const atChosen = measured.find((s) => s.n === chosen.n && s.lookup === 0)!;
   bar.stop(`at n = ${chosen.n}: measured speedup ${atChosen.speedup.toFixed(2)}× (predicted ${chosen.speedup.toFixed(2)}×), τ ${atChosen.tau.toFixed(2)} (predicted ${chosen.tau.toFixed(2)})`);
   return {
     dataFile: shown(x.dataFile!),
@@ -199,8 +210,9 @@ function installProfile(x: Inputs, report: CalibrationReport, f: CalibrateFlags)
     expectedTokensPerStep: chosen.tau,
     latencyMs: { one: report.predictions[0]!.latencyMs, chosen: chosen.latencyMs },
     predictedSpeedup: chosen.speedup,
-    measuredSpeedup: chosen.n === 1 ? null : (report.check?.sizes.find((s) => s.n === chosen.n)?.speedup ?? null),
+    measuredSpeedup: report.decision.basis === 'measurement' && (chosen.n > 1 || report.decision.lookup! > 0) ? report.decision.speedup : null,
     report: join(REPORTS_DIR, `${x.hash}.json`),
+    ...(report.decision.lookup === null ? {} : { lookup: report.decision.lookup }),
   };
   return [saveProfile(f.ppd, profile, treeSetFor(x.acc, chosen.n, x.shape)), join(f.ppd, PROFILES_DIR, profile.trees)];
 }
@@ -225,10 +237,13 @@ export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
     const check = prompts.length === 0 ? null : await checkPrediction(loaded, x, choice, prompts, f);
     const decision = decide(choice, check?.sizes ?? null, f.margin);
     if (decision.basis === 'measurement') {
+      const lookupNote = decision.lookup ? ` with a ${decision.lookup}-token context lookup` : '';
       process.stderr.write(
-        decision.n === 1
-          ? `decision: plain decoding — no checked size beat it by ${(f.margin * 100).toFixed(0)} % end to end on this machine\n`
-          : `decision: n = ${decision.n}, measured ${decision.speedup.toFixed(2)}× plain end to end\n`,
+        decision.n === 1 && !decision.lookup
+          ? `decision: plain decoding — nothing checked beat it by ${(f.margin * 100).toFixed(0)} % end to end on this machine\n`
+          : decision.n === 1
+            ? `decision: no prompt-token rows, the context lookup alone (${decision.lookup} tokens), measured ${decision.speedup.toFixed(2)}× plain end to end\n`
+            : `decision: n = ${decision.n}${lookupNote}, measured ${decision.speedup.toFixed(2)}× plain end to end\n`,
       );
     }
 

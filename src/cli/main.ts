@@ -28,9 +28,10 @@ const threads = () => new Option('--threads <n>', 'ONNX Runtime intra-op threads
 const quantize = () =>
   new Option('--quantize <mode>', 'keep linear weights in 8- or 4-bit blocks of 32 (like GGUF Q8_0/Q4_0; q4 keeps the LM head at 8 bits); weights a .gguf stores as Q8_0/Q4_0 stay as stored').argParser(choice(QUANTIZE_MODES));
 const lookup = () =>
-  new Option('--lookup <n>', 'with --ppd: most tokens per step guessed by context lookup (the tokens that followed the last few tokens where they occurred before), verified beside the tree; 0 = off')
-    .argParser(integer(0, 64))
-    .default(DEFAULT_LOOKUP_TOKENS);
+  new Option(
+    '--lookup <n>',
+    `with --ppd: most tokens per step guessed by context lookup (the tokens that followed the last few tokens where they occurred before), verified beside the tree; 0 = off (default: what \`ppd calibrate\` measured best here, else ${DEFAULT_LOOKUP_TOKENS})`,
+  ).argParser(integer(0, 64));
 // Commands that differentiate through the model (pretrain, train-prompts, and eval-prompts,
 // whose prompt graph is a gradient graph) keep f32 weights: they refuse --quantize in one line.
 const noQuantize = () =>
@@ -175,6 +176,7 @@ program
   .option('--examples <n>', 'training examples (random cut points)', integer(1), 2000)
   .option('--valid-examples <n>', 'held-out examples', integer(1), 200)
   .option('--prefix-length <n>', 'tokens before each cut point', integer(1, 4096), 64)
+  .option('--self-generated <n>', 'up to this many of the tokens before a cut point are the model\'s own greedy continuation of the text (the contexts met while generating); 0 = text only', integer(0, 4095), 0)
   .option('--top-k <n>', 'teacher logits kept per position', integer(1, 1000), 32)
   .option('--steps <n>', 'optimiser steps', integer(1), 600)
   .option('--batch <n>', 'examples per step', integer(1), 8)
@@ -193,6 +195,7 @@ program
   .requiredOption('--data <file>', 'held-out text')
   .option('--examples <n>', 'examples', integer(1), 200)
   .option('--prefix-length <n>', 'tokens before each cut point', integer(1, 4096), 64)
+  .option('--self-generated <n>', 'up to this many of the tokens before a cut point are the model\'s own greedy continuation of the text (the contexts met while generating); 0 = text only', integer(0, 4095), 0)
   .option('--seed <s>', 'seed', integer(0), 1)
   .option('--json', 'print JSON')
   .addOption(threads())
@@ -226,6 +229,7 @@ program
   .option('--check-sizes <list>', 'step sizes to check end to end besides the chosen one and its neighbours', integerList(1, 4096))
   .option('--tolerance <share>', 'take the smallest n within this share of the best predicted speed', number(0, 0.5), 0)
   .option('--margin <share>', 'after the check: decode plainly unless a checked size beats plain by this share', number(0, 0.5), DEFAULT_MEASURED_MARGIN)
+  .option('--lookup <n>', 'context-lookup tokens per step to check every size with too, and alone (0 = check prompt-token trees only); the best measured goes into the profile', integer(0, 64), DEFAULT_LOOKUP_TOKENS)
   .option('--latency-model <path>', 'time L(n) on this model (folder or .gguf) instead (what-if: report only, no profile)')
   .option('--report <dir>', 'also write the report (JSON, Markdown, SVG) into this folder, e.g. docs')
   .addOption(threads())

@@ -32,6 +32,8 @@ export interface TrainPromptsFlags {
   examples: number;
   validExamples: number;
   prefixLength: number;
+  /** Up to this many of each prefix's last tokens are the model's own greedy text (distill.ts). */
+  selfGenerated: number;
   topK: number;
   steps: number;
   batch: number;
@@ -43,12 +45,18 @@ export interface TrainPromptsFlags {
 
 
 /** The teacher set for `file`, from the adapter folder's cache when the same one was built before. */
-async function distillSet(loaded: LoadedModel, file: string, out: string, name: string, o: { count: number; prefixLength: number; promptTokens: number; topK: number; seed: number }): Promise<DistillSet> {
+async function distillSet(
+  loaded: LoadedModel,
+  file: string,
+  out: string,
+  name: string,
+  o: { count: number; prefixLength: number; promptTokens: number; topK: number; seed: number; selfGenerated: number },
+): Promise<DistillSet> {
   const tokenizer = requireTokenizer(loaded);
   // A .gguf file holds weights and tokenizer both; a folder keeps them in two files.
   const gguf = statSync(loaded.dir).isFile();
   const weights = gguf ? loaded.dir : join(loaded.dir, 'model.safetensors');
-  const key = `${configHash(loaded.config)}-${existsSync(weights) ? statSync(weights).mtimeMs : 0}-M${o.count}-L${o.prefixLength}-N${o.promptTokens}-K${o.topK}-s${o.seed}`;
+  const key = `${configHash(loaded.config)}-${existsSync(weights) ? statSync(weights).mtimeMs : 0}-M${o.count}-L${o.prefixLength}-N${o.promptTokens}-K${o.topK}-s${o.seed}${o.selfGenerated > 0 ? `-G${o.selfGenerated}` : ''}`;
   const path = join(out, 'cache', `distill-${name}-${key}.safetensors`);
   const cached = loadDistillSet(path);
   if (cached) return cached;
@@ -78,8 +86,8 @@ export async function trainPromptsCommand(f: TrainPromptsFlags): Promise<void> {
   const loaded = await loadModel(f.model, { threads: f.threads, needsTokenizer: true });
   const tokenizer = requireTokenizer(loaded);
   const shape = { promptTokens: f.promptTokens, virtualTokens: f.virtualTokens, prefixLength: f.prefixLength, topK: f.topK };
-  const train = await distillSet(loaded, f.train, f.out, 'train', { count: f.examples, ...shape, seed: f.seed });
-  const valid = await distillSet(loaded, f.valid, f.out, 'valid', { count: f.validExamples, ...shape, seed: f.seed + 1 });
+  const train = await distillSet(loaded, f.train, f.out, 'train', { count: f.examples, ...shape, seed: f.seed, selfGenerated: f.selfGenerated });
+  const valid = await distillSet(loaded, f.valid, f.out, 'valid', { count: f.validExamples, ...shape, seed: f.seed + 1, selfGenerated: f.selfGenerated });
 
   const files = openModelDir(f.model);
   const session = await PromptSession.create(loaded.config, files.tensors, shape, { threads: f.threads });
@@ -129,6 +137,7 @@ export async function trainPromptsCommand(f: TrainPromptsFlags): Promise<void> {
     examples: f.examples,
     validExamples: f.validExamples,
     prefixLength: f.prefixLength,
+    selfGenerated: f.selfGenerated,
     teacherTopK: f.topK,
     steps: f.steps,
     batch: f.batch,
@@ -155,11 +164,21 @@ export async function trainPromptsCommand(f: TrainPromptsFlags): Promise<void> {
   await loaded.model.release();
 }
 
-export async function evalPromptsCommand(f: { model: string; ppd: string; data: string; examples: number; prefixLength: number; seed: number; json?: boolean; threads?: number }): Promise<void> {
+export async function evalPromptsCommand(f: {
+  model: string;
+  ppd: string;
+  data: string;
+  examples: number;
+  prefixLength: number;
+  selfGenerated: number;
+  seed: number;
+  json?: boolean;
+  threads?: number;
+}): Promise<void> {
   const loaded = await loadModel(f.model, { threads: f.threads, needsTokenizer: true });
   const adapter = PromptAdapter.load(f.ppd, loaded.config);
   const shape = { promptTokens: adapter.promptTokens, virtualTokens: adapter.virtualTokens, prefixLength: f.prefixLength, topK: 10 };
-  const set = await distillSet(loaded, f.data, f.ppd, 'eval', { count: f.examples, ...shape, seed: f.seed });
+  const set = await distillSet(loaded, f.data, f.ppd, 'eval', { count: f.examples, ...shape, seed: f.seed, selfGenerated: f.selfGenerated });
   const files = openModelDir(f.model);
   const session = await PromptSession.create(loaded.config, files.tensors, shape, { threads: f.threads });
   files.tensors.close();

@@ -2,7 +2,10 @@
  * Self-distillation data for prompt tokens (PPD.md section 3): prefixes of L tokens ending at
  * random points of a token stream; for each, the frozen base model continues greedily for N+1
  * tokens, and its next-token distributions at the N positions after the first one are the
- * teachers of the N prompt tokens. Teachers are stored compactly as the top-k logits plus the
+ * teachers of the N prompt tokens. With `selfGenerated` = G > 0, the last g of a prefix's L
+ * tokens (g uniform in 0..G) are the model's own greedy continuation of the text before them, so
+ * that training also sees the contexts prompt tokens meet while generating: the model's own text,
+ * with its habits (repeats, loops) rather than the corpus's. Teachers are stored compactly as the top-k logits plus the
  * log-normaliser, in one safetensors file cached on disk.
  *
  *   prefixes [M, L]      token ids (stored as F32: exact below 2^24)
@@ -37,6 +40,8 @@ export interface DistillOptions {
   promptTokens: number;
   topK: number;
   seed: number;
+  /** G: up to this many of a prefix's last tokens are the model's own greedy text (default 0). */
+  selfGenerated?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -67,7 +72,9 @@ export function logSumExp(row: Float32Array): number {
 /** Builds M teacher examples from random cut points of `stream` with the frozen `model`. */
 export async function buildDistillSet(model: LlamaModel, stream: ArrayLike<number>, o: DistillOptions): Promise<DistillSet> {
   const { count: M, prefixLength: L, promptTokens: N, topK: K } = o;
+  const G = o.selfGenerated ?? 0;
   if (stream.length < L + 1) throw new InputError(`the token stream (${stream.length}) is shorter than one prefix of ${L}`);
+  if (!(Number.isInteger(G) && G >= 0 && G < L)) throw new InputError(`self-generated tokens must be an integer in 0..${L - 1} (below the prefix length), got ${G}`);
   const V = model.config.vocabSize;
   const set: DistillSet = {
     prefixLength: L,
@@ -83,10 +90,19 @@ export async function buildDistillSet(model: LlamaModel, stream: ArrayLike<numbe
   const rng = new Rng(o.seed);
   for (let m = 0; m < M; m++) {
     const start = Math.floor(rng.next() * (stream.length - L + 1));
-    const prefix = Array.from({ length: L }, (_, t) => stream[start + t]!);
-    set.prefixes.set(prefix, m * L);
+    // With G = 0 no draw is made, so sets built before selfGenerated existed are reproduced.
+    const g = G > 0 ? Math.floor(rng.next() * (G + 1)) : 0;
+    const prefix = Array.from({ length: L - g }, (_, t) => stream[start + t]!);
     const cache = newCache(model);
     let logits = await prefill(model, prefix, cache);
+    while (prefix.length < L) {
+      prefix.push(argmax(logits));
+      const P = cache.length;
+      const out = await model.forward({ embeds: model.embed([prefix[prefix.length - 1]!]), positions: [P], mask: causalMask(1, P), cache });
+      cache.append(out.keys, out.values);
+      logits = out.logits.slice(0, V);
+    }
+    set.prefixes.set(prefix, m * L);
     const greedy = [argmax(logits)];
     // Continue greedily: the row of y(i+1) predicts y(i+2), the teacher of prompt token i.
     for (let i = 0; i < N; i++) {

@@ -18,9 +18,9 @@ import type { Verification } from './decode.ts';
 export const TREES_FILE = 'trees.json';
 export const ACCURACY_FILE = 'accuracy.json';
 /**
- * Context-lookup tokens per step unless told otherwise (`--lookup`). On the bundled model, 2
- * threads, greedy: 8 gave 1.74x plain decoding with the budget-1 profile, 4 gave 1.63x
- * (bench:ppd has the current figures).
+ * Context-lookup tokens per step unless `--lookup` or this machine's calibration says otherwise.
+ * On the bundled model, 2 threads, greedy, no prompt-token rows: 8 gave 1.74x plain decoding,
+ * 4 gave 1.63x (bench:ppd has the current figures).
  */
 export const DEFAULT_LOOKUP_TOKENS = 8;
 
@@ -39,7 +39,7 @@ export interface PpdSetupOptions {
   /** A tree-set file; wins over any hardware profile. */
   trees?: string;
   verification?: PpdSetup['verification'];
-  /** Most context-lookup tokens per step (default DEFAULT_LOOKUP_TOKENS; 0 = none). */
+  /** Most context-lookup tokens per step (default: what this machine's profile measured best, else DEFAULT_LOOKUP_TOKENS; 0 = none). */
   lookup?: number;
   /** ONNX Runtime threads the model runs with (default: defaultThreads()): part of the machine signature. */
   threads?: number;
@@ -51,21 +51,25 @@ export interface PpdSetupOptions {
   onNotice?: (line: string) => void;
 }
 
-/** The tree-set file to decode with, and the notice to show when it is the default for want of a profile. */
-export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterDir: string, options: PpdSetupOptions = {}): { path: string; notice?: string } {
+/**
+ * The tree-set file to decode with, the context-lookup length this machine's profile measured
+ * best with it (when it did), and the notice to show when the trees are the default for want of
+ * a profile.
+ */
+export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterDir: string, options: PpdSetupOptions = {}): { path: string; lookup?: number; notice?: string } {
   if (options.trees !== undefined) return { path: options.trees };
   const threads = options.threads ?? defaultThreads();
-  const lookup = findProfile(adapterDir, { signature: machineSignature(threads, options.quantize), baseConfigHash: configHash(base), accuracyFile: join(adapterDir, ACCURACY_FILE) });
-  if (lookup.found) return { path: lookup.treesPath };
+  const found = findProfile(adapterDir, { signature: machineSignature(threads, options.quantize), baseConfigHash: configHash(base), accuracyFile: join(adapterDir, ACCURACY_FILE) });
+  if (found.found) return { path: found.treesPath, lookup: found.profile.lookup };
   const fallback = join(adapterDir, TREES_FILE);
   const trainedOn = adapter.config.training?.base;
   const modelDir = options.modelDir ?? (typeof trainedOn === 'string' ? trainedOn : '<model dir>');
-  return { path: fallback, notice: `${lookup.reason}; using ${fallback}. Make one with: ${calibrateCommand(modelDir, adapterDir, threads, options.quantize)}` };
+  return { path: fallback, notice: `${found.reason}; using ${fallback}. Make one with: ${calibrateCommand(modelDir, adapterDir, threads, options.quantize)}` };
 }
 
 export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: PpdSetupOptions = {}): PpdSetup {
   const adapter = PromptAdapter.load(adapterDir, base);
-  const { path: treesPath, notice } = treesFileFor(base, adapter, adapterDir, options);
+  const { path: treesPath, lookup, notice } = treesFileFor(base, adapter, adapterDir, options);
   if (!existsSync(treesPath)) {
     throw new FormatError(treesPath, `no tree set; build one with \`ppd tree build --accuracies ${join(adapterDir, ACCURACY_FILE)} --budget N --out ${treesPath}\``);
   }
@@ -75,7 +79,7 @@ export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: Ppd
     trees: loadTreeSet(treesPath),
     treesFile: treesPath,
     verification: options.verification ?? 'rejection',
-    lookup: options.lookup ?? DEFAULT_LOOKUP_TOKENS,
+    lookup: options.lookup ?? lookup ?? DEFAULT_LOOKUP_TOKENS,
   };
 }
 
