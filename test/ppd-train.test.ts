@@ -10,7 +10,10 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LlamaModel } from '../src/model/llama-model.ts';
+import { InputError } from '../src/errors.ts';
+import { newCache } from '../src/generate/autoregressive.ts';
+import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
+import { argmax } from '../src/sampling/sampler.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
 import { buildDistillSet, type DistillSet } from '../src/ppd/distill.ts';
 import { promptVisibility } from '../src/ppd/prompt-mask.ts';
@@ -115,4 +118,32 @@ test('adapters round-trip and refuse another base model', () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('self-generated prefixes end in the model\'s own greedy continuation of the text before them', async () => {
+  const G = 4;
+  const L = shape.prefixLength;
+  const set = await buildDistillSet(model, stream, { count: 30, ...shape, seed: 3, selfGenerated: G });
+  const textOnly = await buildDistillSet(model, stream, { count: 30, ...shape, seed: 3 });
+  let generated = 0;
+  for (let m = 0; m < set.count; m++) {
+    const prefix = Array.from(set.prefixes.subarray(m * L, (m + 1) * L));
+    // The longest run of text from the stream that the prefix starts with; the rest must be greedy.
+    const starts = Array.from({ length: stream.length - L + 1 }, (_, s) => s).filter((s) => stream[s] === prefix[0]);
+    let best = 0;
+    for (const s of starts) {
+      let k = 0;
+      while (k < L && stream[s + k] === prefix[k]) k++;
+      best = Math.max(best, k);
+    }
+    assert.ok(best >= L - G, `example ${m}: only ${best} text tokens`);
+    for (let t = best; t < L; t++) {
+      const out = await model.forward({ embeds: model.embed(prefix.slice(0, t)), positions: prefix.slice(0, t).map((_, i) => i), mask: causalMask(t, 0), cache: newCache(model) });
+      assert.equal(prefix[t], argmax(out.logits.subarray((t - 1) * config.vocabSize, t * config.vocabSize)), `example ${m}, position ${t}`);
+    }
+    generated += L - best;
+  }
+  assert.ok(generated > set.count, `some prefixes hold self-generated tokens (${generated} in all)`);
+  assert.notDeepEqual(set.prefixes, textOnly.prefixes);
+  await assert.rejects(buildDistillSet(model, stream, { count: 1, ...shape, seed: 3, selfGenerated: L }), InputError);
 });
