@@ -290,6 +290,7 @@ describe('bad input ends as one error line', () => {
   test('--lookup -1 and --lookup 1000', async () => {
     await assertUserError(['generate', '--model', modelDir, '--prompt', 'hi', '--lookup', '-1'], ['--lookup', '"-1"']);
     await assertUserError(['generate', '--model', modelDir, '--prompt', 'hi', '--lookup', '1000'], ['--lookup', '"1000"']);
+    await assertUserError(['generate', '--model', modelDir, '--prompt', 'hi', '--lookup', '4'], ['--lookup', '--ppd']);
   });
 
   test('--quantize with an unknown mode', async () => {

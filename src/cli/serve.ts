@@ -35,6 +35,7 @@ function isLoopback(host: string): boolean {
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
+  if (flags.lookup !== undefined && !flags.ppd) throw new InputError('--lookup needs --ppd ADAPTER: the context lookup is verified within PPD steps');
   const loaded = await loadModel(flags.model, { threads: flags.threads, quantize: flags.quantize, needsTokenizer: true });
   const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, threads: flags.threads, quantize: flags.quantize, modelDir: flags.model }) : undefined;
   const app = buildServer({
