@@ -12,8 +12,11 @@
  *                       models/ppd-draft), node-llama-cpp's default settings
  *   llama.cpp + lookup  its InputLookupTokenPredictor (prompt lookup), default settings
  *   ppd                 plain decoding
- *   ppd + PPD           Parallel Prompt Decoding with the adapter's trees for this machine
- *                       (its calibrated profile, else trees.json; see src/ppd/setup.ts)
+ *   ppd + PPD           Parallel Prompt Decoding's prompt tokens alone, with the adapter's trees
+ *                       for this machine (its calibrated profile, else trees.json; where the
+ *                       profile chose no prompt-token rows, trees.json; see src/ppd/setup.ts)
+ *   ppd --ppd           what `generate --ppd` decodes with here: the calibrated profile's trees
+ *                       and context lookup (src/ppd/lookup.ts), else trees.json and lookup 8
  *
  * Per weight type and thread count: tokens/s (Σ tokens / Σ median seconds over the prompts),
  * ratios to llama.cpp plain, and greedy agreement with ppd's plain ids (the first divergence
@@ -29,7 +32,7 @@ import { InputError } from '../src/errors.ts';
 import { promptIds, startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/load.ts';
 import { parameterCount } from '../src/model/config.ts';
-import { loadGuessingPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
+import { loadGuessingPpdSetup, loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { Progress } from '../src/report/progress.ts';
 import { defaultCacheDir } from '../src/runtime/compile.ts';
 import {
@@ -60,13 +63,14 @@ import { CORPUS_FILE, selectPrompts, type Prompt } from './prompts.ts';
 export type WeightType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
 const WEIGHT_TYPES: readonly WeightType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
 
-export type DecoderId = 'llama.cpp' | 'llama.cpp + draft' | 'llama.cpp + lookup' | 'ppd' | 'ppd + PPD';
+export type DecoderId = 'llama.cpp' | 'llama.cpp + draft' | 'llama.cpp + lookup' | 'ppd' | 'ppd + PPD' | 'ppd --ppd';
 
 interface Decoder {
   id: DecoderId;
   engine: 'llama.cpp' | 'ppd';
   predictor?: Predictor;
-  ppd?: boolean;
+  /** ppd's PPD setup: the prompt tokens alone ('guessing'), or as `generate --ppd` runs ('product'). */
+  ppd?: 'guessing' | 'product';
 }
 
 const ALL_DECODERS: readonly Decoder[] = [
@@ -74,7 +78,8 @@ const ALL_DECODERS: readonly Decoder[] = [
   { id: 'llama.cpp + draft', engine: 'llama.cpp', predictor: 'draft' },
   { id: 'llama.cpp + lookup', engine: 'llama.cpp', predictor: 'lookup' },
   { id: 'ppd', engine: 'ppd' },
-  { id: 'ppd + PPD', engine: 'ppd', ppd: true },
+  { id: 'ppd + PPD', engine: 'ppd', ppd: 'guessing' },
+  { id: 'ppd --ppd', engine: 'ppd', ppd: 'product' },
 ];
 
 export interface DecoderResult {
@@ -97,14 +102,16 @@ export interface ConfigurationResult {
   threads: number;
   gguf: { file: string; bytes: number };
   draftGguf: { file: string; bytes: number } | null;
-  /** The trees 'ppd + PPD' decoded with; plainChosen: this machine's calibration picked plain decoding, so trees.json stands in. */
+  /** The trees 'ppd + PPD' decoded with; plainChosen: this machine's calibration picked no prompt-token rows, so trees.json stands in. */
   ppdTrees: { file: string; budget: number; plainChosen: boolean } | null;
+  /** What 'ppd --ppd' decoded with: the trees and context-lookup tokens per step. */
+  product: { file: string; budget: number; lookup: number } | null;
   results: DecoderResult[];
   load: PhaseLoad;
 }
 
 export interface LlamaCppBenchReport {
-  schema: 'ppd.bench.llamacpp/1';
+  schema: 'ppd.bench.llamacpp/2';
   /** The reports' file name: llamacpp for the bundled model, llamacpp-<folder> for another. */
   name: string;
   mode: 'full' | 'quick';
@@ -208,8 +215,13 @@ async function runPpd(loaded: LoadedModel, setup: PpdSetup | undefined, prompt: 
   return { ids: result.ids, seconds: result.stats.seconds, steps: result.stats.steps };
 }
 
-async function runDecoder(d: Decoder, ctx: { loaded: LoadedModel; setup?: PpdSetup; peer: LlamaCppPeer; ids: Map<number, number[]> }, prompt: Prompt, maxTokens: number): Promise<Run> {
-  if (d.engine === 'ppd') return runPpd(ctx.loaded, d.ppd ? ctx.setup : undefined, prompt, maxTokens);
+async function runDecoder(
+  d: Decoder,
+  ctx: { loaded: LoadedModel; setups: { guessing?: PpdSetup; product?: PpdSetup }; peer: LlamaCppPeer; ids: Map<number, number[]> },
+  prompt: Prompt,
+  maxTokens: number,
+): Promise<Run> {
+  if (d.engine === 'ppd') return runPpd(ctx.loaded, d.ppd === undefined ? undefined : ctx.setups[d.ppd], prompt, maxTokens);
   return ctx.peer.generate(ctx.ids.get(prompt.number)!, maxTokens, [], d.predictor);
 }
 
@@ -228,8 +240,8 @@ async function runConfiguration(plan: Plan, type: WeightType, threads: number, p
   const peer = await LlamaCppPeer.open(gguf.file, { threads, contextSize: 512, draftPath: draftGguf?.file });
   try {
     const guessing = plan.adapterDir === undefined ? undefined : loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads, lookup: 0, onNotice: () => {} });
-    const setup = guessing?.setup;
-    const ctx = { loaded, setup, peer, ids: new Map(prompts.map((p) => [p.number, promptIds(loaded, p.text)])) };
+    const product = plan.adapterDir === undefined ? undefined : loadPpdSetup(loaded.config, plan.adapterDir, { threads, onNotice: () => {} });
+    const ctx = { loaded, setups: { guessing: guessing?.setup, product }, peer, ids: new Map(prompts.map((p) => [p.number, promptIds(loaded, p.text)])) };
     for (const d of decoders) await runDecoder(d, ctx, prompts[0]!, WARMUP_TOKENS);
 
     const runs = new Map<DecoderId, Run[][]>(decoders.map((d) => [d.id, prompts.map(() => [])]));
@@ -272,6 +284,7 @@ async function runConfiguration(plan: Plan, type: WeightType, threads: number, p
       gguf: { file: repoPath(gguf.file), bytes: gguf.bytes },
       draftGguf: draftGguf && { file: repoPath(draftGguf.file), bytes: draftGguf.bytes },
       ppdTrees: guessing === undefined ? null : { file: repoPath(guessing.setup.treesFile ?? ''), budget: guessing.setup.trees.budget, plainChosen: guessing.plainChosen },
+      product: product === undefined ? null : { file: repoPath(product.treesFile ?? ''), budget: product.trees.budget, lookup: product.lookup ?? 0 },
       results,
       load,
     };
@@ -300,11 +313,24 @@ function targets(configs: ConfigurationResult[]): LlamaCppBenchReport['targets']
     if (draft !== undefined) {
       out.push({ name: `ppd PPD over llama.cpp + draft model (${where})`, target: '> 1×', measured: `${fmt(ppd.tokensPerSecond / draft.tokensPerSecond, 2)}×`, met: ppd.tokensPerSecond > draft.tokensPerSecond });
     }
+    // The same two for what `generate --ppd` does here (trees and context lookup, as calibrated).
+    const product = get('ppd --ppd');
+    if (product === undefined) continue;
+    out.push({ name: `ppd --ppd over llama.cpp plain (${where})`, target: `≥ ${TARGETS.ppd}×`, measured: `${fmt(product.overLlamaCpp, 2)}×`, met: product.overLlamaCpp >= TARGETS.ppd });
+    for (const peer of [draft, get('llama.cpp + lookup')]) {
+      if (peer === undefined) continue;
+      out.push({
+        name: `ppd --ppd over ${peer.decoder} (${where})`,
+        target: '> 1×',
+        measured: `${fmt(product.tokensPerSecond / peer.tokensPerSecond, 2)}×`,
+        met: product.tokensPerSecond > peer.tokensPerSecond,
+      });
+    }
   }
   return out;
 }
 
-const PLAIN_CHOSEN_NOTE = " — this machine's calibration chose plain decoding for this thread count (so `generate --ppd` decodes plainly); the default trees show PPD itself";
+const PLAIN_CHOSEN_NOTE = " — this machine's calibration chose no prompt-token rows for this thread count; the default trees show the prompt tokens at work";
 
 function markdown(r: LlamaCppBenchReport): string {
   const lines = [
@@ -327,6 +353,7 @@ function markdown(r: LlamaCppBenchReport): string {
       '',
       `GGUF ${(c.gguf.bytes / 2 ** 20).toFixed(1)} MiB${c.draftGguf ? `, draft ${(c.draftGguf.bytes / 2 ** 20).toFixed(1)} MiB` : ''}. ` +
         (c.ppdTrees === null ? '' : `PPD trees: \`${c.ppdTrees.file}\` (budget ${c.ppdTrees.budget})${c.ppdTrees.plainChosen ? PLAIN_CHOSEN_NOTE : ''}. `) +
+        (c.product === null ? '' : `\`ppd --ppd\`: \`${c.product.file}\` (budget ${c.product.budget}) with context lookup ${c.product.lookup}. `) +
         `Other processes used ${otherCpu(c.load)} during the timed runs${c.load.otherCores !== null && c.load.otherCores > BUSY_MACHINE_CORES ? ' (**busy: figures suspect**)' : ''}.`,
       '',
       '| decoder | tokens/s | × llama.cpp | same ids as ppd plain | first divergence | predictions validated / refuted, or τ |',
@@ -339,7 +366,7 @@ function markdown(r: LlamaCppBenchReport): string {
       '',
     );
   }
-  lines.push('## Targets (issue #8)', '', '| | target | measured | met |', '| --- | --- | --- | --- |', ...r.targets.map((t) => `| ${t.name} | ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`), '');
+  lines.push('## Targets (issue #8; the `ppd --ppd` rows apply the same bars to what `generate --ppd` does here)', '', '| | target | measured | met |', '| --- | --- | --- | --- |', ...r.targets.map((t) => `| ${t.name} | ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`), '');
   lines.push(...machineSection(r.machine, r.configurations[0]!.load));
   return lines.join('\n');
 }
@@ -387,7 +414,7 @@ async function main(argv: string[]): Promise<void> {
   progress.stop();
 
   const report: LlamaCppBenchReport = {
-    schema: 'ppd.bench.llamacpp/1',
+    schema: 'ppd.bench.llamacpp/2',
     name: plan.name,
     mode: plan.mode,
     command: `npm run bench:llamacpp${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
