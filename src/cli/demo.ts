@@ -9,10 +9,11 @@
  * small random-weight model instead, so every stage still runs.
  */
 import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startGeneration, type TextRequest } from '../generate/request.ts';
 import type { GenerationResult } from '../generate/generate.ts';
+import { spread } from '../calibrate/measure.ts';
 import { loadModel, type LoadedModel } from '../load.ts';
 import { writeRandomModel } from '../model/random-init.ts';
 import { loadGuessingPpdSetup, loadPpdSetup, type PpdSetup } from '../ppd/setup.ts';
@@ -49,6 +50,8 @@ function randomModelDir(): string {
   return dir;
 }
 
+const TIMED_ROUNDS = 5;
+
 /** Streams a generation to stdout; with `colour`, each step's tokens alternate colours. */
 async function show(loaded: LoadedModel, request: TextRequest, colour: boolean): Promise<GenerationResult> {
   const generation = startGeneration(loaded, request);
@@ -83,29 +86,39 @@ export async function demoCommand(flags: { maxTokens: number }): Promise<void> {
   process.stderr.write('── plain greedy decoding (one token per forward) ──\n');
   const plain = await show(loaded, request, false);
   process.stderr.write(`${statsLine(plain.stats)}\n\n`);
-  const runs: { label: string; result: GenerationResult }[] = [];
+  const runs: { label: string; result: GenerationResult; ppd: PpdSetup }[] = [];
   const run = async (label: string, heading: string, ppd: PpdSetup) => {
     process.stderr.write(`── ${heading} (each colour run = tokens accepted in one forward) ──\n`);
     const result = await show(loaded, { ...request, ppd }, true);
     process.stderr.write(`${statsLine(result.stats)}\n\n`);
-    runs.push({ label, result });
+    runs.push({ label, result, ppd });
   };
+  const shown = (file = '') => relative(process.cwd(), file) || file;
   await run(
     'PPD, prompt tokens alone',
-    `Parallel Prompt Decoding, prompt tokens alone (${plainChosen ? `${guessing.treesFile}: this machine's calibration chose plain decoding over these trees` : guessing.treesFile})`,
+    `Parallel Prompt Decoding, prompt tokens alone (${shown(guessing.treesFile)}${plainChosen ? ': this machine\'s calibration chose no prompt-token rows over these trees' : ''})`,
     guessing,
   );
-  const trees = product.trees.budget > 1 ? `the trees of ${product.treesFile}` : 'no prompt-token rows, as calibrated here';
+  const trees = product.trees.budget > 1 ? `the trees of ${shown(product.treesFile)}` : 'no prompt-token rows, as calibrated here';
   await run('generate --ppd', `generate --ppd as it decodes here: ${trees} + context lookup (up to ${product.lookup} tokens copied from earlier text)`, product);
 
+  // One streamed run of a fraction of a second is at the mercy of the machine's noise: the speeds
+  // compared are medians of TIMED_ROUNDS more runs of each decoder, taken in turn.
+  const decoders = [undefined, ...runs.map((r) => r.ppd)];
+  const rates: number[][] = decoders.map(() => []);
+  for (let round = 0; round < TIMED_ROUNDS; round++) {
+    for (const [d, ppd] of decoders.entries()) rates[d]!.push((await startGeneration(loaded, { ...request, ppd }).complete()).stats.tokensPerSecond);
+  }
+  const [plainRate, ...ppdRates] = rates.map((r) => spread(r).medianMs) as [number, ...number[]]; // spread() takes any unit
+  process.stderr.write(`Speeds: median tokens/s of ${TIMED_ROUNDS} more runs of each, taken in turn.\n`);
   const { parameters, share } = guessing.adapter.parameterShare(loaded.config);
   let allIdentical = true;
-  for (const { label, result } of runs) {
-    const identical = result.ids.length === plain.ids.length && result.ids.every((id, i) => id === plain.ids[i]);
+  for (const [i, { label, result }] of runs.entries()) {
+    const identical = result.ids.length === plain.ids.length && result.ids.every((id, k) => id === plain.ids[k]);
     allIdentical &&= identical;
     process.stderr.write(
-      `${label}: ${(result.stats.tokensPerSecond / plain.stats.tokensPerSecond).toFixed(2)}x the speed of plain decoding ` +
-        `(${result.stats.tokensPerSecond.toFixed(1)} vs ${plain.stats.tokensPerSecond.toFixed(1)} tokens/s), ` +
+      `${label}: ${(ppdRates[i]! / plainRate).toFixed(2)}x the speed of plain decoding ` +
+        `(${ppdRates[i]!.toFixed(1)} vs ${plainRate.toFixed(1)} tokens/s), ` +
         `${result.stats.tau.toFixed(2)} tokens per forward, output ${identical ? 'identical to' : 'DIFFERENT FROM'} plain decoding.\n`,
     );
   }
