@@ -337,6 +337,7 @@ function setupFor(setup: PpdSetup, guesses: Guesses): PpdSetup {
   if (guesses === 'prompt') return { ...setup, lookup: 0 };
   if (guesses === 'prompt+lookup') return { ...setup, lookup: DEFAULT_LOOKUP_TOKENS };
   const { promptTokens, virtualTokens, attention } = setup.adapter.config;
+  // Budget 1 leaves no row for a guess or a prompt token, whatever the accuracy table says.
   const rootOnly = buildTreeSet(Array.from({ length: promptTokens }, () => [0]), { budget: 1, promptTokens, virtualTokens, attention });
   return { ...setup, trees: rootOnly, lookup: DEFAULT_LOOKUP_TOKENS };
 }
