@@ -596,10 +596,11 @@ function writeReport(report: PpdBenchReport, outDir: string): Promise<string[]> 
     x: { title: 'prompt' },
     y: { title: 'speedup (×) / τ (tokens per step)' },
     series: [
-      { name: 'PPD speedup (×)', points: greedy.prompts.map((p) => ({ x: p.prompt, y: p.speedup })) },
-      { name: 'PPD τ (tokens/step)', points: greedy.prompts.map((p) => ({ x: p.prompt, y: p.ppd.tauPerStep })) },
-      { name: 'PPD + lookup speedup (×)', points: withLookup.prompts.map((p) => ({ x: p.prompt, y: p.speedup })) },
-      { name: 'lookup alone speedup (×)', points: lookupAlone.prompts.map((p) => ({ x: p.prompt, y: p.speedup })) },
+      // Short names: the legend cuts long ones.
+      { name: 'PPD, speedup ×', points: greedy.prompts.map((p) => ({ x: p.prompt, y: p.speedup })) },
+      { name: 'PPD, τ', points: greedy.prompts.map((p) => ({ x: p.prompt, y: p.ppd.tauPerStep })) },
+      { name: 'PPD+lookup, ×', points: withLookup.prompts.map((p) => ({ x: p.prompt, y: p.speedup })) },
+      { name: 'lookup alone, ×', points: lookupAlone.prompts.map((p) => ({ x: p.prompt, y: p.speedup })) },
     ],
     yRules: [
       { y: TARGETS.speedup, label: `speedup target ${TARGETS.speedup}×` },
