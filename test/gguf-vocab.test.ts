@@ -15,6 +15,7 @@ import { expectedTensors } from '../src/model/weights.ts';
 import { tokenizerFromGguf } from '../src/tokenizer/gguf/from-gguf.ts';
 import { ggufTokenizerEntries } from '../src/tokenizer/gguf/to-gguf.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
+import { byteLevelAlphabet, familyTokenizer } from './helpers/family-tokenizers.ts';
 import { tinyConfig } from './helpers/tiny-model.ts';
 
 type Json = Record<string, unknown>;
@@ -229,13 +230,6 @@ test('llama: merges derived from scores reproduce the SPM algorithm on random te
 const LLAMA3_SPLIT =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-/** GPT-2's byte -> printable character table: printable Latin-1 bytes map to themselves. */
-function byteLevelAlphabet(): string[] {
-  const printable = (b: number) => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-  let next = 256;
-  return Array.from({ length: 256 }, (_, b) => String.fromCharCode(printable(b) ? b : next++));
-}
-
 /** A small LLaMA-3-shaped tokenizer: 256 byte symbols, a few merges, BOS/EOS as added tokens. */
 function byteLevelTokenizer(preTokenizer: 'llama3' | 'gpt2' = 'llama3'): { json: Json; config: Json } {
   const merges = ['Ġ t', 'h e', 'Ġt he', 'Ġ a', 'a n', 'Ġa n', 'Ġan d', 'i n', 'o n', 'Ġ s', '1 2', '12 3', "' s", 'Ċ Ċ', 'Ġ Ġ', 'Ã ©'];
@@ -369,8 +363,8 @@ test('tokenizerFromGguf: "gpt2" needs merges and a pre-tokenizer ppd knows', () 
   assert.throws(() => tokenizerFromGguf(without('tokenizer.ggml.merges'), 'f.gguf'), /f\.gguf: a "gpt2" tokenizer needs tokenizer\.ggml\.merges/);
   assert.throws(() => tokenizerFromGguf(without('tokenizer.ggml.pre'), 'f.gguf'), (e: Error) => e instanceof ModelError && /no tokenizer\.ggml\.pre/.test(e.message));
   assert.throws(
-    () => tokenizerFromGguf(new Map([...meta, ['tokenizer.ggml.pre', 'qwen2']]), 'f.gguf'),
-    (e: Error) => e instanceof ModelError && /tokenizer\.ggml\.pre "qwen2" is not supported/.test(e.message),
+    () => tokenizerFromGguf(new Map([...meta, ['tokenizer.ggml.pre', 'falcon']]), 'f.gguf'),
+    (e: Error) => e instanceof ModelError && /tokenizer\.ggml\.pre "falcon" is not supported \(ppd reads "llama-bpe", "qwen2", "smollm", "gpt-2"\)/.test(e.message),
   );
   assert.ok(tokenizerFromGguf(new Map([...meta, ['tokenizer.ggml.pre', 'llama3']]), 'f.gguf'));
 });
@@ -387,9 +381,10 @@ test('ggufTokenizerEntries: tokenizers GGUF cannot express are a ModelError nami
   const noSpaces = { ...projectJson, normalizer: null };
   assert.throws(() => ggufTokenizerEntries(noSpaces, projectConfig, undefined, 'dir'), /does not turn spaces into "▁"/);
   const { json, config } = byteLevelTokenizer();
-  const qwenSplit = structuredClone(json) as { pre_tokenizer: { pretokenizers: { pattern: { Regex: string } }[] } };
-  qwenSplit.pre_tokenizer.pretokenizers[0].pattern.Regex = LLAMA3_SPLIT.replace('{1,3}', '');
-  assert.throws(() => ggufTokenizerEntries(qwenSplit as Json, config, undefined, 'dir'), /neither LLaMA-3's nor GPT-2's/);
+  const otherSplit = structuredClone(json) as { pre_tokenizer: { pretokenizers: { pattern: { Regex: string } }[] } };
+  otherSplit.pre_tokenizer.pretokenizers[0].pattern.Regex = LLAMA3_SPLIT.replace('{1,3}', '{1,2}');
+  assert.throws(() => ggufTokenizerEntries(otherSplit as Json, config, undefined, 'dir'), /none llama\.cpp names \("llama-bpe", "qwen2", "smollm", "gpt-2"\)/);
+  assert.throws(() => ggufTokenizerEntries({ ...json, normalizer: { type: 'Lowercase' } }, config, undefined, 'dir'), /normalizer "Lowercase" has no GGUF equivalent/);
   assert.throws(() => ggufTokenizerEntries({ ...projectJson, model: null }, projectConfig, undefined, 'dir'), (e: Error) => e instanceof FormatError && /field "model" must be an object/.test(e.message));
 });
 
@@ -416,6 +411,11 @@ test('llama.cpp tokenizes text exactly as ppd does from a GGUF file carrying the
     const cases = [
       { name: 'project (llama)', tokenizer: projectTokenizer, entries: projectEntries, texts: [...CORPUS_LINES, ...TRICKY] },
       { name: 'byte-level (gpt2)', tokenizer: byteLevel, entries: ggufTokenizerEntries(json, config, undefined, 'dir'), texts: BYTE_LEVEL_TEXTS },
+      ...(['qwen2', 'smollm2'] as const).map((family) => {
+        const t = familyTokenizer(family);
+        const entries = ggufTokenizerEntries(t.tokenizerJson, t.tokenizerConfig, t.chatTemplate, family);
+        return { name: family, tokenizer: Tokenizer.fromJson(t.tokenizerJson, t.tokenizerConfig), entries, texts: BYTE_LEVEL_TEXTS };
+      }),
     ];
     for (const { name, tokenizer, entries, texts } of cases) {
       const path = join(dir, 'tokenizer.gguf');

@@ -12,7 +12,7 @@ import { demoCommand } from './demo.ts';
 import { generateCommand } from './generate.ts';
 import { initCommand } from './init.ts';
 import { perplexityCommand } from './perplexity.ts';
-import { evalPromptsCommand, trainPromptsCommand, treeBuildCommand } from './prompts.ts';
+import { evalPromptsCommand, trainPromptsCommand, treeBuildCommand, treeConvertCommand } from './prompts.ts';
 import { pretrainCommand } from './pretrain.ts';
 import { infoCommand, logitsCommand } from './inspect.ts';
 import { choice, collect, idList, integer, number } from './options.ts';
@@ -202,9 +202,8 @@ program
   .addOption(noQuantize())
   .action(evalPromptsCommand);
 
-program
-  .command('tree')
-  .description('candidate trees')
+const tree = program.command('tree').description('candidate trees');
+tree
   .command('build')
   .description('build the dynamic tree set for a budget of step input rows from an accuracy table')
   .requiredOption('--accuracies <file>', 'accuracy.json from train-prompts or eval-prompts')
@@ -212,6 +211,16 @@ program
   .option('--max-rank <n>', 'ranks considered per position', integer(1, 1000))
   .option('--out <file>', 'where to write the tree set (default: trees.json beside the table)')
   .action(treeBuildCommand);
+tree
+  .command('convert')
+  .description("convert the PPD reference implementation's sparse trees (a dynamic_sparse_trees_*.py dictionary, or its JSON) to a ppd tree set")
+  .requiredOption('--from <file>', '.py file (or .json) holding {depth: [[path, accuracy, prompt tokens], ...]} dictionaries')
+  .option('--name <name>', 'which dictionary of the file, e.g. dynamic_sparse_trees_105 (needed when it holds several)')
+  .requiredOption('--out <file>', 'where to write the tree set (e.g. ADAPTER/trees.json)')
+  .option('--prompt-tokens <n>', "the adapter's prompt tokens (default: the deepest key)", integer(1, 64))
+  .option('--virtual-tokens <n>', 'virtual tokens per prompt token', integer(1, 64), 1)
+  .option('--attention <kind>', 'attention among prompt tokens', choice(['ensemble', 'decoder', 'encoder'] as const), 'ensemble')
+  .action(treeConvertCommand);
 
 program
   .command('calibrate')

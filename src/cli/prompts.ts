@@ -1,7 +1,7 @@
 /**
- * `ppd train-prompts`, `ppd eval-prompts` and `ppd tree build`: the PPD training pipeline from a
- * base model and text to an adapter folder holding the prompt tokens, their accuracy table and a
- * dynamic tree set.
+ * `ppd train-prompts`, `ppd eval-prompts`, `ppd tree build` and `ppd tree convert`: the PPD
+ * training pipeline from a base model and text to an adapter folder holding the prompt tokens,
+ * their accuracy table and a dynamic tree set (or one converted from the reference's trees).
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { cachedTokenStream } from '../data/tokenize.ts';
 import { FormatError, InputError } from '../errors.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
 import { readJsonObject, readTextFile } from '../format/text-file.ts';
+import { pickReferenceTrees, readReferenceTreeFile, treeSetFromReference } from '../ppd/reference-trees.ts';
 import { openModelDir } from '../format/model-dir.ts';
 import { loadModel, requireTokenizer, type LoadedModel } from '../load.ts';
 import { PromptAdapter, type PromptAttention } from '../ppd/adapter.ts';
@@ -214,4 +215,16 @@ export function treeBuildCommand(f: { accuracies: string; budget: number; out?: 
     process.stdout.write(`d=${d}: ${tree.candidates.length} candidates, expected accepted length ${trees.expectedAcceptedLength[d]!.toFixed(3)}\n`),
   );
   process.stdout.write(`expected tokens per step ${trees.expectedTokensPerStep.toFixed(3)}; wrote ${out}\n`);
+}
+
+export function treeConvertCommand(f: { from: string; name?: string; out: string; promptTokens?: number; virtualTokens: number; attention: PromptAttention }): void {
+  if (!existsSync(f.from)) throw new FormatError(f.from, 'not found');
+  const reference = pickReferenceTrees(readReferenceTreeFile(readTextFile(f.from), f.from), f.from, f.name);
+  const source = f.name === undefined ? f.from : `${f.from} (${f.name})`;
+  const trees = treeSetFromReference(reference, { promptTokens: f.promptTokens, virtualTokens: f.virtualTokens, attention: f.attention, source });
+  saveTreeSet(f.out, trees);
+  trees.trees.forEach((tree, d) =>
+    process.stdout.write(`d=${d}: ${tree.candidates.length} candidates, expected accepted length ${trees.expectedAcceptedLength[d]!.toFixed(3)}\n`),
+  );
+  process.stdout.write(`budget ${trees.budget} rows; expected tokens per step ${trees.expectedTokensPerStep.toFixed(3)}; wrote ${f.out}\n`);
 }

@@ -317,6 +317,21 @@ function positiveInt(name: string, value: number): number {
   return value;
 }
 
+/**
+ * τ of each tree and the long-run tokens per step of a tree set made elsewhere (the reference
+ * implementation's trees): the evaluation step of the policy iteration above. trees[d] holds
+ * candidates with their path probabilities and prompts [1 + C] for the root, then candidates.
+ */
+export function evaluateTreeSet(trees: readonly { candidates: readonly PathCandidate[]; prompts: Int32Array }[]): { tau: number[]; tokensPerStep: number } {
+  const states: StateTree[] = trees.map((t) => ({
+    candidates: [...t.candidates],
+    prompts: t.prompts,
+    end: endProbabilities(t.candidates),
+    tau: expectedAcceptedLength(t.candidates.map((c) => c.probability)),
+  }));
+  return { tau: states.map((s) => s.tau), tokensPerStep: evaluatePolicy(states).g };
+}
+
 /** The dynamic tree set for `acc` under `options.budget` rows per step (see the file header). */
 export function buildTreeSet(acc: readonly (readonly number[])[], options: BuildOptions): PpdTreeSet {
   const N = options.promptTokens ?? acc.length;

@@ -5,10 +5,7 @@
 import { FormatError, ModelError } from '../../errors.ts';
 import type { GgufMetadata, GgufValue } from '../../format/gguf/types.ts';
 import { llamaDecoder, SPACE_PIECE } from '../byte-tokenizer.ts';
-import { LLAMA3_SPLIT, TokenType, type Json, type Merge } from './common.ts';
-
-/** tokenizer.ggml.pre names that llama.cpp maps to LLaMA-3's split. */
-const LLAMA3_PRE_NAMES: ReadonlySet<string> = new Set(['llama-bpe', 'llama3', 'llama-v3']);
+import { byteLevelPreTokenizerNamed, BYTE_LEVEL_PRE_TOKENIZERS, TokenType, type Json, type Merge } from './common.ts';
 
 /** The tokenizer a GGUF file describes, once read and checked. */
 interface GgufVocab {
@@ -77,45 +74,37 @@ function llamaFromGguf(read: MetadataReader) {
   return { tokenizerJson, tokenizerConfig: tokenizerConfig(vocab, 'LlamaTokenizer', false), chatTemplate: vocab.chatTemplate };
 }
 
-/** "gpt2" (byte-level BPE) metadata with a LLaMA-3 or GPT-2 pre-tokenizer -> tokenizer.json. */
+/** "gpt2" (byte-level BPE) metadata with a pre-tokenizer name ppd knows (common.ts) -> tokenizer.json. */
 function gpt2FromGguf(read: MetadataReader) {
-  const pre = read.string('tokenizer.ggml.pre');
-  const llama3 = pre !== undefined && LLAMA3_PRE_NAMES.has(pre);
-  if (!llama3 && pre !== 'gpt-2') {
+  const name = read.string('tokenizer.ggml.pre');
+  const pre = name === undefined ? undefined : byteLevelPreTokenizerNamed(name);
+  if (pre === undefined) {
     // Without a name llama.cpp falls back to its "default" split (warning that quality will
     // suffer); other names are other models' splits. Refuse rather than tokenize differently.
-    const what = pre === undefined ? 'no tokenizer.ggml.pre' : `tokenizer.ggml.pre "${pre}"`;
-    throw new ModelError(`${read.origin}: byte-level tokenizer with ${what} is not supported (ppd reads "llama-bpe" and "gpt-2")`);
+    const what = name === undefined ? 'no tokenizer.ggml.pre' : `tokenizer.ggml.pre "${name}"`;
+    const known = BYTE_LEVEL_PRE_TOKENIZERS.map((p) => `"${p.name}"`).join(', ');
+    throw new ModelError(`${read.origin}: byte-level tokenizer with ${what} is not supported (ppd reads ${known})`);
   }
-  const vocab = readVocab(read, { addBos: llama3 });
+  const vocab = readVocab(read, { addBos: pre.addBos });
   const merges = read.merges(vocab.tokens);
   if (merges === undefined) throw new FormatError(read.origin, 'a "gpt2" tokenizer needs tokenizer.ggml.merges');
 
-  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: !llama3 };
   const tokenizerJson: Json = {
     version: '1.0',
     truncation: null,
     padding: null,
     added_tokens: addedTokens(vocab),
-    normalizer: null,
-    pre_tokenizer: llama3
-      ? {
-          type: 'Sequence',
-          pretokenizers: [
-            { type: 'Split', pattern: { Regex: LLAMA3_SPLIT }, behavior: 'Isolated', invert: false },
-            byteLevel,
-          ],
-        }
-      : byteLevel,
+    normalizer: pre.normalizer,
+    pre_tokenizer: pre.preTokenizer,
     post_processor: templateProcessor(vocab),
-    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    decoder: pre.decoder,
     // llama.cpp sets ignore_merges for LLaMA-3 (a word that is a token is not split), as its
     // tokenizer.json does.
-    model: bpeModel(vocab.tokens, merges, { unkToken: null, byteFallback: false, ignoreMerges: llama3 }),
+    model: bpeModel(vocab.tokens, merges, { unkToken: null, byteFallback: false, ignoreMerges: pre.ignoreMerges }),
   };
-  // llama.cpp cleans up spaces when detokenizing byte-level vocabularies, and LLaMA-3's
-  // tokenizer_config.json asks for the same.
-  return { tokenizerJson, tokenizerConfig: tokenizerConfig(vocab, 'PreTrainedTokenizerFast', true), chatTemplate: vocab.chatTemplate };
+  // Whether llama.cpp cleans up spaces when detokenizing; the families' tokenizer_config.json
+  // files ask for the same (LLaMA-3 yes, Qwen and SmolLM no).
+  return { tokenizerJson, tokenizerConfig: tokenizerConfig(vocab, 'PreTrainedTokenizerFast', pre.cleanUpSpaces), chatTemplate: vocab.chatTemplate };
 }
 
 /**

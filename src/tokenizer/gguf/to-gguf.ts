@@ -1,18 +1,19 @@
 /**
  * A Hugging Face tokenizer.json to GGUF tokenizer metadata (tokenizer.ggml.*): "llama" for BPE
- * with byte_fallback, "gpt2" for byte-level BPE; see common.ts for how the two relate.
+ * with byte_fallback, "gpt2" for byte-level BPE (LLaMA-3, Qwen2/3, SmolLM, GPT-2 splits); see
+ * common.ts for how the two relate.
  */
 import { FormatError, ModelError } from '../../errors.ts';
 import type { GgufEntry } from '../../format/gguf/types.ts';
 import { SPACE_PIECE } from '../byte-tokenizer.ts';
 import { Tokenizer } from '../tokenizer.ts';
-import { LLAMA3_SPLIT, TokenType, type Json, type Merge } from './common.ts';
+import { byteLevelPreTokenizerOf, BYTE_LEVEL_PRE_TOKENIZERS, TokenType, type Json, type Merge } from './common.ts';
 
 const BYTE_TOKEN = /^<0x[0-9A-F]{2}>$/;
 
 /**
  * The tokenizer.* metadata entries for a Hugging Face tokenizer: "llama" for BPE with
- * byte_fallback (LLaMA-1/2, ppd's own), "gpt2" for byte-level BPE (LLaMA-3). `chatTemplate`
+ * byte_fallback (LLaMA-1/2, ppd's own), "gpt2" for byte-level BPE (LLaMA-3, Qwen, SmolLM). `chatTemplate`
  * wins over tokenizer_config's; `origin` names the files in errors. The token list is the
  * tokenizer's, not padded to the model's embedding rows.
  */
@@ -61,11 +62,8 @@ export function ggufTokenizerEntries(
       { key: 'tokenizer.ggml.add_space_prefix', type: 'bool', value: addSpacePrefix },
     );
   } else {
-    if (asObjectOrNull(tokenizerJson.normalizer) !== null) {
-      throw new ModelError(`${origin}: a byte-level tokenizer with a normalizer has no GGUF equivalent`);
-    }
     entries.push(
-      { key: 'tokenizer.ggml.pre', type: 'string', value: byteLevelPreName(tokenizerJson.pre_tokenizer, origin) },
+      { key: 'tokenizer.ggml.pre', type: 'string', value: byteLevelPreName(tokenizerJson, origin) },
       { key: 'tokenizer.ggml.tokens', type: 'array', itemType: 'string', value: tokens },
       { key: 'tokenizer.ggml.token_type', type: 'array', itemType: 'i32', value: types },
       { key: 'tokenizer.ggml.merges', type: 'array', itemType: 'string', value: mergeLines(merges, origin) },
@@ -217,22 +215,22 @@ function hasByteLevel(preTokenizer: unknown): boolean {
   return step.type === 'ByteLevel';
 }
 
-/** llama.cpp's name for a byte-level pre-tokenizer: LLaMA-3's split, or GPT-2's. */
-function byteLevelPreName(preTokenizer: unknown, origin: string): string {
-  const step = asObjectOrNull(preTokenizer);
-  if (step?.type === 'ByteLevel' && step.use_regex !== false && step.add_prefix_space !== true) return 'gpt-2';
-  if (step?.type === 'Sequence' && Array.isArray(step.pretokenizers) && step.pretokenizers.length === 2) {
-    const [split, byteLevel] = step.pretokenizers.map(asObjectOrNull);
-    const isLlama3Split =
-      split?.type === 'Split' &&
-      (split.pattern as Json | undefined)?.Regex === LLAMA3_SPLIT &&
-      split.behavior === 'Isolated' &&
-      split.invert !== true;
-    if (isLlama3Split && byteLevel?.type === 'ByteLevel' && byteLevel.use_regex === false && byteLevel.add_prefix_space !== true) {
-      return 'llama-bpe';
-    }
+/**
+ * llama.cpp's name for a byte-level tokenizer's pre-tokenizer (common.ts lists the ones it
+ * knows), checking that its normalizer is the one that family's files carry: none, or Qwen's NFC,
+ * which llama.cpp's own converter also writes without (llama.cpp does not normalize).
+ */
+function byteLevelPreName(tokenizerJson: Json, origin: string): string {
+  const pre = byteLevelPreTokenizerOf(tokenizerJson.pre_tokenizer);
+  if (pre === undefined) {
+    const known = BYTE_LEVEL_PRE_TOKENIZERS.map((p) => `"${p.name}"`).join(', ');
+    throw new ModelError(`${origin}: byte-level pre-tokenizer is none llama.cpp names (${known}), so GGUF cannot say how to split text`);
   }
-  throw new ModelError(`${origin}: byte-level pre-tokenizer is neither LLaMA-3's nor GPT-2's, so llama.cpp has no name for it`);
+  const normalizer = asObjectOrNull(tokenizerJson.normalizer);
+  if (normalizer !== null && !(normalizer.type === 'NFC' && pre.normalizer !== null)) {
+    throw new ModelError(`${origin}: a byte-level tokenizer with normalizer ${JSON.stringify(normalizer.type)} has no GGUF equivalent`);
+  }
+  return pre.name;
 }
 
 /** A special token as tokenizer_config.json writes it: a string or an AddedToken object. */
