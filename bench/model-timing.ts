@@ -15,6 +15,7 @@
  *
  * Shape legend: T = rows in one forward, P = rows in the KV cache, V = vocabulary, C = hidden size.
  */
+import { loadLlamaModel } from '../src/load.ts';
 import type { TensorSource } from '../src/format/tensor-source.ts';
 import { parameterCount, type LlamaConfig } from '../src/model/config.ts';
 import { KVCache } from '../src/model/kv-cache.ts';
@@ -92,7 +93,7 @@ export async function loadRandomModel(config: LlamaConfig, label: string, thread
     progress.tick(Math.round(readMiB) - before);
   });
   const start = performance.now();
-  const model = await LlamaModel.load(config, source, { cacheDir: false, threads, quantize });
+  const model = await loadLlamaModel(config, source, { cacheDir: false, threads, quantize });
   const ms = performance.now() - start;
   const what = quantize ? `weights generated and quantized to ${quantize}` : 'weights generated';
   progress.stop(`${fmt(ms / 1000)} s (${what}, graph written, ORT session created)`);

@@ -3,11 +3,24 @@
  * an ONNX session (model/, runtime/), with its tokenizer when it has one. The one place that
  * knows which files make a model; every command goes through it.
  */
+import { openForReading } from './format/file-io.ts';
 import { openModelDir, type ModelDir } from './format/model-dir.ts';
+import type { TensorSource } from './format/tensor-source.ts';
 import type { LlamaConfig } from './model/config.ts';
-import { LlamaModel, type LoadOptions } from './model/llama-model.ts';
+import type { QuantizeOptions } from './model/llama-graph.ts';
+import { LlamaModel } from './model/llama-model.ts';
+import type { CompileOptions } from './runtime/compile.ts';
+import { nodeRuntime, type RuntimeOptions } from './runtime/ort.ts';
 import { Tokenizer } from './tokenizer/tokenizer.ts';
 import { ModelError } from './errors.ts';
+
+/** How a model is compiled and run on Node: threads, graph cache, weight quantization. */
+export interface LoadOptions extends RuntimeOptions, CompileOptions, QuantizeOptions {}
+
+/** The model of these weights on ONNX Runtime's Node binding (graph compiled, or reused from the cache). */
+export function loadLlamaModel(config: LlamaConfig, tensors: TensorSource, options: LoadOptions = {}): Promise<LlamaModel> {
+  return LlamaModel.open(config, tensors, nodeRuntime(options), options);
+}
 
 export interface LoadedModel {
   dir: string;
@@ -34,7 +47,7 @@ export async function loadModel(dir: string, options: ModelLoadOptions = {}): Pr
         `${files.tokenizerFile ?? dir}: the tokenizer knows ${tokenizer.vocabSize} tokens but the model's vocab_size is ${files.config.vocabSize}`,
       );
     }
-    const model = await LlamaModel.load(files.config, files.tensors, options);
+    const model = await loadLlamaModel(files.config, files.tensors, options);
     const eosIds = [...new Set([...files.eosTokenIds, ...(tokenizer?.eosId != null ? [tokenizer.eosId] : [])])];
     return { dir, config: files.config, model, tokenizer, eosIds };
   } finally {
@@ -44,7 +57,7 @@ export async function loadModel(dir: string, options: ModelLoadOptions = {}): Pr
 
 /** The tokenizer of an opened model: its tokenizer.json file, or the one a GGUF file carries; undefined without. */
 export function tokenizerOf(files: ModelDir): Tokenizer | undefined {
-  if (files.tokenizerFile) return Tokenizer.fromFiles(files.tokenizerFile, files.tokenizerConfig, files.chatTemplate);
+  if (files.tokenizerFile) return Tokenizer.fromFile(openForReading(files.tokenizerFile), files.tokenizerConfig, files.chatTemplate);
   if (files.tokenizerJson) return Tokenizer.fromJson(files.tokenizerJson, files.tokenizerConfig, files.chatTemplate, files.dir);
   return undefined;
 }

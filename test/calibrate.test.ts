@@ -4,6 +4,7 @@
  * decoding picks (matching profile, another machine's, a stale one, --trees), and one whole
  * `ppd calibrate` run on a tiny random model, after which decoding uses its profile.
  */
+import { loadLlamaModel } from '../src/load.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -19,7 +20,6 @@ import { calibrateCommand, type CalibrateFlags } from '../src/cli/calibrate.ts';
 import { FormatError, InputError } from '../src/errors.ts';
 import { openModelDir } from '../src/format/model-dir.ts';
 import type { LlamaConfig } from '../src/model/config.ts';
-import { LlamaModel } from '../src/model/llama-model.ts';
 import { writeRandomModel } from '../src/model/random-init.ts';
 import { configHash, PromptAdapter } from '../src/ppd/adapter.ts';
 import { loadPpdSetup } from '../src/ppd/setup.ts';
@@ -325,7 +325,7 @@ describe('which trees decoding uses', () => {
 
 test('L(n): one row per n with a spread per context, from a tiny model', async () => {
   const config = tinyConfig({ maxPositionEmbeddings: 64 });
-  const model = await LlamaModel.load(config, memorySource(config, randomWeights(config, 2)), { cacheDir: false, threads: 1 });
+  const model = await loadLlamaModel(config, memorySource(config, randomWeights(config, 2)), { cacheDir: false, threads: 1 });
   try {
     const rows = await measureLatency(model, { grid: [1, 2, 4], contexts: [0, 8], warmupRounds: 1, repeats: 3 });
     assert.deepEqual(rows.map((r) => r.n), [1, 2, 4]);

@@ -15,6 +15,7 @@ import { openModelDir } from '../src/format/model-dir.ts';
 import type { LlamaConfig } from '../src/model/config.ts';
 import { writeRandomModel } from '../src/model/random-init.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
+import { openForReading } from '../src/format/file-io.ts';
 import { causalMask, embedTokens, naiveForward } from './reference/naive-llama.ts';
 import { assertUserError as assertUserErrorOf, runPpdOk } from './helpers/cli.ts';
 import { assertClose, range } from './helpers/tiny-model.ts';
@@ -176,8 +177,8 @@ describe('ppd generate', () => {
 
   test('greedy ids equal a naive greedy loop over the full sequence', () => {
     const { config, weights } = readModel(modelDir);
-    const tokenizer = Tokenizer.fromFiles(
-      join(modelDir, 'tokenizer.json'),
+    const tokenizer = Tokenizer.fromFile(
+      openForReading(join(modelDir, 'tokenizer.json')),
       JSON.parse(readFileSync(join(modelDir, 'tokenizer_config.json'), 'utf8')),
     );
     const prompt = tokenizer.encode(PROMPT);

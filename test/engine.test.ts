@@ -3,6 +3,7 @@
  * token-by-token with the KV cache, a two-branch tree mask, GQA/MQA/tied variants, linear RoPE
  * scaling. Tolerances are for f32 accumulation order differences only.
  */
+import { loadLlamaModel } from '../src/load.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LlamaConfig } from '../src/model/config.ts';
 import { KVCache } from '../src/model/kv-cache.ts';
-import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
+import { causalMask } from '../src/model/llama-model.ts';
 import { causalMask as naiveCausalMask, embedTokens, naiveForward } from './reference/naive-llama.ts';
 import { assertClose, memorySource, randomWeights, range, tinyConfig } from './helpers/tiny-model.ts';
 
@@ -19,7 +20,7 @@ const IDS = [3, 17, 8, 29, 1, 39, 12];
 
 async function tinyModel(config: LlamaConfig, seed = 1) {
   const weights = randomWeights(config, seed);
-  const model = await LlamaModel.load(config, memorySource(config, weights), { cacheDir: false, threads: 1 });
+  const model = await loadLlamaModel(config, memorySource(config, weights), { cacheDir: false, threads: 1 });
   return { model, weights };
 }
 
@@ -131,8 +132,8 @@ test('compiled graphs are cached by content and reused', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ppd-cache-'));
   try {
     const weights = randomWeights(config, 4);
-    const first = await LlamaModel.load(config, memorySource(config, weights), { cacheDir: dir, threads: 1 });
-    const second = await LlamaModel.load(config, memorySource(config, weights), { cacheDir: dir, threads: 1 });
+    const first = await loadLlamaModel(config, memorySource(config, weights), { cacheDir: dir, threads: 1 });
+    const second = await loadLlamaModel(config, memorySource(config, weights), { cacheDir: dir, threads: 1 });
     const input = () => ({ embeds: first.embed(IDS), positions: range(0, 7), mask: causalMask(7, 0), cache: newCache(config) });
     assert.deepEqual((await second.forward(input())).logits, (await first.forward(input())).logits);
     await first.release();

@@ -16,7 +16,7 @@ import { writeLlamaGguf, type GgufOutputType } from '../src/format/gguf/export.t
 import { llamaConfigFromGguf, llamaGgufEntries, tokenIdEntries } from '../src/format/gguf/llama-config.ts';
 import { ggufRowOfHfRow, ggufTensorName, hfTensorName } from '../src/format/gguf/llama-tensors.ts';
 import { dequantize } from '../src/format/gguf/quant.ts';
-import { openGguf } from '../src/format/gguf/read.ts';
+import { openGguf } from '../src/format/file-io.ts';
 import type { GgufEntry } from '../src/format/gguf/types.ts';
 import { writeGguf } from '../src/format/gguf/write.ts';
 import { writeHfModel } from '../src/format/hf-export.ts';
@@ -29,6 +29,7 @@ import { writeRandomModel } from '../src/model/random-init.ts';
 import { expectedTensors } from '../src/model/weights.ts';
 import { configHash } from '../src/ppd/adapter.ts';
 import { compileGraph } from '../src/runtime/compile.ts';
+import { inferenceGraph } from '../src/model/llama-graph.ts';
 import { BYTE_MODEL_SHAPE, writeByteModel } from './helpers/byte-model.ts';
 import { maxAbsDiff } from './helpers/tiny-model.ts';
 
@@ -267,7 +268,7 @@ describe('GGUF models through loadModel', () => {
   test('the compile cache notices a rewritten .gguf file', () => {
     const cacheDir = join(root, 'cache');
     const gguf = join(root, 'cached.gguf');
-    const compile = () => open(gguf, (m) => compileGraph(m.config, m.tensors, { cacheDir }).path);
+    const compile = () => open(gguf, (m) => compileGraph(inferenceGraph(m.config, m.tensors), { cacheDir }).path);
     exportGguf(hfDir, 'F32', gguf);
     const first = compile();
     assert.equal(compile(), first);

@@ -7,7 +7,7 @@ import { LlamaCppPeer } from '../bench/peers/llamacpp.ts';
 import { FormatError, ModelError } from '../src/errors.ts';
 import { llamaGgufEntries } from '../src/format/gguf/llama-config.ts';
 import { ggufTensorName } from '../src/format/gguf/llama-tensors.ts';
-import { openGguf } from '../src/format/gguf/read.ts';
+import { openGguf } from '../src/format/file-io.ts';
 import type { GgufEntry, GgufValue } from '../src/format/gguf/types.ts';
 import { writeGguf } from '../src/format/gguf/write.ts';
 import { readJsonFile } from '../src/format/text-file.ts';

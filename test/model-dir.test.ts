@@ -11,7 +11,7 @@ import { after, describe, test } from 'node:test';
 import { FormatError, ModelError } from '../src/errors.ts';
 import { openModelDir, readJsonFile } from '../src/format/model-dir.ts';
 import { writeSafetensors, type TensorToWrite } from '../src/format/safetensors-write.ts';
-import { openSafetensors } from '../src/format/safetensors.ts';
+import { openSafetensors } from '../src/format/file-io.ts';
 import { writeRandomModel } from '../src/model/random-init.ts';
 import { FINAL_NORM, layerTensorName } from '../src/model/weights.ts';
 

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { autoregressive, newCache, prefill } from '../src/generate/autoregressive.ts';
 import { Generation } from '../src/generate/generate.ts';
-import { loadModel, type LoadedModel } from '../src/load.ts';
+import { loadModel, type LoadedModel, loadLlamaModel } from '../src/load.ts';
 import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
 import { writeRandomModel } from '../src/model/random-init.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
@@ -33,7 +33,7 @@ const weights = randomWeights(config, 31);
 let model: LlamaModel;
 
 before(async () => {
-  model = await LlamaModel.load(config, memorySource(config, weights), { cacheDir: false, threads: 1 });
+  model = await loadLlamaModel(config, memorySource(config, weights), { cacheDir: false, threads: 1 });
 });
 
 const table = () => weights.get('model.embed_tokens.weight')!;
@@ -80,7 +80,7 @@ test('greedy PPD with a context-lookup chain equals greedy decoding, and the cha
 });
 
 test('greedy PPD equals greedy decoding with 4-bit weights and int8 products (rows are quantized one by one)', async () => {
-  const quantized = await LlamaModel.load(config, memorySource(config, weights), { cacheDir: false, threads: 1, quantize: 'q4' });
+  const quantized = await loadLlamaModel(config, memorySource(config, weights), { cacheDir: false, threads: 1, quantize: 'q4' });
   try {
     await assertGreedyPpdMatches(quantized, 16, 1, 'ensemble', 10);
   } finally {
@@ -133,7 +133,7 @@ test('through Generation, greedy PPD stops exactly like plain decoding at EOS, s
 test('sampled PPD keeps the model distribution: first two tokens match exact enumeration', async () => {
   const small = tinyConfig({ vocabSize: 5, hiddenSize: 8, numHeads: 2, numKvHeads: 1, headDim: 4, intermediateSize: 16 });
   const w = randomWeights(small, 77);
-  const m = await LlamaModel.load(small, memorySource(small, w), { cacheDir: false, threads: 1 });
+  const m = await loadLlamaModel(small, memorySource(small, w), { cacheDir: false, threads: 1 });
   const adapter = PromptAdapter.initialise(small, w.get('model.embed_tokens.weight')!, [1, 2, 3], { promptTokens: 2, virtualTokens: 1, attention: 'ensemble', initText: 't' });
   const trees = buildTreeSet([[0.4, 0.3, 0.2], [0.3, 0.3, 0.2]], { budget: 8, promptTokens: 2, virtualTokens: 1 });
   const sampling = { temperature: 1, topK: 0, topP: 1, seed: 0 };

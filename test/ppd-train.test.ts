@@ -4,6 +4,7 @@
  * held-out KL while the base weights stay byte-identical, the accuracy table is well formed, and
  * adapters round-trip and refuse the wrong base model.
  */
+import { loadLlamaModel } from '../src/load.ts';
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -36,7 +37,7 @@ const stream = Array.from({ length: 400 }, (_, i) => (rng.next() < 0.15 ? Math.f
 const fingerprint = () => createHash('sha256').update(JSON.stringify([...weights].map(([n, w]) => [n, Array.from(w)]))).digest('hex');
 
 before(async () => {
-  model = await LlamaModel.load(config, memorySource(config, weights), { cacheDir: false, threads: 1 });
+  model = await loadLlamaModel(config, memorySource(config, weights), { cacheDir: false, threads: 1 });
   session = await PromptSession.create(config, memorySource(config, weights), shape, { cacheDir: false, threads: 1 });
   trainSet = await buildDistillSet(model, stream.slice(0, 300), { count: 160, ...shape, seed: 1 });
   validSet = await buildDistillSet(model, stream.slice(300), { count: 40, ...shape, seed: 2 });

@@ -8,6 +8,7 @@
  * - the int8 products (the default) stay close to the f32 model, with bounds derived below;
  * - quantize (and the product kind) are part of the compile cache key.
  */
+import { loadLlamaModel } from '../src/load.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +17,8 @@ import { join } from 'node:path';
 import type { BlockQuantized, TensorSource } from '../src/format/tensor-source.ts';
 import type { LlamaConfig } from '../src/model/config.ts';
 import { KVCache } from '../src/model/kv-cache.ts';
-import type { QuantizedMatmul } from '../src/model/llama-graph.ts';
+import { inferenceGraph, type QuantizedMatmul, type QuantizeOptions } from '../src/model/llama-graph.ts';
+import { memorySink } from '../src/graph/builder.ts';
 import { causalMask, LlamaModel, type ForwardOutput } from '../src/model/llama-model.ts';
 import { dequantize, quantize, type QuantizeMode } from '../src/model/quantize.ts';
 import { EMBED_TOKENS, expectedTensors, LM_HEAD } from '../src/model/weights.ts';
@@ -143,7 +145,7 @@ function naive(c: LlamaConfig, weights: Map<string, Float32Array>, embedFrom: Ma
 }
 
 async function loadQuantized(c: LlamaConfig, weights: Map<string, Float32Array>, mode: QuantizeMode, matmul: QuantizedMatmul): Promise<LlamaModel> {
-  return LlamaModel.load(c, memorySource(c, weights), { cacheDir: false, threads: 1, quantize: mode, matmul });
+  return loadLlamaModel(c, memorySource(c, weights), { cacheDir: false, threads: 1, quantize: mode, matmul });
 }
 
 for (const [label, overrides] of [
@@ -183,7 +185,7 @@ test('blocks a source stores are used as stored, never read as f32 and never re-
     readBlockQuantized: (name) => stored.get(name),
   };
   // Asked for q8, the stored 4-bit blocks still win: re-quantizing them would only add error.
-  const model = await LlamaModel.load(c, source, { cacheDir: false, threads: 1, quantize: 'q8', matmul: 'f32' });
+  const model = await loadLlamaModel(c, source, { cacheDir: false, threads: 1, quantize: 'q8', matmul: 'f32' });
   assert.deepEqual(f32Reads.filter((name) => stored.has(name)), []);
   const got = await run(model, c, weights);
   const expected = naive(c, dequantized, weights);
@@ -197,13 +199,8 @@ test('the prompt-training graph (differentiated) reads stored blocks as f32: no 
   const weights = randomWeights(c, 6);
   const stored = quantizedWeights(c, weights, 'q8');
   const source: TensorSource = { ...memorySource(c, weights), readBlockQuantized: (name) => stored.get(name) };
-  const dir = mkdtempSync(join(tmpdir(), 'ppd-quant-prompt-'));
-  try {
-    const bytes = buildPromptGraph(c, source, { promptTokens: 2, virtualTokens: 1, prefixLength: 4, topK: 3 }, join(dir, 'model.onnx.data'));
-    assert.ok(!Buffer.from(bytes).includes('MatMulNBits'));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const bytes = buildPromptGraph(c, source, { promptTokens: 2, virtualTokens: 1, prefixLength: 4, topK: 3 }, memorySink('model.onnx.data'));
+  assert.ok(!Buffer.from(bytes).includes('MatMulNBits'));
 });
 
 /** ||a - b|| / ||b|| */
@@ -231,7 +228,7 @@ for (const [mode, bound] of [['q8', 0.05], ['q4', 0.3]] as const) {
   test(`${mode} with int8 products stays within ${bound * 100} % (relative RMS) of the f32 logits`, async () => {
     const c = tinyConfig(ALIGNED);
     const weights = randomWeights(c, 7);
-    const f32 = await LlamaModel.load(c, memorySource(c, weights), { cacheDir: false, threads: 1 });
+    const f32 = await loadLlamaModel(c, memorySource(c, weights), { cacheDir: false, threads: 1 });
     const quantized = await loadQuantized(c, weights, mode, 'int8');
     const exact = await loadQuantized(c, weights, mode, 'f32');
     const [want, got, gotExact] = [await run(f32, c, weights), await run(quantized, c, weights), await run(exact, c, weights)];
@@ -252,10 +249,10 @@ test('quantize and the product kind are part of the compile cache key', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ppd-quant-cache-'));
   try {
     const paths = [{}, { quantize: 'q8' }, { quantize: 'q4' }, { quantize: 'q8', matmul: 'f32' }].map(
-      (o) => compileGraph(c, source, { cacheDir: dir, ...(o as object) }).path,
+      (o) => compileGraph(inferenceGraph(c, source, o as QuantizeOptions), { cacheDir: dir }).path,
     );
     assert.equal(new Set(paths).size, paths.length, paths.join('\n'));
-    assert.equal(compileGraph(c, source, { cacheDir: dir, quantize: 'q4' }).path, paths[2], 'the same options reuse the compiled graph');
+    assert.equal(compileGraph(inferenceGraph(c, source, { quantize: 'q4' }), { cacheDir: dir }).path, paths[2], 'the same options reuse the compiled graph');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

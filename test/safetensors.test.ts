@@ -17,7 +17,7 @@ import {
   numberToF16Bits,
 } from '../src/format/half.ts';
 import { writeSafetensors, type TensorToWrite } from '../src/format/safetensors-write.ts';
-import { openSafetensors, openShardedSafetensors } from '../src/format/safetensors.ts';
+import { openSafetensors, openShardedSafetensors } from '../src/format/file-io.ts';
 import type { FloatDType } from '../src/format/tensor-source.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ppd-safetensors-'));

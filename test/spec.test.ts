@@ -11,6 +11,7 @@
  *   against exact enumeration of the target (chi-square, fixed seeds).
  * The vocabulary check and the CLI are in spec-cli.test.ts.
  */
+import { loadLlamaModel } from '../src/load.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { autoregressive, newCache, prefill } from '../src/generate/autoregressive.ts';
@@ -34,7 +35,7 @@ const ACC = [0, 1, 2].map((i) => Array.from({ length: 4 }, (_, k) => 0.45 * Math
 
 async function load(c: LlamaConfig, seed: number): Promise<{ model: LlamaModel; embeddings: Float32Array }> {
   const w = randomWeights(c, seed);
-  return { model: await LlamaModel.load(c, memorySource(c, w), { cacheDir: false, threads: 1 }), embeddings: w.get('model.embed_tokens.weight')! };
+  return { model: await loadLlamaModel(c, memorySource(c, w), { cacheDir: false, threads: 1 }), embeddings: w.get('model.embed_tokens.weight')! };
 }
 
 function ppdSetup(c: LlamaConfig, embeddings: Float32Array, promptTokens: number, budget: number): PpdSetup {

@@ -12,6 +12,7 @@ import {
 } from '../src/tokenizer/byte-tokenizer.ts';
 import { StreamDecoder } from '../src/tokenizer/stream-decoder.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
+import { openForReading } from '../src/format/file-io.ts';
 
 const tok = Tokenizer.fromJson(byteFallbackTokenizerJson(), byteFallbackTokenizerConfig());
 
@@ -93,22 +94,22 @@ test('BOS default follows add_bos_token, then the post-processor template', () =
   assert.equal(Tokenizer.fromJson(noTemplate, noFlag).addBosByDefault, false);
 });
 
-test('fromFiles: loads tokenizer.json; FormatError names a missing or malformed file', () => {
+test('fromFile: loads tokenizer.json; FormatError names a missing or malformed file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ppd-tok-'));
   const good = join(dir, 'tokenizer.json');
   writeFileSync(good, JSON.stringify(byteFallbackTokenizerJson()));
-  assert.deepEqual(Tokenizer.fromFiles(good, byteFallbackTokenizerConfig()).encode('x'), [1, 259, 3 + 0x78]);
+  assert.deepEqual(Tokenizer.fromFile(openForReading(good), byteFallbackTokenizerConfig()).encode('x'), [1, 259, 3 + 0x78]);
 
   const bad = join(dir, 'bad.json');
   writeFileSync(bad, '{"model": ');
   for (const path of [bad, join(dir, 'missing.json')]) {
     assert.throws(
-      () => Tokenizer.fromFiles(path),
+      () => Tokenizer.fromFile(openForReading(path)),
       (e: unknown) => e instanceof FormatError && e.message.includes(path),
     );
   }
   writeFileSync(bad, '{"model": {"type": "Nope"}}');
-  assert.throws(() => Tokenizer.fromFiles(bad), FormatError);
+  assert.throws(() => Tokenizer.fromFile(openForReading(bad)), FormatError);
 });
 
 /** Feeds ids to a StreamDecoder in random-sized chunks and concatenates what comes out. */

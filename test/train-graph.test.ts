@@ -5,6 +5,7 @@
  * training forward's loss equals the inference forward's cross-entropy, so training and
  * inference compute the same model.
  */
+import { loadLlamaModel } from '../src/load.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,6 @@ import { join } from 'node:path';
 import { buildPretrainGraph, gradName, LOSS, PretrainSession } from '../src/train/training-graph.ts';
 import { createSession, OrtTensor } from '../src/runtime/ort.ts';
 import { Rng } from '../src/sampling/rng.ts';
-import { LlamaModel } from '../src/model/llama-model.ts';
 import { KVCache } from '../src/model/kv-cache.ts';
 import { transpose } from '../src/model/llama-graph.ts';
 import { packWindows } from '../src/train/batches.ts';
@@ -87,7 +87,7 @@ test('the float32 training loss equals the cross-entropy of the inference forwar
   batch.ids.forEach((id, row) => embeds.set(table.subarray(id * C, (id + 1) * C), row * C));
   const { loss } = await session.step({ embeds, positions: batch.positions, mask: batch.mask, targets: batch.targets, weights: graphWeights });
 
-  const model = await LlamaModel.load(config, memorySource(config, weights), { cacheDir: false, threads: 1 });
+  const model = await loadLlamaModel(config, memorySource(config, weights), { cacheDir: false, threads: 1 });
   let expected = 0;
   for (const start of [0, 5]) {
     const ids = tokens.slice(start, start + 4);

@@ -6,6 +6,7 @@ import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { cachedTokenStream } from '../data/tokenize.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
+import { openForReading } from '../format/file-io.ts';
 import { readJsonObject, readTextFile } from '../format/text-file.ts';
 import { parameterCount, parseLlamaConfig } from '../model/config.ts';
 import { Progress } from '../report/progress.ts';
@@ -55,7 +56,7 @@ export async function pretrainCommand(flags: PretrainFlags): Promise<void> {
   const config = parseLlamaConfig(modelConfig, flags.config);
   const tokenizerFile = join(flags.tokenizer, 'tokenizer.json');
   const tokenizerConfigFile = join(flags.tokenizer, 'tokenizer_config.json');
-  const tokenizer = Tokenizer.fromFiles(tokenizerFile, readJsonObject(tokenizerConfigFile));
+  const tokenizer = Tokenizer.fromFile(openForReading(tokenizerFile), readJsonObject(tokenizerConfigFile));
   if (tokenizer.vocabSize !== config.vocabSize) {
     throw new InputError(`${flags.config}: vocab_size ${config.vocabSize} differs from the tokenizer's ${tokenizer.vocabSize} tokens`);
   }

@@ -1,34 +1,58 @@
 /**
- * Positioned whole-buffer file IO for checkpoint readers and writers: open with a FormatError
- * naming the file, read exactly (a short read means truncation), and write everything (atomic.ts
- * makes whole files appear at once). Buffers over
- * 2 GiB go in chunks, as readSync/writeSync move at most 2^31 - 1 bytes per call; positions are
- * plain numbers, exact to 2^53. Shared by the safetensors and GGUF readers and writers.
+ * Files on Node: paths opened as ReadableFiles and Folders (readable-file.ts) for the checkpoint
+ * readers, the path-taking openers of those readers, and positioned writes for the writers
+ * (atomic.ts makes whole files appear at once). Buffers over 2 GiB go in chunks, as
+ * readSync/writeSync move at most 2^31 - 1 bytes per call; positions are plain numbers, exact to
+ * 2^53. The browser's counterpart is blob-file.ts.
  */
-import { openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { FormatError } from '../errors.ts';
+import { readGguf, type GgufFile } from './gguf/read.ts';
+import type { Folder, ReadableFile } from './readable-file.ts';
+import { readSafetensors, readShardedSafetensors, type SafetensorsSource } from './safetensors.ts';
 
 /** readSync/writeSync move at most 2^31-1 bytes per call, so big buffers go in chunks. */
 export const IO_CHUNK_BYTES = 1 << 30;
 
-/** A read-only file descriptor for `path`; FormatError when it is missing or unreadable. */
-export function openForReading(path: string): number {
+/** The file at `path`, open for reading; FormatError when it is missing or unreadable. */
+export function openForReading(path: string): ReadableFile {
+  let fd: number;
   try {
-    return openSync(path, 'r');
+    fd = openSync(path, 'r');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new FormatError(path, code === 'ENOENT' ? 'file not found' : `cannot open (${code ?? String(err)})`);
   }
+  const { size, mtimeMs } = fstatSync(fd);
+  let open = true;
+  return {
+    name: path,
+    size,
+    stamp: `${path}:${size}:${mtimeMs}`,
+    read(dst: Uint8Array, position: number): void {
+      if (!open) throw new Error(`${path}: read after close()`);
+      let done = 0;
+      while (done < dst.length) {
+        const got = readSync(fd, dst, done, Math.min(dst.length - done, IO_CHUNK_BYTES), position + done);
+        if (got === 0) throw new FormatError(path, `unexpected end of file at byte ${position + done}`);
+        done += got;
+      }
+    },
+    close(): void {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
 }
 
-/** Fills `dst` from the file at `position`; a short read means the file is truncated. */
-export function readExactly(fd: number, file: string, dst: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < dst.length) {
-    const got = readSync(fd, dst, done, Math.min(dst.length - done, IO_CHUNK_BYTES), position + done);
-    if (got === 0) throw new FormatError(file, `unexpected end of file at byte ${position + done}`);
-    done += got;
-  }
+/** The folder at `dir` (its files named by `join(dir, name)` in messages). */
+export function nodeFolder(dir: string): Folder {
+  return {
+    path: dir,
+    has: (name) => existsSync(join(dir, name)),
+    open: (name) => openForReading(join(dir, name)),
+  };
 }
 
 /** Writes all of `bytes` at `position`. */
@@ -37,4 +61,19 @@ export function writeAll(fd: number, bytes: Uint8Array, position: number): void 
   while (done < bytes.length) {
     done += writeSync(fd, bytes, done, Math.min(bytes.length - done, IO_CHUNK_BYTES), position + done);
   }
+}
+
+/** A .safetensors file by path; only its header is read now. */
+export function openSafetensors(path: string): SafetensorsSource {
+  return readSafetensors(openForReading(path));
+}
+
+/** A sharded checkpoint by its `model.safetensors.index.json` path (shards beside it). */
+export function openShardedSafetensors(indexPath: string): SafetensorsSource {
+  return readShardedSafetensors(nodeFolder(dirname(indexPath)), basename(indexPath));
+}
+
+/** A GGUF file by path; its header and metadata are parsed now, tensor data on request. */
+export function openGguf(path: string): GgufFile {
+  return readGguf(openForReading(path));
 }

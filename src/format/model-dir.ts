@@ -21,8 +21,8 @@ import { FormatError } from '../errors.ts';
 import { parseLlamaConfig, type LlamaConfig } from '../model/config.ts';
 import { checkTensors } from '../model/weights.ts';
 import { readJsonFile, readJsonObject } from './text-file.ts';
-import { openSafetensors, openShardedSafetensors } from './safetensors.ts';
-import { openGgufModel } from './gguf/open-model.ts';
+import { openForReading, openSafetensors, openShardedSafetensors } from './file-io.ts';
+import { readGgufModel } from './gguf/open-model.ts';
 import type { TensorSource } from './tensor-source.ts';
 
 export { readJsonFile } from './text-file.ts';
@@ -86,7 +86,7 @@ export function openModelDir(dir: string): ModelDir {
   const gguf = dir.toLowerCase().endsWith('.gguf');
   if (!existsSync(dir)) throw new FormatError(dir, gguf ? 'GGUF file not found' : 'model directory not found');
   if (!statSync(dir).isDirectory()) {
-    if (gguf) return openGgufModel(dir);
+    if (gguf) return readGgufModel(openForReading(dir));
     throw new FormatError(dir, 'neither a model directory nor a .gguf file');
   }
 

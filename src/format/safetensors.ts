@@ -6,15 +6,12 @@
  * an optional "__metadata__" entry maps strings to strings. Only the header is read at open;
  * readF32 reads one tensor's bytes with positioned reads, so files over 2 GiB work (positions are
  * plain numbers, exact up to 2^53). Every header problem is a FormatError naming the file and the
- * tensor or field. Writing lives in safetensors-write.ts; this file only reads.
+ * tensor or field. Files come as ReadableFiles (Node: file-io.ts opens them by path; a browser:
+ * blob-file.ts). Writing lives in safetensors-write.ts; this file only reads.
  */
-import { closeSync, existsSync, fstatSync } from 'node:fs';
-import { endianness } from 'node:os';
-import { dirname, join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import { bf16ToF32, f16ToF32 } from './half.ts';
-import { openForReading, readExactly } from './file-io.ts';
-import { readJsonObject } from './text-file.ts';
+import { jsonObject, littleEndian, parseJson, readText, type Folder, type ReadableFile } from './readable-file.ts';
 import type { FloatDType, TensorInfo, TensorSource } from './tensor-source.ts';
 
 export const ITEM_SIZE: Record<FloatDType, number> = { F32: 4, F16: 2, BF16: 2 };
@@ -71,20 +68,20 @@ function parseEntry(file: string, name: string, raw: unknown, dataStart: number,
 }
 
 /** Reads and validates the header; returns the tensors in header order. */
-function readHeader(fd: number, file: string): StoredTensor[] {
-  const fileSize = fstatSync(fd).size;
+function readHeader(source: ReadableFile): StoredTensor[] {
+  const { name: file, size: fileSize } = source;
   if (fileSize < 8) throw new FormatError(file, `too short to be safetensors (${fileSize} bytes)`);
   const prefix = new Uint8Array(8);
-  readExactly(fd, file, prefix, 0);
-  const headerBytes = Buffer.from(prefix.buffer).readBigUInt64LE(0);
+  source.read(prefix, 0);
+  const headerBytes = new DataView(prefix.buffer).getBigUint64(0, true);
   if (headerBytes > BigInt(Math.min(MAX_HEADER_BYTES, fileSize - 8))) {
     throw new FormatError(file, `header length ${headerBytes} is impossible for a ${fileSize}-byte file (not safetensors?)`);
   }
   const headerText = new Uint8Array(Number(headerBytes));
-  readExactly(fd, file, headerText, 8);
+  source.read(headerText, 8);
   let header: unknown;
   try {
-    header = JSON.parse(Buffer.from(headerText.buffer).toString('utf8'));
+    header = JSON.parse(new TextDecoder('utf-8').decode(headerText));
   } catch (err) {
     throw new FormatError(file, `malformed JSON header: ${(err as Error).message}`);
   }
@@ -114,46 +111,55 @@ function decode(bytes: Uint8Array, dtype: FloatDType): Float32Array {
   return dtype === 'F16' ? f16ToF32(halves) : bf16ToF32(halves);
 }
 
-/** Opens one .safetensors file; only its header is read now. */
-export function openSafetensors(path: string): SafetensorsSource {
-  if (endianness() !== 'LE') throw new Error('ppd reads safetensors only on little-endian hosts');
-  const fd = openForReading(path);
+/** Reads one .safetensors file's header; tensors are read on request. Closing the source closes the file. */
+export function readSafetensors(file: ReadableFile): SafetensorsSource {
+  const path = file.name;
   let tensors: StoredTensor[];
   try {
-    tensors = readHeader(fd, path);
+    if (!littleEndian) throw new Error('ppd reads safetensors only on little-endian hosts');
+    tensors = readHeader(file);
   } catch (err) {
-    closeSync(fd);
+    file.close();
     throw err;
   }
   const byName = new Map(tensors.map((t) => [t.name, t]));
   let open = true;
   return {
     origin: path,
+    stamp: file.stamp,
     list: () => tensors.map(({ name, dtype, shape }) => ({ name, dtype, shape: [...shape] })),
     readF32(name: string): Float32Array {
       const t = byName.get(name);
       if (!t) throw new FormatError(path, `no tensor named "${name}"`);
       if (!open) throw new Error(`${path}: read of "${name}" after close()`);
       // A fresh Uint8Array starts its own ArrayBuffer, so F32/U16 views over it are aligned;
-      // Buffer.allocUnsafe may hand out a slice of a shared pool at an odd offset.
+      // a slice of a shared pool may start at an odd offset.
       const bytes = new Uint8Array(t.end - t.begin);
-      readExactly(fd, path, bytes, t.begin);
+      file.read(bytes, t.begin);
       return decode(bytes, t.dtype);
     },
     close(): void {
-      if (open) closeSync(fd);
+      if (open) file.close();
       open = false;
     },
   };
 }
 
 /**
- * Opens a sharded checkpoint from its `model.safetensors.index.json`, whose `weight_map` maps
- * each tensor name to the shard file (beside the index) that holds it. The index and the shards
- * must agree exactly: a tensor listed but absent, or present but unlisted, is a FormatError.
+ * Reads a sharded checkpoint from its index (`model.safetensors.index.json` in `folder`), whose
+ * `weight_map` maps each tensor name to the shard file (in the same folder) that holds it. The
+ * index and the shards must agree exactly: a tensor listed but absent, or present but unlisted,
+ * is a FormatError.
  */
-export function openShardedSafetensors(indexPath: string): SafetensorsSource {
-  const index = readJsonObject(indexPath);
+export function readShardedSafetensors(folder: Folder, indexName: string): SafetensorsSource {
+  const indexFile = folder.open(indexName);
+  const indexPath = indexFile.name;
+  let index: Record<string, unknown>;
+  try {
+    index = jsonObject(parseJson(readText(indexFile), indexPath), indexPath);
+  } finally {
+    indexFile.close();
+  }
   const weightMap = index.weight_map;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
     throw new FormatError(indexPath, '"weight_map" must be an object mapping tensor names to shard files');
@@ -171,11 +177,10 @@ export function openShardedSafetensors(indexPath: string): SafetensorsSource {
     for (const [name, shardFile] of entries as [string, string][]) {
       let shard = shards.get(shardFile);
       if (!shard) {
-        const shardPath = join(dirname(indexPath), shardFile);
-        if (!existsSync(shardPath)) {
+        if (!folder.has(shardFile)) {
           throw new FormatError(indexPath, `weight_map names shard "${shardFile}" (for "${name}"), which does not exist`);
         }
-        shard = openSafetensors(shardPath);
+        shard = readSafetensors(folder.open(shardFile));
         shards.set(shardFile, shard);
       }
       owner.set(name, shard);
@@ -200,6 +205,7 @@ export function openShardedSafetensors(indexPath: string): SafetensorsSource {
   const infos = new Map([...shards.values()].flatMap((s) => s.list().map((t) => [t.name, t] as const)));
   return {
     origin: indexPath,
+    stamp: [indexFile.stamp, ...[...shards.values()].map((s) => s.stamp)].join('|'),
     list: () => entries.map(([name]) => ({ ...infos.get(name)!, shape: [...infos.get(name)!.shape] })),
     readF32(name: string): Float32Array {
       const shard = owner.get(name);

@@ -47,6 +47,12 @@ export interface BlockQuantized {
 export interface TensorSource {
   /** Where the tensors come from (a path), for error messages. */
   readonly origin: string;
+  /**
+   * What identifies this version of the checkpoint's files (names, sizes, modification times),
+   * for caches of graphs compiled from it; absent for tensors that live in memory, which the
+   * origin alone names.
+   */
+  readonly stamp?: string;
   /** Every tensor the source holds, by name. */
   list(): TensorInfo[];
   /** The tensor as F32, row-major in its stored shape. Throws FormatError if absent or corrupt. */

@@ -1,9 +1,11 @@
 /**
- * Reading a whole text or JSON file (config.json, an index, a corpus split) with errors that name
- * the file and what is wrong with it. Not for files too large to hold in memory.
+ * Reading a whole text or JSON file (config.json, an index, a corpus split) by path, on Node,
+ * with errors that name the file and what is wrong with it. Not for files too large to hold in
+ * memory. The parsing itself is readable-file.ts's, shared with the browser.
  */
 import { readFileSync } from 'node:fs';
 import { FormatError } from '../errors.ts';
+import { jsonObject, parseJson } from './readable-file.ts';
 
 /** The UTF-8 text of `path`; FormatError if it is missing or unreadable. */
 export function readTextFile(path: string): string {
@@ -17,19 +19,10 @@ export function readTextFile(path: string): string {
 
 /** Parses the JSON file at `path`; FormatError if it is missing, unreadable or malformed. */
 export function readJsonFile(path: string): unknown {
-  const text = readTextFile(path);
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new FormatError(path, `malformed JSON: ${(err as Error).message}`);
-  }
+  return parseJson(readTextFile(path), path);
 }
 
 /** Like readJsonFile, but the top level must be a JSON object. */
 export function readJsonObject(path: string): Record<string, unknown> {
-  const value = readJsonFile(path);
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new FormatError(path, 'must hold a JSON object at the top level');
-  }
-  return value as Record<string, unknown>;
+  return jsonObject(readJsonFile(path), path);
 }

@@ -2,9 +2,9 @@
  * GraphBuilder: a small, readable way to write an ONNX graph in TypeScript.
  *
  * Each `op` call adds one node and returns the name of its output, so model code reads like the
- * math (`const y = g.op('MatMul', [x, w])`). Large weights are streamed to an external-data file
- * as they are added (ONNX protobufs cannot exceed 2 GB, and ppd never holds a whole checkpoint in
- * memory); small constants stay inside the model. This file knows ONNX, not LLaMA.
+ * math (`const y = g.op('MatMul', [x, w])`). Large weights are streamed to external data (a file, or
+ * memory in a browser) as they are added (ONNX protobufs cannot exceed 2 GB, and ppd never holds
+ * a whole checkpoint in memory); small constants stay inside the model. This file knows ONNX, not LLaMA.
  *
  * The builder also remembers what it built: every node (in order, which is a topological order)
  * and, for every value, its element type and static shape as far as `shapes.ts` can infer them.
@@ -12,8 +12,6 @@
  * (`float32`, or `float64` for gradient checks): float constants are stored in it.
  */
 import onnxProto from 'onnx-proto';
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { basename } from 'node:path';
 import { inferOutputs, type ValueInfo } from './shapes.ts';
 
 const { onnx } = onnxProto;
@@ -76,30 +74,53 @@ const EXTERNAL_ALIGN = 4096;
 /** Constants up to this many elements keep their values in the record (shapes, axes, exponents). */
 const KEEP_VALUES_MAX = 64;
 
-/** Appends raw tensor bytes to one file and remembers where each one landed. */
-class ExternalDataWriter {
-  private fd: number;
+/**
+ * Where a graph's large tensors go: ONNX external data, one blob the model names by `location`
+ * (a file beside the model file on Node: external-file.ts; memory in a browser: memorySink).
+ * The builder appends tensors in order and pads them itself.
+ */
+export interface ExternalDataSink {
+  /** The blob's file name, as the model refers to it. */
+  readonly location: string;
+  append(bytes: Uint8Array): void;
+  /** Called once, when the graph is finished: flush, close. */
+  close(): void;
+}
+
+/** An ExternalDataSink that keeps the bytes in memory; `bytes()` after close. */
+export function memorySink(location: string): ExternalDataSink & { bytes(): Uint8Array } {
+  const chunks: Uint8Array[] = [];
+  let joined: Uint8Array | undefined;
+  return {
+    location,
+    append: (bytes) => void chunks.push(bytes), // kept, not copied: the builder hands over fresh arrays
+    close: () => {},
+    bytes() {
+      if (!joined) {
+        joined = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let at = 0;
+        for (const c of chunks) {
+          joined.set(c, at);
+          at += c.length;
+        }
+        chunks.length = 0;
+      }
+      return joined;
+    },
+  };
+}
+
+/** Pads the sink to EXTERNAL_ALIGN and appends `bytes`; returns where they landed. */
+class ExternalData {
   private offset = 0;
-  constructor(readonly path: string) {
-    this.fd = openSync(path, 'w');
-  }
+  constructor(readonly sink: ExternalDataSink) {}
   append(bytes: Uint8Array): { offset: number; length: number } {
     const padding = (EXTERNAL_ALIGN - (this.offset % EXTERNAL_ALIGN)) % EXTERNAL_ALIGN;
-    if (padding > 0) {
-      writeSync(this.fd, new Uint8Array(padding), 0, padding, this.offset);
-      this.offset += padding;
-    }
-    const start = this.offset;
-    let written = 0;
-    while (written < bytes.length) {
-      written += writeSync(this.fd, bytes, written, bytes.length - written, start + written);
-    }
-    this.offset += bytes.length;
+    if (padding > 0) this.sink.append(new Uint8Array(padding));
+    const start = this.offset + padding;
+    this.sink.append(bytes);
+    this.offset = start + bytes.length;
     return { offset: start, length: bytes.length };
-  }
-  close(): void {
-    fsyncSync(this.fd);
-    closeSync(this.fd);
   }
 }
 
@@ -141,16 +162,16 @@ export class GraphBuilder {
   private values = new Map<string, ValueInfo>();
   private constants = new Map<string, number[]>();
   private counter = 0;
-  private external: ExternalDataWriter | undefined;
+  private external: ExternalData | undefined;
 
   /**
-   * @param externalDataPath where large weights are written; the model file must later be saved
-   *   in the same folder, since ONNX stores the location relative to the model.
+   * @param external where large weights are written (absent: everything inside the model); a
+   *   model file must later be saved beside its external-data file, as ONNX names it relatively.
    */
-  constructor(private readonly name: string, externalDataPath?: string, options: GraphOptions = {}) {
+  constructor(private readonly name: string, external?: ExternalDataSink, options: GraphOptions = {}) {
     this.opset = options.opset ?? 18;
     this.float = options.float ?? 'float32';
-    if (externalDataPath) this.external = new ExternalDataWriter(externalDataPath);
+    if (external) this.external = new ExternalData(external);
   }
 
   input(name: string, type: ElemType, dims: Dim[]): string {
@@ -189,7 +210,7 @@ export class GraphBuilder {
       const { offset, length } = this.external.append(bytes);
       tensor.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
       tensor.externalData = [
-        { key: 'location', value: basename(this.external.path) },
+        { key: 'location', value: this.external.sink.location },
         { key: 'offset', value: String(offset) },
         { key: 'length', value: String(length) },
       ];
@@ -267,7 +288,7 @@ export class GraphBuilder {
 
   /** Finishes the external-data file (if any) and returns the serialised ModelProto. */
   finish(): Uint8Array {
-    this.external?.close();
+    this.external?.sink.close();
     this.external = undefined;
     const node: NodeProto[] = this.nodeList.map((n) => ({
       opType: n.opType,

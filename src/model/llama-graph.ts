@@ -30,7 +30,8 @@
  */
 import { ModelError } from '../errors.ts';
 import type { BlockQuantized, TensorSource } from '../format/tensor-source.ts';
-import { DATA_TYPE, GraphBuilder, MS_DOMAIN, type Dim } from '../graph/builder.ts';
+import { DATA_TYPE, GraphBuilder, MS_DOMAIN, type Dim, type ExternalDataSink } from '../graph/builder.ts';
+import type { GraphSpec } from '../runtime/session.ts';
 import type { LlamaConfig } from './config.ts';
 import { quantize, type QuantizeMode } from './quantize.ts';
 import { EMBED_TOKENS, expectedTensors, FINAL_NORM, LM_HEAD, layerTensorName, type LayerPart } from './weights.ts';
@@ -278,13 +279,33 @@ export interface QuantizeOptions {
   matmul?: QuantizedMatmul;
 }
 
+/** Bump when the graph changes, so graphs compiled and cached by older code are not reused. */
+export const GRAPH_VERSION = 'llama-graph-2'; // 2: block-quantized linear weights (MatMulNBits)
+
+/**
+ * A graph built from a checkpoint's weights, as a runtime opens it. `variant` names what
+ * `build` makes of the weights and must change whenever it would build a different graph; the
+ * checkpoint is identified by its config, tensor list and files (TensorSource.stamp).
+ */
+export function checkpointGraph(variant: string, config: LlamaConfig, tensors: TensorSource, build: (external: ExternalDataSink) => Uint8Array): GraphSpec {
+  const files = tensors.stamp ?? tensors.origin;
+  return { identity: [GRAPH_VERSION, variant, JSON.stringify(config), JSON.stringify(tensors.list()), files].join('\n'), build };
+}
+
+/** The inference forward of `tensors`, with linear weights as `options` asks. */
+export function inferenceGraph(config: LlamaConfig, tensors: TensorSource, options: QuantizeOptions = {}): GraphSpec {
+  const { quantize, matmul } = options;
+  const variant = ['inference', ...(quantize ? [quantize] : []), ...(matmul && matmul !== 'int8' ? [`${matmul} matmul`] : [])].join(' ');
+  return checkpointGraph(variant, config, tensors, (external) => buildLlamaGraph(config, tensors, external, options));
+}
+
 /**
  * Builds the inference graph. Weights are read one tensor at a time from `tensors` and streamed
- * to `externalDataPath`; returns the serialised model, to be saved beside that file. Linear
- * weights are kept as the source stores them, or quantized as `options` asks (LinearWeights).
+ * to `external`; returns the serialised model, to be saved beside that data. Linear weights are
+ * kept as the source stores them, or quantized as `options` asks (LinearWeights).
  */
-export function buildLlamaGraph(config: LlamaConfig, tensors: TensorSource, externalDataPath: string, options: QuantizeOptions = {}): Uint8Array {
-  const g = new GraphBuilder('ppd_llama', externalDataPath);
+export function buildLlamaGraph(config: LlamaConfig, tensors: TensorSource, external: ExternalDataSink, options: QuantizeOptions = {}): Uint8Array {
+  const g = new GraphBuilder('ppd_llama', external);
   const weights: WeightMode = { kind: 'initializers', tensors, linears: options.quantize ?? 'stored', matmul: options.matmul ?? 'int8' };
   const logits = new LlamaGraph(g, config, weights, { rows: 'T', past: 'P', emitKeys: true }).build();
   g.output(logits, LOGITS, 'float32', ['T', config.vocabSize]);

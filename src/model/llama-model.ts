@@ -8,11 +8,10 @@
  */
 import { InputError } from '../errors.ts';
 import type { TensorSource } from '../format/tensor-source.ts';
-import { compileGraph, type CompileOptions } from '../runtime/compile.ts';
-import { createSession, OrtTensor, type OrtSession, type RuntimeOptions } from '../runtime/ort.ts';
+import type { Feed, ModelSession, Runtime } from '../runtime/session.ts';
 import type { LlamaConfig } from './config.ts';
 import type { KVCache } from './kv-cache.ts';
-import { GRAPH_INPUTS, keyName, LOGITS, pastKeyName, pastValueName, valueName } from './llama-graph.ts';
+import { GRAPH_INPUTS, inferenceGraph, keyName, LOGITS, pastKeyName, pastValueName, valueName, type QuantizeOptions } from './llama-graph.ts';
 import { EMBED_TOKENS } from './weights.ts';
 
 export interface ForwardInput {
@@ -34,25 +33,22 @@ export interface ForwardOutput {
   values: Float32Array[];
 }
 
-export interface LoadOptions extends RuntimeOptions, CompileOptions {}
-
 export class LlamaModel {
   private constructor(
     readonly config: LlamaConfig,
     /** [V, C] */
     readonly embeddings: Float32Array,
-    private readonly session: OrtSession,
+    private readonly session: ModelSession,
   ) {}
 
-  /** Compiles (or reuses) the ONNX graph for these weights and opens an ORT session on it. */
-  static async load(config: LlamaConfig, tensors: TensorSource, options: LoadOptions = {}): Promise<LlamaModel> {
-    const compiled = compileGraph(config, tensors, options);
-    try {
-      const session = await createSession(compiled.path, options);
-      return new LlamaModel(config, tensors.readF32(EMBED_TOKENS), session);
-    } finally {
-      compiled.dispose();
-    }
+  /**
+   * Opens the inference graph of these weights on `runtime` (which compiles it, or reuses a
+   * compiled copy) and reads the embedding table. On Node, load.ts's loadLlamaModel passes ONNX
+   * Runtime's Node binding; a page passes onnxruntime-web.
+   */
+  static async open(config: LlamaConfig, tensors: TensorSource, runtime: Runtime, options: QuantizeOptions = {}): Promise<LlamaModel> {
+    const session = await runtime.openGraph(inferenceGraph(config, tensors, options));
+    return new LlamaModel(config, tensors.readF32(EMBED_TOKENS), session);
   }
 
   /** Embedding rows of `ids`, [T, C]; an id outside the vocabulary is an InputError. */
@@ -77,17 +73,17 @@ export class LlamaModel {
     if (input.embeds.length !== T * C) {
       throw new InputError(`forward: embeds hold ${input.embeds.length} floats, expected T*C = ${T}*${C}`);
     }
-    const feeds: Record<string, OrtTensor> = {
-      [GRAPH_INPUTS.embeds]: new OrtTensor('float32', input.embeds, [T, C]),
-      [GRAPH_INPUTS.positions]: new OrtTensor('int64', BigInt64Array.from(Array.from(input.positions, BigInt)), [T]),
-      [GRAPH_INPUTS.mask]: new OrtTensor('float32', additiveMask(input.mask, T, P + T), [T, P + T]),
+    const feeds: Record<string, Feed> = {
+      [GRAPH_INPUTS.embeds]: { type: 'float32', data: input.embeds, dims: [T, C] },
+      [GRAPH_INPUTS.positions]: { type: 'int64', data: BigInt64Array.from(Array.from(input.positions, BigInt)), dims: [T] },
+      [GRAPH_INPUTS.mask]: { type: 'float32', data: additiveMask(input.mask, T, P + T), dims: [T, P + T] },
     };
     for (let layer = 0; layer < numLayers; layer++) {
-      feeds[pastKeyName(layer)] = new OrtTensor('float32', input.cache.pastKeys(layer), [P, K, D]);
-      feeds[pastValueName(layer)] = new OrtTensor('float32', input.cache.pastValues(layer), [P, K, D]);
+      feeds[pastKeyName(layer)] = { type: 'float32', data: input.cache.pastKeys(layer), dims: [P, K, D] };
+      feeds[pastValueName(layer)] = { type: 'float32', data: input.cache.pastValues(layer), dims: [P, K, D] };
     }
     const out = await this.session.run(feeds);
-    const data = (name: string) => out[name]!.data as Float32Array;
+    const data = (name: string) => out[name]!;
     const logits = data(LOGITS);
     if (logits.length !== T * V) throw new Error(`forward: logits hold ${logits.length} floats, expected ${T * V}`);
     return {

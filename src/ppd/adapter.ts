@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { FormatError, InputError, ModelError } from '../errors.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
 import { readJsonObject } from '../format/text-file.ts';
-import { openSafetensors } from '../format/safetensors.ts';
+import { openSafetensors } from '../format/file-io.ts';
 import { writeSafetensors } from '../format/safetensors-write.ts';
 import { parameterCount, type LlamaConfig } from '../model/config.ts';
 

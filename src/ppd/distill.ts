@@ -15,12 +15,12 @@
  */
 import { existsSync } from 'node:fs';
 import { InputError } from '../errors.ts';
-import { openSafetensors } from '../format/safetensors.ts';
+import { openSafetensors } from '../format/file-io.ts';
 import { writeSafetensors } from '../format/safetensors-write.ts';
 import { newCache, prefill } from '../generate/autoregressive.ts';
 import { causalMask, type LlamaModel } from '../model/llama-model.ts';
 import { Rng } from '../sampling/rng.ts';
-import { argmax } from '../sampling/sampler.ts';
+import { argmax, topKIndices } from '../sampling/sampler.ts';
 
 export interface DistillSet {
   prefixLength: number; // L
@@ -43,22 +43,6 @@ export interface DistillOptions {
   /** G: up to this many of a prefix's last tokens are the model's own greedy text (default 0). */
   selfGenerated?: number;
   onProgress?: (done: number, total: number) => void;
-}
-
-/** Indices of the k largest values of row, largest first (ties: lower index first). */
-export function topKIndices(row: Float32Array, k: number): number[] {
-  const picked: number[] = [];
-  for (let i = 0; i < row.length; i++) {
-    if (picked.length < k || row[i]! > row[picked[picked.length - 1]!]!) {
-      let at = picked.length < k ? picked.length : k - 1;
-      picked[at] = i;
-      while (at > 0 && row[picked[at - 1]!]! < row[i]!) {
-        picked[at] = picked[at - 1]!;
-        picked[--at] = i;
-      }
-    }
-  }
-  return picked;
 }
 
 export function logSumExp(row: Float32Array): number {

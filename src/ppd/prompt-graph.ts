@@ -11,7 +11,7 @@
  *            grad.embeds [R, C], student_logits [N, V]
  */
 import { addGradients } from '../graph/autodiff.ts';
-import { GraphBuilder } from '../graph/builder.ts';
+import { GraphBuilder, type ExternalDataSink } from '../graph/builder.ts';
 import type { TensorSource } from '../format/tensor-source.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import { frozenForward, GRAPH_INPUTS } from '../model/llama-graph.ts';
@@ -31,9 +31,9 @@ export interface PromptGraphShape {
   topK: number; // K
 }
 
-export function buildPromptGraph(config: LlamaConfig, tensors: TensorSource, shape: PromptGraphShape, externalDataPath: string): Uint8Array {
+export function buildPromptGraph(config: LlamaConfig, tensors: TensorSource, shape: PromptGraphShape, external: ExternalDataSink): Uint8Array {
   const { promptTokens: N, virtualTokens: V, prefixLength: L, topK: K } = shape;
-  const g = new GraphBuilder('ppd_prompt_training', externalDataPath);
+  const g = new GraphBuilder('ppd_prompt_training', external);
   const logits = frozenForward(g, config, tensors, N * V, L); // [R, vocab]
   const perToken = g.op('ReduceMean', [g.op('Reshape', [logits, g.ints([N, V, config.vocabSize])]), g.ints([1])], { keepdims: 0 }); // [N, vocab]
   const logProbs = g.op('LogSoftmax', [perToken], { axis: -1 });

@@ -10,12 +10,13 @@ import { compileGraph, type CompileOptions } from '../runtime/compile.ts';
 import { createSession, OrtTensor, type OrtSession, type RuntimeOptions } from '../runtime/ort.ts';
 import type { TensorSource } from '../format/tensor-source.ts';
 import type { LlamaConfig } from '../model/config.ts';
-import { GRAPH_INPUTS, pastKeyName, pastValueName } from '../model/llama-graph.ts';
+import { checkpointGraph, GRAPH_INPUTS, pastKeyName, pastValueName } from '../model/llama-graph.ts';
 import { Rng } from '../sampling/rng.ts';
 import { newCache, prefill } from '../generate/autoregressive.ts';
 import { AdamW, learningRate, type Schedule } from '../train/optimizer.ts';
 import type { PromptAdapter } from './adapter.ts';
-import { teacherProbabilities, topKIndices, type DistillSet } from './distill.ts';
+import { teacherProbabilities, type DistillSet } from './distill.ts';
+import { topKIndices } from '../sampling/sampler.ts';
 import { buildPromptGraph, lossWeight, PROMPT_GRAD, PROMPT_LOSS, STUDENT_LOGITS, TEACHER_IDS, TEACHER_PROBS, type PromptGraphShape } from './prompt-graph.ts';
 import { promptVisibility } from './prompt-mask.ts';
 
@@ -31,10 +32,8 @@ export class PromptSession {
 
   static async create(config: LlamaConfig, tensors: TensorSource, shape: PromptGraphShape, options: CompileOptions & RuntimeOptions = {}): Promise<PromptSession> {
     const { promptTokens: N, virtualTokens: V, prefixLength: L, topK: K } = shape;
-    const compiled = compileGraph(config, tensors, options, {
-      name: `prompt-training N${N} V${V} L${L} K${K}`,
-      build: (dataPath) => buildPromptGraph(config, tensors, shape, dataPath),
-    });
+    const graph = checkpointGraph(`prompt-training N${N} V${V} L${L} K${K}`, config, tensors, (external) => buildPromptGraph(config, tensors, shape, external));
+    const compiled = compileGraph(graph, options);
     try {
       return new PromptSession(await createSession(compiled.path, options), shape, config);
     } finally {

@@ -53,6 +53,22 @@ export function argmax(logits: Float32Array): number {
   return best;
 }
 
+/** Indices of the k largest values of row, largest first (ties: lower index first). */
+export function topKIndices(row: Float32Array, k: number): number[] {
+  const picked: number[] = [];
+  for (let i = 0; i < row.length; i++) {
+    if (picked.length < k || row[i]! > row[picked[picked.length - 1]!]!) {
+      let at = picked.length < k ? picked.length : k - 1;
+      picked[at] = i;
+      while (at > 0 && row[picked[at - 1]!]! < row[i]!) {
+        picked[at] = picked[at - 1]!;
+        picked[--at] = i;
+      }
+    }
+  }
+  return picked;
+}
+
 /**
  * The distribution a sampler with these options draws from, over the whole vocabulary:
  * softmax(logits / temperature), then top-k, then top-p, renormalised. Temperature 0 gives the

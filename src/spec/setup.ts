@@ -8,10 +8,10 @@
  * where both folders have a tokenizer, every id must spell the same token. The check runs
  * before the draft's graph is compiled, so a wrong folder fails fast.
  */
-import { loadModel, tokenizerOf, type LoadedModel } from '../load.ts';
+import { loadModel, tokenizerOf, type LoadedModel, type LoadOptions } from '../load.ts';
 import { ModelError } from '../errors.ts';
 import { openModelDir } from '../format/model-dir.ts';
-import type { LlamaModel, LoadOptions } from '../model/llama-model.ts';
+import type { LlamaModel } from '../model/llama-model.ts';
 import { loadPpdSetup, type PpdSetup } from '../ppd/setup.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 

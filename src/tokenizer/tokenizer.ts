@@ -10,7 +10,7 @@
  */
 import { Tokenizer as HfTokenizerClass } from '@huggingface/tokenizers';
 import { FormatError, InputError, ModelError } from '../errors.ts';
-import { readJsonFile } from '../format/text-file.ts';
+import { parseJson, readText, type ReadableFile } from '../format/readable-file.ts';
 
 type Json = Record<string, unknown>;
 
@@ -121,16 +121,18 @@ export class Tokenizer {
   }
 
   /**
-   * Loads tokenizer.json from disk. `tokenizerConfig` is the parsed tokenizer_config.json (bos,
-   * eos, add_bos_token, chat_template); `chatTemplate` overrides its chat_template (e.g. from a
-   * chat_template.jinja file).
+   * Reads a tokenizer.json file (and closes it). `tokenizerConfig` is the parsed
+   * tokenizer_config.json (bos, eos, add_bos_token, chat_template); `chatTemplate` overrides its
+   * chat_template (e.g. from a chat_template.jinja file).
    */
-  static fromFiles(
-    tokenizerJsonPath: string,
-    tokenizerConfig: object = {},
-    chatTemplate?: string,
-  ): Tokenizer {
-    return Tokenizer.fromJson(readJsonFile(tokenizerJsonPath), tokenizerConfig, chatTemplate, tokenizerJsonPath);
+  static fromFile(tokenizerJson: ReadableFile, tokenizerConfig: object = {}, chatTemplate?: string): Tokenizer {
+    let json: unknown;
+    try {
+      json = parseJson(readText(tokenizerJson), tokenizerJson.name);
+    } finally {
+      tokenizerJson.close();
+    }
+    return Tokenizer.fromJson(json, tokenizerConfig, chatTemplate, tokenizerJson.name);
   }
 
   /** Builds from already-parsed objects; `origin` names them in errors. */

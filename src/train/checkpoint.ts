@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '../format/atomic.ts';
 import { readJsonObject } from '../format/text-file.ts';
-import { openSafetensors } from '../format/safetensors.ts';
+import { openSafetensors } from '../format/file-io.ts';
 import { writeSafetensors } from '../format/safetensors-write.ts';
 import { FormatError } from '../errors.ts';
 import type { AdamW } from './optimizer.ts';

@@ -37,6 +37,7 @@ export function llamaGgufSource(file: GgufFile, config: LlamaConfig): TensorSour
   };
   return {
     origin: file.path,
+    stamp: file.stamp,
     list: () => [...entries.values()].map(({ name, dtype, shape }) => ({ name, dtype, shape: [...shape] })),
     readF32(name: string): Float32Array {
       const { stored, shape, sourceRow } = get(name);

@@ -9,10 +9,12 @@ import { tokenizerFromGguf } from '../../tokenizer/gguf/from-gguf.ts';
 import type { ModelDir } from '../model-dir.ts';
 import { ggufEndTokenIds, llamaConfigFromGguf } from './llama-config.ts';
 import { llamaGgufSource } from './llama-source.ts';
-import { openGguf } from './read.ts';
+import { readGguf } from './read.ts';
+import type { ReadableFile } from '../readable-file.ts';
 
-export function openGgufModel(path: string): ModelDir {
-  const file = openGguf(path);
+export function readGgufModel(source: ReadableFile): ModelDir {
+  const path = source.name;
+  const file = readGguf(source);
   try {
     const embeddings = file.tensor('token_embd.weight');
     const config = llamaConfigFromGguf(

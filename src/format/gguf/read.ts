@@ -10,10 +10,8 @@
  * FormatError naming the file and what is wrong, never in a crash or a huge allocation.
  * Positions are plain numbers (exact to 2^53) and reads go in chunks, so files over 2 GiB work.
  */
-import { closeSync, fstatSync } from 'node:fs';
-import { endianness } from 'node:os';
 import { FormatError } from '../../errors.ts';
-import { openForReading, readExactly } from '../file-io.ts';
+import { littleEndian, type ReadableFile } from '../readable-file.ts';
 import {
   ALIGNMENT_KEY,
   DEFAULT_ALIGNMENT,
@@ -41,6 +39,8 @@ export interface GgufTensorInfo {
 
 export interface GgufFile {
   readonly path: string;
+  /** The file's ReadableFile.stamp (name, size, modification time). */
+  readonly stamp: string;
   readonly version: number;
   readonly alignment: number;
   readonly metadata: GgufMetadata;
@@ -68,7 +68,7 @@ class HeaderReader {
   private readonly decoder = new TextDecoder('utf-8');
 
   constructor(
-    private readonly fd: number,
+    private readonly source: ReadableFile,
     readonly file: string,
     readonly fileSize: number,
   ) {}
@@ -85,7 +85,7 @@ class HeaderReader {
     const end = this.position + n;
     if (this.position < this.windowStart || end > this.windowStart + this.window.length) {
       this.window = new Uint8Array(Math.min(Math.max(n, WINDOW_BYTES), this.remaining));
-      readExactly(this.fd, this.file, this.window, this.position);
+      this.source.read(this.window, this.position);
       this.view = new DataView(this.window.buffer);
       this.windowStart = this.position;
     }
@@ -274,12 +274,12 @@ function placeTensors(file: string, tensors: GgufTensorInfo[], dataStart: number
   }
 }
 
-/** Opens a GGUF file and parses everything but the tensor data. */
-export function openGguf(path: string): GgufFile {
-  if (endianness() !== 'LE') throw new Error('ppd reads GGUF only on little-endian hosts');
-  const fd = openForReading(path);
+/** Parses everything of a GGUF file but the tensor data; closing the result closes the file. */
+export function readGguf(source: ReadableFile): GgufFile {
+  const path = source.name;
   try {
-    const r = new HeaderReader(fd, path, fstatSync(fd).size);
+    if (!littleEndian) throw new Error('ppd reads GGUF only on little-endian hosts');
+    const r = new HeaderReader(source, path, source.size);
     const version = readPreamble(r);
     const tensorCount = r.count('tensor count', 8 + 4 + 4 + 8); // name length, n_dims, type, offset
     const kvCount = r.count('metadata entry count', 8 + 4 + 1); // key length, type, smallest value
@@ -287,26 +287,27 @@ export function openGguf(path: string): GgufFile {
     const tensors: GgufTensorInfo[] = [];
     for (let i = 0; i < tensorCount; i++) tensors.push(readTensorInfo(r, i));
     placeTensors(path, tensors, alignUp(r.position, alignment), alignment, r.fileSize);
-    return ggufFile(fd, path, version, alignment, metadata, types, tensors);
+    return ggufFile(source, version, alignment, metadata, types, tensors);
   } catch (err) {
-    closeSync(fd);
+    source.close();
     throw err;
   }
 }
 
 function ggufFile(
-  fd: number,
-  path: string,
+  source: ReadableFile,
   version: number,
   alignment: number,
   metadata: GgufMetadata,
   metadataTypes: ReadonlyMap<string, string>,
   tensors: GgufTensorInfo[],
 ): GgufFile {
+  const path = source.name;
   const byName = new Map(tensors.map((t) => [t.name, t]));
   let open = true;
   return {
     path,
+    stamp: source.stamp,
     version,
     alignment,
     metadata,
@@ -316,11 +317,11 @@ function ggufFile(
     readBytes(tensor: GgufTensorInfo): Uint8Array {
       if (!open) throw new Error(`${path}: read of "${tensor.name}" after close()`);
       const bytes = new Uint8Array(tensor.byteLength);
-      readExactly(fd, path, bytes, tensor.position);
+      source.read(bytes, tensor.position);
       return bytes;
     },
     close(): void {
-      if (open) closeSync(fd);
+      if (open) source.close();
       open = false;
     },
   };
