@@ -83,7 +83,7 @@ function reportingReads(source: TensorSource, onRead: (bytes: number) => void): 
  */
 export async function loadRandomModel(config: LlamaConfig, label: string, threads: number, quantize?: QuantizeMode): Promise<{ model: LlamaModel; ms: number }> {
   const { vocabSize: V, hiddenSize: C } = config;
-  // LlamaModel.load reads every tensor once to build the graph, then the embedding table again.
+  // loadLlamaModel reads every tensor once to build the graph, then the embedding table again.
   const totalMiB = Math.round(((parameterCount(config) + V * C) * 4) / MiB);
   const progress = new Progress(`${label}: load`, totalMiB, 'MiB');
   let readMiB = 0;

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FormatError, InputError } from '../src/errors.ts';
 import { autoregressive } from '../src/generate/autoregressive.ts';
-import { LlamaModel } from '../src/model/llama-model.ts';
+import { loadLlamaModel } from '../src/load.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
 import { ppdDecode } from '../src/ppd/decode.ts';
 import { pickReferenceTrees, readReferenceTreeFile, treeSetFromReference } from '../src/ppd/reference-trees.ts';
@@ -88,7 +88,7 @@ test('what cannot be a tree is an error naming the file, the dictionary and the 
 test('greedy PPD with converted reference trees equals greedy plain decoding', async () => {
   const config = tinyConfig({ vocabSize: 40 });
   const weights = randomWeights(config, 31);
-  const model = await LlamaModel.load(config, memorySource(config, weights), { cacheDir: false, threads: 1 });
+  const model = await loadLlamaModel(config, memorySource(config, weights), { cacheDir: false, threads: 1 });
   const adapter = PromptAdapter.initialise(config, weights.get('model.embed_tokens.weight')!, [5, 6, 7], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' });
   const trees = treeSetFromReference(pickReferenceTrees(readReferenceTreeFile(PY, 'trees.py'), 'trees.py', 'dynamic_sparse_trees_12'), { source: 'trees.py' });
   const rng = new Rng(5);

@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openGguf } from '../src/format/gguf/read.ts';
+import { openGguf } from '../src/format/file-io.ts';
 import type { GgufEntry, GgufValue } from '../src/format/gguf/types.ts';
 import { openModelDir } from '../src/format/model-dir.ts';
 import { writeRandomModel } from '../src/model/random-init.ts';
