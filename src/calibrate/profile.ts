@@ -23,7 +23,8 @@ import { availableParallelism, cpus } from 'node:os';
 import { basename, join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
-import { readJsonObject } from '../format/text-file.ts';
+import { integer, literal, matching, number, object, oneOf, parseWithSchema, positiveNumber, text, crossCheck } from '../format/schema.ts';
+import { readJsonFile } from '../format/text-file.ts';
 import { loadTreeSet, saveTreeSet, type PpdTreeSet } from '../ppd/tree.ts';
 import { QUANTIZE_MODES, type QuantizeMode } from '../model/quantize.ts';
 import { defaultThreads, ortVersion } from '../runtime/ort.ts';
@@ -110,75 +111,47 @@ export function describeSignature(s: MachineSignature): string {
 // ---------------------------------------------------------------------------------------------
 // Validation, load, save
 
-type Fail = (field: string, detail: string) => never;
+const hash16 = () => matching(/^[0-9a-f]{16}$/, '16 hex digits');
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const signatureSchema = object(
+  {
+    cpuModel: text(),
+    cores: integer(1),
+    threads: integer(1),
+    executionProvider: text(),
+    onnxruntime: text(),
+    quantize: oneOf(QUANTIZE_MODES, `one of ${QUANTIZE_MODES.join(', ')} (or absent)`).optional(),
+  },
+  'an object {cpuModel, cores, threads, executionProvider, onnxruntime}',
+);
 
-function field<T>(obj: Record<string, unknown>, key: string, where: string, check: (v: unknown) => v is T, expected: string, fail: Fail): T {
-  const value = obj[key];
-  if (!check(value)) fail(`${where}${key}`, `must be ${expected}, got ${JSON.stringify(value)}`);
-  return value;
-}
-
-const isString = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
-const isPositive = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
-const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1;
-const isQuantizeMode = (v: unknown): v is QuantizeMode => (QUANTIZE_MODES as readonly unknown[]).includes(v);
-const isTau = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 1;
-const isHash = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{16}$/.test(v);
-const isFileName = (v: unknown): v is string => typeof v === 'string' && /^[\w.-]+\.json$/.test(v);
-const isSpeedupOrNull = (v: unknown): v is number | null => v === null || isPositive(v);
-const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
-
-function checkProfile(raw: unknown, fail: Fail): HardwareProfile {
-  if (!isObject(raw)) fail('profile', 'must be a JSON object');
-  if (raw.schema !== PROFILE_SCHEMA) fail('schema', `must be "${PROFILE_SCHEMA}", got ${JSON.stringify(raw.schema)}`);
-  const s = field(raw, 'signature', '', isObject, 'an object {cpuModel, cores, threads, executionProvider, onnxruntime}', fail);
-  const signature: MachineSignature = {
-    cpuModel: field(s, 'cpuModel', 'signature.', isString, 'a non-empty string', fail),
-    cores: field(s, 'cores', 'signature.', isPositiveInt, 'an integer >= 1', fail),
-    threads: field(s, 'threads', 'signature.', isPositiveInt, 'an integer >= 1', fail),
-    executionProvider: field(s, 'executionProvider', 'signature.', isString, 'a non-empty string', fail),
-    onnxruntime: field(s, 'onnxruntime', 'signature.', isString, 'a non-empty string', fail),
-    ...(s.quantize === undefined ? {} : { quantize: field(s, 'quantize', 'signature.', isQuantizeMode, `one of ${QUANTIZE_MODES.join(', ')} (or absent)`, fail) }),
-  };
-  const hash = field(raw, 'signatureHash', '', isHash, '16 hex digits', fail);
-  if (hash !== signatureHash(signature)) fail('signatureHash', `${hash} is not the hash of the signature (${signatureHash(signature)})`);
-  const a = field(raw, 'adapter', '', isObject, 'an object {baseConfigHash, accuracyDigest}', fail);
-  const l = field(raw, 'latencyMs', '', isObject, 'an object {one, chosen}', fail);
-  return {
-    schema: PROFILE_SCHEMA,
-    signature,
-    signatureHash: hash,
-    created: field(raw, 'created', '', isString, 'an ISO 8601 date', fail),
-    adapter: {
-      baseConfigHash: field(a, 'baseConfigHash', 'adapter.', isHash, '16 hex digits', fail),
-      accuracyDigest: field(a, 'accuracyDigest', 'adapter.', isHash, '16 hex digits', fail),
-    },
-    budget: field(raw, 'budget', '', isPositiveInt, 'an integer >= 1', fail),
-    trees: field(raw, 'trees', '', isFileName, 'a file name in profiles/ ending in .json', fail),
-    expectedTokensPerStep: field(raw, 'expectedTokensPerStep', '', isTau, 'a number >= 1', fail),
-    latencyMs: {
-      one: field(l, 'one', 'latencyMs.', isPositive, 'a positive number', fail),
-      chosen: field(l, 'chosen', 'latencyMs.', isPositive, 'a positive number', fail),
-    },
-    predictedSpeedup: field(raw, 'predictedSpeedup', '', isPositive, 'a positive number', fail),
-    measuredSpeedup: field(raw, 'measuredSpeedup', '', isSpeedupOrNull, 'a positive number or null', fail),
-    report: field(raw, 'report', '', isString, 'a path relative to the adapter folder', fail),
-    ...(raw.lookup === undefined ? {} : { lookup: field(raw, 'lookup', '', isCount, 'an integer >= 0 (or absent)', fail) }),
-  };
-}
+const profileSchema = crossCheck(object({
+  schema: literal(PROFILE_SCHEMA),
+  signature: signatureSchema,
+  signatureHash: hash16(),
+  created: text('an ISO 8601 date'),
+  adapter: object({ baseConfigHash: hash16(), accuracyDigest: hash16() }, 'an object {baseConfigHash, accuracyDigest}'),
+  budget: integer(1),
+  trees: matching(/^[\w.-]+\.json$/, 'a file name in profiles/ ending in .json'),
+  expectedTokensPerStep: number(1),
+  latencyMs: object({ one: positiveNumber(), chosen: positiveNumber() }, 'an object {one, chosen}'),
+  predictedSpeedup: positiveNumber(),
+  measuredSpeedup: positiveNumber('a positive number or null').nullable(),
+  lookup: integer(0, Infinity, 'an integer >= 0 (or absent)').optional(),
+  report: text('a path relative to the adapter folder'),
+}), (p, fail) => {
+  const hash = signatureHash(p.signature);
+  if (p.signatureHash !== hash) fail(['signatureHash'], `${p.signatureHash} is not the hash of the signature (${hash})`);
+});
 
 /** Parses a `ppd.hardware-profile/1` object read from `file` (FormatError naming the field). */
 export function parseProfile(raw: unknown, file = 'profile.json'): HardwareProfile {
-  return checkProfile(raw, (f, detail) => {
-    throw new FormatError(file, `field "${f}" ${detail}`);
-  });
+  return parseWithSchema(profileSchema, raw, { file });
 }
 
 /** Reads a profile and checks that its trees file is there and holds the set for its budget. */
 export function loadProfile(path: string): HardwareProfile {
-  const profile = parseProfile(readJsonObject(path), path);
+  const profile = parseProfile(readJsonFile(path), path);
   const expectedName = `${profile.signatureHash}.json`;
   if (basename(path) !== expectedName) throw new FormatError(path, `a profile for signature ${profile.signatureHash} must be named ${expectedName}`);
   const treesPath = join(path, '..', profile.trees);

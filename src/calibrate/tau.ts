@@ -6,23 +6,11 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { FormatError } from '../errors.ts';
-import { readJsonObject } from '../format/text-file.ts';
-import type { AttentionVariant, PpdTreeSet } from '../ppd/tree.ts';
+import type { AccuracyTable } from '../ppd/accuracy.ts';
+import type { AttentionVariant } from '../ppd/prompt-mask.ts';
+import type { PpdTreeSet } from '../ppd/tree.ts';
 import { treeRows } from '../ppd/tree.ts';
 import { buildTreeSet } from '../ppd/tree-builder.ts';
-
-/** acc[i][k], i < N prompt tokens, k < ranks: P(the true token at depth i+1 is exactly guess k). */
-export type AccuracyTable = number[][];
-
-/** The `accuracy` field of a `ppd.accuracy/1` file (accuracy.json in an adapter folder). */
-export function readAccuracyTable(path: string): AccuracyTable {
-  const acc = readJsonObject(path).accuracy;
-  if (!Array.isArray(acc) || acc.length === 0 || !acc.every((row) => Array.isArray(row) && row.every((a) => typeof a === 'number'))) {
-    throw new FormatError(path, 'field "accuracy" must be a non-empty table of numbers [prompt token][rank]');
-  }
-  return acc as AccuracyTable;
-}
 
 /** sha256 of a file's bytes (hex, 16 digits): ties a hardware profile to the accuracy table it used. */
 export function fileDigest(path: string): string {

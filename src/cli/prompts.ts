@@ -7,14 +7,15 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { cachedTokenStream } from '../data/tokenize.ts';
 import { FormatError, InputError } from '../errors.ts';
-import { writeJsonAtomic } from '../format/atomic.ts';
-import { readJsonObject, readTextFile } from '../format/text-file.ts';
+import { readTextFile } from '../format/text-file.ts';
 import { pickReferenceTrees, readReferenceTreeFile, treeSetFromReference } from '../ppd/reference-trees.ts';
 import { openModelDir } from '../format/model-dir.ts';
 import { loadModel, requireTokenizer, type LoadedModel } from '../load.ts';
-import { PromptAdapter, type PromptAttention } from '../ppd/adapter.ts';
+import { ADAPTER_CONFIG, PromptAdapter, readAdapterConfig } from '../ppd/adapter.ts';
+import type { AttentionVariant } from '../ppd/prompt-mask.ts';
 import { buildDistillSet, loadDistillSet, saveDistillSet, type DistillSet } from '../ppd/distill.ts';
-import { ACCURACY_FILE, TREES_FILE } from '../ppd/setup.ts';
+import { ACCURACY_FILE, readAccuracyTable, writeAccuracyFile } from '../ppd/accuracy.ts';
+import { TREES_FILE } from '../ppd/setup.ts';
 import { accuracyTable, heldOutKl, PrefixCaches, PromptSession, trainPrompts } from '../ppd/train-prompts.ts';
 import { saveTreeSet } from '../ppd/tree.ts';
 import { buildTreeSet } from '../ppd/tree-builder.ts';
@@ -28,7 +29,7 @@ export interface TrainPromptsFlags {
   out: string;
   promptTokens: number;
   virtualTokens: number;
-  attention: PromptAttention;
+  attention: AttentionVariant;
   initText: string;
   examples: number;
   validExamples: number;
@@ -153,7 +154,7 @@ export async function trainPromptsCommand(f: TrainPromptsFlags): Promise<void> {
     history,
   };
   adapter.save(f.out);
-  writeJsonAtomic(join(f.out, ACCURACY_FILE), { schema: 'ppd.accuracy/1', examples: valid.count, source: f.valid, accuracy: acc });
+  writeAccuracyFile(join(f.out, ACCURACY_FILE), acc, valid.count, f.valid);
   const trees = buildTreeSet(acc, { budget: f.budget, promptTokens: f.promptTokens, virtualTokens: f.virtualTokens, attention: f.attention, accuracySource: join(f.out, ACCURACY_FILE) });
   saveTreeSet(join(f.out, TREES_FILE), trees);
   printTable(acc);
@@ -186,26 +187,21 @@ export async function evalPromptsCommand(f: {
   const acc = await accuracyTable(session, adapter, set, new PrefixCaches(loaded.model, set));
   await session.release();
   await loaded.model.release();
-  writeJsonAtomic(join(f.ppd, ACCURACY_FILE), { schema: 'ppd.accuracy/1', examples: set.count, source: f.data, accuracy: acc });
+  writeAccuracyFile(join(f.ppd, ACCURACY_FILE), acc, set.count, f.data);
   if (f.json) process.stdout.write(JSON.stringify({ examples: set.count, accuracy: acc }) + '\n');
   else printTable(acc);
 }
 
 export function treeBuildCommand(f: { accuracies: string; budget: number; out?: string; maxRank?: number }): void {
-  if (!existsSync(f.accuracies)) throw new FormatError(f.accuracies, 'not found');
-  const raw = readJsonObject(f.accuracies);
-  const acc = raw.accuracy;
-  if (!Array.isArray(acc) || !acc.every((row) => Array.isArray(row) && row.every((a) => typeof a === 'number'))) {
-    throw new FormatError(f.accuracies, 'field "accuracy" must be a table of numbers [prompt token][rank]');
-  }
-  const adapterConfig = join(f.accuracies, '..', 'adapter_config.json');
-  const adapter = existsSync(adapterConfig) ? readJsonObject(adapterConfig) : {};
+  const acc = readAccuracyTable(f.accuracies);
+  const adapterDir = join(f.accuracies, '..');
+  const adapter = existsSync(join(adapterDir, ADAPTER_CONFIG)) ? readAdapterConfig(adapterDir) : undefined;
   if (f.budget < 1) throw new InputError('--budget must be at least 1');
-  const trees = buildTreeSet(acc as number[][], {
+  const trees = buildTreeSet(acc, {
     budget: f.budget,
     promptTokens: acc.length,
-    virtualTokens: typeof adapter.virtualTokens === 'number' ? adapter.virtualTokens : 1,
-    attention: (adapter.attention as PromptAttention | undefined) ?? 'ensemble',
+    virtualTokens: adapter?.virtualTokens ?? 1,
+    attention: adapter?.attention ?? 'ensemble',
     maxRank: f.maxRank,
     accuracySource: f.accuracies,
   });
@@ -217,7 +213,7 @@ export function treeBuildCommand(f: { accuracies: string; budget: number; out?: 
   process.stdout.write(`expected tokens per step ${trees.expectedTokensPerStep.toFixed(3)}; wrote ${out}\n`);
 }
 
-export function treeConvertCommand(f: { from: string; name?: string; out: string; promptTokens?: number; virtualTokens: number; attention: PromptAttention }): void {
+export function treeConvertCommand(f: { from: string; name?: string; out: string; promptTokens?: number; virtualTokens: number; attention: AttentionVariant }): void {
   if (!existsSync(f.from)) throw new FormatError(f.from, 'not found');
   const reference = pickReferenceTrees(readReferenceTreeFile(readTextFile(f.from), f.from), f.from, f.name);
   const source = f.name === undefined ? f.from : `${f.from} (${f.name})`;

@@ -18,9 +18,11 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.ts';
-import { parseLlamaConfig, type LlamaConfig } from '../model/config.ts';
+import { z } from 'zod';
+import { parseLlamaConfig, tokenIds, type LlamaConfig } from '../model/config.ts';
 import { checkTensors } from '../model/weights.ts';
-import { readJsonFile, readJsonObject } from './text-file.ts';
+import { failing, looseObject, parseWithSchema } from './schema.ts';
+import { readJsonFile, readJsonObject, readJsonWithSchema } from './text-file.ts';
 import { openForReading, openSafetensors, openShardedSafetensors } from './file-io.ts';
 import { readGgufModel } from './gguf/open-model.ts';
 import type { TensorSource } from './tensor-source.ts';
@@ -47,30 +49,18 @@ export function readTokenizerJson(files: ModelDir): Record<string, unknown> | un
   return files.tokenizerJson ?? (files.tokenizerFile ? readJsonObject(files.tokenizerFile) : undefined);
 }
 
-/** eos_token_id may be absent, one id, or a list of ids. */
-function eosIds(value: unknown, file: string): number[] {
-  if (value === undefined || value === null) return [];
-  const list = Array.isArray(value) ? value : [value];
-  if (!list.every((id) => Number.isInteger(id) && id >= 0)) {
-    throw new FormatError(file, `field "eos_token_id" must be a token id or a list of ids, got ${JSON.stringify(value)}`);
-  }
-  return list as number[];
-}
+/** generation_config.json: what ppd takes from it. */
+const generationConfig = looseObject({ eos_token_id: tokenIds });
 
-/** chat_template may be a string, or a list of {name, template}: take "default", else the first. */
-function pickChatTemplate(value: unknown, file: string): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === 'string') return value;
-  const valid =
-    Array.isArray(value) &&
-    value.length > 0 &&
-    value.every((t) => typeof t?.name === 'string' && typeof t?.template === 'string');
-  if (!valid) {
-    throw new FormatError(file, 'field "chat_template" must be a string or a non-empty list of {name, template}');
-  }
-  const templates = value as { name: string; template: string }[];
-  return (templates.find((t) => t.name === 'default') ?? templates[0]).template;
-}
+/** tokenizer_config.json's chat_template: a string, or a list of {name, template} (take "default", else the first). */
+const chatTemplateField = z
+  .union(
+    [z.string(), z.array(z.object({ name: z.string(), template: z.string() })).min(1)],
+    failing(() => 'must be a string or a non-empty list of {name, template}'),
+  )
+  .nullish()
+  .transform((value) => (typeof value === 'string' || value == null ? (value ?? undefined) : (value.find((t) => t.name === 'default') ?? value[0]!).template));
+const tokenizerConfigSchema = looseObject({ chat_template: chatTemplateField });
 
 function openWeights(dir: string): TensorSource {
   const single = join(dir, 'model.safetensors');
@@ -91,20 +81,16 @@ export function openModelDir(dir: string): ModelDir {
   }
 
   const configPath = join(dir, 'config.json');
-  const configJson = readJsonFile(configPath);
-  const config = parseLlamaConfig(configJson, configPath);
-  // parseLlamaConfig drops malformed ids silently; here they are an error naming the file.
-  const eos = eosIds((configJson as Record<string, unknown>).eos_token_id, configPath);
+  const config = parseLlamaConfig(readJsonFile(configPath), configPath);
+  const eos = [...config.eosTokenIds];
 
   const generationPath = join(dir, 'generation_config.json');
-  if (existsSync(generationPath)) {
-    eos.push(...eosIds(readJsonObject(generationPath).eos_token_id, generationPath));
-  }
+  if (existsSync(generationPath)) eos.push(...readJsonWithSchema(generationConfig, generationPath).eos_token_id);
 
   const tokenizerPath = join(dir, 'tokenizer.json');
   const tokenizerConfigPath = join(dir, 'tokenizer_config.json');
   const tokenizerConfig = existsSync(tokenizerConfigPath) ? readJsonObject(tokenizerConfigPath) : undefined;
-  let chatTemplate = pickChatTemplate(tokenizerConfig?.chat_template, tokenizerConfigPath);
+  let chatTemplate = tokenizerConfig && parseWithSchema(tokenizerConfigSchema, tokenizerConfig, { file: tokenizerConfigPath }).chat_template;
   const jinjaPath = join(dir, 'chat_template.jinja');
   if (existsSync(jinjaPath)) chatTemplate = readFileSync(jinjaPath, 'utf8');
 

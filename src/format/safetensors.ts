@@ -11,7 +11,9 @@
  */
 import { FormatError } from '../errors.ts';
 import { bf16ToF32, f16ToF32 } from './half.ts';
-import { jsonObject, littleEndian, parseJson, readText, type Folder, type ReadableFile } from './readable-file.ts';
+import { littleEndian, parseJson, readText, type Folder, type ReadableFile } from './readable-file.ts';
+import { z } from 'zod';
+import { failing, looseObject, parseWithSchema, shown, text } from './schema.ts';
 import type { FloatDType, TensorInfo, TensorSource } from './tensor-source.ts';
 
 export const ITEM_SIZE: Record<FloatDType, number> = { F32: 4, F16: 2, BF16: 2 };
@@ -151,25 +153,20 @@ export function readSafetensors(file: ReadableFile): SafetensorsSource {
  * index and the shards must agree exactly: a tensor listed but absent, or present but unlisted,
  * is a FormatError.
  */
+const shardIndex = looseObject({
+  weight_map: z.record(z.string(), text('a file name'), failing((v) => `must be an object mapping tensor names to shard files, got ${shown(v)}`)),
+});
+
 export function readShardedSafetensors(folder: Folder, indexName: string): SafetensorsSource {
   const indexFile = folder.open(indexName);
   const indexPath = indexFile.name;
-  let index: Record<string, unknown>;
+  let raw: unknown;
   try {
-    index = jsonObject(parseJson(readText(indexFile), indexPath), indexPath);
+    raw = parseJson(readText(indexFile), indexPath);
   } finally {
     indexFile.close();
   }
-  const weightMap = index.weight_map;
-  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
-    throw new FormatError(indexPath, '"weight_map" must be an object mapping tensor names to shard files');
-  }
-  const entries = Object.entries(weightMap as Record<string, unknown>);
-  for (const [name, shard] of entries) {
-    if (typeof shard !== 'string') {
-      throw new FormatError(indexPath, `weight_map["${name}"] must be a file name, got ${JSON.stringify(shard)}`);
-    }
-  }
+  const entries = Object.entries(parseWithSchema(shardIndex, raw, { file: indexPath }).weight_map);
   const shards = new Map<string, SafetensorsSource>(); // shard file name -> its source
   const closeAll = () => shards.forEach((s) => s.close());
   const owner = new Map<string, SafetensorsSource>(); // tensor name -> the shard holding it

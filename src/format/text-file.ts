@@ -4,8 +4,10 @@
  * memory. The parsing itself is readable-file.ts's, shared with the browser.
  */
 import { readFileSync } from 'node:fs';
+import type { z } from 'zod';
 import { FormatError } from '../errors.ts';
 import { jsonObject, parseJson } from './readable-file.ts';
+import { parseWithSchema, type SchemaSource } from './schema.ts';
 
 /** The UTF-8 text of `path`; FormatError if it is missing or unreadable. */
 export function readTextFile(path: string): string {
@@ -25,4 +27,9 @@ export function readJsonFile(path: string): unknown {
 /** Like readJsonFile, but the top level must be a JSON object. */
 export function readJsonObject(path: string): Record<string, unknown> {
   return jsonObject(readJsonFile(path), path);
+}
+
+/** Reads the JSON file at `path` and checks it against `schema` (format/schema.ts): errors name `path` and the field. */
+export function readJsonWithSchema<S extends z.ZodType>(schema: S, path: string, source: Omit<SchemaSource, 'file'> = {}): z.output<S> {
+  return parseWithSchema(schema, readJsonFile(path), { ...source, file: path });
 }

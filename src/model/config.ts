@@ -5,11 +5,20 @@
  * Supported: model_type `llama` and `mistral` (same graph), grouped-query attention, rope_theta,
  * linear rope_scaling, tie_word_embeddings, rms_norm_eps. Anything else is a ModelError naming
  * the field, so an unsupported checkpoint fails at load, not with garbage output.
+ *
+ * How to add a family (a new `model_type`) or a RoPE scaling (a new `rope_type`): config.json is
+ * read through zod schemas (format/schema.ts), one per family, in CONFIG_FAMILIES below. A family
+ * that is LLaMA plus a few fields extends `llamaFields` (`{ ...llamaFields, extra: ... }`), adds
+ * its checks to `llamaChecks` or its own `crossCheck`, and maps to LlamaConfig with
+ * `toLlamaConfig` plus its own fields; a RoPE scaling is one more member of `ropeScaling`.
+ * Family differences stay here (and in the graph), never in decoding or serving code.
  */
+import { z } from 'zod';
 import { ModelError } from '../errors.ts';
+import { crossCheck, failing, type Fail, integer, looseObject, orDefault, parseWithSchema, positiveNumber, shown } from '../format/schema.ts';
 
 export interface LlamaConfig {
-  modelType: 'llama' | 'mistral';
+  modelType: ConfigFamily;
   vocabSize: number;
   hiddenSize: number; // C
   intermediateSize: number; // F, the MLP's inner width
@@ -27,93 +36,137 @@ export interface LlamaConfig {
   eosTokenIds: number[];
 }
 
-type Json = Record<string, unknown>;
+// ---------------------------------------------------------------------------------------------
+// Fields (Hugging Face names)
 
-function fail(file: string, field: string, detail: string): never {
-  throw new ModelError(`${file}: field "${field}" ${detail}`);
+const positiveInt = () => integer(1, Infinity, 'a positive integer');
+
+/** A token id, a list of ids, or absent/null (no ids); read as a list. Also generation_config.json's. */
+export const tokenIds = orDefault(
+  z.union([integer(0, Infinity, 'a token id'), z.array(integer(0, Infinity, 'a token id'))], failing((v) => `must be a token id or a list of ids, got ${shown(v)}`)),
+  [],
+).transform((ids) => (Array.isArray(ids) ? ids : [ids]));
+
+const flag = () => orDefault(z.boolean(failing((v) => `must be true or false, got ${shown(v)}`)), false);
+
+/** A flag ppd has no graph for when it is true (biases). */
+const notTrue = flag().refine((v) => !v, failing(() => 'true is not supported'));
+
+/**
+ * rope_scaling by its `rope_type` (older files say `type`): what each kind contributes to
+ * LlamaConfig. Absent or null means no scaling.
+ */
+const ROPE_SCALINGS = [
+  looseObject({ rope_type: z.literal('default') }).transform(() => ({ ropeScalingFactor: 1 })),
+  looseObject({ rope_type: z.literal('linear'), factor: positiveNumber() }).transform((s) => ({ ropeScalingFactor: s.factor })),
+] as const;
+const ROPE_TYPES = ROPE_SCALINGS.map((kind) => kind.in.shape.rope_type.value);
+
+const ropeScaling = orDefault(
+  z.preprocess(
+    // `type` is the older name of `rope_type`; the union below is keyed on the newer one.
+    (v) => (isPlainObject(v) && v.rope_type === undefined ? { ...v, rope_type: v.type } : v),
+    z.discriminatedUnion('rope_type', [...ROPE_SCALINGS], failing((v) =>
+      isPlainObject(v)
+        ? `${shown(v.rope_type)} is not supported (supported: ${ROPE_TYPES.map((t) => `"${t}"`).join(', ')})`
+        : `must be an object or null, got ${shown(v)}`,
+    )),
+  ),
+  { ropeScalingFactor: 1 },
+);
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function positiveInt(raw: Json, field: string, file: string, fallback?: number): number {
-  const value = raw[field] ?? fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-    fail(file, field, `must be a positive integer, got ${JSON.stringify(value)}`);
+/** The fields of a LLaMA config.json that ppd reads; other fields are ignored. */
+export const llamaFields = {
+  vocab_size: positiveInt(),
+  hidden_size: positiveInt(),
+  intermediate_size: positiveInt(),
+  num_hidden_layers: positiveInt(),
+  num_attention_heads: positiveInt(),
+  /** Absent: as many as query heads (no GQA). */
+  num_key_value_heads: positiveInt().nullish(),
+  /** Absent: hidden_size / num_attention_heads. */
+  head_dim: positiveInt().nullish(),
+  rms_norm_eps: orDefault(positiveNumber(), 1e-6),
+  rope_theta: orDefault(positiveNumber(), 10000),
+  rope_scaling: ropeScaling,
+  tie_word_embeddings: flag(),
+  max_position_embeddings: orDefault(positiveInt(), 2048),
+  bos_token_id: tokenIds,
+  eos_token_id: tokenIds,
+  hidden_act: orDefault(z.literal('silu', failing((v) => `${shown(v)} is not supported (only "silu")`)), 'silu'),
+  attention_bias: notTrue,
+  mlp_bias: notTrue,
+};
+
+type LlamaFields = z.output<z.ZodObject<typeof llamaFields>>;
+
+/** Checks between the fields of `llamaFields`: head counts and sizes that must divide. */
+export function llamaChecks(c: LlamaFields, fail: Fail): void {
+  const kvHeads = c.num_key_value_heads ?? c.num_attention_heads;
+  if (c.num_attention_heads % kvHeads !== 0) {
+    fail(['num_key_value_heads'], `(${kvHeads}) must divide num_attention_heads (${c.num_attention_heads})`);
+  } else if (c.head_dim == null && c.hidden_size % c.num_attention_heads !== 0) {
+    fail(['hidden_size'], `(${c.hidden_size}) must be divisible by num_attention_heads (${c.num_attention_heads})`);
+  } else if (headDim(c) % 2 !== 0) {
+    fail(['head_dim'], `must be even for rotary embeddings, got ${headDim(c)}`);
   }
-  return value;
 }
 
-function positiveNumber(raw: Json, field: string, file: string, fallback: number): number {
-  const value = raw[field] ?? fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    fail(file, field, `must be a positive number, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
+const headDim = (c: LlamaFields) => c.head_dim ?? Math.floor(c.hidden_size / c.num_attention_heads);
 
-function tokenIds(raw: Json, field: string, file: string): number[] {
-  const value = raw[field];
-  if (value === undefined || value === null) return [];
-  const list = Array.isArray(value) ? value : [value];
-  if (!list.every((id) => Number.isInteger(id) && id >= 0)) {
-    fail(file, field, `must be a token id or a list of ids, got ${JSON.stringify(value)}`);
-  }
-  return list as number[];
-}
-
-function ropeScaling(raw: Json, file: string): number {
-  const scaling = raw.rope_scaling;
-  if (scaling === undefined || scaling === null) return 1;
-  if (typeof scaling !== 'object') fail(file, 'rope_scaling', 'must be an object or null');
-  const s = scaling as Json;
-  const kind = s.rope_type ?? s.type;
-  if (kind === 'default') return 1;
-  if (kind !== 'linear') {
-    fail(file, 'rope_scaling', `type ${JSON.stringify(kind)} is not supported (only "linear")`);
-  }
-  return positiveNumber(s, 'factor', file, NaN);
-}
-
-/** Validates a parsed config.json; `file` names it in errors. */
-export function parseLlamaConfig(raw: unknown, file = 'config.json'): LlamaConfig {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new ModelError(`${file}: must hold a JSON object`);
-  }
-  const json = raw as Json;
-  const modelType = json.model_type;
-  if (modelType !== 'llama' && modelType !== 'mistral') {
-    fail(file, 'model_type', `${JSON.stringify(modelType)} is not supported (expected "llama" or "mistral")`);
-  }
-  const hiddenSize = positiveInt(json, 'hidden_size', file);
-  const numHeads = positiveInt(json, 'num_attention_heads', file);
-  const numKvHeads = positiveInt(json, 'num_key_value_heads', file, numHeads);
-  if (numHeads % numKvHeads !== 0) {
-    fail(file, 'num_key_value_heads', `(${numKvHeads}) must divide num_attention_heads (${numHeads})`);
-  }
-  const headDim = positiveInt(json, 'head_dim', file, Math.floor(hiddenSize / numHeads));
-  if (json.head_dim === undefined && hiddenSize % numHeads !== 0) {
-    fail(file, 'hidden_size', `(${hiddenSize}) must be divisible by num_attention_heads (${numHeads})`);
-  }
-  if (headDim % 2 !== 0) fail(file, 'head_dim', `must be even for rotary embeddings, got ${headDim}`);
-  const act = json.hidden_act ?? 'silu';
-  if (act !== 'silu') fail(file, 'hidden_act', `${JSON.stringify(act)} is not supported (only "silu")`);
-  if (json.attention_bias === true) fail(file, 'attention_bias', 'true is not supported');
-  if (json.mlp_bias === true) fail(file, 'mlp_bias', 'true is not supported');
+/** The LlamaConfig `llamaFields` describe, for a family whose model_type is `modelType`. */
+export function toLlamaConfig(c: LlamaFields, modelType: ConfigFamily): LlamaConfig {
   return {
     modelType,
-    vocabSize: positiveInt(json, 'vocab_size', file),
-    hiddenSize,
-    intermediateSize: positiveInt(json, 'intermediate_size', file),
-    numLayers: positiveInt(json, 'num_hidden_layers', file),
-    numHeads,
-    numKvHeads,
-    headDim,
-    rmsNormEps: positiveNumber(json, 'rms_norm_eps', file, 1e-6),
-    ropeTheta: positiveNumber(json, 'rope_theta', file, 10000),
-    ropeScalingFactor: ropeScaling(json, file),
-    tieWordEmbeddings: json.tie_word_embeddings === true,
-    maxPositionEmbeddings: positiveInt(json, 'max_position_embeddings', file, 2048),
-    bosTokenId: tokenIds(json, 'bos_token_id', file)[0],
-    eosTokenIds: tokenIds(json, 'eos_token_id', file),
+    vocabSize: c.vocab_size,
+    hiddenSize: c.hidden_size,
+    intermediateSize: c.intermediate_size,
+    numLayers: c.num_hidden_layers,
+    numHeads: c.num_attention_heads,
+    numKvHeads: c.num_key_value_heads ?? c.num_attention_heads,
+    headDim: headDim(c),
+    rmsNormEps: c.rms_norm_eps,
+    ropeTheta: c.rope_theta,
+    ropeScalingFactor: c.rope_scaling.ropeScalingFactor,
+    tieWordEmbeddings: c.tie_word_embeddings,
+    maxPositionEmbeddings: c.max_position_embeddings,
+    bosTokenId: c.bos_token_id[0],
+    eosTokenIds: c.eos_token_id,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Families
+
+/** The supported `model_type`s; each has a reader in CONFIG_FAMILIES. */
+export const CONFIG_FAMILY_NAMES = ['llama', 'mistral'] as const;
+export type ConfigFamily = (typeof CONFIG_FAMILY_NAMES)[number];
+
+const llamaFamily = (modelType: ConfigFamily) =>
+  crossCheck(z.object(llamaFields), llamaChecks).transform((c) => toLlamaConfig(c, modelType));
+
+/** How each family reads config.json into a LlamaConfig. */
+const CONFIG_FAMILIES: Record<ConfigFamily, z.ZodType<LlamaConfig>> = {
+  llama: llamaFamily('llama'),
+  mistral: llamaFamily('mistral'), // the same graph as llama (ppd has no sliding window)
+};
+
+const familyNames = CONFIG_FAMILY_NAMES.map((name) => `"${name}"`);
+const modelTypeField = looseObject({
+  model_type: z.enum(CONFIG_FAMILY_NAMES, failing((v) =>
+    `${shown(v)} is not supported (expected ${familyNames.length === 1 ? familyNames[0] : `${familyNames.slice(0, -1).join(', ')} or ${familyNames.at(-1)}`})`,
+  )),
+});
+
+/** Validates a parsed config.json; `file` names it in errors (a ModelError: `file: field "x" ...`). */
+export function parseLlamaConfig(raw: unknown, file = 'config.json'): LlamaConfig {
+  const source = { file, error: (detail: string) => new ModelError(`${file}: ${detail}`) };
+  const { model_type } = parseWithSchema(modelTypeField, raw, source);
+  return parseWithSchema(CONFIG_FAMILIES[model_type], raw, source);
 }
 
 /** Parameter count of the model (embeddings, and the LM head when untied, included). */

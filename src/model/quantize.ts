@@ -23,7 +23,7 @@ import type { BlockQuantized } from '../format/tensor-source.ts';
 
 /** What `--quantize` asks for: 8-bit (Q8_0-like) or 4-bit (Q4_0-like) blocks of 32. */
 export type QuantizeMode = 'q8' | 'q4';
-export const QUANTIZE_MODES: readonly QuantizeMode[] = ['q8', 'q4'];
+export const QUANTIZE_MODES = ['q8', 'q4'] as const satisfies readonly QuantizeMode[];
 
 /** Elements per block: GGUF's Q8_0/Q4_0 block, and a size MLAS has int8 kernels for. */
 export const QUANT_BLOCK = 32;

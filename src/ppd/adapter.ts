@@ -7,31 +7,51 @@
  * (tree.ts), not the training (train-prompts.ts).
  */
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError, InputError, ModelError } from '../errors.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
-import { readJsonObject } from '../format/text-file.ts';
+import { integer, literal, looseObject, oneOf, text } from '../format/schema.ts';
+import { readJsonWithSchema } from '../format/text-file.ts';
 import { openSafetensors } from '../format/file-io.ts';
 import { writeSafetensors } from '../format/safetensors-write.ts';
 import { parameterCount, type LlamaConfig } from '../model/config.ts';
+import { ATTENTION_VARIANTS, type AttentionVariant } from './prompt-mask.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter.safetensors';
 const EMBEDDINGS = 'prompt_embeddings';
 
-export type PromptAttention = 'ensemble' | 'decoder' | 'encoder';
+const ADAPTER_SCHEMA = 'ppd.adapter/1';
 
-export interface AdapterConfig {
-  schema: 'ppd.adapter/1';
-  promptTokens: number; // N
-  virtualTokens: number; // V
-  attention: PromptAttention;
-  baseModel: { configHash: string; modelType: string; hiddenSize: number; vocabSize: number; numLayers: number };
+/** adapter_config.json (`ppd.adapter/1`); fields it does not name are kept as written. */
+const adapterConfigSchema = looseObject({
+  schema: literal(ADAPTER_SCHEMA),
+  promptTokens: integer(1, Infinity, 'a positive integer'), // N
+  virtualTokens: integer(1, Infinity, 'a positive integer'), // V
+  attention: oneOf(ATTENTION_VARIANTS, 'ensemble, decoder or encoder'),
+  /** What the adapter was trained for: configHash must match the loaded model's. */
+  baseModel: looseObject({
+    configHash: text(),
+    modelType: text(),
+    hiddenSize: integer(1),
+    vocabSize: integer(1),
+    numLayers: integer(1),
+  }, 'an object {configHash, modelType, hiddenSize, vocabSize, numLayers}'),
   /** The text whose token embeddings initialised the prompt tokens. */
-  initText: string;
+  initText: text('a string', true),
   /** Training record (steps, loss, data), when trained. */
-  training?: Record<string, unknown>;
+  training: looseObject({}).optional(),
+});
+
+export type AdapterConfig = z.output<typeof adapterConfigSchema>;
+
+/** Reads and checks `dir`'s adapter_config.json (no weights, no base-model check). */
+export function readAdapterConfig(dir: string): AdapterConfig {
+  const configPath = join(dir, ADAPTER_CONFIG);
+  if (!existsSync(configPath)) throw new FormatError(dir, `no ${ADAPTER_CONFIG}: not a ppd adapter folder`);
+  return readJsonWithSchema(adapterConfigSchema, configPath);
 }
 
 /** A stable hash of the base model's architecture: an adapter only fits the config it was trained on. */
@@ -81,7 +101,7 @@ export class PromptAdapter {
     base: LlamaConfig,
     embedTable: Float32Array,
     initIds: number[],
-    options: { promptTokens: number; virtualTokens: number; attention: PromptAttention; initText: string },
+    options: { promptTokens: number; virtualTokens: number; attention: AttentionVariant; initText: string },
   ): PromptAdapter {
     const { promptTokens: N, virtualTokens: V } = options;
     if (!(Number.isInteger(N) && N >= 1 && N <= 64)) throw new InputError(`prompt tokens must be an integer in 1..64, got ${N}`);
@@ -95,7 +115,7 @@ export class PromptAdapter {
     }
     return new PromptAdapter(
       {
-        schema: 'ppd.adapter/1',
+        schema: ADAPTER_SCHEMA,
         promptTokens: N,
         virtualTokens: V,
         attention: options.attention,
@@ -117,22 +137,12 @@ export class PromptAdapter {
 
   /** Loads an adapter and checks that it was made for `base`; a mismatch is a clear error. */
   static load(dir: string, base: LlamaConfig): PromptAdapter {
-    const configPath = join(dir, ADAPTER_CONFIG);
-    if (!existsSync(configPath)) throw new FormatError(dir, `no ${ADAPTER_CONFIG}: not a ppd adapter folder`);
-    const raw = readJsonObject(configPath);
-    if (raw.schema !== 'ppd.adapter/1') throw new FormatError(configPath, `field "schema" must be "ppd.adapter/1", got ${JSON.stringify(raw.schema)}`);
-    const config = raw as unknown as AdapterConfig;
-    for (const field of ['promptTokens', 'virtualTokens'] as const) {
-      if (!Number.isInteger(config[field]) || config[field] < 1) throw new FormatError(configPath, `field "${field}" must be a positive integer`);
-    }
-    if (!['ensemble', 'decoder', 'encoder'].includes(config.attention)) {
-      throw new FormatError(configPath, `field "attention" must be ensemble, decoder or encoder, got ${JSON.stringify(config.attention)}`);
-    }
+    const config = readAdapterConfig(dir);
     const expected = configHash(base);
-    if (config.baseModel?.configHash !== expected) {
+    if (config.baseModel.configHash !== expected) {
       throw new ModelError(
-        `${dir}: this adapter was trained for another base model (config hash ${config.baseModel?.configHash}, ` +
-          `hidden ${config.baseModel?.hiddenSize}, vocab ${config.baseModel?.vocabSize}); the loaded model's hash is ${expected}`,
+        `${dir}: this adapter was trained for another base model (config hash ${config.baseModel.configHash}, ` +
+          `hidden ${config.baseModel.hiddenSize}, vocab ${config.baseModel.vocabSize}); the loaded model's hash is ${expected}`,
       );
     }
     const weights = openSafetensors(join(dir, ADAPTER_WEIGHTS));

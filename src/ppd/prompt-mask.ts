@@ -7,10 +7,13 @@
  * Every row also sees the token it is attached to and that token's context; that part is the
  * caller's (it depends on the cache and the tree).
  */
-import type { PromptAttention } from './adapter.ts';
+
+/** How the virtual tokens attached to one node attend to each other (PPD.md §2). */
+export type AttentionVariant = 'ensemble' | 'decoder' | 'encoder';
+export const ATTENTION_VARIANTS = ['ensemble', 'decoder', 'encoder'] as const satisfies readonly AttentionVariant[];
 
 /** [R, R] with R = N·V: 1 where row a may attend to row b. */
-export function promptVisibility(N: number, V: number, attention: PromptAttention): Uint8Array {
+export function promptVisibility(N: number, V: number, attention: AttentionVariant): Uint8Array {
   const R = N * V;
   const mask = new Uint8Array(R * R);
   for (let a = 0; a < R; a++) {

@@ -19,7 +19,8 @@
  */
 import { FormatError, InputError } from '../errors.ts';
 import { evaluateTreeSet, type PathCandidate } from './tree-builder.ts';
-import { comparePaths, TREE_SCHEMA, TREE_SET_SCHEMA, treeRows, validateTreeSet, type AttentionVariant, type PpdTree, type PpdTreeSet } from './tree.ts';
+import type { AttentionVariant } from './prompt-mask.ts';
+import { comparePaths, TREE_SCHEMA, TREE_SET_SCHEMA, treeRows, validateTreeSet, type PpdTree, type PpdTreeSet } from './tree.ts';
 
 /** One candidate as the reference writes it. */
 export interface ReferenceCandidate {

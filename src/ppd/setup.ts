@@ -11,12 +11,12 @@ import type { LlamaConfig } from '../model/config.ts';
 import type { QuantizeMode } from '../model/quantize.ts';
 import { calibrateCommand, findProfile, machineSignature } from '../calibrate/profile.ts';
 import { defaultThreads } from '../runtime/ort.ts';
+import { ACCURACY_FILE } from './accuracy.ts';
 import { configHash, PromptAdapter } from './adapter.ts';
 import { loadTreeSet, type PpdTreeSet } from './tree.ts';
 import type { Verification } from './decode.ts';
 
 export const TREES_FILE = 'trees.json';
-export const ACCURACY_FILE = 'accuracy.json';
 /**
  * Context-lookup tokens per step unless `--lookup` or this machine's calibration says otherwise.
  * On the bundled model, 2 threads, greedy, no prompt-token rows, bench:ppd measured 1.80x plain

@@ -12,7 +12,8 @@
  * rows.
  */
 import { InputError } from '../errors.ts';
-import { ATTENTION_VARIANTS, comparePaths, pathKey, validateTree, type AttentionVariant, type PpdTree } from './tree.ts';
+import { ATTENTION_VARIANTS, type AttentionVariant } from './prompt-mask.ts';
+import { comparePaths, pathKey, validateTree, type PpdTree } from './tree.ts';
 
 export interface CompileOptions {
   promptTokens: number; // N

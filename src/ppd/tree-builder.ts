@@ -37,7 +37,8 @@
  * RESTART.
  */
 import { InputError } from '../errors.ts';
-import { comparePaths, TREE_SCHEMA, TREE_SET_SCHEMA, validateTreeSet, type AttentionVariant, type PpdTree, type PpdTreeSet } from './tree.ts';
+import type { AttentionVariant } from './prompt-mask.ts';
+import { comparePaths, TREE_SCHEMA, TREE_SET_SCHEMA, validateTreeSet, type PpdTree, type PpdTreeSet } from './tree.ts';
 
 /** Probability that a step is a generation's last (the next one starts in state N); see the header. */
 export const RESTART = 1e-3;

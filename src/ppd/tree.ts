@@ -18,16 +18,16 @@
  *
  * docs/TREES.md documents both schemas with examples.
  */
-import { FormatError, InputError } from '../errors.ts';
-import { readJsonObject } from '../format/text-file.ts';
+import { z } from 'zod';
+import { InputError } from '../errors.ts';
+import { arrayOf, crossCheck, type Fail, failing, integer, literal, number, object, oneOf, parseWithSchema, shown, text } from '../format/schema.ts';
+import { readJsonFile } from '../format/text-file.ts';
+import { ATTENTION_VARIANTS, type AttentionVariant } from './prompt-mask.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
 
 export const TREE_SCHEMA = 'ppd.tree/1';
 export const TREE_SET_SCHEMA = 'ppd.trees/1';
 
-/** How the virtual tokens attached to one node attend to each other (PPD.md §2). */
-export type AttentionVariant = 'ensemble' | 'decoder' | 'encoder';
-export const ATTENTION_VARIANTS: readonly AttentionVariant[] = ['ensemble', 'decoder', 'encoder'];
 
 export interface TreeCandidate {
   /** Ranks of the guesses from depth 1 to depth path.length; non-empty. */
@@ -87,68 +87,63 @@ export function pathKey(path: readonly number[]): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Validation. One checker; the caller decides which error type reports a failure.
-
-type Fail = (field: string, detail: string) => never;
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function intField(obj: Record<string, unknown>, key: string, field: string, min: number, max: number, fail: Fail): number {
-  const value = obj[key];
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    const range = max === Infinity ? `an integer >= ${min}` : `an integer in ${min}..${max}`;
-    fail(field, `must be ${range}, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
+// Validation: zod schemas (format/schema.ts) for the fields, cross checks for what relates them.
+// One checker for files (FormatError naming the file) and in-memory trees (InputError).
 
 interface TreeLimits {
   /** N; when given, every prompt count must be <= N. */
   promptTokens?: number;
 }
 
-function checkTree(raw: unknown, where: string, limits: TreeLimits, fail: Fail): PpdTree {
-  if (!isObject(raw)) fail(where, 'must be a JSON object');
-  if (raw.schema !== TREE_SCHEMA) fail(`${where}.schema`, `must be "${TREE_SCHEMA}", got ${JSON.stringify(raw.schema)}`);
-  const guessDepth = intField(raw, 'guessDepth', `${where}.guessDepth`, 0, Infinity, fail);
-  const topK = intField(raw, 'topK', `${where}.topK`, 1, Infinity, fail);
-  const maxPrompts = limits.promptTokens ?? Infinity;
-  if (!isObject(raw.root)) fail(`${where}.root`, 'must be an object like {"prompts": 3}');
-  const rootPrompts = intField(raw.root, 'prompts', `${where}.root.prompts`, 0, maxPrompts, fail);
-  if (!Array.isArray(raw.candidates)) fail(`${where}.candidates`, 'must be an array');
+const treeFields = object({
+  schema: literal(TREE_SCHEMA),
+  guessDepth: integer(0),
+  topK: integer(1),
+  root: object({ prompts: integer(0) }, 'an object like {"prompts": 3}'),
+  candidates: arrayOf(
+    object({
+      path: arrayOf(integer(0), 'a non-empty array of ranks').min(1, failing((v) => `must be a non-empty array of ranks, got ${shown(v)}`)),
+      prompts: integer(0),
+    }, 'an object like {"path": [0], "prompts": 3}'),
+    'an array',
+  ),
+});
 
-  const candidates: TreeCandidate[] = raw.candidates.map((c: unknown, i: number) => {
-    const field = `${where}.candidates[${i}]`;
-    if (!isObject(c)) fail(field, 'must be an object like {"path": [0], "prompts": 3}');
-    const path = c.path;
-    if (!Array.isArray(path) || path.length === 0) fail(`${field}.path`, `must be a non-empty array of ranks, got ${JSON.stringify(path)}`);
-    if (path.length > guessDepth) {
-      fail(`${field}.path`, `${JSON.stringify(path)} is ${path.length} deep but guessDepth is ${guessDepth}`);
+/** Depths, ranks and prompt counts in range; every path once, with its parent. `at` prefixes paths. */
+function checkTreeNodes(tree: z.output<typeof treeFields>, limits: TreeLimits, fail: Fail, at: (string | number)[] = []): void {
+  const maxPrompts = limits.promptTokens ?? Infinity;
+  const promptsInRange = (prompts: number, path: (string | number)[]) => {
+    if (prompts > maxPrompts) fail([...at, ...path], `must be an integer in 0..${maxPrompts}, got ${prompts}`);
+  };
+  promptsInRange(tree.root.prompts, ['root', 'prompts']);
+  tree.candidates.forEach(({ path, prompts }, i) => {
+    if (path.length > tree.guessDepth) {
+      fail([...at, 'candidates', i, 'path'], `${JSON.stringify(path)} is ${path.length} deep but guessDepth is ${tree.guessDepth}`);
     }
-    path.forEach((rank: unknown, k: number) => {
-      if (typeof rank !== 'number' || !Number.isInteger(rank) || rank < 0 || rank >= topK) {
-        fail(`${field}.path[${k}]`, `rank must be an integer in 0..${topK - 1} (topK ${topK}), got ${JSON.stringify(rank)}`);
+    path.forEach((rank, k) => {
+      if (rank >= tree.topK) {
+        fail([...at, 'candidates', i, 'path', k], `rank must be an integer in 0..${tree.topK - 1} (topK ${tree.topK}), got ${rank}`);
       }
     });
-    const prompts = intField(c, 'prompts', `${field}.prompts`, 0, maxPrompts, fail);
-    return { path: [...(path as number[])], prompts };
+    promptsInRange(prompts, ['candidates', i, 'prompts']);
   });
-
   const seen = new Set<string>();
-  for (const c of candidates) seen.add(pathKey(c.path));
-  if (seen.size !== candidates.length) {
-    const dup = candidates.find((c, i) => candidates.findIndex((o) => pathKey(o.path) === pathKey(c.path)) !== i)!;
-    fail(`${where}.candidates`, `path ${JSON.stringify(dup.path)} appears more than once`);
+  for (const { path } of tree.candidates) {
+    if (seen.has(pathKey(path))) fail([...at, 'candidates'], `path ${JSON.stringify(path)} appears more than once`);
+    seen.add(pathKey(path));
   }
-  candidates.forEach((c, i) => {
-    if (c.path.length > 1 && !seen.has(pathKey(c.path.slice(0, -1)))) {
-      fail(`${where}.candidates[${i}].path`, `${JSON.stringify(c.path)} has no parent ${JSON.stringify(c.path.slice(0, -1))} in the tree`);
+  tree.candidates.forEach(({ path }, i) => {
+    if (path.length > 1 && !seen.has(pathKey(path.slice(0, -1)))) {
+      fail([...at, 'candidates', i, 'path'], `${JSON.stringify(path)} has no parent ${JSON.stringify(path.slice(0, -1))} in the tree`);
     }
   });
-  return { schema: TREE_SCHEMA, guessDepth, topK, root: { prompts: rootPrompts }, candidates };
 }
+
+const treeSchema = (limits: TreeLimits) =>
+  crossCheck(treeFields, (tree, fail) => checkTreeNodes(tree, limits, fail)).transform((tree): PpdTree => tree);
+
+/** Tree paths are written bare: `tree.candidates[0].path ...`. */
+const bare = (path: string) => path;
 
 /** A copy of `tree` with candidates in BFS order (the order parse and the builder produce). */
 export function canonicalTree(tree: PpdTree): PpdTree {
@@ -157,21 +152,17 @@ export function canonicalTree(tree: PpdTree): PpdTree {
 
 /** Checks an in-memory tree (InputError naming the field); returns it unchanged. */
 export function validateTree(tree: PpdTree, limits: TreeLimits = {}): PpdTree {
-  checkTree(tree, 'tree', limits, (field, detail) => {
-    throw new InputError(`${field} ${detail}`);
-  });
+  parseWithSchema(treeSchema(limits), tree, { file: 'tree', root: 'tree', label: bare, error: (detail) => new InputError(detail) });
   return tree;
 }
 
 /** Parses a `ppd.tree/1` object read from `file` (FormatError naming the field), candidates in BFS order. */
 export function parseTree(raw: unknown, file = 'tree.json', limits: TreeLimits = {}): PpdTree {
-  return canonicalTree(checkTree(raw, 'tree', limits, (field, detail) => {
-    throw new FormatError(file, `${field} ${detail}`);
-  }));
+  return canonicalTree(parseWithSchema(treeSchema(limits), raw, { file, root: 'tree', label: bare }));
 }
 
 export function loadTree(path: string, limits: TreeLimits = {}): PpdTree {
-  return parseTree(readJsonObject(path), path, limits);
+  return parseTree(readJsonFile(path), path, limits);
 }
 
 export function saveTree(path: string, tree: PpdTree): void {
@@ -181,58 +172,47 @@ export function saveTree(path: string, tree: PpdTree): void {
 // ---------------------------------------------------------------------------------------------
 // Tree sets
 
-function checkTreeSet(raw: unknown, fail: Fail): PpdTreeSet {
-  if (!isObject(raw)) fail('trees', 'must be a JSON object');
-  if (raw.schema !== TREE_SET_SCHEMA) fail('schema', `must be "${TREE_SET_SCHEMA}", got ${JSON.stringify(raw.schema)}`);
-  const budget = intField(raw, 'budget', 'budget', 1, Infinity, fail);
-  const promptTokens = intField(raw, 'promptTokens', 'promptTokens', 0, Infinity, fail);
-  const virtualTokens = intField(raw, 'virtualTokens', 'virtualTokens', 1, Infinity, fail);
-  const topK = intField(raw, 'topK', 'topK', 1, Infinity, fail);
-  const attention = raw.attention as AttentionVariant;
-  if (!ATTENTION_VARIANTS.includes(attention)) {
-    fail('attention', `must be one of ${ATTENTION_VARIANTS.join(', ')}, got ${JSON.stringify(raw.attention)}`);
+const treeSetSchema = crossCheck(object({
+  schema: literal(TREE_SET_SCHEMA),
+  budget: integer(1),
+  promptTokens: integer(0),
+  virtualTokens: integer(1),
+  topK: integer(1),
+  attention: oneOf(ATTENTION_VARIANTS),
+  accuracySource: text('a string', true),
+  expectedAcceptedLength: arrayOf(number(1), 'numbers >= 1 (one per tree)'),
+  expectedTokensPerStep: number(1),
+  trees: arrayOf(treeFields, 'an array of trees (one per guessDepth 0..N)'),
+}), (set, fail) => {
+  const N = set.promptTokens;
+  if (set.expectedAcceptedLength.length !== N + 1) {
+    fail(['expectedAcceptedLength'], `must be ${N + 1} numbers >= 1 (one per tree), got ${JSON.stringify(set.expectedAcceptedLength)}`);
   }
-  if (typeof raw.accuracySource !== 'string') fail('accuracySource', `must be a string, got ${JSON.stringify(raw.accuracySource)}`);
-  const tau = raw.expectedAcceptedLength;
-  if (!Array.isArray(tau) || tau.length !== promptTokens + 1 || !tau.every((t) => typeof t === 'number' && t >= 1)) {
-    fail('expectedAcceptedLength', `must be ${promptTokens + 1} numbers >= 1 (one per tree), got ${JSON.stringify(tau)}`);
+  if (set.trees.length !== N + 1) {
+    fail(['trees'], `must hold ${N + 1} trees (one per guessDepth 0..${N}), got ${set.trees.length}`);
   }
-  const perStep = raw.expectedTokensPerStep;
-  if (typeof perStep !== 'number' || !(perStep >= 1)) fail('expectedTokensPerStep', `must be a number >= 1, got ${JSON.stringify(perStep)}`);
-  if (!Array.isArray(raw.trees) || raw.trees.length !== promptTokens + 1) {
-    fail('trees', `must hold ${promptTokens + 1} trees (one per guessDepth 0..${promptTokens}), got ${Array.isArray(raw.trees) ? raw.trees.length : JSON.stringify(raw.trees)}`);
-  }
-  const trees = raw.trees.map((t: unknown, d: number) => {
-    const tree = canonicalTree(checkTree(t, `trees[${d}]`, { promptTokens }, fail));
-    if (tree.guessDepth !== d) fail(`trees[${d}].guessDepth`, `must be ${d} (its index), got ${tree.guessDepth}`);
-    if (tree.topK > topK) fail(`trees[${d}].topK`, `${tree.topK} exceeds the set's topK ${topK}`);
-    const rows = treeRows(tree, virtualTokens);
-    if (rows > budget) fail(`trees[${d}]`, `takes ${rows} input rows, over the budget of ${budget}`);
-    return tree;
+  set.trees.forEach((tree, d) => {
+    checkTreeNodes(tree, { promptTokens: N }, fail, ['trees', d]);
+    if (tree.guessDepth !== d) fail(['trees', d, 'guessDepth'], `must be ${d} (its index), got ${tree.guessDepth}`);
+    if (tree.topK > set.topK) fail(['trees', d, 'topK'], `${tree.topK} exceeds the set's topK ${set.topK}`);
+    const rows = treeRows(tree, set.virtualTokens);
+    if (rows > set.budget) fail(['trees', d], `takes ${rows} input rows, over the budget of ${set.budget}`);
   });
-  return {
-    schema: TREE_SET_SCHEMA, budget, promptTokens, virtualTokens, attention, topK,
-    accuracySource: raw.accuracySource, expectedAcceptedLength: [...tau], expectedTokensPerStep: perStep, trees,
-  };
-}
+}).transform((set): PpdTreeSet => ({ ...set, trees: set.trees.map(canonicalTree) }));
 
 /** Checks an in-memory tree set (InputError naming the field); returns it unchanged. */
 export function validateTreeSet(set: PpdTreeSet): PpdTreeSet {
-  checkTreeSet(set, (field, detail) => {
-    throw new InputError(`tree set: ${field} ${detail}`);
-  });
+  parseWithSchema(treeSetSchema, set, { file: 'tree set', label: bare, error: (detail) => new InputError(`tree set: ${detail}`) });
   return set;
 }
 
 /** Parses a `ppd.trees/1` object read from `file` (FormatError naming the field). */
 export function parseTreeSet(raw: unknown, file = 'trees.json'): PpdTreeSet {
-  return checkTreeSet(raw, (field, detail) => {
-    throw new FormatError(file, `${field} ${detail}`);
-  });
+  return parseWithSchema(treeSetSchema, raw, { file, label: bare });
 }
 
 export function loadTreeSet(path: string): PpdTreeSet {
-  return parseTreeSet(readJsonObject(path), path);
+  return parseTreeSet(readJsonFile(path), path);
 }
 
 export function saveTreeSet(path: string, set: PpdTreeSet): void {

@@ -11,10 +11,10 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '../format/atomic.ts';
-import { readJsonObject } from '../format/text-file.ts';
+import { looseObject, text } from '../format/schema.ts';
+import { readJsonObject, readJsonWithSchema } from '../format/text-file.ts';
 import { openSafetensors } from '../format/file-io.ts';
 import { writeSafetensors } from '../format/safetensors-write.ts';
-import { FormatError } from '../errors.ts';
 import type { AdamW } from './optimizer.ts';
 
 const LATEST = 'latest.json';
@@ -59,12 +59,14 @@ export function saveCheckpoint(runDir: string, step: number, t: TrainingState): 
   return dir;
 }
 
+/** latest.json: which checkpoint folder is the newest, and its step. */
+const latestFile = looseObject({ checkpoint: text('the name of a checkpoint folder') });
+
 /** Loads the newest checkpoint of `runDir` into `optimizer`; undefined when there is none. */
 export function loadCheckpoint(runDir: string, optimizer: AdamW): Omit<TrainingState, 'optimizer'> | undefined {
   const latestPath = join(runDir, LATEST);
   if (!existsSync(latestPath)) return undefined;
-  const latest = readJsonObject(latestPath);
-  if (typeof latest.checkpoint !== 'string') throw new FormatError(latestPath, 'field "checkpoint" must name a folder');
+  const latest = readJsonWithSchema(latestFile, latestPath);
   const dir = join(runDir, latest.checkpoint);
   const params = new Map<string, Float32Array>();
   const shapes = new Map<string, number[]>();
