@@ -2,7 +2,7 @@
  * `ppd serve` as a process: it prints where it listens, loads a PPD adapter folder, takes its
  * API key from PPD_API_KEY, answers, and on SIGTERM finishes the stream in progress before it exits 0 (one spawn of the
  * real CLI on a tiny random model: slow to start, so only one); a port in use is an InputError,
- * which the CLI prints as one `error:` line.
+ * which the CLI prints as one `error:` line, and so is an unusable API key or --allowed-hosts.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +18,7 @@ import { serveCommand } from '../src/cli/serve.ts';
 import { loadModel } from '../src/load.ts';
 import { TREES_FILE } from '../src/ppd/setup.ts';
 import { saveTreeSet } from '../src/ppd/tree.ts';
+import { assertUserError } from './helpers/cli.ts';
 import { post, tinyPpdSetup, writeTinyModel } from './helpers/tiny-server.ts';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -104,4 +105,9 @@ test('a port in use is an InputError naming the address (one error line from the
   } finally {
     blocker.close();
   }
+});
+
+test('an API key no client could send, or a bad --allowed-hosts, is one error line before the model loads', async () => {
+  await assertUserError(join(work, 'cache'), ['serve', '--model', modelDir, '--api-key', ''], ['API key', 'empty']);
+  await assertUserError(join(work, 'cache'), ['serve', '--model', modelDir, '--allowed-hosts', 'a b'], ['--allowed-hosts', 'a b']);
 });

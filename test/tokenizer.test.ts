@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FormatError, InputError } from '../src/errors.ts';
@@ -10,7 +10,9 @@ import {
   byteFallbackTokenizerConfig,
   byteFallbackTokenizerJson,
 } from '../src/tokenizer/byte-tokenizer.ts';
+import { encodePrompt } from '../src/tokenizer/prompt.ts';
 import { StreamDecoder } from '../src/tokenizer/stream-decoder.ts';
+import { TokenizerThread } from '../src/tokenizer/thread.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { openForReading } from '../src/format/file-io.ts';
 
@@ -180,4 +182,50 @@ test('stream decoder: an incomplete character is released by flush', () => {
   const stream = new StreamDecoder(tok);
   assert.equal(stream.push([259, 3 + 0xe2, 3 + 0x82]), '');
   assert.equal(stream.flush(), '\uFFFD');
+});
+
+test('minTokens is a lower bound on the encoded length (samples, random text, merges, the bundled tokenizer)', () => {
+  const bundled = join(import.meta.dirname, '..', 'models', 'ppd-base', 'tokenizer.json');
+  const tokenizers = [tok, piecesTokenizer(), ...(existsSync(bundled) ? [Tokenizer.fromFile(openForReading(bundled))] : [])];
+  const rng = new Rng(5);
+  const texts = [...SAMPLES, ...Array.from({ length: 40 }, (_, i) => randomText(rng, 1 + i * 7)), 'the '.repeat(300), 'he'.repeat(500), 'x'.repeat(2000)];
+  for (const t of tokenizers) {
+    for (const text of texts) {
+      const bound = t.minTokens(text);
+      assert.ok(bound <= t.encode(text).length, `minTokens ${bound} > encoded length for ${JSON.stringify(text.slice(0, 40))}`);
+    }
+    assert.ok(t.minTokens('x'.repeat(100_000)) >= 1000, 'and it grows with the text');
+  }
+});
+
+test('encodePrompt refuses a prompt certain to exceed the context before encoding it', () => {
+  assert.deepEqual(encodePrompt(tok, 'short', { contextLength: 64 }), tok.encode('short'));
+  assert.throws(() => encodePrompt(tok, 'y'.repeat(10_000), { contextLength: 64 }), (e: Error) => e instanceof InputError && /at least \d+ tokens; the model's context is 64/.test(e.message));
+});
+
+test('the tokenizer thread encodes like the tokenizer, off the event loop; errors come back as they were raised', async () => {
+  const thread = new TokenizerThread(tok.source);
+  try {
+    const text = randomText(new Rng(9), 3000);
+    let timerFired = false;
+    setTimeout(() => (timerFired = true), 1);
+    const ids = await thread.encodePrompt(text);
+    assert.ok(timerFired, 'the event loop ran while the thread encoded');
+    assert.deepEqual(ids, tok.encode(text));
+    // Jobs queue in order; a job aborted while it waits is dropped with the signal's reason.
+    const controller = new AbortController();
+    const [a, b, c] = [thread.encodePrompt('one'), thread.encodePrompt('two', {}, controller.signal), thread.encodePrompt('three')];
+    const bRefused = assert.rejects(b, /gone/);
+    controller.abort(new Error('gone'));
+    assert.deepEqual(await a, tok.encode('one'));
+    await bRefused;
+    assert.deepEqual(await c, tok.encode('three'));
+    await assert.rejects(thread.encodePrompt('z'.repeat(5000), { contextLength: 16 }), (e: Error) => e instanceof InputError && /context is 16/.test(e.message));
+    await assert.rejects(thread.encodePrompt(''), (e: Error) => e instanceof InputError && /the prompt is empty/.test(e.message));
+    const chat = [{ role: 'user', content: 'hi' }];
+    assert.deepEqual(await thread.encodePrompt(chat), encodePrompt(tok, chat));
+  } finally {
+    await thread.close();
+  }
+  await assert.rejects(thread.encodePrompt('after close'), /closed/);
 });

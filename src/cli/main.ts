@@ -15,7 +15,7 @@ import { perplexityCommand } from './perplexity.ts';
 import { evalPromptsCommand, trainPromptsCommand, treeBuildCommand, treeConvertCommand } from './prompts.ts';
 import { pretrainCommand } from './pretrain.ts';
 import { infoCommand, logitsCommand } from './inspect.ts';
-import { choice, collect, idList, integer, number } from './options.ts';
+import { choice, collect, hostList, idList, integer, number } from './options.ts';
 import { QUANTIZE_MODES } from '../model/quantize.ts';
 import { DEFAULT_DRAFT_TOKENS } from '../spec/setup.ts';
 import { DEFAULT_LOOKUP_TOKENS } from '../ppd/setup.ts';
@@ -74,6 +74,11 @@ program
   .option('--host <address>', 'address to listen on (beyond loopback, set --api-key)', '127.0.0.1')
   .option('--port <n>', 'port to listen on (0: any free port)', integer(0, 65535), 8080)
   .addOption(new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1/* and /metrics').env('PPD_API_KEY'))
+  .addOption(
+    new Option('--allowed-hosts <names>', 'comma-separated host names clients may address besides IP addresses, localhost and --host (DNS-rebinding defence); * = any')
+      .env('PPD_ALLOWED_HOSTS')
+      .argParser(hostList),
+  )
   .option('--concurrency <n>', 'generations at once (one already uses every core)', integer(1, 64), 1)
   .option('--queue <n>', 'requests that may wait for a slot; more get 429', integer(0, 10_000), 8)
   .option('--timeout <s>', 'seconds a request may take, waiting included', number(0, 86_400, true), 600)

@@ -47,3 +47,12 @@ export function choice<T extends string>(allowed: readonly T[]) {
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
+
+/** Comma-separated host names (or `*`), e.g. "ppd.example.com,ppd". */
+export function hostList(text: string): string[] {
+  const names = text.split(',').map((s) => s.trim());
+  if (names.some((n) => n !== '*' && !/^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$/i.test(n))) {
+    throw new InvalidArgumentError(`expected comma-separated host names such as ppd.example.com,ppd (or *), got "${text}"`);
+  }
+  return names;
+}

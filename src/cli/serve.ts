@@ -9,6 +9,7 @@ import { loadModel } from '../load.ts';
 import type { QuantizeMode } from '../model/quantize.ts';
 import { loadPpdSetup } from '../ppd/setup.ts';
 import { buildServer } from '../server/app.ts';
+import { checkApiKey } from '../server/auth.ts';
 
 export interface ServeFlags {
   model: string;
@@ -19,6 +20,7 @@ export interface ServeFlags {
   host: string;
   port: number;
   apiKey?: string;
+  allowedHosts?: string[];
   concurrency: number;
   queue: number;
   timeout: number;
@@ -36,12 +38,15 @@ function isLoopback(host: string): boolean {
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   if (flags.lookup !== undefined && !flags.ppd) throw new InputError('--lookup needs --ppd ADAPTER: the context lookup is verified within PPD steps');
+  if (flags.apiKey !== undefined) checkApiKey(flags.apiKey);
   const loaded = await loadModel(flags.model, { threads: flags.threads, quantize: flags.quantize, needsTokenizer: true });
   const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, threads: flags.threads, quantize: flags.quantize, modelDir: flags.model }) : undefined;
   const app = buildServer({
     loaded,
     ppd,
     apiKey: flags.apiKey,
+    // The name the server was told to listen on is one of its own.
+    allowedHosts: [...(flags.allowedHosts ?? []), ...(isIP(flags.host) === 0 ? [flags.host] : [])],
     concurrency: flags.concurrency,
     maxWaiting: flags.queue,
     timeoutSeconds: flags.timeout,

@@ -6,7 +6,7 @@
 import { InputError } from '../errors.ts';
 import { requireTokenizer, type LoadedModel } from '../load.ts';
 import { Sampler, type SamplingOptions } from '../sampling/sampler.ts';
-import { renderChat, type ChatMessage } from '../tokenizer/chat-template.ts';
+import { encodePrompt, type Prompt } from '../tokenizer/prompt.ts';
 import { autoregressive } from './autoregressive.ts';
 import { ppdDecode } from '../ppd/decode.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
@@ -16,7 +16,7 @@ import { Generation } from './generate.ts';
 
 export interface TextRequest {
   /** A raw prompt, or chat messages rendered through the model's chat template. */
-  prompt: string | readonly ChatMessage[];
+  prompt: Prompt;
   maxTokens: number;
   /** temperature 0 = greedy. */
   sampling?: Partial<SamplingOptions>;
@@ -32,18 +32,15 @@ export interface TextRequest {
 
 /** The prompt's token ids: BOS as the tokenizer adds it for raw text, as the template writes it for chat. */
 export function promptIds(loaded: LoadedModel, prompt: TextRequest['prompt']): number[] {
-  const tokenizer = requireTokenizer(loaded);
-  if (typeof prompt === 'string') {
-    if (prompt.length === 0) throw new InputError('the prompt is empty');
-    return tokenizer.encode(prompt);
-  }
-  const text = renderChat(tokenizer.chatTemplate, prompt, { bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken });
-  // The template writes BOS itself where the model wants it; adding another would double it.
-  return tokenizer.encode(text, { addBos: false });
+  return encodePrompt(requireTokenizer(loaded), prompt);
 }
 
 export function startGeneration(loaded: LoadedModel, request: TextRequest): Generation {
-  const ids = promptIds(loaded, request.prompt);
+  return generationFromIds(loaded, promptIds(loaded, request.prompt), request);
+}
+
+/** A generation from prompt ids already encoded (the server encodes on a thread of its own). */
+export function generationFromIds(loaded: LoadedModel, ids: number[], request: Omit<TextRequest, 'prompt'>): Generation {
   const sampler = new Sampler(request.sampling ?? { temperature: 0 });
   if (request.ppd && request.draft) throw new InputError('PPD on the target and a draft model cannot be combined; give the draft its own PPD adapter instead');
   const onStep = request.onStep;

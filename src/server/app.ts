@@ -2,8 +2,10 @@
  * The HTTP server (fastify): OpenAI-style completions and chat completions, streamed as
  * server-sent events or whole; the model list, health, Prometheus metrics and the chat page.
  *
- * Every request that generates goes: auth → body (size limit, JSON) → schema → tokenised
- * generation (prompt too long → 400) → the queue (full → 429) → decoding. A timer and the
+ * Every request is first checked for a Host header naming this server (hosts.ts: DNS
+ * rebinding). One that generates then goes: auth → body (size limit, JSON) → schema → prompt
+ * encoded on the tokenizer thread (too long for the context → 400, found before encoding when it
+ * is far too long) → the queue (full → 429) → decoding. A timer and the
  * client's connection share one AbortSignal into the generation: a client that goes away, or a
  * request past its time limit, stops at the end of the current decoding step and gives its slot
  * (and its KV cache, which lives only in the generation) back. Every failure is an OpenAI error
@@ -18,10 +20,13 @@ import { basename, resolve } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { InputError } from '../errors.ts';
 import type { Generation } from '../generate/generate.ts';
-import { startGeneration } from '../generate/request.ts';
+import { generationFromIds } from '../generate/request.ts';
 import type { LoadedModel } from '../load.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
+import { requireTokenizer } from '../load.ts';
+import { TokenizerThread } from '../tokenizer/thread.ts';
 import { bearerCheck } from './auth.ts';
+import { hostCheck, hostName } from './hosts.ts';
 import { ServerMetrics } from './metrics.ts';
 import {
   ApiError,
@@ -50,8 +55,13 @@ export interface ServerOptions {
   ppd?: PpdSetup;
   /** The name clients give as `model` (default: the model folder's name). */
   modelId?: string;
-  /** When set, /v1/* and /metrics need `Authorization: Bearer <apiKey>`. */
+  /** When set, /v1/* and /metrics need `Authorization: Bearer <apiKey>` (visible ASCII, no spaces). */
   apiKey?: string;
+  /**
+   * Host names requests may be addressed to besides IP addresses and localhost (hosts.ts); `*`
+   * allows any. Others get 403.
+   */
+  allowedHosts?: readonly string[];
   /** Generations running at once (default 1: one already uses every core). */
   concurrency?: number;
   /** Requests that may wait for a slot; more get 429 (default 8). */
@@ -82,6 +92,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const metrics = new ServerMetrics(queue);
   const onBug = options.onBug ?? ((error: unknown) => console.error(error));
   const keyIsValid = options.apiKey === undefined ? undefined : bearerCheck(options.apiKey);
+  const hostIsServed = hostCheck(options.allowedHosts);
+  const tokenizer = new TokenizerThread(requireTokenizer(loaded).source);
 
   const app = Fastify({ bodyLimit: settings.bodyLimitBytes, requestTimeout: RECEIVE_TIMEOUT_MS, logger: false });
   app.removeContentTypeParser('text/plain'); // bodies are JSON only: anything else is 415
@@ -92,6 +104,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.addHook('preClose', async () => {
     closing = true;
   });
+  app.addHook('onClose', () => tokenizer.close());
 
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
@@ -99,6 +112,11 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       metrics.request(route, reply.raw.writableFinished ? reply.raw.statusCode : 499);
       if (closing) setImmediate(() => app.server.closeIdleConnections());
     });
+    const host = request.headers.host;
+    if (!hostIsServed(host)) {
+      const name = hostName(host ?? '') ?? host;
+      throw new ApiError(403, `this server does not answer requests for host ${JSON.stringify(name)} (DNS-rebinding defence); start it with --allowed-hosts ${name} to allow it`, 'invalid_request_error', null, 'host_not_allowed');
+    }
   });
 
   const requireKey = async (request: FastifyRequest) => {
@@ -136,7 +154,15 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const mode = decodingMode(body.ppd);
     const cancel = new Cancellation(reply.raw, settings.timeoutSeconds);
     try {
-      const generation = startGeneration(loaded, { ...toTextRequest(body, defaults), ppd: mode === 'ppd' ? options.ppd : undefined, signal: cancel.signal });
+      const { prompt, ...request } = toTextRequest(body, defaults);
+      let ids;
+      try {
+        ids = await tokenizer.encodePrompt(prompt, { contextLength: limits.contextLength }, cancel.signal);
+      } catch (error) {
+        if (cancel.signal.aborted) return cancelled(cancel, reply);
+        throw error;
+      }
+      const generation = generationFromIds(loaded, ids, { ...request, ppd: mode === 'ppd' ? options.ppd : undefined, signal: cancel.signal });
       let release;
       try {
         release = await queue.acquire(cancel.signal);

@@ -11,6 +11,11 @@
  * - the final object (whole response, or the last stream chunk) carries `decoding`: mode, steps,
  *   accepted tokens per step, tokens per second.
  *
+ * OpenAI fields this server does not implement (logprobs, logit_bias, penalties, tools,
+ * response_format, ...: `UNSUPPORTED`) are accepted only with the value that means "off", and
+ * fields OpenAI does not define are refused: either way a 400 names the field, so a client never
+ * gets text produced without what it asked for.
+ *
  * Not here: routing, queueing, HTTP (app.ts).
  */
 import { randomInt, randomUUID } from 'node:crypto';
@@ -87,39 +92,101 @@ function samplingFields(limits: ModelLimits) {
     stop: z.union([z.string(stops).min(1, stops), z.array(z.string(stops).min(1, stops), stops).min(1, stops).max(MAX_STOPS, stops)], stops).nullish(),
     n: z.literal(1, message('only n = 1 is supported')).nullish(),
     stream: z.boolean(message('must be true or false')).nullish(),
-    stream_options: z.object({ include_usage: z.boolean(message('must be true or false')).optional() }, message('must be an object')).nullish(),
+    stream_options: strictObject({ include_usage: z.boolean(message('must be true or false')).optional() }, 'must be an object').nullish(),
     ppd: z.boolean(message('must be true or false (false: plain decoding on a PPD server)')).nullish(),
+    // An end user's id, for the operator's abuse tracking in OpenAI's API; it changes no output.
+    user: z.string(message('must be a string')).nullish(),
+    ...offOnly(UNSUPPORTED.common),
   };
 }
 
-const textPart = z.object({ type: z.literal('text', message('only text content parts are supported')), text: z.string(message('must be a string')) });
-
-const chatMessage = z.object(
-  {
-    role: z.enum(['system', 'user', 'assistant'], message('must be "system", "user" or "assistant"')),
-    content: z.union([z.string(), z.array(textPart).min(1)], message('must be a string or an array of text parts')),
+/**
+ * OpenAI request fields that are not implemented here, each with the values that mean "off"
+ * (what OpenAI does when the field is left out); any other value is refused by name.
+ */
+const UNSUPPORTED = {
+  common: {
+    logprobs: [null, false, 0],
+    logit_bias: [null, {}],
+    frequency_penalty: [null, 0],
+    presence_penalty: [null, 0],
   },
-  message('must be an object with "role" and "content"'),
+  completion: {
+    echo: [null, false],
+    best_of: [null, 1],
+    suffix: [null, ''],
+  },
+  chat: {
+    top_logprobs: [null, 0],
+    tools: [null, []],
+    tool_choice: [null, 'none'],
+    parallel_tool_calls: [null, true, false],
+    functions: [null, []],
+    function_call: [null, 'none'],
+    response_format: [null, { type: 'text' }],
+    modalities: [null, ['text']],
+    audio: [null],
+    prediction: [null],
+    store: [null, false],
+    metadata: [null, {}],
+    service_tier: [null, 'auto', 'default'],
+    reasoning_effort: [null],
+    web_search_options: [null],
+  },
+} as const satisfies Record<string, Record<string, readonly unknown[]>>;
+
+/** Schemas accepting only the listed "off" values of each field; absent is off too. */
+function offOnly(fields: Record<string, readonly unknown[]>) {
+  return Object.fromEntries(
+    Object.entries(fields).map(([name, offs]) => {
+      const allowed = offs.map((v) => JSON.stringify(v));
+      const m = `is not supported by this server; leave it out${allowed.length > 1 ? ` or send ${allowed.slice(1).join(' or ')}` : ''}`;
+      return [name, z.unknown().refine((v) => allowed.includes(boundedJson(v, 64)), message(m)).optional()];
+    }),
+  );
+}
+
+/** Errors for fields the schema does not define (strict objects): a 400 naming the field. */
+const UNKNOWN_FIELD = 'unknown field: not part of the OpenAI API this server implements';
+
+/** A strict object: a key it does not define is an `unrecognized_keys` issue (UNKNOWN_FIELD). */
+function strictObject<T extends z.core.$ZodLooseShape>(shape: T, notAnObject: string) {
+  return z.strictObject(shape, { error: (issue) => (issue.code === 'unrecognized_keys' ? UNKNOWN_FIELD : notAnObject) });
+}
+
+const textPart = strictObject({ type: z.literal('text', message('only text content parts are supported')), text: z.string(message('must be a string')) }, 'must be a text part object');
+
+const chatMessage = strictObject(
+  {
+    // "developer" is what OpenAI's newer models call the system message.
+    role: z.enum(['system', 'developer', 'user', 'assistant'], message('must be "system", "developer", "user" or "assistant"')),
+    content: z.union([z.string(), z.array(textPart).min(1)], message('must be a string or an array of text parts')),
+    // A participant's name: OpenAI passes it to the model; templates here have no place for it.
+    name: z.unknown().refine(() => false, message('is not supported by this server (chat templates have no participant names); leave it out')).optional(),
+  },
+  'must be an object with "role" and "content"',
 );
 
 export function completionSchema(limits: ModelLimits) {
-  return z.object(
+  return strictObject(
     {
       ...samplingFields(limits),
+      ...offOnly(UNSUPPORTED.completion),
       prompt: z.string(message('must be a string (token arrays and batches of prompts are not supported)')).min(1, message('must not be empty')),
     },
-    message('the body must be a JSON object'),
+    'the body must be a JSON object',
   );
 }
 
 export function chatSchema(limits: ModelLimits) {
-  return z.object(
+  return strictObject(
     {
       ...samplingFields(limits),
+      ...offOnly(UNSUPPORTED.chat),
       max_completion_tokens: intIn(1, limits.contextLength).nullish(),
       messages: z.array(chatMessage, message('must be an array of messages')).min(1, message('must hold at least one message')),
     },
-    message('the body must be a JSON object'),
+    'the body must be a JSON object',
   );
 }
 
@@ -131,11 +198,15 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const parsed = schema.safeParse(body);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
-  const param = issue.path.length > 0 ? issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('') : null;
-  const value = valueAt(body, issue.path);
-  const got = issue.code === 'unrecognized_keys' || value === undefined ? (param === null ? '' : ', got nothing') : `, got ${preview(value)}`;
-  throw new ApiError(400, `${param ?? 'body'}: ${issue.message}${got}`, 'invalid_request_error', param, 'invalid_value');
+  const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]!] : issue.path;
+  const param = path.length > 0 ? path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('') : null;
+  const value = valueAt(body, path);
+  const got = issue.code === 'unrecognized_keys' ? '' : value === undefined ? (param === null ? '' : ', got nothing') : `, got ${preview(value)}`;
+  const code = issue.code === 'unrecognized_keys' ? 'unknown_field' : UNSUPPORTED_NAMES.has(String(path.at(-1))) ? 'unsupported_field' : 'invalid_value';
+  throw new ApiError(400, `${param ?? 'body'}: ${issue.message}${got}`, 'invalid_request_error', param, code);
 }
+
+const UNSUPPORTED_NAMES = new Set(['name', ...Object.values(UNSUPPORTED).flatMap((fields) => Object.keys(fields))]);
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   let value = root;
@@ -147,9 +218,38 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 /** A value as the error message shows it: JSON, cut to 60 characters. */
-function preview(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+export function preview(value: unknown, limit = 60): string {
+  const text = boundedJson(value, limit + 1);
+  return text.length > limit ? `${text.slice(0, limit - 3)}...` : text;
+}
+
+/**
+ * JSON of `value`, stopping once `budget` characters are written: a body may nest thousands of
+ * levels deep, where JSON.stringify would overflow the stack. Each level writes at least one
+ * character, so the recursion is as deep as the budget at most.
+ */
+function boundedJson(value: unknown, budget: number): string {
+  let out = '';
+  const emit = (v: unknown): void => {
+    if (out.length >= budget) return;
+    if (v === null || typeof v !== 'object') {
+      out += JSON.stringify(v) ?? String(v);
+      return;
+    }
+    const array = Array.isArray(v);
+    out += array ? '[' : '{';
+    let first = true;
+    for (const [k, item] of Object.entries(v)) {
+      if (out.length >= budget) return;
+      if (!first) out += ',';
+      first = false;
+      if (!array) out += `${JSON.stringify(k)}:`;
+      emit(item);
+    }
+    out += array ? ']' : '}';
+  };
+  emit(value);
+  return out;
 }
 
 /** Server-side settings a request's defaults come from. */
@@ -178,7 +278,7 @@ export function toTextRequest(body: CompletionBody | ChatBody, defaults: Request
 }
 
 function flattenMessage(m: z.infer<typeof chatMessage>): ChatMessage {
-  return { role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('') };
+  return { role: m.role === 'developer' ? 'system' : m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('') };
 }
 
 // ---------------------------------------------------------------------------------------------

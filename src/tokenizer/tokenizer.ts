@@ -25,6 +25,8 @@ interface HfTokenizer {
   id_to_token(id: number): string | undefined;
   model: { vocab: (string | undefined)[] } | null;
   decoder: HfDecoder | null;
+  normalizer: { normalize(text: string): string } | null;
+  get_vocab(withAddedTokens: boolean): Map<string, number>;
 }
 
 interface HfDecoder {
@@ -36,6 +38,14 @@ interface HfDecoder {
 export interface EncodeOptions {
   /** Prepend BOS; defaults to what the tokenizer files say (`addBosByDefault`). */
   addBos?: boolean;
+}
+
+/** What a tokenizer is built from: enough to build the same one again (e.g. in a worker thread). */
+export interface TokenizerSource {
+  tokenizerJson: object;
+  tokenizerConfig: object;
+  chatTemplate?: string;
+  origin: string;
 }
 
 export interface DecodeOptions {
@@ -90,14 +100,16 @@ export class Tokenizer {
   readonly bosToken: string | null;
   readonly eosToken: string | null;
   private readonly cleanUpSpaces: boolean;
+  /** Longest vocabulary or added-token string (UTF-16 units); computed on first use. */
+  private longestToken = 0;
 
   private constructor(
     private readonly hf: HfTokenizer,
-    tokenizerJson: Json,
-    config: Json,
-    chatTemplate: string | undefined,
-    origin: string,
+    /** What this tokenizer was built from (`Tokenizer.fromSource` builds it again). */
+    readonly source: TokenizerSource,
   ) {
+    const tokenizerJson = source.tokenizerJson as Json;
+    const config = source.tokenizerConfig as Json;
     keepByteOrderMarks(hf.decoder);
     this.vocabSize = hf.model?.vocab.length ?? 0;
     this.bosToken = tokenContent(config.bos_token);
@@ -111,13 +123,13 @@ export class Tokenizer {
         ? config.add_bos_token
         : this.bosToken !== null && templateStartsWith(tokenizerJson.post_processor, this.bosToken);
     if (this.addBosByDefault && this.bosId === null) {
-      throw new FormatError(origin, `BOS token ${JSON.stringify(this.bosToken)} is not in the vocabulary`);
+      throw new FormatError(source.origin, `BOS token ${JSON.stringify(this.bosToken)} is not in the vocabulary`);
     }
     // Missing means false: LLaMA-family configs set it false, and the rewrite is lossy.
     this.cleanUpSpaces = config.clean_up_tokenization_spaces === true;
     // A list of named templates is resolved by format/model-dir.ts and arrives as `chatTemplate`.
     const own = typeof config.chat_template === 'string' ? config.chat_template : null;
-    this.chatTemplate = chatTemplate ?? own;
+    this.chatTemplate = source.chatTemplate ?? own;
   }
 
   /**
@@ -151,7 +163,11 @@ export class Tokenizer {
     } catch (e) {
       throw new FormatError(origin, `is not a usable tokenizer: ${(e as Error).message}`);
     }
-    return new Tokenizer(hf, tokenizerJson as Json, tokenizerConfig as Json, chatTemplate, origin);
+    return new Tokenizer(hf, { tokenizerJson, tokenizerConfig, chatTemplate, origin });
+  }
+
+  static fromSource(source: TokenizerSource): Tokenizer {
+    return Tokenizer.fromJson(source.tokenizerJson, source.tokenizerConfig, source.chatTemplate, source.origin);
   }
 
   /** Token ids of `text`. Never appends EOS: a prompt must not end the sequence. */
@@ -161,6 +177,24 @@ export class Tokenizer {
     if (!addBos) return ids;
     if (this.bosId === null) throw new ModelError('cannot add BOS: the tokenizer defines no bos_token');
     return [this.bosId, ...ids];
+  }
+
+  /**
+   * A lower bound on encode(text).length, in time linear in the text and far below encoding's:
+   * no token covers more characters of the normalized text than its own string has (byte
+   * tokens cover one byte, byte-level tokens one byte per character), and whitespace is left
+   * out of the count in case a pre-tokenizer drops it. So a prompt can be found too long for
+   * the context before it is tokenized (BPE over a long text takes seconds).
+   */
+  minTokens(text: string): number {
+    if (this.longestToken === 0) {
+      for (const token of this.hf.get_vocab(true).keys()) this.longestToken = Math.max(this.longestToken, token.length);
+      this.longestToken = Math.max(1, this.longestToken);
+    }
+    const normalized = this.hf.normalizer ? this.hf.normalizer.normalize(text) : text;
+    let visible = 0;
+    for (let i = 0; i < normalized.length; i++) if (!isWhitespace(normalized.charCodeAt(i))) visible++;
+    return Math.ceil(visible / this.longestToken);
   }
 
   /** Text of `ids`. Ids the tokenizer does not know contribute nothing. */
@@ -185,4 +219,12 @@ export class Tokenizer {
   tokenToId(token: string): number | undefined {
     return this.hf.token_to_id(token);
   }
+}
+
+/** Whitespace as JavaScript's \s sees it (ASCII, NBSP, Unicode spaces, line separators, BOM). */
+function isWhitespace(code: number): boolean {
+  return (
+    (code >= 0x09 && code <= 0x0d) || code === 0x20 || code === 0xa0 || code === 0x1680 || (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 || code === 0x2029 || code === 0x202f || code === 0x205f || code === 0x3000 || code === 0xfeff
+  );
 }
