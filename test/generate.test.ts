@@ -1,7 +1,7 @@
 /**
  * Text generation on a tiny random model folder: stopping on EOS, stop strings, the token and
  * context limits and an abort signal; seeded sampling reproducibility; F16/BF16 checkpoints
- * against their F32 twin.
+ * against their F32 twin; the chunked prefill with trailing rows (PPD's prompt tokens).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/load.ts';
-import { causalMask } from '../src/model/llama-model.ts';
-import { newCache } from '../src/generate/autoregressive.ts';
+import { causalMask, maskOverCache } from '../src/model/llama-model.ts';
+import { newCache, prefill, PREFILL_CHUNK, prefillWith } from '../src/generate/autoregressive.ts';
 import { writeRandomModel } from '../src/model/random-init.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
 import { maxAbsDiff } from './helpers/tiny-model.ts';
@@ -136,3 +136,21 @@ for (const dtype of ['F16', 'BF16'] as const) {
     await half.model.release();
   });
 }
+
+test('prefill with trailing rows: the prompt logits and cache are plain prefill\'s; the trailing rows match a forward of them over that cache', async () => {
+  const { model } = loaded;
+  const ids = Array.from({ length: PREFILL_CHUNK + 5 }, (_, i) => 3 + ((i * 7) % 250)); // two slices
+  const plainCache = newCache(model);
+  const plain = await prefill(model, ids, plainCache);
+  // Three trailing rows at offsets 0, 0, 1: rows 0 and 1 see themselves, row 2 sees all three.
+  const trailing = { embeds: model.embed([40, 41, 42]), positionOffsets: [0, 0, 1], visibility: Uint8Array.from([1, 0, 0, 0, 1, 0, 1, 1, 1]) };
+  const cache = newCache(model);
+  const withRows = await prefillWith(model, ids, cache, trailing);
+  assert.ok(maxAbsDiff(withRows.logits, plain) < 1e-4);
+  assert.equal(cache.length, ids.length);
+  assert.ok(maxAbsDiff(cache.pastKeys(1), plainCache.pastKeys(1)) < 1e-4);
+  const P = ids.length;
+  const alone = await model.forward({ embeds: trailing.embeds, positions: [P, P, P + 1], mask: maskOverCache(trailing.visibility, 3, P), cache: plainCache });
+  assert.ok(maxAbsDiff(withRows.trailingLogits, alone.logits) < 1e-4);
+  assert.equal(withRows.trailingLogits.length, 3 * model.config.vocabSize);
+});

@@ -68,6 +68,9 @@ describe('compileTree: hand-drawn trees', () => {
     // The chain sees the root and its own earlier rows, nothing of the tree; the tree not the chain.
     assert.deepEqual(maskRows(b), rowsSeeing(5, [[0], [0, 1], [0, 1, 2], [0, 3], [0, 3, 4]]));
     assert.deepEqual(b.retrievePaths, [[0, 3, 4], [0, 1]]);
+    // The verifiers meet the chain's nodes first (its path comes first), then the tree's.
+    assert.deepEqual([...b.verifyRows], [0, 3, 4, 1]);
+    assert.deepEqual([...b.verifyParents], [0, 0, 1, 0]);
     assert.deepEqual([...b.nodeRows], [0, 1, 3, 4]);
     assert.deepEqual(b.promptRows, [[], [[2]], [], []]);
     assert.deepEqual(b.guesses, base.guesses);
@@ -98,6 +101,9 @@ describe('compileTree: hand-drawn trees', () => {
       [0, 5], [0, 2, 6], [0, 2, 6, 7], [0, 1, 3, 8], // prompt rows: their node's path, then causal
     ]));
     assert.deepEqual(b.retrievePaths, [[0, 2], [0, 1, 3], [0, 1, 4]]);
+    // Verification nodes in the order the paths reach them; each parent is the row's nearest ancestor.
+    assert.deepEqual([...b.verifyRows], [0, 2, 1, 3, 4]);
+    assert.deepEqual([...b.verifyParents], [0, 0, 0, 2, 2]);
     assert.deepEqual(b.promptRows, [[[5]], [], [[6], [7]], [], [[8]]]);
     assert.deepEqual(b.guesses, [
       { row: 1, depth: 1, rank: 0 }, { row: 2, depth: 1, rank: 1 }, { row: 3, depth: 2, rank: 0 }, { row: 4, depth: 2, rank: 1 },
@@ -129,6 +135,7 @@ describe('compileTree: hand-drawn trees', () => {
     assert.equal(b.rows, 1);
     assert.deepEqual(maskRows(b), ['1']);
     assert.deepEqual(b.retrievePaths, [[0]]);
+    assert.deepEqual([...b.verifyRows], [0]);
     assert.deepEqual(b.guesses, []);
   });
 

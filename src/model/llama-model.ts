@@ -116,10 +116,31 @@ function additiveMask(mask: Uint8Array, T: number, S: number): Float32Array {
   return additive;
 }
 
-/** The standard causal mask [T, P+T]: row t sees all past rows and new rows 0..t. */
-export function causalMask(T: number, P: number): Uint8Array {
+/**
+ * A forward's mask [T, P+T] from the visibility among its own rows: every new row sees all P
+ * cached rows (what the cache holds is always an accepted prefix), and new row t sees new row u
+ * where `block` [T, T] (0/1, row-major) says so. Every decoder builds its mask this way; only
+ * the block differs (causal, a tree's ancestry, prompt tokens' attention).
+ */
+export function maskOverCache(block: Uint8Array, T: number, P: number): Uint8Array {
+  if (block.length !== T * T) throw new InputError(`mask block holds ${block.length} entries, expected T*T = ${T}*${T}`);
   const S = P + T;
   const mask = new Uint8Array(T * S);
-  for (let t = 0; t < T; t++) mask.fill(1, t * S, t * S + P + t + 1);
+  for (let t = 0; t < T; t++) {
+    mask.fill(1, t * S, t * S + P);
+    mask.set(block.subarray(t * T, (t + 1) * T), t * S + P);
+  }
   return mask;
+}
+
+/** [T, T] lower triangle: row t sees rows 0..t (plain causal attention). */
+export function causalBlock(T: number): Uint8Array {
+  const block = new Uint8Array(T * T);
+  for (let t = 0; t < T; t++) block.fill(1, t * T, t * T + t + 1);
+  return block;
+}
+
+/** The standard causal mask [T, P+T]: row t sees all past rows and new rows 0..t. */
+export function causalMask(T: number, P: number): Uint8Array {
+  return maskOverCache(causalBlock(T), T, P);
 }

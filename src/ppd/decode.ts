@@ -2,19 +2,27 @@
  * Parallel Prompt Decoding as a token stream (PPD.md section 6), interchangeable with plain
  * autoregressive decoding: same model, same `Generation` on top, several tokens per forward.
  *
- * Each step is four calls, in the shape of Medusa's loop: build the step's rows from the current
- * tree (candidates from the previous step's guess lists, prompt tokens from the adapter), one
- * forward over them, verify (greedy, typical or distribution-preserving rejection), then keep the
- * accepted rows' keys/values and take the next guesses from the prompt tokens attached to the
- * last accepted node, switching to the tree for that many guessing positions (dynamic trees).
+ * One step reads as Medusa's loop, five calls:
+ *   propose     the tree for the d guess lists the last step left (plus a context-lookup chain):
+ *               which token fills each row;
+ *   buildInput  the step's rows: embeddings, positions, and which rows each row sees;
+ *   forward     one model forward over them (`forwardStep`; a scheduler may run it itself);
+ *   verify      greedy, typical or distribution-preserving rejection over the tree;
+ *   keep        the accepted rows' keys/values into the cache, the next guess lists from the
+ *               prompt tokens of the last accepted node (whose count picks the next tree).
+ * What does not change from step to step (rows, mask block, position offsets, the verifiers'
+ * node order and parents, the prompt rows' embeddings) is compiled once per tree.
  *
  * Stream shape: the prefill yields the first token; every step yields the accepted candidates
  * followed by the model's own next token (the bonus), which is the next step's root.
+ *
+ * Shape legend: R = rows of one step, C = hidden size, V = vocabulary, P = cached rows,
+ * N = prompt tokens, Vt = virtual tokens per prompt token, d = guess lists of a step.
  */
 import { InputError } from '../errors.ts';
-import { newCache, PREFILL_CHUNK, type TokenStream } from '../generate/autoregressive.ts';
+import { newCache, prefillWith, type TokenStream } from '../generate/autoregressive.ts';
 import type { KVCache } from '../model/kv-cache.ts';
-import { causalMask, type LlamaModel } from '../model/llama-model.ts';
+import { maskOverCache, type ForwardOutput, type LlamaModel } from '../model/llama-model.ts';
 import { Sampler, topKIndices } from '../sampling/sampler.ts';
 import type { PromptAdapter } from './adapter.ts';
 import { promptVisibility } from './prompt-mask.ts';
@@ -41,6 +49,56 @@ export interface PpdOptions {
    * model has been accepting (DraftLength).
    */
   lookup?: number;
+}
+
+/**
+ * The rows one sequence adds to a forward, and the cache they attend to. A batching scheduler
+ * can combine several sequences' inputs into one forward; `forwardStep` runs one alone.
+ */
+export interface StepInput {
+  /** [R, C] */
+  embeds: Float32Array;
+  /** [R] absolute positions (tree rows share them). */
+  positions: Int32Array;
+  /** [R, R] 0/1: which of the step's rows each row sees; every row also sees the whole cache. */
+  block: Uint8Array;
+  /** The sequence's cache (P rows); the forward reads it and never changes it. */
+  cache: KVCache;
+}
+
+/** One forward over a step's rows: logits [R, V] and per layer keys/values [R, K, D]. */
+export function forwardStep(model: LlamaModel, input: StepInput): Promise<ForwardOutput> {
+  const R = input.positions.length;
+  return model.forward({ embeds: input.embeds, positions: input.positions, mask: maskOverCache(input.block, R, input.cache.length), cache: input.cache });
+}
+
+/** A tree compiled for this adapter: its buffers and the step input's fixed part. */
+interface CompiledStep {
+  buffers: TreeBuffers;
+  /** [R, C] the prompt rows' embeddings in place; token rows are filled per step. */
+  embedsTemplate: Float32Array;
+  /** Rows that take a token (root, candidates, lookup chain), in row order. */
+  tokenRows: Int32Array;
+}
+
+/** What `propose` decided for one step. */
+export interface Proposal {
+  readonly step: CompiledStep;
+  /** [R] the token of each row; -1 for prompt rows. */
+  readonly tokens: Int32Array;
+  /** The context-lookup chain (its rows follow the tree's). */
+  readonly chain: number[];
+}
+
+/** What one step produced. */
+export interface StepResult {
+  verdict: Verdict;
+  /** The accepted candidates' tokens, then the bonus token (the next root). */
+  tokens: number[];
+  /** [V] views: the model's output at each accepted node's row (the row predicting tokens[i]). */
+  logits: Float32Array[];
+  /** The next step's guess lists, from the prompt tokens of the last accepted node. */
+  guesses: number[][];
 }
 
 /** How many leading entries of `a` and `b` agree. */
@@ -71,15 +129,16 @@ function checkTrees(adapter: PromptAdapter, trees: PpdTreeSet): void {
 }
 
 /**
- * The PPD decoder's state and its two moves (prefill, tree step), exported so that a speculative
- * drafter (spec/drafter.ts) can drive the same steps and roll back its cache between them.
+ * One sequence's PPD state (its cache, its lookup context) and its moves: `prefill`, then `step`
+ * (propose, buildInput, forward, verify, keep; each also callable alone). Exported so that a
+ * speculative drafter (spec/drafter.ts) can drive the same steps and roll back between them.
  */
 export class PpdDecoder {
-  private readonly buffers: TreeBuffers[];
-  /** buffers[d] with a lookup chain of length l, by `${d}:${l}`. */
-  private readonly chainBuffers = new Map<string, TreeBuffers>();
+  /** One per tree of the set: steps[d] is used with d guess lists. */
+  private readonly steps: CompiledStep[];
+  /** steps[d] with a lookup chain of length l, by `${d}:${l}`, compiled on first use. */
+  private readonly chainSteps = new Map<string, CompiledStep>();
   private readonly cache: KVCache;
-  private readonly V: number;
   /** The cached tokens (for context lookup) and the lookup's adaptive length; absent without lookup. */
   private readonly lookup?: { context: ContextLookup; length: DraftLength };
 
@@ -89,16 +148,10 @@ export class PpdDecoder {
   ) {
     checkTrees(o.adapter, o.trees);
     const { promptTokens: N, virtualTokens, attention } = o.adapter.config;
-    this.buffers = o.trees.trees.map((tree) => compileTree(tree, { promptTokens: N, virtualTokens, attention }));
+    this.steps = o.trees.trees.map((tree) => this.compile(compileTree(tree, { promptTokens: N, virtualTokens, attention })));
     this.cache = newCache(model);
-    this.V = model.config.vocabSize;
     if (o.lookup !== undefined && !(Number.isInteger(o.lookup) && o.lookup >= 0)) throw new InputError(`lookup must be an integer >= 0 (most tokens per step), got ${o.lookup}`);
     if (o.lookup !== undefined && o.lookup > 0) this.lookup = { context: new ContextLookup(), length: new DraftLength(o.lookup) };
-  }
-
-  /** Rows held in the cache (tokens whose keys/values are kept). */
-  get cacheLength(): number {
-    return this.cache.length;
   }
 
   /** Drops every cached row at index >= length (rolling back to an accepted prefix). */
@@ -107,139 +160,112 @@ export class PpdDecoder {
     this.lookup?.context.truncate(length);
   }
 
-  /** The step buffers for d guessing positions and a lookup chain of `chain` tokens. */
-  private buffersFor(d: number, chain: number): TreeBuffers {
-    if (chain === 0) return this.buffers[d]!;
-    const key = `${d}:${chain}`;
-    let b = this.chainBuffers.get(key);
-    if (b === undefined) this.chainBuffers.set(key, (b = withLookupChain(this.buffers[d]!, chain)));
-    return b;
+  /**
+   * The prompt through the chunked prefill (generate/autoregressive.ts), its last slice carrying
+   * the N prompt tokens' rows, which see every prompt token and each other by the adapter's
+   * attention. Only the prompt's keys/values are kept. Returns the last prompt row's logits and
+   * the first guess lists.
+   */
+  async prefill(ids: number[]): Promise<{ logits: Float32Array; guesses: number[][] }> {
+    const { adapter } = this.o;
+    const { promptTokens: N, virtualTokens: Vt } = adapter;
+    const { logits, trailingLogits } = await prefillWith(this.model, ids, this.cache, {
+      embeds: adapter.embeddings,
+      positionOffsets: Array.from({ length: N * Vt }, (_, r) => Math.floor(r / Vt)), // prompt token i sits at position L + i (PPD.md §2)
+      visibility: promptVisibility(N, Vt, adapter.config.attention),
+    });
+    this.lookup?.context.push(...ids);
+    const promptRows = Array.from({ length: N }, (_, i) => Array.from({ length: Vt }, (_, j) => i * Vt + j));
+    return { logits, guesses: this.guessLists(promptLogits(trailingLogits, promptRows, this.model.config.vocabSize)) };
   }
 
-  private get N(): number {
-    return this.o.adapter.promptTokens;
+  /** One tree step from `root` with `guesses` (guesses.length = d): the five calls. */
+  async step(root: number, guesses: number[][]): Promise<StepResult> {
+    const proposal = this.propose(root, guesses);
+    const out = await forwardStep(this.model, this.buildInput(proposal));
+    const verdict = this.verify(proposal, out.logits);
+    return this.keep(proposal, verdict, out);
+  }
+
+  /** Which tree (the one for d = guesses.length), which lookup chain, and the token of every row. */
+  propose(root: number, guesses: number[][]): Proposal {
+    const chain = this.lookup ? this.lookup.context.propose(root, this.lookup.length.current) : [];
+    const step = this.stepFor(guesses.length, chain.length);
+    const b = step.buffers;
+    const tokens = new Int32Array(b.rows).fill(-1);
+    tokens[0] = root;
+    for (const g of b.guesses) tokens[g.row] = guesses[g.depth - 1]![g.rank]!;
+    b.source.forEach((src, r) => src.kind === 'lookup' && (tokens[r] = chain[src.depth - 1]!));
+    return { step, tokens, chain };
+  }
+
+  /** The step's rows: token and prompt-row embeddings, positions after the cache, the tree's mask block. */
+  buildInput({ step, tokens }: Proposal): StepInput {
+    const C = this.model.config.hiddenSize;
+    const embeds = step.embedsTemplate.slice();
+    for (const row of step.tokenRows) embeds.set(this.model.embed([tokens[row]!]), row * C);
+    const P = this.cache.length;
+    const positions = Int32Array.from(step.buffers.positionOffset, (offset) => P + offset);
+    return { embeds, positions, block: step.buffers.mask, cache: this.cache };
+  }
+
+  /** The accepted path and bonus token, from this sequence's logits [R, V]. */
+  verify({ step, tokens }: Proposal, logits: Float32Array): Verdict {
+    const { verifyRows, verifyParents } = step.buffers;
+    const nodes: CandidateNode[] = Array.from(verifyRows, (row, k) => ({ parent: verifyParents[k]!, token: tokens[row]! }));
+    const V = this.model.config.vocabSize;
+    const logitsOf = (node: number) => logits.subarray(verifyRows[node]! * V, (verifyRows[node]! + 1) * V);
+    const { sampler } = this.o;
+    if (sampler.greedy) return verifyGreedy(nodes, logitsOf);
+    if (this.o.verification === 'typical') return verifyTypical(nodes, logitsOf, { temperature: sampler.options.temperature }, sampler.rng);
+    return verifyRejection(nodes, logitsOf, sampler.options, sampler.rng);
+  }
+
+  /**
+   * Keeps the accepted rows' keys/values (everything else of the step is dropped), feeds the
+   * lookup, and takes the next guess lists from the last accepted node's prompt tokens. `out` is
+   * this sequence's slice of the forward: logits [R, V], keys/values per layer [R, K, D].
+   */
+  keep(proposal: Proposal, verdict: Verdict, out: ForwardOutput): StepResult {
+    const b = proposal.step.buffers;
+    const V = this.model.config.vocabSize;
+    const acceptedRows = verdict.acceptedNodes.map((node) => b.verifyRows[node]!);
+    this.cache.append(out.keys, out.values, acceptedRows);
+    const lastNode = b.source[acceptedRows.at(-1)!]!.node;
+    const guesses = this.guessLists(promptLogits(out.logits, b.promptRows[lastNode]!, V));
+    const accepted = acceptedRows.slice(1).map((row) => proposal.tokens[row]!);
+    if (this.lookup) {
+      this.lookup.context.push(proposal.tokens[0]!, ...accepted);
+      if (proposal.chain.length > 0) this.lookup.length.update(commonPrefix(proposal.chain, accepted), proposal.chain.length);
+    }
+    const logits = acceptedRows.map((row) => out.logits.subarray(row * V, (row + 1) * V));
+    return { verdict, tokens: [...accepted, verdict.bonusToken], logits, guesses };
+  }
+
+  /** The compiled step for d guess lists and a lookup chain of `chain` tokens. */
+  private stepFor(d: number, chain: number): CompiledStep {
+    if (chain === 0) return this.steps[d]!;
+    const key = `${d}:${chain}`;
+    let step = this.chainSteps.get(key);
+    if (step === undefined) this.chainSteps.set(key, (step = this.compile(withLookupChain(this.steps[d]!.buffers, chain))));
+    return step;
+  }
+
+  /** The fixed part of a step's input for `buffers`: prompt-row embeddings and the rows that take tokens. */
+  private compile(buffers: TreeBuffers): CompiledStep {
+    const C = this.model.config.hiddenSize;
+    const embedsTemplate = new Float32Array(buffers.rows * C);
+    const tokenRows: number[] = [];
+    buffers.source.forEach((src, r) => {
+      if (src.kind === 'prompt') embedsTemplate.set(this.o.adapter.row(src.prompt, src.virtual), r * C);
+      else tokenRows.push(r);
+    });
+    return { buffers, embedsTemplate, tokenRows: Int32Array.from(tokenRows) };
   }
 
   /** Guess lists for the next step from the averaged logits of `count` prompt tokens. */
   private guessLists(perToken: Float32Array[]): number[][] {
     return perToken.map((logits) => topKIndices(logits, this.o.trees.topK));
-  }
-
-  /**
-   * Prompt ids plus N prompt tokens in one forward (the last slice of a long prompt carries the
-   * prompt tokens). Keeps only the real tokens' keys/values. Returns the last real row's logits
-   * and the first guess lists.
-   */
-  async prefill(ids: number[]): Promise<{ logits: Float32Array; guesses: number[][] }> {
-    if (ids.length === 0) throw new InputError('the prompt is empty (no tokens to condition on)');
-    const { adapter } = this.o;
-    const Vt = adapter.virtualTokens;
-    const R = this.N * Vt;
-    const C = this.model.config.hiddenSize;
-    for (let start = 0; ; start += PREFILL_CHUNK) {
-      const slice = ids.slice(start, start + PREFILL_CHUNK);
-      const last = start + PREFILL_CHUNK >= ids.length;
-      const P = this.cache.length;
-      const T = slice.length;
-      if (!last) {
-        const out = await this.model.forward({ embeds: this.model.embed(slice), positions: slice.map((_, i) => P + i), mask: causalMask(T, P), cache: this.cache });
-        this.cache.append(out.keys, out.values);
-        continue;
-      }
-      // Real rows then prompt rows: prompt token i at position P+T+i sees every real token.
-      const rows = T + R;
-      const embeds = new Float32Array(rows * C);
-      embeds.set(this.model.embed(slice));
-      embeds.set(adapter.embeddings, T * C);
-      const positions = [...slice.map((_, i) => P + i), ...Array.from({ length: R }, (_, r) => P + T + Math.floor(r / Vt))];
-      const S = P + rows;
-      const mask = new Uint8Array(rows * S);
-      for (let t = 0; t < T; t++) mask.fill(1, t * S, t * S + P + t + 1);
-      const visibility = promptVisibility(this.N, Vt, adapter.config.attention);
-      for (let a = 0; a < R; a++) {
-        const row = (T + a) * S;
-        mask.fill(1, row, row + P + T);
-        for (let b = 0; b < R; b++) mask[row + P + T + b] = visibility[a * R + b]!;
-      }
-      const out = await this.model.forward({ embeds, positions, mask, cache: this.cache });
-      this.cache.append(out.keys, out.values, slice.map((_, i) => i));
-      this.lookup?.context.push(...ids);
-      const promptRows = Array.from({ length: this.N }, (_, i) => Array.from({ length: Vt }, (_, j) => T + i * Vt + j));
-      return {
-        logits: out.logits.slice((T - 1) * this.V, T * this.V),
-        guesses: this.guessLists(promptLogits(out.logits, promptRows, this.V)),
-      };
-    }
-  }
-
-  /**
-   * One tree step from `root` with `guesses` (guesses.length = d). `logits[i]` ([V], a view) is
-   * the model's output at the row that predicts `tokens[i]` (the accepted path's rows, in order).
-   */
-  async step(root: number, guesses: number[][]): Promise<{ verdict: Verdict; tokens: number[]; logits: Float32Array[]; guesses: number[][] }> {
-    const d = guesses.length;
-    const chain = this.lookup ? this.lookup.context.propose(root, this.lookup.length.current) : [];
-    const b = this.buffersFor(d, chain.length);
-    const { adapter } = this.o;
-    const C = this.model.config.hiddenSize;
-    const P = this.cache.length;
-    const S = P + b.rows;
-
-    const tokenOfRow = new Map<number, number>([[0, root]]);
-    for (const g of b.guesses) tokenOfRow.set(g.row, guesses[g.depth - 1]![g.rank]!);
-    b.source.forEach((src, r) => src.kind === 'lookup' && tokenOfRow.set(r, chain[src.depth - 1]!));
-    const embeds = new Float32Array(b.rows * C);
-    b.source.forEach((src, r) => {
-      const row = src.kind === 'prompt' ? adapter.row(src.prompt, src.virtual) : this.model.embed([tokenOfRow.get(r)!]);
-      embeds.set(row, r * C);
-    });
-    const mask = new Uint8Array(b.rows * S);
-    for (let r = 0; r < b.rows; r++) {
-      mask.fill(1, r * S, r * S + P);
-      mask.set(b.mask.subarray(r * b.rows, (r + 1) * b.rows), r * S + P);
-    }
-    const out = await this.model.forward({ embeds, positions: Array.from(b.positionOffset, (o) => P + o), mask, cache: this.cache });
-
-    // Verification sees the tree's nodes in row order; node k's parent is found from the mask's
-    // ancestry via the retrieval paths.
-    const nodeOfRow = new Map<number, number>();
-    const nodes: CandidateNode[] = [];
-    const rowOfNode: number[] = [];
-    for (const path of b.retrievePaths) {
-      path.forEach((row, depth) => {
-        if (nodeOfRow.has(row)) return;
-        nodeOfRow.set(row, nodes.length);
-        rowOfNode.push(row);
-        nodes.push({ parent: depth === 0 ? 0 : nodeOfRow.get(path[depth - 1]!)!, token: tokenOfRow.get(row)! });
-      });
-    }
-    if (nodes.length === 0) {
-      nodeOfRow.set(0, 0);
-      rowOfNode.push(0);
-      nodes.push({ parent: 0, token: root });
-    }
-    const logitsOf = (node: number) => out.logits.subarray(rowOfNode[node]! * this.V, (rowOfNode[node]! + 1) * this.V);
-    const verdict = this.verify(nodes, logitsOf);
-
-    const acceptedRows = verdict.acceptedNodes.map((n) => rowOfNode[n]!);
-    this.cache.append(out.keys, out.values, acceptedRows);
-    const lastRow = acceptedRows[acceptedRows.length - 1]!;
-    const lastNode = b.source[lastRow]!.node;
-    const nextGuesses = this.guessLists(promptLogits(out.logits, b.promptRows[lastNode]!, this.V));
-    const accepted = verdict.acceptedNodes.slice(1).map((n) => nodes[n]!.token);
-    if (this.lookup) {
-      this.lookup.context.push(root, ...accepted);
-      if (chain.length > 0) this.lookup.length.update(commonPrefix(chain, accepted), chain.length);
-    }
-    const tokens = [...accepted, verdict.bonusToken];
-    return { verdict, tokens, logits: verdict.acceptedNodes.map(logitsOf), guesses: nextGuesses };
-  }
-
-  private verify(nodes: CandidateNode[], logitsOf: (node: number) => Float32Array): Verdict {
-    const { sampler } = this.o;
-    if (sampler.greedy) return verifyGreedy(nodes, logitsOf);
-    if (this.o.verification === 'typical') return verifyTypical(nodes, logitsOf, { temperature: sampler.options.temperature }, sampler.rng);
-    return verifyRejection(nodes, logitsOf, sampler.options, sampler.rng);
   }
 }
 

@@ -12,7 +12,7 @@
  * rows.
  */
 import { InputError } from '../errors.ts';
-import { ATTENTION_VARIANTS, type AttentionVariant } from './prompt-mask.ts';
+import { ATTENTION_VARIANTS, promptVisibility, type AttentionVariant } from './prompt-mask.ts';
 import { comparePaths, pathKey, validateTree, type PpdTree } from './tree.ts';
 
 export interface CompileOptions {
@@ -46,6 +46,29 @@ export interface TreeBuffers {
   promptRows: number[][][];
   /** One per candidate row, in row order: which guess list (depth 1..d) and rank fills it. */
   guesses: { row: number; depth: number; rank: number }[];
+  /**
+   * The verifiers' view of the tree (verify.ts), fixed for the tree: node k (0 = the root) is row
+   * `verifyRows[k]` and its parent is node `verifyParents[k]`. Nodes are numbered in the order the
+   * retrieval paths first reach them, so a lookup chain's nodes come before the tree's.
+   */
+  verifyRows: Int32Array;
+  verifyParents: Int32Array;
+}
+
+/** Verification nodes from retrieval paths: rows in first-reached order, and each node's parent. */
+function verificationOrder(retrievePaths: readonly number[][]): Pick<TreeBuffers, 'verifyRows' | 'verifyParents'> {
+  const nodeOfRow = new Map<number, number>([[0, 0]]);
+  const rows = [0];
+  const parents = [0];
+  for (const path of retrievePaths) {
+    path.forEach((row, depth) => {
+      if (nodeOfRow.has(row)) return;
+      nodeOfRow.set(row, rows.length);
+      rows.push(row);
+      parents.push(nodeOfRow.get(path[depth - 1]!)!);
+    });
+  }
+  return { verifyRows: Int32Array.from(rows), verifyParents: Int32Array.from(parents) };
 }
 
 /** The step buffers of `tree` (validated against N first; InputError on a bad tree or option). */
@@ -101,32 +124,28 @@ export function compileTree(tree: PpdTree, options: CompileOptions): TreeBuffers
     }
   }
 
+  // Each node sees its ancestors; its prompt rows see them too, and each other as the adapter's
+  // attention says (prompt-mask.ts; rows of one node are i-major, j-minor, like its [N·V] block).
   const R = source.length;
   const mask = new Uint8Array(R * R);
   const see = (row: number, col: number) => (mask[row * R + col] = 1);
+  const among = promptVisibility(promptTokens, V, attention); // [N·V, N·V]
+  const NV = promptTokens * V;
   for (const node of rowNode) {
     const ancestors = ancestorRows[node]!;
     for (const col of ancestors) see(nodeRows[node]!, col);
-    const rows = promptRows[node]!;
-    rows.forEach((virtualRows, i) =>
-      virtualRows.forEach((row, j) => {
-        for (const col of ancestors) see(row, col);
-        for (let i2 = 0; i2 <= i; i2++) {
-          for (let j2 = 0; j2 < V; j2++) {
-            const visible =
-              attention === 'ensemble' ? j2 === j : attention === 'decoder' ? i2 < i || j2 <= j : true; // encoder: all j of 0..i
-            if (visible) see(row, rows[i2]![j2]!);
-          }
-        }
-      }),
-    );
+    const rows = promptRows[node]!.flat();
+    rows.forEach((row, a) => {
+      for (const col of ancestors) see(row, col);
+      rows.forEach((col, b) => among[a * NV + b] && see(row, col));
+    });
   }
 
   const hasChild = new Set<number>();
   for (const node of rowNode) if (node !== 0) hasChild.add(nodeOfPath.get(pathKey(pathOf(node).slice(0, -1)))!);
   const retrievePaths = rowNode.filter((node) => !hasChild.has(node)).map((node) => [...ancestorRows[node]!]);
 
-  return { rows: R, source, positionOffset: Int32Array.from(offsets), mask, retrievePaths, nodeRows, promptRows, guesses };
+  return { rows: R, source, positionOffset: Int32Array.from(offsets), mask, retrievePaths, nodeRows, promptRows, guesses, ...verificationOrder(retrievePaths) };
 }
 
 /**
@@ -148,14 +167,16 @@ export function withLookupChain(b: TreeBuffers, length: number): TreeBuffers {
     mask[row * R] = 1;
     for (let k = 0; k <= j; k++) mask[row * R + chainRows[k]!] = 1;
   });
+  const retrievePaths = [[0, ...chainRows], ...b.retrievePaths];
   return {
     rows: R,
     source: [...b.source, ...chainRows.map((_, j): RowSource => ({ kind: 'lookup', node: M + j, depth: j + 1 }))],
     positionOffset: Int32Array.from([...b.positionOffset, ...chainRows.map((_, j) => j + 1)]),
     mask,
-    retrievePaths: [[0, ...chainRows], ...b.retrievePaths],
+    retrievePaths,
     nodeRows: Int32Array.from([...b.nodeRows, ...chainRows]),
     promptRows: [...b.promptRows, ...chainRows.map(() => [])],
     guesses: b.guesses,
+    ...verificationOrder(retrievePaths),
   };
 }

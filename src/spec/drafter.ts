@@ -110,7 +110,7 @@ export class AutoregressiveDrafter implements Drafter {
 /** The draft decodes with its own PPD adapter and trees: several draft tokens per forward. */
 export class PpdDrafter implements Drafter {
   private readonly decoder: PpdDecoder;
-  /** [decoder.cacheLength] the token of each cached row. */
+  /** The token of each row the decoder has cached. */
   private readonly rows: number[] = [];
 
   constructor(
