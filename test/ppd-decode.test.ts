@@ -2,7 +2,8 @@
  * PPD decoding on tiny random models against plain decoding of the same model:
  * - greedy PPD emits exactly the greedy autoregressive tokens, for 60 prompts, several trees
  *   (chains, wide and deep, V = 1 and 2, every attention variant), including across EOS, stop
- *   strings and the token limit when run through `Generation`;
+ *   strings and the token limit when run through `Generation`, and when its calls are driven
+ *   one by one under a changing row budget (as a batching scheduler does);
  * - sampled PPD (rejection verification) has the model's own sampling distribution: the joint
  *   distribution of the first two tokens matches exact enumeration (chi-square, fixed seed).
  */
@@ -12,12 +13,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { autoregressive, newCache, prefill } from '../src/generate/autoregressive.ts';
+import { forwardRows } from '../src/generate/rows.ts';
 import { Generation } from '../src/generate/generate.ts';
 import { loadModel, type LoadedModel, loadLlamaModel } from '../src/load.ts';
 import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
 import { writeRandomModel } from '../src/model/random-init.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
-import { ppdDecode } from '../src/ppd/decode.ts';
+import { PpdDecoder, ppdDecode } from '../src/ppd/decode.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { Sampler, toProbabilities } from '../src/sampling/sampler.ts';
@@ -77,6 +79,43 @@ test('greedy PPD with a context-lookup chain equals greedy decoding, and the cha
     const withLookup = await assertGreedyPpdMatches(model, budget, V, attention, 12, 6);
     assert.ok(withLookup > without + 0.05, `budget ${budget}: ${withLookup.toFixed(2)} tokens/step with lookup, ${without.toFixed(2)} without`);
   }
+});
+
+test('driven call by call under a row budget, as a batching scheduler would, greedy PPD still equals greedy decoding', async () => {
+  // Budgets cycle through 1 (the root alone), 2, 3 (small trees, a short lookup chain) and no limit.
+  const adapter = PromptAdapter.initialise(config, table(), [5, 6, 7], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' });
+  const trees = buildTreeSet(ACC, { budget: 12, promptTokens: 3, virtualTokens: 1, attention: 'ensemble' });
+  const rng = new Rng(5);
+  const budgets = [1, 2, 3, Infinity];
+  let steps = 0;
+  let produced = 0;
+  for (let p = 0; p < 8; p++) {
+    const prompt = Array.from({ length: 2 + Math.floor(rng.next() * 10) }, () => Math.floor(rng.next() * 40));
+    const plain = await take(autoregressive(model, prompt, new Sampler({ temperature: 0 })), 30);
+    const sampler = new Sampler({ temperature: 0 });
+    const cache = newCache(model);
+    const decoder = new PpdDecoder(model, { adapter, trees, sampler, lookup: 4 }, cache);
+    let chunk = decoder.planPrefill(prompt, 0);
+    let first = decoder.keepPrefill(prompt, chunk, await forwardRows(model, cache, chunk.rows));
+    for (; !first; first = decoder.keepPrefill(prompt, chunk, await forwardRows(model, cache, chunk.rows))) chunk = decoder.planPrefill(prompt, chunk.end);
+    const out = [sampler.sample(first.logits)];
+    let guesses = first.guesses;
+    while (out.length < 30) {
+      const budget = budgets[steps % budgets.length]!;
+      const proposal = decoder.propose(out.at(-1)!, guesses, budget);
+      const rows = decoder.buildInput(proposal);
+      assert.ok(rows.positionOffsets.length <= budget, `${rows.positionOffsets.length} rows over a budget of ${budget}`);
+      const forward = await forwardRows(model, cache, rows);
+      const step = decoder.keep(proposal, decoder.verify(proposal, forward.logits), forward);
+      out.push(...step.tokens);
+      guesses = step.guesses;
+      steps++;
+      produced += step.tokens.length;
+    }
+    assert.deepEqual(out.slice(0, 30), plain, `prompt ${prompt.join(',')}`);
+  }
+  assert.ok(produced / steps > 1.05, `mean tokens per step ${produced / steps}`);
+  assert.throws(() => new PpdDecoder(model, { adapter, trees, sampler: new Sampler({ temperature: 0 }) }).propose(1, [], 0), /at least one row/);
 });
 
 test('greedy PPD equals greedy decoding with 4-bit weights and int8 products (rows are quantized one by one)', async () => {

@@ -10,7 +10,24 @@
  */
 import { InputError } from '../errors.ts';
 
-export class KVCache {
+/** What a forward reads of a sequence's past: P rows of keys and values per layer, [P, K, D] each. */
+export interface PastRows {
+  readonly length: number;
+  pastKeys(layer: number): Float32Array;
+  pastValues(layer: number): Float32Array;
+}
+
+/**
+ * What a decoder needs of its sequence's cache: read the past, append the rows it keeps from a
+ * forward (all, or the listed ones in order), drop the newest. KVCache is one; a paged store
+ * shared by many sequences can be another.
+ */
+export interface SequenceCache extends PastRows {
+  append(newKeys: Float32Array[], newValues: Float32Array[], rowIndices?: number[]): void;
+  truncate(length: number): void;
+}
+
+export class KVCache implements SequenceCache {
   private keys: Float32Array[];
   private values: Float32Array[];
   private capacity: number;

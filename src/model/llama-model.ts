@@ -10,7 +10,7 @@ import { InputError } from '../errors.ts';
 import type { TensorSource } from '../format/tensor-source.ts';
 import type { Feed, ModelSession, Runtime } from '../runtime/session.ts';
 import type { LlamaConfig } from './config.ts';
-import type { KVCache } from './kv-cache.ts';
+import type { PastRows } from './kv-cache.ts';
 import { GRAPH_INPUTS, inferenceGraph, keyName, LOGITS, pastKeyName, pastValueName, valueName, type QuantizeOptions } from './llama-graph.ts';
 import { EMBED_TOKENS } from './weights.ts';
 
@@ -22,7 +22,7 @@ export interface ForwardInput {
   /** [T, P+T] 1 where row t may attend to context row j (past rows first, then these T rows). */
   mask: Uint8Array;
   /** The past P rows; read, never modified (the caller decides what to append). */
-  cache: KVCache;
+  cache: PastRows;
 }
 
 export interface ForwardOutput {

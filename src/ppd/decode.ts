@@ -3,30 +3,33 @@
  * autoregressive decoding: same model, same `Generation` on top, several tokens per forward.
  *
  * One step reads as Medusa's loop, five calls:
- *   propose     the tree for the d guess lists the last step left (plus a context-lookup chain):
- *               which token fills each row;
- *   buildInput  the step's rows: embeddings, positions, and which rows each row sees;
- *   forward     one model forward over them (`forwardStep`; a scheduler may run it itself);
+ *   propose     the tree for the d guess lists the last step left (plus a context-lookup chain),
+ *               within a row budget: which token fills each row;
+ *   buildInput  the step's rows (generate/rows.ts): embeddings, positions after the cache, and
+ *               which rows each row sees;
+ *   forward     one model forward over them (`forwardRows`; a scheduler may batch it);
  *   verify      greedy, typical or distribution-preserving rejection over the tree;
  *   keep        the accepted rows' keys/values into the cache, the next guess lists from the
  *               prompt tokens of the last accepted node (whose count picks the next tree).
  * What does not change from step to step (rows, mask block, position offsets, the verifiers'
- * node order and parents, the prompt rows' embeddings) is compiled once per tree.
+ * node order and parents, the prompt rows' embeddings) is compiled once per tree. The prefill is
+ * the chunked prefill's plans (generate/rows.ts) with the prompt-token rows in the last one.
  *
  * Stream shape: the prefill yields the first token; every step yields the accepted candidates
  * followed by the model's own next token (the bonus), which is the next step's root.
  *
- * Shape legend: R = rows of one step, C = hidden size, V = vocabulary, P = cached rows,
- * N = prompt tokens, Vt = virtual tokens per prompt token, d = guess lists of a step.
+ * Shape legend: R = rows of one step, C = hidden size, V = vocabulary, N = prompt tokens,
+ * Vt = virtual tokens per prompt token, d = guess lists of a step.
  */
 import { InputError } from '../errors.ts';
-import { newCache, prefillWith, type TokenStream } from '../generate/autoregressive.ts';
-import type { KVCache } from '../model/kv-cache.ts';
-import { maskOverCache, type ForwardOutput, type LlamaModel } from '../model/llama-model.ts';
+import { newCache, type TokenStream } from '../generate/autoregressive.ts';
+import { forwardRows, prefillChunk, type PrefillChunk, type RowsPlan } from '../generate/rows.ts';
+import type { SequenceCache } from '../model/kv-cache.ts';
+import type { ForwardOutput, LlamaModel } from '../model/llama-model.ts';
 import { Sampler, topKIndices } from '../sampling/sampler.ts';
 import type { PromptAdapter } from './adapter.ts';
 import { promptVisibility } from './prompt-mask.ts';
-import type { PpdTreeSet } from './tree.ts';
+import { TREE_SCHEMA, type PpdTree, type PpdTreeSet } from './tree.ts';
 import { compileTree, withLookupChain, type TreeBuffers } from './tree-buffers.ts';
 import { ContextLookup } from './lookup.ts';
 import { DraftLength } from '../spec/draft-length.ts';
@@ -51,27 +54,6 @@ export interface PpdOptions {
   lookup?: number;
 }
 
-/**
- * The rows one sequence adds to a forward, and the cache they attend to. A batching scheduler
- * can combine several sequences' inputs into one forward; `forwardStep` runs one alone.
- */
-export interface StepInput {
-  /** [R, C] */
-  embeds: Float32Array;
-  /** [R] absolute positions (tree rows share them). */
-  positions: Int32Array;
-  /** [R, R] 0/1: which of the step's rows each row sees; every row also sees the whole cache. */
-  block: Uint8Array;
-  /** The sequence's cache (P rows); the forward reads it and never changes it. */
-  cache: KVCache;
-}
-
-/** One forward over a step's rows: logits [R, V] and per layer keys/values [R, K, D]. */
-export function forwardStep(model: LlamaModel, input: StepInput): Promise<ForwardOutput> {
-  const R = input.positions.length;
-  return model.forward({ embeds: input.embeds, positions: input.positions, mask: maskOverCache(input.block, R, input.cache.length), cache: input.cache });
-}
-
 /** A tree compiled for this adapter: its buffers and the step input's fixed part. */
 interface CompiledStep {
   buffers: TreeBuffers;
@@ -79,10 +61,13 @@ interface CompiledStep {
   embedsTemplate: Float32Array;
   /** Rows that take a token (root, candidates, lookup chain), in row order. */
   tokenRows: Int32Array;
+  /** This step with a lookup chain of k tokens, by k, compiled on first use. */
+  chains: Map<number, CompiledStep>;
 }
 
 /** What `propose` decided for one step. */
 export interface Proposal {
+  /** The compiled tree (and chain) the step runs; opaque to callers. */
   readonly step: CompiledStep;
   /** [R] the token of each row; -1 for prompt rows. */
   readonly tokens: Int32Array;
@@ -130,26 +115,26 @@ function checkTrees(adapter: PromptAdapter, trees: PpdTreeSet): void {
 
 /**
  * One sequence's PPD state (its cache, its lookup context) and its moves: `prefill`, then `step`
- * (propose, buildInput, forward, verify, keep; each also callable alone). Exported so that a
- * speculative drafter (spec/drafter.ts) can drive the same steps and roll back between them.
+ * (propose, buildInput, forward, verify, keep; each also callable alone, so that a scheduler can
+ * run the forward for several sequences at once). Also driven by the speculative drafter
+ * (spec/drafter.ts), which rolls back between steps.
  */
 export class PpdDecoder {
   /** One per tree of the set: steps[d] is used with d guess lists. */
   private readonly steps: CompiledStep[];
-  /** steps[d] with a lookup chain of length l, by `${d}:${l}`, compiled on first use. */
-  private readonly chainSteps = new Map<string, CompiledStep>();
-  private readonly cache: KVCache;
+  /** The root alone, without prompt tokens (what a one-row budget allows), compiled on first use. */
+  private bareRootStep?: CompiledStep;
   /** The cached tokens (for context lookup) and the lookup's adaptive length; absent without lookup. */
   private readonly lookup?: { context: ContextLookup; length: DraftLength };
 
   constructor(
     private readonly model: LlamaModel,
     private readonly o: PpdOptions,
+    /** This sequence's keys/values (a fresh KVCache unless a scheduler brings its own store). */
+    private readonly cache: SequenceCache = newCache(model),
   ) {
     checkTrees(o.adapter, o.trees);
-    const { promptTokens: N, virtualTokens, attention } = o.adapter.config;
-    this.steps = o.trees.trees.map((tree) => this.compile(compileTree(tree, { promptTokens: N, virtualTokens, attention })));
-    this.cache = newCache(model);
+    this.steps = o.trees.trees.map((tree) => this.compile(compileTree(tree, this.shape)));
     if (o.lookup !== undefined && !(Number.isInteger(o.lookup) && o.lookup >= 0)) throw new InputError(`lookup must be an integer >= 0 (most tokens per step), got ${o.lookup}`);
     if (o.lookup !== undefined && o.lookup > 0) this.lookup = { context: new ContextLookup(), length: new DraftLength(o.lookup) };
   }
@@ -161,36 +146,69 @@ export class PpdDecoder {
   }
 
   /**
-   * The prompt through the chunked prefill (generate/autoregressive.ts), its last slice carrying
-   * the N prompt tokens' rows, which see every prompt token and each other by the adapter's
-   * attention. Only the prompt's keys/values are kept. Returns the last prompt row's logits and
-   * the first guess lists.
+   * The prompt through the chunked prefill, its last slice carrying the N prompt tokens' rows.
+   * Returns the last prompt row's logits and the first guess lists.
    */
   async prefill(ids: number[]): Promise<{ logits: Float32Array; guesses: number[][] }> {
+    for (let start = 0; ; ) {
+      const chunk = this.planPrefill(ids, start);
+      const first = this.keepPrefill(ids, chunk, await forwardRows(this.model, this.cache, chunk.rows));
+      if (first) return first;
+      start = chunk.end;
+    }
+  }
+
+  /**
+   * The slice of the prompt from `start` as rows (generate/rows.ts); the last slice carries the
+   * prompt tokens' rows, which see every prompt token and each other by the adapter's attention.
+   */
+  planPrefill(ids: readonly number[], start: number): PrefillChunk {
     const { adapter } = this.o;
     const { promptTokens: N, virtualTokens: Vt } = adapter;
-    const { logits, trailingLogits } = await prefillWith(this.model, ids, this.cache, {
+    return prefillChunk(this.model, ids, start, {
       embeds: adapter.embeddings,
       positionOffsets: Array.from({ length: N * Vt }, (_, r) => Math.floor(r / Vt)), // prompt token i sits at position L + i (PPD.md §2)
       visibility: promptVisibility(N, Vt, adapter.config.attention),
     });
+  }
+
+  /**
+   * Keeps a prefill slice's prompt rows from `out` (this sequence's slice of the forward). After
+   * the last slice, returns the last prompt row's logits ([V]) and the first guess lists.
+   */
+  keepPrefill(ids: readonly number[], chunk: PrefillChunk, out: ForwardOutput): { logits: Float32Array; guesses: number[][] } | undefined {
+    const T = chunk.promptRows;
+    this.cache.append(out.keys, out.values, Array.from({ length: T }, (_, i) => i));
+    if (!chunk.last) return undefined;
     this.lookup?.context.push(...ids);
-    const promptRows = Array.from({ length: N }, (_, i) => Array.from({ length: Vt }, (_, j) => i * Vt + j));
-    return { logits, guesses: this.guessLists(promptLogits(trailingLogits, promptRows, this.model.config.vocabSize)) };
+    const V = this.model.config.vocabSize;
+    const { promptTokens: N, virtualTokens: Vt } = this.o.adapter;
+    const promptRows = Array.from({ length: N }, (_, i) => Array.from({ length: Vt }, (_, j) => T + i * Vt + j));
+    return { logits: out.logits.slice((T - 1) * V, T * V), guesses: this.guessLists(promptLogits(out.logits, promptRows, V)) };
   }
 
   /** One tree step from `root` with `guesses` (guesses.length = d): the five calls. */
   async step(root: number, guesses: number[][]): Promise<StepResult> {
     const proposal = this.propose(root, guesses);
-    const out = await forwardStep(this.model, this.buildInput(proposal));
+    const out = await forwardRows(this.model, this.cache, this.buildInput(proposal));
     const verdict = this.verify(proposal, out.logits);
     return this.keep(proposal, verdict, out);
   }
 
-  /** Which tree (the one for d = guesses.length), which lookup chain, and the token of every row. */
-  propose(root: number, guesses: number[][]): Proposal {
-    const chain = this.lookup ? this.lookup.context.propose(root, this.lookup.length.current) : [];
-    const step = this.stepFor(guesses.length, chain.length);
+  /**
+   * Which tree, which lookup chain, and the token of every row. The tree is the one for d =
+   * guesses.length; with `maxRows` (a scheduler's row budget for this sequence), the largest
+   * tree for d or fewer guess lists that fits, else the root alone (one row, no prompt tokens:
+   * the next step then has no guesses), and a lookup chain only in the rows left.
+   */
+  propose(root: number, guesses: number[][], maxRows = Infinity): Proposal {
+    if (!(maxRows >= 1)) throw new InputError(`a step needs at least one row, got a budget of ${maxRows}`);
+    let tree: CompiledStep | undefined;
+    for (let d = guesses.length; d >= 0 && tree === undefined; d--) if (this.steps[d]!.buffers.rows <= maxRows) tree = this.steps[d]!;
+    tree ??= this.bareRoot();
+    const room = maxRows - tree.buffers.rows;
+    const chain = this.lookup && room > 0 ? this.lookup.context.propose(root, Math.min(room, this.lookup.length.current)) : [];
+    const step = chain.length === 0 ? tree : this.withChain(tree, chain.length);
     const b = step.buffers;
     const tokens = new Int32Array(b.rows).fill(-1);
     tokens[0] = root;
@@ -200,13 +218,11 @@ export class PpdDecoder {
   }
 
   /** The step's rows: token and prompt-row embeddings, positions after the cache, the tree's mask block. */
-  buildInput({ step, tokens }: Proposal): StepInput {
+  buildInput({ step, tokens }: Proposal): RowsPlan {
     const C = this.model.config.hiddenSize;
     const embeds = step.embedsTemplate.slice();
     for (const row of step.tokenRows) embeds.set(this.model.embed([tokens[row]!]), row * C);
-    const P = this.cache.length;
-    const positions = Int32Array.from(step.buffers.positionOffset, (offset) => P + offset);
-    return { embeds, positions, block: step.buffers.mask, cache: this.cache };
+    return { embeds, positionOffsets: step.buffers.positionOffset, block: step.buffers.mask };
   }
 
   /** The accepted path and bonus token, from this sequence's logits [R, V]. */
@@ -242,13 +258,21 @@ export class PpdDecoder {
     return { verdict, tokens: [...accepted, verdict.bonusToken], logits, guesses };
   }
 
-  /** The compiled step for d guess lists and a lookup chain of `chain` tokens. */
-  private stepFor(d: number, chain: number): CompiledStep {
-    if (chain === 0) return this.steps[d]!;
-    const key = `${d}:${chain}`;
-    let step = this.chainSteps.get(key);
-    if (step === undefined) this.chainSteps.set(key, (step = this.compile(withLookupChain(this.steps[d]!.buffers, chain))));
+  private get shape() {
+    const { promptTokens, virtualTokens, attention } = this.o.adapter.config;
+    return { promptTokens, virtualTokens, attention };
+  }
+
+  /** `tree` with a lookup chain of `chain` tokens. */
+  private withChain(tree: CompiledStep, chain: number): CompiledStep {
+    let step = tree.chains.get(chain);
+    if (step === undefined) tree.chains.set(chain, (step = this.compile(withLookupChain(tree.buffers, chain))));
     return step;
+  }
+
+  private bareRoot(): CompiledStep {
+    const root: PpdTree = { schema: TREE_SCHEMA, guessDepth: 0, topK: 1, root: { prompts: 0 }, candidates: [] };
+    return (this.bareRootStep ??= this.compile(compileTree(root, this.shape)));
   }
 
   /** The fixed part of a step's input for `buffers`: prompt-row embeddings and the rows that take tokens. */
@@ -260,7 +284,7 @@ export class PpdDecoder {
       if (src.kind === 'prompt') embedsTemplate.set(this.o.adapter.row(src.prompt, src.virtual), r * C);
       else tokenRows.push(r);
     });
-    return { buffers, embedsTemplate, tokenRows: Int32Array.from(tokenRows) };
+    return { buffers, embedsTemplate, tokenRows: Int32Array.from(tokenRows), chains: new Map() };
   }
 
   /** Guess lists for the next step from the averaged logits of `count` prompt tokens. */

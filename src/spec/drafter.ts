@@ -20,7 +20,8 @@
  *
  * Not here: verification and the target's cache (speculative.ts, speculative-sampling.ts).
  */
-import { newCache, prefill, PREFILL_CHUNK } from '../generate/autoregressive.ts';
+import { newCache, prefill } from '../generate/autoregressive.ts';
+import { PREFILL_CHUNK } from '../generate/rows.ts';
 import type { KVCache } from '../model/kv-cache.ts';
 import { causalMask, type LlamaModel } from '../model/llama-model.ts';
 import { PpdDecoder } from '../ppd/decode.ts';
