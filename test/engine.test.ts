@@ -29,7 +29,7 @@ const newCache = (c: LlamaConfig) => new KVCache(c.numLayers, c.numKvHeads, c.he
 for (const [label, overrides] of [
   ['GQA', {}],
   ['MHA, tied embeddings', { numKvHeads: 4, tieWordEmbeddings: true }],
-  ['MQA, linear rope scaling', { numKvHeads: 1, ropeScalingFactor: 2.5, ropeTheta: 500 }],
+  ['MQA, linear rope scaling', { numKvHeads: 1, ropeScaling: { type: 'linear', factor: 2.5 }, ropeTheta: 500 }],
 ] as [string, Partial<LlamaConfig>][]) {
   test(`forward over a prompt equals the naive reference (${label})`, async () => {
     const config = tinyConfig(overrides);

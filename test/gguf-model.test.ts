@@ -104,7 +104,7 @@ describe('LlamaConfig as GGUF metadata', () => {
 
   const config = parseLlamaConfig(SHAPE);
   const refusals: [string, GgufEntry[], RegExp][] = [
-    ['another architecture', [{ key: 'general.architecture', type: 'string', value: 'qwen2' }], /"general\.architecture" is "qwen2"; ppd runs only "llama"/],
+    ['another architecture', [{ key: 'general.architecture', type: 'string', value: 'gemma' }], /"general\.architecture" is "gemma"; ppd runs "llama", "qwen2", "qwen3"/],
     ['mixture of experts', [{ key: 'llama.expert_count', type: 'u32', value: 8 }], /"llama\.expert_count" is 8: mixture-of-experts/],
     ['yarn rope scaling', [{ key: 'llama.rope.scaling.type', type: 'string', value: 'yarn' }], /"llama\.rope\.scaling\.type" "yarn" is not supported/],
     ['partial rotary', [{ key: 'llama.rope.dimension_count', type: 'u32', value: 4 }], /"llama\.rope\.dimension_count" is 4, but ppd rotates whole heads of 8/],
@@ -122,14 +122,16 @@ describe('LlamaConfig as GGUF metadata', () => {
     });
   }
 
-  test('refuses a missing key and Llama 3.1 rope frequencies', () => {
+  test('refuses a missing key, and rope frequencies that are not one per rotated pair', () => {
     const entries = llamaGgufEntries(config, { fileType: 'F32' }).filter((e) => e.key !== 'llama.block_count');
     const path = join(root, `${count++}-missing.gguf`);
     writeGguf(path, entries, []);
     const file = openGguf(path);
     file.close();
     assert.throws(() => llamaConfigFromGguf(file.metadata, { hasOutput: true, names: [] }, path), /"llama\.block_count" is missing/);
-    assert.throws(() => llamaConfigFromGguf(file.metadata, { hasOutput: true, names: ['rope_freqs.weight'] }, path), /rope_freqs\.weight.*Llama 3\.1/);
+    const complete = openGguf(roundTrip(config).file.path);
+    complete.close();
+    assert.throws(() => llamaConfigFromGguf(complete.metadata, { hasOutput: true, names: ['rope_freqs.weight'], ropeFreqs: [1, 2] }, path), /tensor "rope_freqs\.weight" must hold 4 positive factors/);
   });
 });
 

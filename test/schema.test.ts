@@ -120,23 +120,24 @@ describe('config.json', () => {
   test('fields map to LlamaConfig with the documented defaults', () => {
     assert.deepEqual(parse({}), {
       modelType: 'llama', vocabSize: 32, hiddenSize: 16, intermediateSize: 24, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 4,
-      rmsNormEps: 1e-6, ropeTheta: 10000, ropeScalingFactor: 1, tieWordEmbeddings: false, maxPositionEmbeddings: 2048, bosTokenId: 1, eosTokenIds: [2],
+      rmsNormEps: 1e-6, ropeTheta: 10000, ropeScaling: { type: 'none' }, bias: { qkv: false, output: false, mlp: false }, qkNorm: false,
+      tieWordEmbeddings: false, maxPositionEmbeddings: 2048, bosTokenId: 1, eosTokenIds: [2],
     });
     const c = parse({ num_key_value_heads: null, head_dim: 8, eos_token_id: [2, 5], tie_word_embeddings: true, rope_scaling: { type: 'linear', factor: 4 } });
-    assert.deepEqual([c.numKvHeads, c.headDim, c.eosTokenIds, c.tieWordEmbeddings, c.ropeScalingFactor], [4, 8, [2, 5], true, 4]);
-    assert.equal(parse({ rope_scaling: { rope_type: 'default' } }).ropeScalingFactor, 1);
+    assert.deepEqual([c.numKvHeads, c.headDim, c.eosTokenIds, c.tieWordEmbeddings, c.ropeScaling], [4, 8, [2, 5], true, { type: 'linear', factor: 4 }]);
+    assert.deepEqual(parse({ rope_scaling: { rope_type: 'default' } }).ropeScaling, { type: 'none' });
     assert.equal(parse({ model_type: 'mistral' }).modelType, 'mistral');
   });
 
   const cases: [string, Record<string, unknown>, RegExp][] = [
-    ['an unknown family', { model_type: 'gpt2' }, /field "model_type" "gpt2" is not supported \(expected "llama" or "mistral"\)/],
+    ['an unknown family', { model_type: 'gpt2' }, /field "model_type" "gpt2" is not supported \(expected "llama", "mistral", "qwen2" or "qwen3"\)/],
     ['a count as a string', { hidden_size: '16' }, /field "hidden_size" must be a positive integer, got "16"/],
     ['kv heads that do not divide', { num_key_value_heads: 3 }, /field "num_key_value_heads" \(3\) must divide num_attention_heads \(4\)/],
     ['a hidden size heads do not divide', { hidden_size: 18 }, /field "hidden_size" \(18\) must be divisible by num_attention_heads \(4\)/],
     ['an odd head dim', { head_dim: 3 }, /field "head_dim" must be even for rotary embeddings, got 3/],
     ['another activation', { hidden_act: 'gelu' }, /field "hidden_act" "gelu" is not supported \(only "silu"\)/],
-    ['attention biases', { attention_bias: true }, /field "attention_bias" true is not supported/],
-    ['an unknown RoPE scaling', { rope_scaling: { type: 'yarn', factor: 4 } }, /field "rope_scaling.rope_type" "yarn" is not supported \(supported: "default", "linear"\)/],
+    ['Mistral attention biases', { model_type: 'mistral', attention_bias: true }, /field "attention_bias" true is not supported/],
+    ['an unknown RoPE scaling', { rope_scaling: { type: 'yarn', factor: 4 } }, /field "rope_scaling.rope_type" "yarn" is not supported \(supported: "default", "linear", "llama3"\)/],
     ['a RoPE factor of 0', { rope_scaling: { rope_type: 'linear', factor: 0 } }, /field "rope_scaling.factor" must be a positive number, got 0/],
     ['RoPE scaling not an object', { rope_scaling: 2 }, /field "rope_scaling" must be an object or null, got 2/],
     ['a negative eos id', { eos_token_id: [2, -1] }, /field "eos_token_id\[1\]" must be a token id, got -1/],

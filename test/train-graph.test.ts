@@ -1,7 +1,8 @@
 /**
  * The whole pretraining graph (training forward + cross-entropy + autodiff backward) against
  * finite differences, in float64 on ONNX Runtime: directional derivatives along random
- * directions, for every weight and for the input embeddings, tied and untied. Also: the float32
+ * directions, for every weight and for the input embeddings, tied and untied, and with the
+ * families' biases, q/k norms, Llama 3 RoPE and a sliding window. Also: the float32
  * training forward's loss equals the inference forward's cross-entropy, so training and
  * inference compute the same model.
  */
@@ -19,11 +20,22 @@ import { transpose } from '../src/model/llama-graph.ts';
 import { packWindows } from '../src/train/batches.ts';
 import { logProbability } from '../src/eval/perplexity.ts';
 import { EMBED_TOKENS } from '../src/model/weights.ts';
+import type { LlamaConfig } from '../src/model/config.ts';
 import { memorySource, randomWeights, tinyConfig } from './helpers/tiny-model.ts';
 
-for (const tied of [false, true]) {
-  test(`pretraining gradients equal finite differences (float64, ${tied ? 'tied' : 'untied'} embeddings)`, async () => {
-    const config = tinyConfig({ tieWordEmbeddings: tied });
+const VARIANTS: [string, Partial<LlamaConfig>][] = [
+  ['untied embeddings', {}],
+  ['tied embeddings', { tieWordEmbeddings: true }],
+  // The families' additions: biases on every projection, Qwen3's q/k norms, Llama 3's RoPE, a window.
+  [
+    'biases, q/k norms, llama3 RoPE, sliding window 2',
+    { bias: { qkv: true, output: true, mlp: true }, qkNorm: true, slidingWindow: 2, ropeScaling: { type: 'llama3', factor: 4, lowFreqFactor: 1, highFreqFactor: 2, originalMaxPositionEmbeddings: 16 } },
+  ],
+];
+
+for (const [variant, overrides] of VARIANTS) {
+  test(`pretraining gradients equal finite differences (float64, ${variant})`, async () => {
+    const config = tinyConfig(overrides);
     const N = 6;
     const { model, weightShapes } = buildPretrainGraph(config, N, 'float64');
     const dir = mkdtempSync(join(tmpdir(), 'ppd-grad-'));

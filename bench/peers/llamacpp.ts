@@ -31,6 +31,8 @@ export interface PeerOptions {
   draftMaxTokens?: number;
   /** Stop drafting below this draft confidence (node-llama-cpp's default: 0.6). */
   draftMinConfidence?: number;
+  /** Type of llama.cpp's KV cache (default F16, llama.cpp's); parity checks take F32 to leave only the engines' own rounding. */
+  kvCacheType?: 'F16' | 'F32';
 }
 
 export interface PeerRun {
@@ -62,7 +64,9 @@ export class LlamaCppPeer {
 
   static async open(modelPath: string, options: PeerOptions): Promise<LlamaCppPeer> {
     const llama = await llamaInstance();
-    const contextOptions = { contextSize: options.contextSize, threads: options.threads, sequences: 1 };
+    // F32 parity runs also leave flash attention off: llama.cpp's CPU kernel computes it in F16.
+    const kvCache = options.kvCacheType === undefined ? {} : { experimentalKvCacheKeyType: options.kvCacheType, experimentalKvCacheValueType: options.kvCacheType, ...(options.kvCacheType === 'F32' ? { flashAttention: false } : {}) };
+    const contextOptions = { contextSize: options.contextSize, threads: options.threads, sequences: 1, ...kvCache };
     const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
     const context = await model.createContext(contextOptions);
     let draft: { model: LlamaModel; context: LlamaContext } | undefined;

@@ -3,7 +3,8 @@
  * tool that needs no tokenizer).
  */
 import { openModelDir } from '../format/model-dir.ts';
-import { parameterCount } from '../model/config.ts';
+import { parameterCount, type LlamaConfig } from '../model/config.ts';
+import { describeRopeScaling } from '../model/rope.ts';
 import { causalMask } from '../model/llama-model.ts';
 import { newCache } from '../generate/autoregressive.ts';
 import { loadModel } from '../load.ts';
@@ -34,11 +35,18 @@ export function infoCommand(flags: { model: string; json?: boolean }): void {
     `type       ${c.modelType}, ${(info.parameters / 1e6).toFixed(2)}M parameters stored as ${dtypes.join('/')}`,
     `shape      ${c.numLayers} layers, hidden ${c.hiddenSize}, MLP ${c.intermediateSize}, ${c.numHeads} heads (${c.numKvHeads} key/value), head dim ${c.headDim}`,
     `vocab      ${c.vocabSize}${c.tieWordEmbeddings ? ', tied embeddings' : ''}`,
-    `context    ${c.maxPositionEmbeddings}, rope theta ${c.ropeTheta}${c.ropeScalingFactor !== 1 ? `, linear scaling ${c.ropeScalingFactor}` : ''}`,
+    `context    ${c.maxPositionEmbeddings}${c.slidingWindow !== undefined ? ` (sliding window ${c.slidingWindow})` : ''}, rope theta ${c.ropeTheta}${describeRopeScaling(c.ropeScaling) ? `, ${describeRopeScaling(c.ropeScaling)}` : ''}`,
+    ...(features(c) ? [`features   ${features(c)}`] : []),
     `eos ids    ${info.eosTokenIds.join(', ') || 'none'}`,
     `tokenizer  ${info.tokenizer ?? 'none'}${info.chatTemplate ? ' (with chat template)' : ''}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** What a config adds to plain LLaMA attention: biases, q/k norms. */
+function features(c: LlamaConfig): string {
+  const biased = [c.bias.qkv && 'q/k/v', c.bias.output && 'o', c.bias.mlp && 'MLP'].filter(Boolean);
+  return [biased.length > 0 && `${biased.join(', ')} biases`, c.qkNorm && 'q/k RMSNorm per head'].filter(Boolean).join('; ');
 }
 
 export async function logitsCommand(flags: { model: string; ids: number[]; json?: boolean; threads?: number; quantize?: QuantizeMode }): Promise<void> {

@@ -8,6 +8,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { ModelError } from '../errors.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import { LM_HEAD, expectedTensors } from '../model/weights.ts';
 import { writeJsonAtomic } from './atomic.ts';
@@ -15,10 +16,45 @@ import { readTokenizerJson, type ModelDir } from './model-dir.ts';
 import { writeSafetensors } from './safetensors-write.ts';
 import type { FloatDType } from './tensor-source.ts';
 
+const ARCHITECTURES: Record<LlamaConfig['modelType'], string> = {
+  llama: 'LlamaForCausalLM',
+  mistral: 'MistralForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
+};
+
+/** rope_scaling as config.json spells it; per-frequency factors that are no llama3 scaling have no spelling. */
+function ropeScalingJson(c: LlamaConfig): Record<string, unknown> | null {
+  const s = c.ropeScaling;
+  switch (s.type) {
+    case 'none':
+      return null;
+    case 'linear':
+      return { rope_type: 'linear', factor: s.factor };
+    case 'llama3':
+      return { rope_type: 'llama3', factor: s.factor, low_freq_factor: s.lowFreqFactor, high_freq_factor: s.highFreqFactor, original_max_position_embeddings: s.originalMaxPositionEmbeddings };
+    case 'factors':
+      throw new ModelError(`RoPE frequency factors [${s.factors.join(', ')}] are not a llama3 scaling, so config.json cannot state them`);
+  }
+}
+
+/**
+ * The family's own bias fields, checked: each family has a fixed pattern (LLaMA and Qwen3:
+ * q/k/v and o together; Qwen2: q/k/v always, o never; MLP biases LLaMA only).
+ */
+function biasFields(c: LlamaConfig): Record<string, unknown> {
+  const { qkv, output, mlp } = c.bias;
+  const fits = c.modelType === 'qwen2' ? qkv && !output && !mlp : qkv === output && (!mlp || c.modelType === 'llama');
+  if (!fits) throw new ModelError(`a ${c.modelType} config.json cannot state biases on ${JSON.stringify(c.bias)}`);
+  if (c.modelType === 'qwen2') return {};
+  return { attention_bias: qkv, ...(c.modelType === 'llama' ? { mlp_bias: mlp } : {}) };
+}
+
 /** config.json for `c`, such that parseLlamaConfig gives `c` back. */
 export function hfConfigJson(c: LlamaConfig, dtype: FloatDType = 'F32'): Record<string, unknown> {
+  if (c.qkNorm !== (c.modelType === 'qwen3')) throw new ModelError(`a ${c.modelType} config.json cannot state ${c.qkNorm ? '' : 'the absence of '}q/k norms`);
   const json: Record<string, unknown> = {
-    architectures: [c.modelType === 'mistral' ? 'MistralForCausalLM' : 'LlamaForCausalLM'],
+    architectures: [ARCHITECTURES[c.modelType]],
     model_type: c.modelType,
     vocab_size: c.vocabSize,
     hidden_size: c.hiddenSize,
@@ -30,11 +66,15 @@ export function hfConfigJson(c: LlamaConfig, dtype: FloatDType = 'F32'): Record<
     hidden_act: 'silu',
     rms_norm_eps: c.rmsNormEps,
     rope_theta: c.ropeTheta,
-    rope_scaling: c.ropeScalingFactor === 1 ? null : { rope_type: 'linear', factor: c.ropeScalingFactor },
+    rope_scaling: ropeScalingJson(c),
+    ...biasFields(c),
     tie_word_embeddings: c.tieWordEmbeddings,
     max_position_embeddings: c.maxPositionEmbeddings,
     torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
   };
+  if (c.modelType === 'mistral') json.sliding_window = c.slidingWindow ?? null;
+  else if (c.slidingWindow !== undefined) throw new ModelError(`a ${c.modelType} config.json cannot state a sliding window of ${c.slidingWindow}`);
+  if (c.modelType === 'qwen2' || c.modelType === 'qwen3') json.use_sliding_window = false;
   if (c.bosTokenId !== undefined) json.bos_token_id = c.bosTokenId;
   if (c.eosTokenIds.length > 0) json.eos_token_id = c.eosTokenIds.length === 1 ? c.eosTokenIds[0] : c.eosTokenIds;
   return json;

@@ -355,7 +355,12 @@ const RULES: Record<string, ShapeRule> = {
   GatherElements: ([data, indices]) => [{ type: data?.type, shape: indices?.shape }],
   ScatterND: sameAsFirst,
   ScatterElements: sameAsFirst,
-  Shape: ([x]) => [{ type: 'int64', shape: x?.shape ? [x.shape.length] : undefined }],
+  Shape: ([x], attrs) => {
+    if (!x?.shape) return [{ type: 'int64' }];
+    // start/end (opset 15) select a range of the dims, clamped as Slice clamps.
+    const { size } = sliceRange(x.shape.length, intAttr(attrs, 'start', 0), intAttr(attrs, 'end', x.shape.length), 1);
+    return [{ type: 'int64', shape: [size] }];
+  },
 };
 
 /**

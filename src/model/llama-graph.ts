@@ -34,7 +34,8 @@ import { DATA_TYPE, GraphBuilder, MS_DOMAIN, type Dim, type ExternalDataSink } f
 import type { GraphSpec } from '../runtime/session.ts';
 import type { LlamaConfig } from './config.ts';
 import { quantize, type QuantizeMode } from './quantize.ts';
-import { EMBED_TOKENS, expectedTensors, FINAL_NORM, LM_HEAD, layerTensorName, type LayerPart } from './weights.ts';
+import { ropeInverseFrequencies } from './rope.ts';
+import { EMBED_TOKENS, expectedTensors, FINAL_NORM, LM_HEAD, layerBiases, layerTensorName, type LayerPart } from './weights.ts';
 
 export const GRAPH_INPUTS = { embeds: 'embeds', positions: 'positions', mask: 'mask' } as const;
 export const pastKeyName = (layer: number) => `past_key_${layer}`;
@@ -108,12 +109,17 @@ interface CallLayout {
 }
 
 class LlamaGraph {
+  /** The projections that add a bias, by part (the same in every layer). */
+  private readonly biases: Partial<Record<LayerPart, number>>;
+
   constructor(
     private readonly g: GraphBuilder,
     private readonly c: LlamaConfig,
     private readonly weights: WeightMode,
     private readonly layout: CallLayout,
-  ) {}
+  ) {
+    this.biases = layerBiases(c);
+  }
 
   private get rows(): Dim {
     return this.layout.rows;
@@ -134,6 +140,14 @@ class LlamaGraph {
     if (blocks) return this.matMulNBits(x, tensorName, blocks);
     const w = this.weight(tensorName, [inDim, outDim], () => transpose(this.read(tensorName), outDim, inDim));
     return this.g.op('MatMul', [x, w]);
+  }
+
+  /** A layer's projection `part`: linear, plus its bias [out] where the family has one. */
+  private projection(x: string, layer: number, part: LayerPart, outDim: number, inDim: number): string {
+    const y = this.linear(x, layerTensorName(layer, part), outDim, inDim);
+    if (this.biases[part] === undefined) return y;
+    const name = layerTensorName(layer, part, 'bias');
+    return this.g.op('Add', [y, this.weight(name, [outDim], () => this.read(name))]);
   }
 
   /** The weight [rows, cols] block-quantized, when this graph keeps it so; undefined for f32. */
@@ -165,10 +179,10 @@ class LlamaGraph {
     return this.weights.tensors.readF32(tensorName);
   }
 
-  /** RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * w (ORT fuses this pattern). */
-  private rmsNorm(x: string, tensorName: string): string {
+  /** RMSNorm over the last axis (width C, or D for q/k norms): x / sqrt(mean(x^2) + eps) * w (ORT fuses this pattern). */
+  private rmsNorm(x: string, tensorName: string, width = this.c.hiddenSize): string {
     const g = this.g;
-    const w = this.weight(tensorName, [this.c.hiddenSize], () => this.read(tensorName));
+    const w = this.weight(tensorName, [width], () => this.read(tensorName));
     const meanSquare = g.op('ReduceMean', [g.op('Pow', [x, g.scalar(2)]), g.ints([-1])], { keepdims: 1 });
     const rms = g.op('Sqrt', [g.op('Add', [meanSquare, g.scalar(this.c.rmsNormEps)])]);
     return g.op('Mul', [g.op('Div', [x, rms]), w]);
@@ -178,10 +192,7 @@ class LlamaGraph {
   private rotaryTables(positions: string): { cos: string; sin: string } {
     const g = this.g;
     const half = this.c.headDim / 2;
-    const invFreq = new Float32Array(half);
-    for (let i = 0; i < half; i++) {
-      invFreq[i] = 1 / (this.c.ropeScalingFactor * Math.pow(this.c.ropeTheta, (2 * i) / this.c.headDim));
-    }
+    const invFreq = Float32Array.from(ropeInverseFrequencies(this.c.headDim, this.c.ropeTheta, this.c.ropeScaling));
     const pos = g.op('Unsqueeze', [g.op('Cast', [positions], { to: DATA_TYPE[g.float] }), g.ints([1])]); // [T, 1]
     const angles = g.op('Mul', [pos, g.initializer('rope_inv_freq', invFreq, [1, half])]); // [T, D/2]
     const full = g.op('Unsqueeze', [g.op('Concat', [angles, angles], { axis: -1 }), g.ints([1])]); // [T, 1, D]
@@ -204,9 +215,13 @@ class LlamaGraph {
     const G = H / K;
     const name = (part: LayerPart) => layerTensorName(layer, part);
 
-    const q = g.op('Reshape', [this.linear(x, name('self_attn.q_proj'), H * D, C), g.ints([-1, H, D])]);
-    const k = g.op('Reshape', [this.linear(x, name('self_attn.k_proj'), K * D, C), g.ints([-1, K, D])]);
-    const v = g.op('Reshape', [this.linear(x, name('self_attn.v_proj'), K * D, C), g.ints([-1, K, D])]);
+    let q = g.op('Reshape', [this.projection(x, layer, 'self_attn.q_proj', H * D, C), g.ints([-1, H, D])]);
+    let k = g.op('Reshape', [this.projection(x, layer, 'self_attn.k_proj', K * D, C), g.ints([-1, K, D])]);
+    const v = g.op('Reshape', [this.projection(x, layer, 'self_attn.v_proj', K * D, C), g.ints([-1, K, D])]);
+    if (this.c.qkNorm) {
+      q = this.rmsNorm(q, name('self_attn.q_norm'), D);
+      k = this.rmsNorm(k, name('self_attn.k_norm'), D);
+    }
     const qRot = g.op('Mul', [this.rotate(q, rope), g.scalar(1 / Math.sqrt(D))]); // [T, H, D], pre-scaled
     const kRot = this.rotate(k, rope); // [T, K, D]
     let keys = kRot; // [S, K, D]
@@ -234,16 +249,39 @@ class LlamaGraph {
       g.op('Transpose', [g.op('Reshape', [context, g.ints([K, G, -1, D])])], { perm: [2, 0, 1, 3] }), // [T, K, G, D]
       g.ints([-1, H * D]),
     ]);
-    return this.linear(merged, name('self_attn.o_proj'), C, H * D);
+    return this.projection(merged, layer, 'self_attn.o_proj', C, H * D);
   }
 
   private mlp(x: string, layer: number): string {
     const g = this.g;
     const { hiddenSize: C, intermediateSize: F } = this.c;
-    const gate = this.linear(x, layerTensorName(layer, 'mlp.gate_proj'), F, C);
-    const up = this.linear(x, layerTensorName(layer, 'mlp.up_proj'), F, C);
+    const gate = this.projection(x, layer, 'mlp.gate_proj', F, C);
+    const up = this.projection(x, layer, 'mlp.up_proj', F, C);
     const silu = g.op('Mul', [gate, g.op('Sigmoid', [gate])]);
-    return this.linear(g.op('Mul', [silu, up]), layerTensorName(layer, 'mlp.down_proj'), C, F);
+    return this.projection(g.op('Mul', [silu, up]), layer, 'mlp.down_proj', C, F);
+  }
+
+  /**
+   * The mask [T, S] with the sliding window applied (when the config has one): row t may not see
+   * keys at positions <= position[t] - window. Cached row j holds position j (every decoder
+   * appends accepted rows in order), the new rows hold `positions`.
+   */
+  private windowed(mask: string, positions: string): string {
+    const window = this.c.slidingWindow;
+    if (window === undefined) return mask;
+    const g = this.g;
+    const past = this.layout.past;
+    let keyPositions = positions; // [S]
+    if (past !== null) {
+      // [P]: 0..P-1; a constant when P is fixed (graphs that are differentiated need static shapes).
+      const scalar = (value: string) => g.op('Squeeze', [value, g.ints([0])]);
+      const P = () => g.op('Sub', [g.op('Shape', [mask], { start: 1, end: 2 }), g.op('Shape', [positions])]); // S - T
+      const cached = typeof past === 'number' ? g.ints(Array.from({ length: past }, (_, j) => j)) : g.op('Range', [scalar(g.ints([0])), scalar(P()), scalar(g.ints([1]))]);
+      keyPositions = g.op('Concat', [cached, positions], { axis: 0 });
+    }
+    const distance = g.op('Sub', [g.op('Unsqueeze', [positions, g.ints([1])]), g.op('Unsqueeze', [keyPositions, g.ints([0])])]); // [T, S]
+    const inside = g.op('Less', [distance, g.ints([window])]);
+    return g.op('Add', [mask, g.op('Where', [inside, g.scalar(0), g.scalar(-Infinity)])]);
   }
 
   /** Adds the inputs and every layer; returns the logits value [T, V]. */
@@ -254,7 +292,7 @@ class LlamaGraph {
     const positions = g.input(GRAPH_INPUTS.positions, 'int64', [this.rows]);
     const { rows, past } = this.layout;
     const columns = past === null ? rows : typeof past === 'number' && typeof rows === 'number' ? past + rows : 'S';
-    const mask = g.input(GRAPH_INPUTS.mask, g.float, [rows, columns]);
+    const mask = this.windowed(g.input(GRAPH_INPUTS.mask, g.float, [rows, columns]), positions);
     const rope = this.rotaryTables(positions);
     const groupMask = g.op('Tile', [mask, g.ints([this.c.numHeads / this.c.numKvHeads, 1])]); // [G*T, S]
     for (let layer = 0; layer < this.c.numLayers; layer++) {

@@ -88,3 +88,17 @@ export function llama3FromFactors(headDim: number, theta: number, factors: reado
   const again = ropeDivisors(headDim, theta, candidate);
   return factors.every((d, i) => Math.abs(again[i]! - d) <= 1e-4 * d) ? candidate : undefined;
 }
+
+/** One line for `ppd info`: "" for none, else the scaling and its parameters. */
+export function describeRopeScaling(scaling: RopeScaling): string {
+  switch (scaling.type) {
+    case 'none':
+      return '';
+    case 'linear':
+      return `linear scaling ${scaling.factor}`;
+    case 'llama3':
+      return `llama3 scaling (factor ${scaling.factor}, low ${scaling.lowFreqFactor}, high ${scaling.highFreqFactor}, original context ${scaling.originalMaxPositionEmbeddings})`;
+    case 'factors':
+      return `per-frequency factors ${Math.min(...scaling.factors)}..${Math.max(...scaling.factors)}`;
+  }
+}

@@ -1,7 +1,8 @@
 /**
- * The tensors a LLaMA checkpoint must hold, with Hugging Face names and shapes derived from the
- * config, and the check that a source holds exactly those (no missing, no unexpected, no
- * misshapen tensor). Linear weights are stored [out, in], as in PyTorch.
+ * The tensors a LLaMA-family checkpoint must hold, with Hugging Face names and shapes derived from
+ * the config (biases and q/k norms where the family has them), and the check that a source holds
+ * exactly those (no missing, no unexpected, no misshapen tensor). Linear weights are stored
+ * [out, in], as in PyTorch; a bias is [out].
  */
 import { ModelError } from '../errors.ts';
 import type { TensorSource } from '../format/tensor-source.ts';
@@ -11,8 +12,9 @@ export const EMBED_TOKENS = 'model.embed_tokens.weight';
 export const FINAL_NORM = 'model.norm.weight';
 export const LM_HEAD = 'lm_head.weight';
 
-export function layerTensorName(layer: number, part: LayerPart): string {
-  return `model.layers.${layer}.${part}.weight`;
+/** `model.layers.N.<part>.weight` (or `.bias`). */
+export function layerTensorName(layer: number, part: LayerPart, kind: 'weight' | 'bias' = 'weight'): string {
+  return `model.layers.${layer}.${part}.${kind}`;
 }
 
 export type LayerPart =
@@ -20,13 +22,16 @@ export type LayerPart =
   | 'self_attn.q_proj'
   | 'self_attn.k_proj'
   | 'self_attn.v_proj'
+  | 'self_attn.q_norm'
+  | 'self_attn.k_norm'
   | 'self_attn.o_proj'
   | 'post_attention_layernorm'
   | 'mlp.gate_proj'
   | 'mlp.up_proj'
   | 'mlp.down_proj';
 
-export function layerShapes(c: LlamaConfig): Record<LayerPart, number[]> {
+/** The weight shapes of one layer; q_norm/k_norm only where the config has them (Qwen3). */
+export function layerShapes(c: LlamaConfig): Partial<Record<LayerPart, number[]>> {
   const C = c.hiddenSize;
   const F = c.intermediateSize;
   return {
@@ -34,6 +39,7 @@ export function layerShapes(c: LlamaConfig): Record<LayerPart, number[]> {
     'self_attn.q_proj': [c.numHeads * c.headDim, C],
     'self_attn.k_proj': [c.numKvHeads * c.headDim, C],
     'self_attn.v_proj': [c.numKvHeads * c.headDim, C],
+    ...(c.qkNorm ? { 'self_attn.q_norm': [c.headDim], 'self_attn.k_norm': [c.headDim] } : {}),
     'self_attn.o_proj': [C, c.numHeads * c.headDim],
     post_attention_layernorm: [C],
     'mlp.gate_proj': [F, C],
@@ -42,14 +48,28 @@ export function layerShapes(c: LlamaConfig): Record<LayerPart, number[]> {
   };
 }
 
+/** The projections of one layer that add a bias in this config, with the bias length (their output width). */
+export function layerBiases(c: LlamaConfig): Partial<Record<LayerPart, number>> {
+  const shapes = layerShapes(c);
+  const biased: LayerPart[] = [
+    ...(c.bias.qkv ? (['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'] as const) : []),
+    ...(c.bias.output ? (['self_attn.o_proj'] as const) : []),
+    ...(c.bias.mlp ? (['mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'] as const) : []),
+  ];
+  return Object.fromEntries(biased.map((part) => [part, shapes[part]![0]!]));
+}
+
 /** Every tensor name a checkpoint of this config must hold, with its shape. */
 export function expectedTensors(c: LlamaConfig): Map<string, number[]> {
   const expected = new Map<string, number[]>();
   expected.set(EMBED_TOKENS, [c.vocabSize, c.hiddenSize]);
   const shapes = layerShapes(c);
+  const biases = layerBiases(c);
   for (let layer = 0; layer < c.numLayers; layer++) {
-    for (const part of Object.keys(shapes) as LayerPart[]) {
-      expected.set(layerTensorName(layer, part), shapes[part]);
+    for (const [part, shape] of Object.entries(shapes) as [LayerPart, number[]][]) {
+      expected.set(layerTensorName(layer, part), shape);
+      const bias = biases[part];
+      if (bias !== undefined) expected.set(layerTensorName(layer, part, 'bias'), [bias]);
     }
   }
   expected.set(FINAL_NORM, [c.hiddenSize]);

@@ -54,9 +54,27 @@ export function readAdapterConfig(dir: string): AdapterConfig {
   return readJsonWithSchema(adapterConfigSchema, configPath);
 }
 
+/**
+ * The config as the hash sees it: the fields LlamaConfig had before the model families came
+ * (RoPE as `ropeScalingFactor`), and each later field only where it differs from plain LLaMA, so
+ * that adapters trained before keep their hash. Values are flat (nested objects as JSON text).
+ */
+function hashedConfig(c: LlamaConfig): Record<string, unknown> {
+  const { ropeScaling, bias, qkNorm, slidingWindow, ...rest } = c;
+  return {
+    ...rest,
+    ropeScalingFactor: ropeScaling.type === 'linear' ? ropeScaling.factor : 1,
+    ...(ropeScaling.type === 'llama3' || ropeScaling.type === 'factors' ? { ropeScaling: JSON.stringify(ropeScaling) } : {}),
+    ...(bias.qkv || bias.output || bias.mlp ? { bias: JSON.stringify(bias) } : {}),
+    ...(qkNorm ? { qkNorm } : {}),
+    ...(slidingWindow !== undefined ? { slidingWindow } : {}),
+  };
+}
+
 /** A stable hash of the base model's architecture: an adapter only fits the config it was trained on. */
 export function configHash(c: LlamaConfig): string {
-  const canonical = JSON.stringify(c, Object.keys(c).sort());
+  const hashed = hashedConfig(c);
+  const canonical = JSON.stringify(hashed, Object.keys(hashed).sort());
   return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
 }
 

@@ -49,7 +49,8 @@ test('on a plain LLaMA config it equals the separately written naive reference',
   const w = randomHfWeights(raw, 1);
   const config: LlamaConfig = {
     modelType: 'llama', vocabSize: 40, hiddenSize: 16, intermediateSize: 24, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 6,
-    rmsNormEps: 1e-5, ropeTheta: 10000, ropeScalingFactor: 1, tieWordEmbeddings: false, maxPositionEmbeddings: 64, eosTokenIds: [],
+    rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: { type: 'none' }, bias: { qkv: false, output: false, mlp: false }, qkNorm: false,
+    tieWordEmbeddings: false, maxPositionEmbeddings: 64, eosTokenIds: [],
   };
   const naive = naiveForward(config, w, { embeds: embedTokens(config, w, IDS), positions: IDS.map((_, i) => i), mask: causalMask(IDS.length, 0) });
   assertClose(flat(hfForward(raw, w, IDS)), naive.logits, 1e-5, 'logits');

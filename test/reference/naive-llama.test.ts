@@ -106,7 +106,7 @@ test('rotary: shifting every position by a constant leaves logits unchanged', ()
 
 test('rotary: keys rotate by rotate_half (dimension i pairs with i + D/2), positions divided by scaling', () => {
   const factor = 2.5;
-  const c = tinyConfig({ ropeScalingFactor: factor, ropeTheta: 500 });
+  const c = tinyConfig({ ropeScaling: { type: 'linear', factor }, ropeTheta: 500 });
   const w = randomWeights(c, 5);
   const one = (position: number) =>
     naiveForward(c, w, { embeds: embedTokens(c, w, [11]), positions: [position], mask: [[true]] });

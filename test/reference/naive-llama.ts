@@ -55,6 +55,13 @@ function rmsNorm(x: Float32Array, w: Float32Array, T: number, C: number, eps: nu
   return y;
 }
 
+/** Positions are divided by this (linear rope_scaling); other scalings are the family reference's (hf-causal-lm.ts). */
+function linearScaling(c: LlamaConfig): number {
+  if (c.ropeScaling.type === 'none') return 1;
+  if (c.ropeScaling.type === 'linear') return c.ropeScaling.factor;
+  throw new Error(`naive-llama: rope scaling ${c.ropeScaling.type} is not in this reference`);
+}
+
 /**
  * In-place rotary embedding, "rotate_half" convention: dimension i pairs with i + D/2.
  * x [T, heads, D]; angle = (position / scaling) * theta^(-2i/D).
@@ -63,7 +70,7 @@ function applyRotary(x: Float32Array, positions: number[], heads: number, c: Lla
   const D = c.headDim;
   const half = D / 2;
   for (let t = 0; t < positions.length; t++) {
-    const pos = positions[t] / c.ropeScalingFactor;
+    const pos = positions[t] / linearScaling(c);
     for (let h = 0; h < heads; h++) {
       const base = (t * heads + h) * D;
       for (let i = 0; i < half; i++) {

@@ -1,7 +1,8 @@
 /**
- * Writing an opened model (a Hugging Face folder or another GGUF file) as a LLaMA GGUF file that
- * llama.cpp loads: its metadata (llama-config.ts), its tokenizer (tokenizer/gguf/to-gguf.ts), and its tensors
- * under GGUF names with q_proj/k_proj rows in llama.cpp's order (llama-tensors.ts).
+ * Writing an opened model (a Hugging Face folder or another GGUF file) as a GGUF file that
+ * llama.cpp loads, in the architecture its converter would choose (llama, qwen2, qwen3): its
+ * metadata (llama-config.ts), its tokenizer (tokenizer/gguf/to-gguf.ts), Llama 3's rope_freqs,
+ * and its tensors under GGUF names with q_proj/k_proj rows in llama.cpp's order (llama-tensors.ts).
  *
  * Storage follows convert_hf_to_gguf.py: 1-D tensors and norms stay F32; every matrix takes the
  * requested type, except that a matrix whose rows are not whole 32-element blocks falls back to
@@ -12,11 +13,12 @@
 import { basename, extname } from 'node:path';
 import { ModelError } from '../../errors.ts';
 import type { LlamaConfig } from '../../model/config.ts';
+import { ropeDivisors } from '../../model/rope.ts';
 import { EMBED_TOKENS, LM_HEAD, expectedTensors } from '../../model/weights.ts';
 import { ggufTokenizerEntries } from '../../tokenizer/gguf/to-gguf.ts';
 import { readTokenizerJson, type ModelDir } from '../model-dir.ts';
-import { llamaGgufEntries, tokenIdEntries } from './llama-config.ts';
-import { gatherRows, ggufRowOfHfRow, ggufTensorName, invert, permutedHeads } from './llama-tensors.ts';
+import { ggufArchitecture, llamaGgufEntries, tokenIdEntries } from './llama-config.ts';
+import { gatherRows, ggufRowOfHfRow, ggufTensorName, invert, permutedHeads, ROPE_FREQS } from './llama-tensors.ts';
 import { quantize, type WritableType } from './quant.ts';
 import type { GgufEntry } from './types.ts';
 import { writeGguf, type GgufTensorToWrite } from './write.ts';
@@ -78,12 +80,37 @@ function metadataEntries(model: ModelDir, requested: GgufOutputType, name: strin
   return [...llamaGgufEntries(model.config, { name, fileType: requested }), ...tokenizer, ...ids];
 }
 
+/**
+ * Llama 3's RoPE scaling as llama.cpp stores it: rope_freqs.weight, the divisor of each
+ * frequency [D/2] in F32 (convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors).
+ */
+function ropeFreqsTensor(config: LlamaConfig): GgufTensorToWrite | undefined {
+  const { type } = config.ropeScaling;
+  if (type !== 'llama3' && type !== 'factors') return undefined;
+  const divisors = Float32Array.from(ropeDivisors(config.headDim, config.ropeTheta, config.ropeScaling));
+  return { name: ROPE_FREQS, type: 'F32', dims: [divisors.length], data: () => quantize('F32', divisors) };
+}
+
+/** What llama.cpp's loader for the architecture would not accept, as a ModelError. */
+function refuseUnloadable(config: LlamaConfig, origin: string): void {
+  // llama.cpp's qwen3 loads optional q/k/v biases but no o_proj bias: an extra tensor fails its load.
+  if (ggufArchitecture(config) === 'qwen3' && config.bias.output) {
+    throw new ModelError(`${origin}: a Qwen3 model with attention_bias has an o_proj bias, which llama.cpp's qwen3 architecture does not load`);
+  }
+}
+
 /** Writes `model` to `out` as a GGUF v3 file with matrices stored as `requested`. */
 export function writeLlamaGguf(model: ModelDir, out: string, requested: GgufOutputType): GgufExportSummary {
   const { config, tensors: source } = model;
+  refuseUnloadable(config, model.dir);
   const types: Record<string, number> = {};
   const fallbacks: string[] = [];
   const tensors: GgufTensorToWrite[] = [];
+  const ropeFreqs = ropeFreqsTensor(config);
+  if (ropeFreqs) {
+    tensors.push(ropeFreqs);
+    types.F32 = 1;
+  }
   for (const [name, shape] of expectedTensors(config)) {
     const type = storageType(name, shape, requested, config);
     types[type] = (types[type] ?? 0) + 1;
@@ -95,7 +122,7 @@ export function writeLlamaGguf(model: ModelDir, out: string, requested: GgufOutp
       dims: [...shape].reverse(),
       data: () => {
         const values = source.readF32(name);
-        const ordered = heads === undefined ? values : gatherRows(values, shape[1], invert(ggufRowOfHfRow(shape[0], heads)));
+        const ordered = heads === undefined ? values : gatherRows(values, shape[1] ?? 1, invert(ggufRowOfHfRow(shape[0]!, heads)));
         return quantize(type, ordered);
       },
     });

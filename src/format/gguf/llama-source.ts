@@ -1,5 +1,5 @@
 /**
- * A LLaMA GGUF file seen as a TensorSource with Hugging Face names, shapes and row order, so the
+ * A LLaMA-family GGUF file seen as a TensorSource with Hugging Face names, shapes and row order, so the
  * rest of ppd treats it like a safetensors checkpoint: readF32 dequantises; readBlockQuantized
  * hands Q8_0/Q4_0 matrices over as stored (rows reordered, never requantized).
  *
@@ -8,7 +8,7 @@
 import { FormatError } from '../../errors.ts';
 import type { LlamaConfig } from '../../model/config.ts';
 import type { BlockQuantized, TensorInfo, TensorSource } from '../tensor-source.ts';
-import { gatherRows, ggufRowOfHfRow, hfTensorName, permutedHeads } from './llama-tensors.ts';
+import { gatherRows, ggufRowOfHfRow, hfTensorName, permutedHeads, ROPE_FREQS } from './llama-tensors.ts';
 import { dequantize, toBlockQuantized } from './quant.ts';
 import type { GgufFile, GgufTensorInfo } from './read.ts';
 
@@ -23,13 +23,17 @@ function entryOf(stored: GgufTensorInfo, config: LlamaConfig): Entry {
   const shape = [...stored.dims].reverse();
   const heads = permutedHeads(name, config);
   // A misshapen q/k cannot be unpermuted; checkTensors rejects its shape before anyone reads it.
-  const permutable = heads !== undefined && shape.length === 2 && shape[0] % (2 * heads) === 0;
+  const permutable = heads !== undefined && shape.length <= 2 && shape[0]! % (2 * heads) === 0;
   return { name, dtype: stored.type.name, shape, stored, sourceRow: permutable ? ggufRowOfHfRow(shape[0], heads) : undefined };
 }
 
-/** The tensors of an open LLaMA GGUF file; closing the source closes the file. */
+/**
+ * The tensors of an open LLaMA-family GGUF file; closing the source closes the file. rope_freqs
+ * is config, not a weight (llama-config.ts reads it), so it is not listed.
+ */
 export function llamaGgufSource(file: GgufFile, config: LlamaConfig): TensorSource {
-  const entries = new Map(file.tensors.map((t) => [hfTensorName(t.name) ?? t.name, entryOf(t, config)]));
+  const stored = file.tensors.filter((t) => t.name !== ROPE_FREQS);
+  const entries = new Map(stored.map((t) => [hfTensorName(t.name) ?? t.name, entryOf(t, config)]));
   const get = (name: string): Entry => {
     const entry = entries.get(name);
     if (!entry) throw new FormatError(file.path, `no tensor "${name}"`);
@@ -42,7 +46,7 @@ export function llamaGgufSource(file: GgufFile, config: LlamaConfig): TensorSour
     readF32(name: string): Float32Array {
       const { stored, shape, sourceRow } = get(name);
       const values = dequantize(stored.type.name, file.readBytes(stored), stored.elements);
-      return sourceRow ? gatherRows(values, shape[1], sourceRow) : values;
+      return sourceRow ? gatherRows(values, shape[1] ?? 1, sourceRow) : values;
     },
     readBlockQuantized(name: string): BlockQuantized | undefined {
       const { stored, shape, sourceRow } = get(name);
