@@ -1,19 +1,22 @@
 /**
- * Builds the training corpus, data/corpus/{train,valid,test}.txt and manifest.json, from
+ * Builds a prose training corpus, data/corpus/ or data/prose-corpus/ ({train,valid,test}.txt and manifest.json), from
  * packages installed by scripts/install-corpus.sh (Debian) and `npm ci` (npm devDependencies).
  * The same package versions give byte-identical files: no dates, no host names, fixed order.
  *
- * Usage: npx tsx scripts/build-corpus.ts [--out data/corpus]
+ * Usage: npx tsx scripts/build-corpus.ts [--corpus default|prose] [--out DIR]
+ *
+ * --corpus default (data/corpus) is the bundled model's; prose (data/prose-corpus) adds the Python
+ * and Node.js documentation (data/prose-corpus/README.md).
  *
  * The text rules live in src/data/corpus.ts; this file only finds the sources, reads them, and
  * writes the results (each file to a temporary name first, then renamed into place).
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../src/format/atomic.ts';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { FormatError, PpdError } from '../src/errors.ts';
@@ -22,17 +25,21 @@ import {
   HELD_OUT,
   SPLITS,
   assignSplits,
-  formatSplitFile,
   parseDevilDictionary,
   parseJargonFile,
   parseKjv,
   parseMobyDickPart,
+  parseNodeDocPage,
+  parsePythonDocPage,
   parseSotuSpeech,
   type CorpusDocument,
   type Split,
 } from '../src/data/corpus.ts';
+import { countDocuments, writeSplitFiles, type Counts } from '../src/data/corpus-files.ts';
 
-const INSTALL_HINT = 'install the corpus sources with scripts/install-corpus.sh and npm ci';
+const INSTALL_HINT = 'install the corpus sources with scripts/install-corpus.sh [prose] and npm ci';
+/** Debian packages the prose corpus reads without installing them (scripts/install-corpus.sh prose). */
+const DOWNLOADS = join(dirname(fileURLToPath(import.meta.url)), '..', 'data', 'prose-corpus', '.cache');
 
 /** A package a source is read from, as the manifest records it. */
 interface PackageRef {
@@ -100,7 +107,40 @@ const SOURCES: Source[] = [
     packages: [{ manager: 'debian', name: 'dict-devil', role: 'text (dictd database /usr/share/dictd/devil.{dict.dz,index})' }],
     read: readDevil,
   },
+  {
+    id: 'python-docs',
+    title: 'The Python 3 documentation (tutorial, library and language reference, HOWTOs, FAQ), reStructuredText sources',
+    licence:
+      'PSF-2.0: "Python software and documentation are licensed under the PSF License Agreement" (the docs\' own ' +
+      'license page), which permits derived works provided the PSF licence and copyright notice ("Copyright (c) ' +
+      '2001-2023 Python Software Foundation; All Rights Reserved") are retained; code examples are also 0BSD.',
+    packages: [{ manager: 'debian', name: pythonDocPackage(), role: 'text (/usr/share/doc/python3.X/html/_sources/**/*.rst.txt)' }],
+    read: readPythonDocs,
+  },
+  {
+    id: 'node-docs',
+    title: 'The Node.js API documentation, Markdown sources',
+    licence:
+      'MIT (Expat), as the Debian copyright file states for the Node.js sources ("Copyright: Node.js contributors, ' +
+      'Joyent, Inc. and other Node contributors"); derived works must keep the MIT notice.',
+    packages: [
+      {
+        manager: 'debian',
+        name: 'nodejs-doc',
+        role: 'text (/usr/share/doc/nodejs/api/*.md[.gz]); downloaded with `apt-get download` and unpacked, not installed',
+      },
+    ],
+    read: readNodeDocs,
+  },
 ];
+
+/** The corpora this script builds: which sources each holds, and where it is written. */
+const CORPORA: Record<string, { sources: string[]; out: string }> = {
+  // The bundled model's corpus (data/corpus/README.md).
+  default: { sources: ['kjv', 'moby-dick', 'sotu', 'jargon', 'devil'], out: 'data/corpus' },
+  // The larger prose corpus (data/prose-corpus/README.md): the same and two sets of documentation.
+  prose: { sources: ['kjv', 'moby-dick', 'sotu', 'jargon', 'devil', 'python-docs', 'node-docs'], out: 'data/prose-corpus' },
+};
 
 // ---------------------------------------------------------------------------------------------
 // Reading the installed packages
@@ -185,7 +225,69 @@ function readDevil(): CorpusDocument[] {
   return parseDevilDictionary(gunzipSync(readInstalled(dict)), readInstalled(index).toString('utf8'), dict);
 }
 
+/** The folder of the Python documentation's sources, and its Debian package (python3.11-doc on Debian 12). */
+function pythonDocSources(): { dir: string; pkg: string } {
+  const docs = '/usr/share/doc';
+  const found = existsSync(docs) ? readdirSync(docs).filter((d) => /^python3\.\d+$/.test(d) && existsSync(join(docs, d, 'html', '_sources'))) : [];
+  if (found.length !== 1) throw new PpdError(`expected one /usr/share/doc/python3.X/html/_sources, found ${found.length}; ${INSTALL_HINT}`);
+  return { dir: join(docs, found[0]!, 'html', '_sources'), pkg: `${found[0]}-doc` };
+}
+
+function pythonDocPackage(): string {
+  try {
+    return pythonDocSources().pkg;
+  } catch {
+    return 'python3-doc'; // not installed: packageVersion names the package to install
+  }
+}
+
+/** Every page below _sources, in path order. */
+function readPythonDocs(): CorpusDocument[] {
+  const { dir } = pythonDocSources();
+  const pages = (readdirSync(dir, { recursive: true }) as string[]).filter((p) => p.endsWith('.rst.txt')).sort();
+  return pages.flatMap((page) => {
+    const path = join(dir, page);
+    return parsePythonDocPage(page.replace(/\.rst\.txt$/, ''), readInstalled(path).toString('utf8'), path) ?? [];
+  });
+}
+
+/**
+ * The nodejs-doc package that scripts/install-corpus.sh downloaded (installing it would make apt
+ * remove a nodesource `nodejs`, i.e. Node itself).
+ */
+function nodeDocDeb(): string {
+  const debs = existsSync(DOWNLOADS) ? readdirSync(DOWNLOADS).filter((f) => /^nodejs-doc_.*\.deb$/.test(f)) : [];
+  if (debs.length !== 1) throw new PpdError(`expected one nodejs-doc_*.deb in ${DOWNLOADS}, found ${debs.length}; ${INSTALL_HINT}`);
+  return join(DOWNLOADS, debs[0]!);
+}
+
+function dpkgDeb(args: string[]): string {
+  try {
+    return execFileSync('dpkg-deb', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    throw new PpdError(`dpkg-deb ${args.join(' ')} failed: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+/** Every API page, in name order; Debian gzips the larger ones. */
+function readNodeDocs(): CorpusDocument[] {
+  const unpacked = join(DOWNLOADS, 'nodejs-doc');
+  rmSync(unpacked, { recursive: true, force: true });
+  dpkgDeb(['-x', nodeDocDeb(), unpacked]);
+  const dir = installed(join(unpacked, 'usr/share/doc/nodejs/api'));
+  const pages = readdirSync(dir)
+    .filter((f) => /\.md(?:\.gz)?$/.test(f))
+    .sort();
+  return pages.flatMap((file) => {
+    const path = join(dir, file);
+    const bytes = readInstalled(path);
+    const text = (file.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8');
+    return parseNodeDocPage(file.replace(/\.md(?:\.gz)?$/, ''), text, path) ?? [];
+  });
+}
+
 function packageVersion(manager: 'debian' | 'npm', name: string): string {
+  if (name === 'nodejs-doc') return dpkgDeb(['-f', nodeDocDeb(), 'Version']).trim();
   if (manager === 'npm') {
     const pkg = JSON.parse(readFileSync(join(npmPackageDir(name), 'package.json'), 'utf8')) as { version: string };
     return pkg.version;
@@ -202,54 +304,20 @@ function packageVersion(manager: 'debian' | 'npm', name: string): string {
   return version;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Counting and writing
-
-interface Counts {
-  documents: number;
-  /** Unicode code points of the documents' texts, separators not included. */
-  chars: number;
-  /** UTF-8 bytes of the documents' texts, separators not included. */
-  bytes: number;
-}
-
-function count(docs: readonly CorpusDocument[]): Counts {
-  let chars = 0;
-  let bytes = 0;
-  for (const doc of docs) {
-    for (const _ of doc.text) chars++;
-    bytes += Buffer.byteLength(doc.text, 'utf8');
-  }
-  return { documents: docs.length, chars, bytes };
-}
-
-
 function main(): void {
-  const { values } = parseArgs({ options: { out: { type: 'string', default: 'data/corpus' } } });
-  const outDir = values.out;
+  const { values } = parseArgs({ options: { corpus: { type: 'string', default: 'default' }, out: { type: 'string' } } });
+  const corpus = CORPORA[values.corpus];
+  if (!corpus) throw new PpdError(`--corpus must be one of ${Object.keys(CORPORA).join(', ')}, got "${values.corpus}"`);
+  const outDir = values.out ?? corpus.out;
 
-  const sources = SOURCES.map((source) => {
+  const sources = corpus.sources.map((id) => SOURCES.find((s) => s.id === id)!).map((source) => {
     const packages: PackageRef[] = source.packages.map((p) => ({ ...p, version: packageVersion(p.manager, p.name) }));
     const docs = source.read();
     return { source, packages, docs, splits: assignSplits(docs) };
   });
   const bySplit = assignSplits(sources.flatMap((s) => s.docs));
 
-  mkdirSync(outDir, { recursive: true });
-  const files: Record<string, Counts & { file: string; fileBytes: number; sha256: string; ids?: string[] }> = {};
-  for (const split of SPLITS) {
-    const text = formatSplitFile(bySplit[split]);
-    const file = `${split}.txt`;
-    writeFileAtomic(join(outDir, file), text);
-    files[split] = {
-      file,
-      ...count(bySplit[split]),
-      fileBytes: Buffer.byteLength(text, 'utf8'),
-      sha256: createHash('sha256').update(text, 'utf8').digest('hex'),
-      // The held-out ids, in file order, so a reader can tell which chapters, speeches and entries they are.
-      ...(split === 'train' ? {} : { ids: bySplit[split].map((doc) => doc.id) }),
-    };
-  }
+  const files = writeSplitFiles(outDir, bySplit);
 
   const manifest = {
     schema: 'ppd-corpus/1',
@@ -263,8 +331,8 @@ function main(): void {
       title: source.title,
       licence: source.licence,
       packages,
-      total: count(docs),
-      splits: Object.fromEntries(SPLITS.map((split) => [split, count(splits[split])])) as Record<Split, Counts>,
+      total: countDocuments(docs),
+      splits: Object.fromEntries(SPLITS.map((split) => [split, countDocuments(splits[split])])) as Record<Split, Counts>,
     })),
     files,
   };
@@ -272,7 +340,7 @@ function main(): void {
 
   for (const { source, docs, splits } of sources) {
     const mb = (n: number) => (n / 1e6).toFixed(2).padStart(6);
-    const c = count(docs);
+    const c = countDocuments(docs);
     console.log(
       `${source.id.padEnd(10)} ${String(c.documents).padStart(5)} docs ${mb(c.bytes)} MB  ` +
         SPLITS.map((split) => `${split} ${splits[split].length}`).join(', '),

@@ -22,7 +22,7 @@ export const SPLITS: readonly Split[] = ['train', 'valid', 'test'];
 export interface CorpusDocument {
   /** `<source>/<name within the source>`, unique in the corpus; the split hashes it. */
   readonly id: string;
-  /** Source id: 'kjv', 'moby-dick', 'sotu', 'jargon', 'devil'. */
+  /** Source id: 'kjv', 'moby-dick', 'sotu', 'jargon', 'devil', 'python-docs', ...; a package name in the code corpus. */
   readonly source: string;
   /** Normalised text (see normaliseText): no leading blank lines, no trailing whitespace. */
   readonly text: string;
@@ -315,32 +315,74 @@ export function dictdNumber(digits: string, origin: string): number {
   return value;
 }
 
+/** Python documentation pages left out: legal text (licence, copyright) and pages that are only a list of links. */
+const PYTHON_DOCS_SKIPPED = new Set(['license', 'copyright', 'contents', 'whatsnew/changelog']);
+
+/**
+ * One page of the Python documentation as its reStructuredText source, as Sphinx ships it beside
+ * the HTML (Debian's python3.X-doc: html/_sources/library/os.rst.txt). `name` is its path below
+ * _sources without ".rst.txt" ("library/os"). The markup and the hard-wrapped layout are kept
+ * as written; null for PYTHON_DOCS_SKIPPED pages.
+ */
+export function parsePythonDocPage(name: string, text: string, origin: string): CorpusDocument | null {
+  if (PYTHON_DOCS_SKIPPED.has(name)) return null;
+  return makeDocument('python-docs', name, text, origin);
+}
+
+/**
+ * One page of the Node.js API documentation in Markdown (Debian's nodejs-doc:
+ * /usr/share/doc/nodejs/api/fs.md). The HTML comments that carry the doc tool's metadata
+ * ("<!-- YAML added: v0.1.90 -->", "<!--introduced_in=v0.10.0-->") are removed; the markup and
+ * the hard-wrapped layout are kept as written. The index page (a list of links) is left out (null).
+ */
+export function parseNodeDocPage(name: string, text: string, origin: string): CorpusDocument | null {
+  if (name === 'index') return null;
+  return makeDocument('node-docs', name, text.replace(/<!--[\s\S]*?-->/g, ''), origin);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The split: by document, from a hash of its id
 
 /** Fractions of documents held out; the rest is train. */
-export const HELD_OUT = { valid: 0.02, test: 0.02 } as const;
+export interface HeldOutFractions {
+  readonly valid: number;
+  readonly test: number;
+}
+
+/** The prose corpora's fractions. */
+export const HELD_OUT: HeldOutFractions = { valid: 0.02, test: 0.02 };
 
 /**
  * The split of a document: u = the first 4 bytes of sha256(id, UTF-8) read as a big-endian
- * uint32, divided by 2^32; valid if u < 0.02, test if u < 0.04, else train. It depends on the
- * id alone, so a document never changes split when sources are added, reordered or re-cleaned.
+ * uint32, divided by 2^32; valid if u < heldOut.valid (0.02), test if u < heldOut.valid +
+ * heldOut.test (0.04), else train. It depends on the id alone, so a document never changes
+ * split when sources are added, reordered or re-cleaned.
  */
-export function splitOf(id: string): Split {
+export function splitOf(id: string, heldOut: HeldOutFractions = HELD_OUT): Split {
   const u = createHash('sha256').update(id, 'utf8').digest().readUInt32BE(0) / 2 ** 32;
-  if (u < HELD_OUT.valid) return 'valid';
-  if (u < HELD_OUT.valid + HELD_OUT.test) return 'test';
+  if (u < heldOut.valid) return 'valid';
+  if (u < heldOut.valid + heldOut.test) return 'test';
   return 'train';
 }
 
-/** Documents grouped by split, each group in input order; FormatError on a repeated id. */
-export function assignSplits(docs: readonly CorpusDocument[]): Record<Split, CorpusDocument[]> {
+export interface SplitRule {
+  /** What is hashed: the document's id (the default), or a group it belongs to (its package). */
+  groupOf?: (doc: CorpusDocument) => string;
+  heldOut?: HeldOutFractions;
+}
+
+/**
+ * Documents grouped by split, each group in input order; FormatError on a repeated id. Each
+ * document goes where splitOf sends its group (by default its id), so a group is never divided.
+ */
+export function assignSplits(docs: readonly CorpusDocument[], rule: SplitRule = {}): Record<Split, CorpusDocument[]> {
+  const { groupOf = (doc: CorpusDocument) => doc.id, heldOut = HELD_OUT } = rule;
   const seen = new Set<string>();
   const out: Record<Split, CorpusDocument[]> = { train: [], valid: [], test: [] };
   for (const doc of docs) {
     if (seen.has(doc.id)) throw new FormatError(doc.source, `document id "${doc.id}" appears twice`);
     seen.add(doc.id);
-    out[splitOf(doc.id)].push(doc);
+    out[splitOf(groupOf(doc), heldOut)].push(doc);
   }
   return out;
 }
