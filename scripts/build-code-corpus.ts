@@ -17,9 +17,12 @@ import { parseArgs } from 'node:util';
 import { list } from 'tar';
 import { z } from 'zod';
 import { FormatError, PpdError } from '../src/errors.ts';
-import { SPLITS, assignSplits, type CorpusDocument, type HeldOutFractions, type Split } from '../src/data/corpus.ts';
+import { DOCUMENT_SEPARATOR, SPLITS, assignSplits, type CorpusDocument, type Split } from '../src/data/corpus.ts';
 import { countDocuments, writeSplitFiles, type Counts } from '../src/data/corpus-files.ts';
 import {
+  CODE_HELD_OUT,
+  HELD_OUT_PACKAGE_BYTES,
+  TRAIN_PACKAGE_BYTES,
   codeDocument,
   contentSkipReason,
   dropRepeatedLicenceHeaders,
@@ -36,19 +39,6 @@ import {
 import { writeJsonAtomic } from '../src/format/atomic.ts';
 import { Progress } from '../src/report/progress.ts';
 
-/**
- * Whole packages are held out: about 4 % of them each for valid and test, chosen by the hash of
- * the package name (corpus.ts's split rule), so held-out figures measure code from packages
- * training never saw.
- */
-const CODE_HELD_OUT: HeldOutFractions = { valid: 0.04, test: 0.04 };
-/** Bytes of each held-out package kept in its split (the rest of it is in no split). */
-const HELD_OUT_PACKAGE_BYTES = 40_000;
-/**
- * Bytes of a training package kept: the few largest packages (a game engine, a 3D library)
- * would otherwise be a third of the corpus.
- */
-const TRAIN_PACKAGE_BYTES = 3_000_000;
 /** Packages fetched by one `npm pack` call. */
 const FETCH_BATCH = 20;
 
@@ -272,7 +262,7 @@ function main(): void {
   const manifest = {
     schema: 'ppd-code-corpus/1',
     builtBy: 'scripts/build-code-corpus.ts',
-    documentSeparator: '\n\n<|endoftext|>\n\n',
+    documentSeparator: DOCUMENT_SEPARATOR,
     documentHeader: 'each document opens with the line "// <package>/<path>"',
     splitRule:
       'by package: u = first 4 bytes of sha256(package name, UTF-8) as a big-endian uint32 / 2^32; ' +

@@ -29,17 +29,20 @@ import {
   parseJargonFile,
   parseKjv,
   parseMobyDickPart,
-  parseNodeDocPage,
-  parsePythonDocPage,
   parseSotuSpeech,
   type CorpusDocument,
   type Split,
 } from '../src/data/corpus.ts';
+import { parseNodeDocPage, parsePostgresDocPage, parsePythonDocPage, parseSqliteDocPage } from '../src/data/doc-pages.ts';
 import { countDocuments, writeSplitFiles, type Counts } from '../src/data/corpus-files.ts';
 
 const INSTALL_HINT = 'install the corpus sources with scripts/install-corpus.sh [prose] and npm ci';
 /** Debian packages the prose corpus reads without installing them (scripts/install-corpus.sh prose). */
 const DOWNLOADS = join(dirname(fileURLToPath(import.meta.url)), '..', 'data', 'prose-corpus', '.cache');
+const PYTHON_DOCS = 'usr/share/doc/python3.11/html/_sources';
+const NODE_DOCS = 'usr/share/doc/nodejs/api';
+const POSTGRES_DOCS = 'usr/share/doc/postgresql-doc-15/html';
+const SQLITE_DOCS = 'usr/share/doc/sqlite3';
 
 /** A package a source is read from, as the manifest records it. */
 interface PackageRef {
@@ -48,6 +51,8 @@ interface PackageRef {
   version: string;
   /** What the package contributes: the text itself, or a program that decodes it. */
   role: string;
+  /** Downloaded with `apt-get download` and unpacked, not installed (the prose corpus's manuals). */
+  downloaded?: boolean;
 }
 
 /** Provenance and licence of one source, and how to read it. */
@@ -55,7 +60,7 @@ interface Source {
   id: string;
   title: string;
   licence: string;
-  packages: { manager: 'debian' | 'npm'; name: string; role: string }[];
+  packages: Omit<PackageRef, 'version'>[];
   read: () => CorpusDocument[];
 }
 
@@ -109,28 +114,39 @@ const SOURCES: Source[] = [
   },
   {
     id: 'python-docs',
-    title: 'The Python 3 documentation (tutorial, library and language reference, HOWTOs, FAQ), reStructuredText sources',
+    title: 'The Python 3.11 documentation (tutorial, library and language reference, HOWTOs, FAQ), reStructuredText sources',
     licence:
       'PSF-2.0: "Python software and documentation are licensed under the PSF License Agreement" (the docs\' own ' +
-      'license page), which permits derived works provided the PSF licence and copyright notice ("Copyright (c) ' +
+      'license page), which permits derived works provided the PSF licence and its copyright notice ("Copyright (c) ' +
       '2001-2023 Python Software Foundation; All Rights Reserved") are retained; code examples are also 0BSD.',
-    packages: [{ manager: 'debian', name: pythonDocPackage(), role: 'text (/usr/share/doc/python3.X/html/_sources/**/*.rst.txt)' }],
-    read: readPythonDocs,
+    packages: [{ manager: 'debian', name: 'python3.11-doc', role: `text (${PYTHON_DOCS}/**/*.rst.txt)`, downloaded: true }],
+    read: () => readPages('python3.11-doc', PYTHON_DOCS, /\.rst\.txt$/, parsePythonDocPage),
   },
   {
     id: 'node-docs',
-    title: 'The Node.js API documentation, Markdown sources',
+    title: 'The Node.js 18 API documentation, Markdown sources',
     licence:
-      'MIT (Expat), as the Debian copyright file states for the Node.js sources ("Copyright: Node.js contributors, ' +
-      'Joyent, Inc. and other Node contributors"); derived works must keep the MIT notice.',
-    packages: [
-      {
-        manager: 'debian',
-        name: 'nodejs-doc',
-        role: 'text (/usr/share/doc/nodejs/api/*.md[.gz]); downloaded with `apt-get download` and unpacked, not installed',
-      },
-    ],
-    read: readNodeDocs,
+      'MIT (Expat): the Debian copyright file gives "Files: * / Copyright: Node.js contributors, Joyent, Inc. and ' +
+      'other Node contributors / License: Expat" for the Node.js sources, doc/api included; derived works keep the notice.',
+    packages: [{ manager: 'debian', name: 'nodejs-doc', role: `text (${NODE_DOCS}/*.md[.gz])`, downloaded: true }],
+    read: () => readPages('nodejs-doc', NODE_DOCS, /\.md(?:\.gz)?$/, parseNodeDocPage),
+  },
+  {
+    id: 'postgres-docs',
+    title: 'The PostgreSQL 15 manual, HTML',
+    licence:
+      'PostgreSQL Licence (permissive, BSD-like): "Portions Copyright (c) 1996-2019, PostgreSQL Global Development ' +
+      'Group; Portions Copyright (c) 1994, The Regents of the University of California" (Debian copyright file, ' +
+      'Files: *); use, copying, modification and distribution are permitted provided the notice is kept.',
+    packages: [{ manager: 'debian', name: 'postgresql-doc-15', role: `text (${POSTGRES_DOCS}/*.html)`, downloaded: true }],
+    read: () => readPages('postgresql-doc-15', POSTGRES_DOCS, /\.html$/, parsePostgresDocPage),
+  },
+  {
+    id: 'sqlite-docs',
+    title: 'The SQLite 3.40 documentation, HTML',
+    licence: 'Public domain: "Files: * / Copyright: D. Richard Hipp / License: public-domain" (Debian copyright file).',
+    packages: [{ manager: 'debian', name: 'sqlite3-doc', role: `text (${SQLITE_DOCS}/**/*.html)`, downloaded: true }],
+    read: () => readPages('sqlite3-doc', SQLITE_DOCS, /\.html$/, parseSqliteDocPage),
   },
 ];
 
@@ -138,8 +154,11 @@ const SOURCES: Source[] = [
 const CORPORA: Record<string, { sources: string[]; out: string }> = {
   // The bundled model's corpus (data/corpus/README.md).
   default: { sources: ['kjv', 'moby-dick', 'sotu', 'jargon', 'devil'], out: 'data/corpus' },
-  // The larger prose corpus (data/prose-corpus/README.md): the same and two sets of documentation.
-  prose: { sources: ['kjv', 'moby-dick', 'sotu', 'jargon', 'devil', 'python-docs', 'node-docs'], out: 'data/prose-corpus' },
+  // The larger prose corpus (data/prose-corpus/README.md): the same and four manuals.
+  prose: {
+    sources: ['kjv', 'moby-dick', 'sotu', 'jargon', 'devil', 'python-docs', 'node-docs', 'postgres-docs', 'sqlite-docs'],
+    out: 'data/prose-corpus',
+  },
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -225,39 +244,17 @@ function readDevil(): CorpusDocument[] {
   return parseDevilDictionary(gunzipSync(readInstalled(dict)), readInstalled(index).toString('utf8'), dict);
 }
 
-/** The folder of the Python documentation's sources, and its Debian package (python3.11-doc on Debian 12). */
-function pythonDocSources(): { dir: string; pkg: string } {
-  const docs = '/usr/share/doc';
-  const found = existsSync(docs) ? readdirSync(docs).filter((d) => /^python3\.\d+$/.test(d) && existsSync(join(docs, d, 'html', '_sources'))) : [];
-  if (found.length !== 1) throw new PpdError(`expected one /usr/share/doc/python3.X/html/_sources, found ${found.length}; ${INSTALL_HINT}`);
-  return { dir: join(docs, found[0]!, 'html', '_sources'), pkg: `${found[0]}-doc` };
-}
-
-function pythonDocPackage(): string {
-  try {
-    return pythonDocSources().pkg;
-  } catch {
-    return 'python3-doc'; // not installed: packageVersion names the package to install
-  }
-}
-
-/** Every page below _sources, in path order. */
-function readPythonDocs(): CorpusDocument[] {
-  const { dir } = pythonDocSources();
-  const pages = (readdirSync(dir, { recursive: true }) as string[]).filter((p) => p.endsWith('.rst.txt')).sort();
-  return pages.flatMap((page) => {
-    const path = join(dir, page);
-    return parsePythonDocPage(page.replace(/\.rst\.txt$/, ''), readInstalled(path).toString('utf8'), path) ?? [];
-  });
-}
+// ---------------------------------------------------------------------------------------------
+// Reading the downloaded packages (the prose corpus's manuals)
 
 /**
- * The nodejs-doc package that scripts/install-corpus.sh downloaded (installing it would make apt
- * remove a nodesource `nodejs`, i.e. Node itself).
+ * The one `<name>_<version>_all.deb` that scripts/install-corpus.sh downloaded into DOWNLOADS.
+ * These packages are unpacked, never installed: installing nodejs-doc makes apt remove a
+ * nodesource `nodejs`, i.e. Node itself, and the others need not touch the system either.
  */
-function nodeDocDeb(): string {
-  const debs = existsSync(DOWNLOADS) ? readdirSync(DOWNLOADS).filter((f) => /^nodejs-doc_.*\.deb$/.test(f)) : [];
-  if (debs.length !== 1) throw new PpdError(`expected one nodejs-doc_*.deb in ${DOWNLOADS}, found ${debs.length}; ${INSTALL_HINT}`);
+function downloadedDeb(name: string): string {
+  const debs = existsSync(DOWNLOADS) ? readdirSync(DOWNLOADS).filter((f) => f.startsWith(`${name}_`) && f.endsWith('.deb')) : [];
+  if (debs.length !== 1) throw new PpdError(`expected one ${name}_*.deb in ${DOWNLOADS}, found ${debs.length}; ${INSTALL_HINT}`);
   return join(DOWNLOADS, debs[0]!);
 }
 
@@ -265,29 +262,37 @@ function dpkgDeb(args: string[]): string {
   try {
     return execFileSync('dpkg-deb', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
-    throw new PpdError(`dpkg-deb ${args.join(' ')} failed: ${(err as Error).message.split('\n')[0]}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new PpdError(code === 'ENOENT' ? 'dpkg-deb is not available: the Debian sources need a Debian system' : `dpkg-deb ${args.join(' ')} failed: ${(err as Error).message.split('\n')[0]}`);
   }
 }
 
-/** Every API page, in name order; Debian gzips the larger ones. */
-function readNodeDocs(): CorpusDocument[] {
-  const unpacked = join(DOWNLOADS, 'nodejs-doc');
-  rmSync(unpacked, { recursive: true, force: true });
-  dpkgDeb(['-x', nodeDocDeb(), unpacked]);
-  const dir = installed(join(unpacked, 'usr/share/doc/nodejs/api'));
-  const pages = readdirSync(dir)
-    .filter((f) => /\.md(?:\.gz)?$/.test(f))
-    .sort();
-  return pages.flatMap((file) => {
-    const path = join(dir, file);
+/**
+ * The pages below `dir` of a downloaded package whose paths match `pattern`, in path order,
+ * through `parse` (which may leave a page out); the package is unpacked afresh into DOWNLOADS.
+ * Debian gzips the larger files (fs.md.gz): they are read uncompressed.
+ */
+function readPages(
+  pkg: string,
+  dir: string,
+  pattern: RegExp,
+  parse: (name: string, text: string, origin: string) => CorpusDocument | null,
+): CorpusDocument[] {
+  const root = join(DOWNLOADS, pkg);
+  rmSync(root, { recursive: true, force: true });
+  dpkgDeb(['-x', downloadedDeb(pkg), root]);
+  const base = installed(join(root, dir));
+  const pages = (readdirSync(base, { recursive: true }) as string[]).filter((p) => pattern.test(p)).sort();
+  return pages.flatMap((page) => {
+    const path = join(base, page);
     const bytes = readInstalled(path);
-    const text = (file.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8');
-    return parseNodeDocPage(file.replace(/\.md(?:\.gz)?$/, ''), text, path) ?? [];
+    const text = (page.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8');
+    return parse(page.replace(pattern, ''), text, path) ?? [];
   });
 }
 
-function packageVersion(manager: 'debian' | 'npm', name: string): string {
-  if (name === 'nodejs-doc') return dpkgDeb(['-f', nodeDocDeb(), 'Version']).trim();
+function packageVersion(manager: 'debian' | 'npm', name: string, downloaded = false): string {
+  if (downloaded) return dpkgDeb(['-f', downloadedDeb(name), 'Version']).trim();
   if (manager === 'npm') {
     const pkg = JSON.parse(readFileSync(join(npmPackageDir(name), 'package.json'), 'utf8')) as { version: string };
     return pkg.version;
@@ -311,7 +316,7 @@ function main(): void {
   const outDir = values.out ?? corpus.out;
 
   const sources = corpus.sources.map((id) => SOURCES.find((s) => s.id === id)!).map((source) => {
-    const packages: PackageRef[] = source.packages.map((p) => ({ ...p, version: packageVersion(p.manager, p.name) }));
+    const packages: PackageRef[] = source.packages.map((p) => ({ ...p, version: packageVersion(p.manager, p.name, p.downloaded) }));
     const docs = source.read();
     return { source, packages, docs, splits: assignSplits(docs) };
   });

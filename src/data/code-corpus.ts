@@ -12,7 +12,7 @@
  * headers, held-out samples.
  */
 import { createHash } from 'node:crypto';
-import { END_OF_TEXT, type CorpusDocument } from './corpus.ts';
+import { END_OF_TEXT, type CorpusDocument, type HeldOutFractions } from './corpus.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Licences
@@ -291,7 +291,21 @@ export function dropRepeatedLicenceHeaders<T extends { path: string; text: strin
 }
 
 // ---------------------------------------------------------------------------------------------
-// Samples within a budget
+// The split: by package, within budgets
+
+/**
+ * Whole packages are held out: about 4 % of them each for valid and test, chosen by the hash of
+ * the package name (corpus.ts's splitOf), so held-out figures measure code from packages that
+ * training never saw.
+ */
+export const CODE_HELD_OUT: HeldOutFractions = { valid: 0.04, test: 0.04 };
+/** Bytes of each held-out package kept in its split (the rest of it is in no split). */
+export const HELD_OUT_PACKAGE_BYTES = 40_000;
+/**
+ * Bytes of a training package kept: the few largest packages (a game engine, a 3D library)
+ * would otherwise be a third of the corpus.
+ */
+export const TRAIN_PACKAGE_BYTES = 3_000_000;
 
 /**
  * The documents kept when a package may contribute at most `budgetBytes` (UTF-8 bytes of the

@@ -315,31 +315,6 @@ export function dictdNumber(digits: string, origin: string): number {
   return value;
 }
 
-/** Python documentation pages left out: legal text (licence, copyright) and pages that are only a list of links. */
-const PYTHON_DOCS_SKIPPED = new Set(['license', 'copyright', 'contents', 'whatsnew/changelog']);
-
-/**
- * One page of the Python documentation as its reStructuredText source, as Sphinx ships it beside
- * the HTML (Debian's python3.X-doc: html/_sources/library/os.rst.txt). `name` is its path below
- * _sources without ".rst.txt" ("library/os"). The markup and the hard-wrapped layout are kept
- * as written; null for PYTHON_DOCS_SKIPPED pages.
- */
-export function parsePythonDocPage(name: string, text: string, origin: string): CorpusDocument | null {
-  if (PYTHON_DOCS_SKIPPED.has(name)) return null;
-  return makeDocument('python-docs', name, text, origin);
-}
-
-/**
- * One page of the Node.js API documentation in Markdown (Debian's nodejs-doc:
- * /usr/share/doc/nodejs/api/fs.md). The HTML comments that carry the doc tool's metadata
- * ("<!-- YAML added: v0.1.90 -->", "<!--introduced_in=v0.10.0-->") are removed; the markup and
- * the hard-wrapped layout are kept as written. The index page (a list of links) is left out (null).
- */
-export function parseNodeDocPage(name: string, text: string, origin: string): CorpusDocument | null {
-  if (name === 'index') return null;
-  return makeDocument('node-docs', name, text.replace(/<!--[\s\S]*?-->/g, ''), origin);
-}
-
 // ---------------------------------------------------------------------------------------------
 // The split: by document, from a hash of its id
 
