@@ -5,9 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { makeDocument, parseSplitFile, splitOf } from '../src/data/corpus.ts';
+import { makeDocument, splitOf } from '../src/data/corpus.ts';
 import {
   CODE_HELD_OUT,
   HELD_OUT_PACKAGE_BYTES,
@@ -23,6 +22,7 @@ import {
   sampleWithin,
   shadowedBySources,
 } from '../src/data/code-corpus.ts';
+import { readCheckedSplitFile, type ManifestFile } from './helpers/split-files.ts';
 
 test('isPermissiveLicence reads SPDX expressions: OR needs one, AND needs all', () => {
   for (const ok of ['MIT', 'ISC', '0BSD', 'Apache-2.0', '(MIT OR GPL-3.0)', '(BSD-3-Clause OR GPL-2.0)', 'MIT AND (Apache-2.0 OR GPL-2.0)']) {
@@ -134,7 +134,7 @@ test('sampleWithin keeps a fixed set within the budget, in input order, whatever
 
 interface CodeManifest {
   packages: { name: string; licence: string; licenceFile: string; split: string | null }[];
-  files: Record<string, { file: string; documents: number; fileBytes: number; sha256: string; ids: string[] }>;
+  files: Record<string, ManifestFile>;
 }
 
 test('data/code-corpus valid.txt and test.txt match their manifest; whole packages held out', () => {
@@ -146,11 +146,7 @@ test('data/code-corpus valid.txt and test.txt match their manifest; whole packag
   const names = [...packages.keys()].sort((a, b) => b.length - a.length);
   for (const split of ['valid', 'test'] as const) {
     const entry = manifest.files[split]!;
-    const bytes = readFileSync(new URL(entry.file, dir));
-    assert.equal(bytes.length, entry.fileBytes);
-    assert.equal(createHash('sha256').update(bytes).digest('hex'), entry.sha256);
-    const docs = parseSplitFile(bytes.toString('utf8'));
-    assert.equal(docs.length, entry.documents);
+    const docs = readCheckedSplitFile(dir, entry);
     const perPackage = new Map<string, number>();
     docs.forEach((doc, i) => {
       const id = entry.ids[i]!;

@@ -5,9 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { FormatError } from '../src/errors.ts';
+import { readCheckedSplitFile, type ManifestFile } from './helpers/split-files.ts';
 import {
   DOCUMENT_SEPARATOR,
   END_OF_TEXT,
@@ -289,14 +289,6 @@ test('split files: documents joined by the separator line, and parsed back', () 
 // ---------------------------------------------------------------------------------------------
 // The committed held-out files
 
-interface ManifestFile {
-  file: string;
-  documents: number;
-  fileBytes: number;
-  sha256: string;
-  ids: string[];
-}
-
 interface Manifest {
   sources: { id: string }[];
   files: Record<string, ManifestFile>;
@@ -313,12 +305,7 @@ for (const corpus of ['corpus', 'prose-corpus']) {
     const texts = new Map<string, string>();
     for (const split of ['valid', 'test'] as const) {
       const entry = manifest.files[split]!;
-      const bytes = readFileSync(new URL(entry.file, dir));
-      assert.equal(bytes.length, entry.fileBytes);
-      assert.equal(createHash('sha256').update(bytes).digest('hex'), entry.sha256);
-      const docs = parseSplitFile(bytes.toString('utf8'));
-      assert.equal(docs.length, entry.documents);
-      assert.equal(entry.ids.length, entry.documents);
+      const docs = readCheckedSplitFile(dir, entry);
       for (const id of entry.ids) assert.equal(splitOf(id), split, id);
       for (const doc of docs) {
         assert.equal(normaliseText(doc), doc);
