@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { list } from 'tar';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { FormatError, PpdError } from '../src/errors.ts';
 import { DOCUMENT_SEPARATOR, SPLITS, assignSplits, type CorpusDocument, type Split } from '../src/data/corpus.ts';
 import { countDocuments, writeSplitFiles, type Counts } from '../src/data/corpus-files.ts';
@@ -37,43 +37,36 @@ import {
   type SkipReason,
 } from '../src/data/code-corpus.ts';
 import { writeJsonAtomic } from '../src/format/atomic.ts';
+import { arrayOf, crossCheck, literal, matching, object, text } from '../src/format/schema.ts';
+import { readJsonWithSchema } from '../src/format/text-file.ts';
 import { Progress } from '../src/report/progress.ts';
 
 /** Packages fetched by one `npm pack` call. */
 const FETCH_BATCH = 20;
 
-const PinnedPackages = z.object({
-  schema: z.literal('ppd-code-packages/1'),
-  packages: z.array(
-    z.object({
-      name: z.string().min(1),
-      version: z.string().min(1),
-      /** The registry's dist.integrity of the tarball (sha512, base64). */
-      integrity: z.string().regex(/^sha512-[A-Za-z0-9+/]+=*$/),
-    }),
-  ),
-});
-type Pin = z.infer<typeof PinnedPackages>['packages'][number];
-
-function readPins(path: string): Pin[] {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new FormatError(path, `cannot read as JSON (${(err as Error).message})`);
-  }
-  const parsed = PinnedPackages.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new FormatError(path, `${issue.path.join('.') || '(root)'}: ${issue.message}`);
-  }
-  const names = new Set<string>();
-  for (const pin of parsed.data.packages) {
-    if (names.has(pin.name)) throw new FormatError(path, `package ${pin.name} is pinned twice`);
-    names.add(pin.name);
-  }
-  return parsed.data.packages;
-}
+/** data/code-corpus/packages.json: the pinned packages, read with the project's schema reader. */
+const PinnedPackages = crossCheck(
+  object({
+    schema: literal('ppd-code-packages/1'),
+    packages: arrayOf(
+      object({
+        name: text('an npm package name'),
+        version: text('an exact version'),
+        /** The registry's dist.integrity of the tarball (sha512, base64). */
+        integrity: matching(/^sha512-[A-Za-z0-9+/]+=*$/, 'a "sha512-..." integrity string'),
+      }),
+      'an array of {name, version, integrity}',
+    ),
+  }),
+  (value, fail) => {
+    const names = new Set<string>();
+    value.packages.forEach((pin, i) => {
+      if (names.has(pin.name)) fail(['packages', i, 'name'], `must not repeat an earlier entry, got ${JSON.stringify(pin.name)}`);
+      names.add(pin.name);
+    });
+  },
+);
+type Pin = z.output<typeof PinnedPackages>['packages'][number];
 
 // ---------------------------------------------------------------------------------------------
 // Fetching and reading tarballs
@@ -145,7 +138,7 @@ interface PackageRecord {
   licenceFile: string;
   /** Code files (.js, .ts, ... by name) in the tarball. */
   codeFiles: number;
-  skipped: Partial<Record<SkipReason | 'empty', number>>;
+  skipped: Partial<Record<SkipReason, number>>;
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
@@ -154,7 +147,12 @@ function readPackage(pin: Pin, tarball: string): { record: PackageRecord; files:
   const files = readTarball(tarball);
   const pkgJson = files.get('package.json');
   if (!pkgJson) throw new FormatError(tarball, 'no package.json at the top of the tarball');
-  const meta = JSON.parse(pkgJson.toString('utf8')) as Record<string, unknown>;
+  let meta: Record<string, unknown>;
+  try {
+    meta = JSON.parse(pkgJson.toString('utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new FormatError(tarball, `package.json is not JSON (${(err as Error).message})`);
+  }
   if (meta.name !== pin.name || meta.version !== pin.version) {
     throw new FormatError(tarball, `holds ${String(meta.name)}@${String(meta.version)}, not the pinned ${pin.name}@${pin.version}`);
   }
@@ -167,7 +165,7 @@ function readPackage(pin: Pin, tarball: string): { record: PackageRecord; files:
   if (licenceFile === null) throw new FormatError(tarball, 'ships no licence file (LICENSE, LICENCE, COPYING) at its root');
 
   const skipped: PackageRecord['skipped'] = {};
-  const skip = (reason: SkipReason | 'empty') => (skipped[reason] = (skipped[reason] ?? 0) + 1);
+  const skip = (reason: SkipReason) => (skipped[reason] = (skipped[reason] ?? 0) + 1);
   const codePaths = paths.filter(isCodePath);
   const shadowed = shadowedBySources(codePaths);
   const kept: { path: string; text: string }[] = [];
@@ -216,7 +214,7 @@ function main(): void {
     },
   });
   const t0 = performance.now();
-  const pins = readPins(values.packages);
+  const pins = readJsonWithSchema(PinnedPackages, values.packages).packages;
   const tarballs = join(values.cache, 'tarballs');
   fetchMissing(pins, tarballs);
 

@@ -12,6 +12,7 @@ import { Command } from 'commander';
 import { documentsOf, cachedTokenStream } from '../src/data/tokenize.ts';
 import { PpdError } from '../src/errors.ts';
 import { writeJsonAtomic } from '../src/format/atomic.ts';
+import { openForReading } from '../src/format/file-io.ts';
 import { readJsonObject, readTextFile } from '../src/format/text-file.ts';
 import { Progress } from '../src/report/progress.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
@@ -24,7 +25,7 @@ interface Flags {
 
 function main(files: string[], flags: Flags): void {
   const tokenizerFile = join(flags.tokenizer, 'tokenizer.json');
-  const tokenizer = Tokenizer.fromFiles(tokenizerFile, readJsonObject(join(flags.tokenizer, 'tokenizer_config.json')));
+  const tokenizer = Tokenizer.fromFile(openForReading(tokenizerFile), readJsonObject(join(flags.tokenizer, 'tokenizer_config.json')));
   const tokenizerKey = readTextFile(tokenizerFile);
   const rows = files.map((file) => {
     const text = readTextFile(file);

@@ -116,6 +116,7 @@ export type SkipReason =
   | 'compiled output'
   | 'long lines'
   | 'data'
+  | 'empty'
   | 'licence boilerplate only'
   | 'contains the separator'
   | 'duplicate';
