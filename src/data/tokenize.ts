@@ -25,12 +25,25 @@ export function tokenizeDocuments(
   if (tokenizer.bosId === null || tokenizer.eosId === null) {
     throw new ModelError('the tokenizer needs BOS and EOS tokens to delimit documents');
   }
-  const ids: number[] = [];
+  // Each document's ids are kept apart and copied once at the end: spreading a long document's
+  // ids into one push (a 600 KB source file is ~150k tokens) overflows the call stack.
+  const encoded: number[][] = [];
+  let total = 0;
   documents.forEach((doc, i) => {
-    ids.push(tokenizer.bosId!, ...tokenizer.encode(doc, { addBos: false }), tokenizer.eosId!);
+    const ids = tokenizer.encode(doc, { addBos: false });
+    encoded.push(ids);
+    total += ids.length + 2;
     onProgress?.(i + 1, documents.length);
   });
-  return Int32Array.from(ids);
+  const out = new Int32Array(total);
+  let at = 0;
+  for (const ids of encoded) {
+    out[at++] = tokenizer.bosId;
+    out.set(ids, at);
+    at += ids.length;
+    out[at++] = tokenizer.eosId;
+  }
+  return out;
 }
 
 /** The token stream of `text`, from `cacheDir` when this tokenizer already encoded this text. */
