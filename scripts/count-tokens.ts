@@ -46,11 +46,11 @@ function main(files: string[], flags: Flags): void {
       tokens: ids.length,
       textTokens,
       bytesPerToken: Number((bytes / Math.max(1, textTokens)).toFixed(3)),
-      seconds: Number(((performance.now() - t0) / 1000).toFixed(1)),
     };
+    // The time is the tokenising's only on a cache miss, so it is shown, not recorded.
     process.stdout.write(
       `${file}: ${row.documents} documents, ${(bytes / 1e6).toFixed(2)} MB, ${ids.length} tokens in the stream ` +
-        `(${textTokens} of text, ${row.bytesPerToken} bytes/token) in ${row.seconds} s\n`,
+        `(${textTokens} of text, ${row.bytesPerToken} bytes/token) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
     );
     return row;
   });
