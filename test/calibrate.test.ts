@@ -22,8 +22,9 @@ import { openModelDir } from '../src/format/model-dir.ts';
 import type { LlamaConfig } from '../src/model/config.ts';
 import { writeRandomModel } from '../src/model/random-init.ts';
 import { configHash, PromptAdapter } from '../src/ppd/adapter.ts';
+import { saveAdapter } from '../src/ppd/adapter-files.ts';
 import { loadPpdSetup } from '../src/ppd/setup.ts';
-import { saveTreeSet } from '../src/ppd/tree.ts';
+import { saveTreeSet } from '../src/ppd/tree-files.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
 import { memorySource, randomWeights, tinyConfig } from './helpers/tiny-model.ts';
@@ -235,7 +236,7 @@ describe('which trees decoding uses', () => {
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'ppd-profile-test-'));
     base = tinyConfig();
-    PromptAdapter.initialise(base, randomWeights(base, 1).get('model.embed_tokens.weight')!, [3, 4, 5], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' }).save(dir);
+    saveAdapter(PromptAdapter.initialise(base, randomWeights(base, 1).get('model.embed_tokens.weight')!, [3, 4, 5], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' }), dir);
     writeFileSync(join(dir, 'accuracy.json'), JSON.stringify({ schema: 'ppd.accuracy/1', accuracy: ACC }));
     saveTreeSet(join(dir, 'trees.json'), buildTreeSet(ACC, { budget: 10, ...SHAPE }));
     binding = { baseConfigHash: configHash(base), accuracyDigest: fileDigest(join(dir, 'accuracy.json')) };
@@ -363,7 +364,7 @@ describe('ppd calibrate on a tiny random model', () => {
     const table = files.tensors.readF32('model.embed_tokens.weight');
     files.tensors.close();
     mkdirSync(adapterDir);
-    PromptAdapter.initialise(base, table, [70, 71, 72], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 'FGH' }).save(adapterDir);
+    saveAdapter(PromptAdapter.initialise(base, table, [70, 71, 72], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 'FGH' }), adapterDir);
     writeFileSync(join(adapterDir, 'accuracy.json'), JSON.stringify({ schema: 'ppd.accuracy/1', accuracy: ACC }));
     saveTreeSet(join(adapterDir, 'trees.json'), buildTreeSet(ACC, { budget: 4, ...SHAPE }));
     const words = (seed: number) => Array.from({ length: 30 }, (_, i) => `w${(i * 7 + seed) % 13}`).join(' ');

@@ -16,6 +16,7 @@ import { newCache } from '../src/generate/autoregressive.ts';
 import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
 import { argmax } from '../src/sampling/sampler.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
+import { loadAdapter, saveAdapter } from '../src/ppd/adapter-files.ts';
 import { buildDistillSet, type DistillSet } from '../src/ppd/distill.ts';
 import { promptVisibility } from '../src/ppd/prompt-mask.ts';
 import { accuracyTable, heldOutKl, PrefixCaches, PromptSession, trainPrompts } from '../src/ppd/train-prompts.ts';
@@ -109,13 +110,13 @@ test('adapters round-trip and refuse another base model', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ppd-adapter-'));
   try {
     const adapter = freshAdapter();
-    adapter.save(dir);
-    const loaded = PromptAdapter.load(dir, config);
+    saveAdapter(adapter, dir);
+    const loaded = loadAdapter(dir, config);
     assert.deepEqual(loaded.embeddings, adapter.embeddings);
     assert.equal(loaded.config.attention, 'ensemble');
     assert.ok(adapter.parameterShare(config).share > 0);
-    assert.throws(() => PromptAdapter.load(dir, tinyConfig({ vocabSize: 24, numLayers: 3 })), /trained for another base model/);
-    assert.throws(() => PromptAdapter.load(join(dir, 'missing'), config), /not a ppd adapter folder/);
+    assert.throws(() => loadAdapter(dir, tinyConfig({ vocabSize: 24, numLayers: 3 })), /trained for another base model/);
+    assert.throws(() => loadAdapter(join(dir, 'missing'), config), /not a ppd adapter folder/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FormatError, InputError } from '../src/errors.ts';
-import { loadTree, loadTreeSet, parseTree, parseTreeSet, saveTree, saveTreeSet, treeRows, type PpdTree, type PpdTreeSet } from '../src/ppd/tree.ts';
+import { parseTree, parseTreeSet, treeRows, type PpdTree, type PpdTreeSet } from '../src/ppd/tree.ts';
+import { loadTree, loadTreeSet, saveTree, saveTreeSet } from '../src/ppd/tree-files.ts';
 import { compileTree, withLookupChain, type CompileOptions, type TreeBuffers } from '../src/ppd/tree-buffers.ts';
 import {
   allocatePrompts, allocatePromptsExhaustive, allocationValue, buildTreeSet, endProbabilities, expectedAcceptedLength,

@@ -17,7 +17,8 @@ import {
 import { readJsonWithSchema } from '../src/format/text-file.ts';
 import { CONFIG_FAMILY_NAMES, parseLlamaConfig } from '../src/model/config.ts';
 import { readAccuracyTable } from '../src/ppd/accuracy.ts';
-import { PromptAdapter, readAdapterConfig } from '../src/ppd/adapter.ts';
+import { PromptAdapter } from '../src/ppd/adapter.ts';
+import { loadAdapter, loadAdapterConfig, saveAdapter } from '../src/ppd/adapter-files.ts';
 import { tinyConfig } from './helpers/tiny-model.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ppd-schema-'));
@@ -160,13 +161,13 @@ describe('adapter_config.json and accuracy.json', () => {
   const adapterDir = join(dir, 'adapter');
   mkdirSync(adapterDir, { recursive: true });
   const base = tinyConfig();
-  PromptAdapter.initialise(base, new Float32Array(base.vocabSize * base.hiddenSize), [1, 2], { promptTokens: 2, virtualTokens: 1, attention: 'ensemble', initText: 'x' }).save(adapterDir);
+  saveAdapter(PromptAdapter.initialise(base, new Float32Array(base.vocabSize * base.hiddenSize), [1, 2], { promptTokens: 2, virtualTokens: 1, attention: 'ensemble', initText: 'x' }), adapterDir);
   const configPath = join(adapterDir, 'adapter_config.json');
-  const good = readAdapterConfig(adapterDir);
+  const good = loadAdapterConfig(adapterDir);
 
   test('a saved adapter config reads back as written, training record included', () => {
     writeFileSync(configPath, JSON.stringify({ ...good, training: { steps: 3 }, note: 'kept' }));
-    assert.deepEqual(readAdapterConfig(adapterDir), { ...good, training: { steps: 3 }, note: 'kept' });
+    assert.deepEqual(loadAdapterConfig(adapterDir), { ...good, training: { steps: 3 }, note: 'kept' });
   });
 
   const cases: [Record<string, unknown>, RegExp][] = [
@@ -178,7 +179,7 @@ describe('adapter_config.json and accuracy.json', () => {
   for (const [edit, message] of cases) {
     test(`adapter config: ${message.source.slice(0, 40)}`, () => {
       writeFileSync(configPath, JSON.stringify({ ...good, ...edit }));
-      const text = messageOf(() => PromptAdapter.load(adapterDir, base));
+      const text = messageOf(() => loadAdapter(adapterDir, base));
       assert.ok(text.startsWith(`${configPath}: `), text);
       assert.match(text, message);
     });

@@ -4,6 +4,7 @@
  * real CLI on a tiny random model: slow to start, so only one); a port in use is an InputError,
  * which the CLI prints as one `error:` line, and so is an unusable API key or --allowed-hosts.
  */
+import { saveAdapter } from '../src/ppd/adapter-files.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -17,7 +18,7 @@ import { InputError } from '../src/errors.ts';
 import { serveCommand } from '../src/cli/serve.ts';
 import { loadModel } from '../src/load.ts';
 import { TREES_FILE } from '../src/ppd/setup.ts';
-import { saveTreeSet } from '../src/ppd/tree.ts';
+import { saveTreeSet } from '../src/ppd/tree-files.ts';
 import { assertUserError } from './helpers/cli.ts';
 import { post, tinyPpdSetup, writeTinyModel } from './helpers/tiny-server.ts';
 
@@ -34,7 +35,7 @@ before(async () => {
   const loaded = await loadModel(modelDir, { cacheDir: false, threads: 1 });
   const setup = tinyPpdSetup(loaded);
   adapterDir = join(work, 'adapter');
-  setup.adapter.save(adapterDir);
+  saveAdapter(setup.adapter, adapterDir);
   saveTreeSet(join(adapterDir, TREES_FILE), setup.trees);
   await loaded.model.release();
 });

@@ -15,8 +15,9 @@ import { startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/load.ts';
 import { writeRandomModel } from '../src/model/random-init.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
+import { saveAdapter } from '../src/ppd/adapter-files.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
-import { saveTreeSet } from '../src/ppd/tree.ts';
+import { saveTreeSet } from '../src/ppd/tree-files.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { loadDraft, type DraftSetup } from '../src/spec/setup.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson, llamaTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
@@ -51,7 +52,7 @@ before(async () => {
   draft = await loadDraft(target, draftDir, { cacheDir: false, threads: 1, draftTokens: 3 });
   // The draft's own PPD adapter (random: initialised from token embeddings) and trees.
   draftAdapterDir = join(work, 'draft-ppd');
-  PromptAdapter.initialise(draft.model.config, draft.model.embeddings, [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' }).save(draftAdapterDir);
+  saveAdapter(PromptAdapter.initialise(draft.model.config, draft.model.embeddings, [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' }), draftAdapterDir);
   saveTreeSet(join(draftAdapterDir, 'trees.json'), buildTreeSet(ACC, { budget: 8, promptTokens: 3, virtualTokens: 1 }));
 });
 

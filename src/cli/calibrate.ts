@@ -24,9 +24,11 @@ import { loadModel, type LoadedModel } from '../load.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import type { QuantizeMode } from '../model/quantize.ts';
 import { PromptAdapter } from '../ppd/adapter.ts';
-import { ACCURACY_FILE, readAccuracyTable, type AccuracyTable } from '../ppd/accuracy.ts';
+import { loadAdapter } from '../ppd/adapter-files.ts';
+import { readAccuracyTable, type AccuracyTable } from '../ppd/accuracy.ts';
+import { ACCURACY_FILE } from '../ppd/adapter-folder.ts';
 import { TREES_FILE } from '../ppd/setup.ts';
-import { loadTreeSet } from '../ppd/tree.ts';
+import { loadTreeSet } from '../ppd/tree-files.ts';
 import { Progress } from '../report/progress.ts';
 import { defaultThreads } from '../runtime/ort.ts';
 
@@ -115,7 +117,7 @@ function readInputs(f: CalibrateFlags): Inputs {
   const signature = machineSignature(threads, f.quantize);
   // The base model's config suffices to check the adapter; only the latency model is loaded.
   const base = configOf(f.model);
-  const adapter = PromptAdapter.load(f.ppd, base);
+  const adapter = loadAdapter(f.ppd, base);
   const accuracyFile = join(f.ppd, ACCURACY_FILE);
   const acc = readAccuracyTable(accuracyFile);
   const shape: AdapterShape = { promptTokens: adapter.promptTokens, virtualTokens: adapter.virtualTokens, attention: adapter.config.attention, accuracySource: accuracyFile };

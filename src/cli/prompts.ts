@@ -11,13 +11,15 @@ import { readTextFile } from '../format/text-file.ts';
 import { pickReferenceTrees, readReferenceTreeFile, treeSetFromReference } from '../ppd/reference-trees.ts';
 import { openModelDir } from '../format/model-dir.ts';
 import { loadModel, requireTokenizer, type LoadedModel } from '../load.ts';
-import { ADAPTER_CONFIG, PromptAdapter, readAdapterConfig } from '../ppd/adapter.ts';
+import { ADAPTER_CONFIG, PromptAdapter } from '../ppd/adapter.ts';
+import { loadAdapter, loadAdapterConfig, saveAdapter } from '../ppd/adapter-files.ts';
 import type { AttentionVariant } from '../ppd/prompt-mask.ts';
 import { buildDistillSet, loadDistillSet, saveDistillSet, type DistillSet } from '../ppd/distill.ts';
-import { ACCURACY_FILE, readAccuracyTable, writeAccuracyFile } from '../ppd/accuracy.ts';
+import { readAccuracyTable, writeAccuracyFile } from '../ppd/accuracy.ts';
+import { ACCURACY_FILE } from '../ppd/adapter-folder.ts';
 import { TREES_FILE } from '../ppd/setup.ts';
 import { accuracyTable, heldOutKl, PrefixCaches, PromptSession, trainPrompts } from '../ppd/train-prompts.ts';
-import { saveTreeSet } from '../ppd/tree.ts';
+import { saveTreeSet } from '../ppd/tree-files.ts';
 import { buildTreeSet } from '../ppd/tree-builder.ts';
 import { Progress } from '../report/progress.ts';
 import { configHash } from '../ppd/adapter.ts';
@@ -153,7 +155,7 @@ export async function trainPromptsCommand(f: TrainPromptsFlags): Promise<void> {
     shareOfBase: share,
     history,
   };
-  adapter.save(f.out);
+  saveAdapter(adapter, f.out);
   writeAccuracyFile(join(f.out, ACCURACY_FILE), acc, valid.count, f.valid);
   const trees = buildTreeSet(acc, { budget: f.budget, promptTokens: f.promptTokens, virtualTokens: f.virtualTokens, attention: f.attention, accuracySource: join(f.out, ACCURACY_FILE) });
   saveTreeSet(join(f.out, TREES_FILE), trees);
@@ -178,7 +180,7 @@ export async function evalPromptsCommand(f: {
   threads?: number;
 }): Promise<void> {
   const loaded = await loadModel(f.model, { threads: f.threads, needsTokenizer: true });
-  const adapter = PromptAdapter.load(f.ppd, loaded.config);
+  const adapter = loadAdapter(f.ppd, loaded.config);
   const shape = { promptTokens: adapter.promptTokens, virtualTokens: adapter.virtualTokens, prefixLength: f.prefixLength, topK: 10 };
   const set = await distillSet(loaded, f.data, f.ppd, 'eval', { count: f.examples, ...shape, seed: f.seed, selfGenerated: f.selfGenerated });
   const files = openModelDir(f.model);
@@ -195,7 +197,7 @@ export async function evalPromptsCommand(f: {
 export function treeBuildCommand(f: { accuracies: string; budget: number; out?: string; maxRank?: number }): void {
   const acc = readAccuracyTable(f.accuracies);
   const adapterDir = join(f.accuracies, '..');
-  const adapter = existsSync(join(adapterDir, ADAPTER_CONFIG)) ? readAdapterConfig(adapterDir) : undefined;
+  const adapter = existsSync(join(adapterDir, ADAPTER_CONFIG)) ? loadAdapterConfig(adapterDir) : undefined;
   if (f.budget < 1) throw new InputError('--budget must be at least 1');
   const trees = buildTreeSet(acc, {
     budget: f.budget,

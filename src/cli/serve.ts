@@ -44,6 +44,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   const app = buildServer({
     loaded,
     ppd,
+    adapterDir: flags.ppd,
     apiKey: flags.apiKey,
     // The name the server was told to listen on is one of its own.
     allowedHosts: [...(flags.allowedHosts ?? []), ...(isIP(flags.host) === 0 ? [flags.host] : [])],
@@ -64,7 +65,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     throw new InputError(`cannot listen on ${flags.host}:${flags.port}: ${why}`);
   }
   const decoding = ppd ? `PPD with ${flags.ppd}` : 'plain decoding';
-  process.stdout.write(`serving ${flags.model} (${decoding}) at ${url}; chat page at ${url}/, API at ${url}/v1\n`);
+  process.stdout.write(`serving ${flags.model} (${decoding}) at ${url}; chat page at ${url}/, in-browser page at ${url}/browser/, API at ${url}/v1\n`);
   if (!isLoopback(flags.host) && !flags.apiKey) {
     process.stderr.write(`warning: listening on ${flags.host} without --api-key: anyone who can reach this port can use the model\n`);
   }

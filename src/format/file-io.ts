@@ -51,6 +51,7 @@ export function nodeFolder(dir: string): Folder {
   return {
     path: dir,
     has: (name) => existsSync(join(dir, name)),
+    nameOf: (name) => join(dir, name),
     open: (name) => openForReading(join(dir, name)),
   };
 }

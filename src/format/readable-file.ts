@@ -24,6 +24,8 @@ export interface Folder {
   /** Its path or label, for error messages. */
   readonly path: string;
   has(name: string): boolean;
+  /** How the file `name` in it is named in messages (its path on Node). */
+  nameOf(name: string): string;
   /** The file `name` in it; a FormatError naming it when it is missing or unreadable. */
   open(name: string): ReadableFile;
 }

@@ -4,7 +4,7 @@
  * CLI and the server both start generations here, so they behave the same.
  */
 import { InputError } from '../errors.ts';
-import { requireTokenizer, type LoadedModel } from '../load.ts';
+import { requireTokenizer, type LoadedModel } from '../loaded-model.ts';
 import { Sampler, type SamplingOptions } from '../sampling/sampler.ts';
 import { encodePrompt, type Prompt } from '../tokenizer/prompt.ts';
 import { autoregressive } from './autoregressive.ts';

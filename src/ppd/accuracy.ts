@@ -8,7 +8,6 @@ import { writeJsonAtomic } from '../format/atomic.ts';
 import { arrayOf, integer, literal, looseObject, number, text } from '../format/schema.ts';
 import { readJsonWithSchema } from '../format/text-file.ts';
 
-export const ACCURACY_FILE = 'accuracy.json';
 const ACCURACY_SCHEMA = 'ppd.accuracy/1';
 
 /** acc[i][k], i < N prompt tokens, k < ranks: P(the true token at depth i+1 is exactly guess k). */

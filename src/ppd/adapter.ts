@@ -4,24 +4,21 @@
  * `adapter.safetensors`) and bound to its base model by a hash of the base model's config.
  *
  * Row order of the embeddings: prompt token i, virtual token j → row i·V + j. Not the trees
- * (tree.ts), not the training (train-prompts.ts).
+ * (tree.ts), not the training (train-prompts.ts), not writing it to disk (adapter-files.ts).
  */
-import { createHash } from 'node:crypto';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex } from '@noble/hashes/utils.js';
 import { z } from 'zod';
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { FormatError, InputError, ModelError } from '../errors.ts';
-import { writeJsonAtomic } from '../format/atomic.ts';
-import { integer, literal, looseObject, oneOf, text } from '../format/schema.ts';
-import { readJsonWithSchema } from '../format/text-file.ts';
-import { openSafetensors } from '../format/file-io.ts';
-import { writeSafetensors } from '../format/safetensors-write.ts';
+import { readFolderJson, type Folder } from '../format/readable-file.ts';
+import { readSafetensors } from '../format/safetensors.ts';
+import { integer, literal, looseObject, oneOf, parseWithSchema, text } from '../format/schema.ts';
 import { parameterCount, type LlamaConfig } from '../model/config.ts';
 import { ATTENTION_VARIANTS, type AttentionVariant } from './prompt-mask.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter.safetensors';
-const EMBEDDINGS = 'prompt_embeddings';
+export const EMBEDDINGS = 'prompt_embeddings';
 
 const ADAPTER_SCHEMA = 'ppd.adapter/1';
 
@@ -47,11 +44,10 @@ const adapterConfigSchema = looseObject({
 
 export type AdapterConfig = z.output<typeof adapterConfigSchema>;
 
-/** Reads and checks `dir`'s adapter_config.json (no weights, no base-model check). */
-export function readAdapterConfig(dir: string): AdapterConfig {
-  const configPath = join(dir, ADAPTER_CONFIG);
-  if (!existsSync(configPath)) throw new FormatError(dir, `no ${ADAPTER_CONFIG}: not a ppd adapter folder`);
-  return readJsonWithSchema(adapterConfigSchema, configPath);
+/** Reads and checks the adapter folder's adapter_config.json (no weights, no base-model check). */
+export function readAdapterConfig(folder: Folder): AdapterConfig {
+  if (!folder.has(ADAPTER_CONFIG)) throw new FormatError(folder.path, `no ${ADAPTER_CONFIG}: not a ppd adapter folder`);
+  return parseWithSchema(adapterConfigSchema, readFolderJson(folder, ADAPTER_CONFIG), { file: folder.nameOf(ADAPTER_CONFIG) });
 }
 
 /**
@@ -75,7 +71,7 @@ function hashedConfig(c: LlamaConfig): Record<string, unknown> {
 export function configHash(c: LlamaConfig): string {
   const hashed = hashedConfig(c);
   const canonical = JSON.stringify(hashed, Object.keys(hashed).sort());
-  return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
+  return bytesToHex(sha256(new TextEncoder().encode(canonical))).slice(0, 16);
 }
 
 export class PromptAdapter {
@@ -144,18 +140,10 @@ export class PromptAdapter {
     );
   }
 
-  save(dir: string): void {
-    mkdirSync(dir, { recursive: true });
-    const { promptTokens: N, virtualTokens: V, baseModel } = this.config;
-    writeSafetensors(join(dir, ADAPTER_WEIGHTS), [
-      { name: EMBEDDINGS, dtype: 'F32', shape: [N * V, baseModel.hiddenSize], data: () => this.embeddings },
-    ]);
-    writeJsonAtomic(join(dir, ADAPTER_CONFIG), this.config);
-  }
-
-  /** Loads an adapter and checks that it was made for `base`; a mismatch is a clear error. */
-  static load(dir: string, base: LlamaConfig): PromptAdapter {
-    const config = readAdapterConfig(dir);
+  /** Reads an adapter folder and checks that it was made for `base`; a mismatch is a clear error. */
+  static read(folder: Folder, base: LlamaConfig): PromptAdapter {
+    const dir = folder.path;
+    const config = readAdapterConfig(folder);
     const expected = configHash(base);
     if (config.baseModel.configHash !== expected) {
       throw new ModelError(
@@ -163,12 +151,12 @@ export class PromptAdapter {
           `hidden ${config.baseModel.hiddenSize}, vocab ${config.baseModel.vocabSize}); the loaded model's hash is ${expected}`,
       );
     }
-    const weights = openSafetensors(join(dir, ADAPTER_WEIGHTS));
+    const weights = readSafetensors(folder.open(ADAPTER_WEIGHTS));
     try {
       const info = weights.list().find((t) => t.name === EMBEDDINGS);
       const rows = config.promptTokens * config.virtualTokens;
       if (!info || info.shape[0] !== rows || info.shape[1] !== base.hiddenSize) {
-        throw new FormatError(join(dir, ADAPTER_WEIGHTS), `tensor "${EMBEDDINGS}" must have shape [${rows}, ${base.hiddenSize}]`);
+        throw new FormatError(folder.nameOf(ADAPTER_WEIGHTS), `tensor "${EMBEDDINGS}" must have shape [${rows}, ${base.hiddenSize}]`);
       }
       return new PromptAdapter(config, weights.readF32(EMBEDDINGS));
     } finally {

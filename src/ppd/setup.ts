@@ -1,40 +1,22 @@
 /**
- * What PPD decoding needs besides the model, loaded from an adapter folder: the prompt-token
- * adapter (checked against the base model) and the dynamic tree set to decode with: a file the
- * caller names, else the hardware profile that `ppd calibrate` made for this machine
- * (calibrate/profile.ts), else `trees.json` in the folder, the safe default.
+ * What PPD decoding needs besides the model, loaded on Node from an adapter folder: the
+ * prompt-token adapter (checked against the base model) and the dynamic tree set to decode with:
+ * a file the caller names, else the hardware profile that `ppd calibrate` made for this machine
+ * (calibrate/profile.ts), else `trees.json` in the folder, the safe default. The setup itself
+ * and reading it from any Folder (the browser's) are adapter-folder.ts's.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { FormatError } from '../errors.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import type { QuantizeMode } from '../model/quantize.ts';
 import { calibrateCommand, findProfile, machineSignature } from '../calibrate/profile.ts';
 import { defaultThreads } from '../runtime/ort.ts';
-import { ACCURACY_FILE } from './accuracy.ts';
 import { configHash, PromptAdapter } from './adapter.ts';
-import { loadTreeSet, type PpdTreeSet } from './tree.ts';
-import type { Verification } from './decode.ts';
+import { loadAdapter } from './adapter-files.ts';
+import { loadTreeSet } from './tree-files.ts';
+import { ACCURACY_FILE, DEFAULT_LOOKUP_TOKENS, missingTrees, TREES_FILE, type PpdSetup } from './adapter-folder.ts';
 
-export const TREES_FILE = 'trees.json';
-/**
- * Context-lookup tokens per step unless `--lookup` or this machine's calibration says otherwise.
- * On the bundled model, 2 threads, greedy, no prompt-token rows, bench:ppd measured 1.80x plain
- * decoding with 8 (docs/bench/ppd.md); a one-off comparison on the same prompts gave 1.63x with
- * 4 and about the same as 8 with 12.
- */
-export const DEFAULT_LOOKUP_TOKENS = 8;
-
-export interface PpdSetup {
-  adapter: PromptAdapter;
-  trees: PpdTreeSet;
-  /** Where the trees came from (the --trees file, this machine's profile, or trees.json); absent when the caller built them. */
-  treesFile?: string;
-  /** Verification when sampling (greedy decoding always verifies greedily). */
-  verification: Exclude<Verification, 'greedy'>;
-  /** Most context-lookup tokens per step (PpdOptions.lookup); absent or 0: none. */
-  lookup?: number;
-}
+export { DEFAULT_LOOKUP_TOKENS, TREES_FILE, type PpdSetup } from './adapter-folder.ts';
 
 export interface PpdSetupOptions {
   /** A tree-set file; wins over any hardware profile. */
@@ -69,11 +51,9 @@ export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterD
 }
 
 export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: PpdSetupOptions = {}): PpdSetup {
-  const adapter = PromptAdapter.load(adapterDir, base);
+  const adapter = loadAdapter(adapterDir, base);
   const { path: treesPath, lookup, notice } = treesFileFor(base, adapter, adapterDir, options);
-  if (!existsSync(treesPath)) {
-    throw new FormatError(treesPath, `no tree set; build one with \`ppd tree build --accuracies ${join(adapterDir, ACCURACY_FILE)} --budget N --out ${treesPath}\``);
-  }
+  if (!existsSync(treesPath)) throw missingTrees(treesPath, join(adapterDir, ACCURACY_FILE));
   if (notice !== undefined) (options.onNotice ?? ((line) => process.stderr.write(`${line}\n`)))(notice);
   return {
     adapter,

@@ -1,7 +1,8 @@
 /**
  * Candidate trees as data: the `ppd.tree/1` schema (one tree), the `ppd.trees/1` schema (one
- * tree per number of guessing positions, the dynamic tree set), their validation, and JSON
- * load/save. Not the builder (tree-builder.ts) and not the step buffers (tree-buffers.ts).
+ * tree per number of guessing positions, the dynamic tree set), their validation, and reading
+ * them (by path on Node: tree-files.ts). Not the builder (tree-builder.ts) and not the step
+ * buffers (tree-buffers.ts).
  *
  * A tree for `guessDepth` = d describes one decoding step that has d ranked guess lists
  * available (depth 1..d beyond the root; the lists come from the prompt tokens of the node
@@ -21,9 +22,8 @@
 import { z } from 'zod';
 import { InputError } from '../errors.ts';
 import { arrayOf, crossCheck, type Fail, failing, integer, literal, number, object, oneOf, parseWithSchema, shown, text } from '../format/schema.ts';
-import { readJsonFile } from '../format/text-file.ts';
+import { readFolderJson, type Folder } from '../format/readable-file.ts';
 import { ATTENTION_VARIANTS, type AttentionVariant } from './prompt-mask.ts';
-import { writeJsonAtomic } from '../format/atomic.ts';
 
 export const TREE_SCHEMA = 'ppd.tree/1';
 export const TREE_SET_SCHEMA = 'ppd.trees/1';
@@ -90,7 +90,7 @@ export function pathKey(path: readonly number[]): string {
 // Validation: zod schemas (format/schema.ts) for the fields, cross checks for what relates them.
 // One checker for files (FormatError naming the file) and in-memory trees (InputError).
 
-interface TreeLimits {
+export interface TreeLimits {
   /** N; when given, every prompt count must be <= N. */
   promptTokens?: number;
 }
@@ -161,14 +161,6 @@ export function parseTree(raw: unknown, file = 'tree.json', limits: TreeLimits =
   return canonicalTree(parseWithSchema(treeSchema(limits), raw, { file, root: 'tree', label: bare }));
 }
 
-export function loadTree(path: string, limits: TreeLimits = {}): PpdTree {
-  return parseTree(readJsonFile(path), path, limits);
-}
-
-export function saveTree(path: string, tree: PpdTree): void {
-  writeJsonAtomic(path, canonicalTree(validateTree(tree)));
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tree sets
 
@@ -211,11 +203,7 @@ export function parseTreeSet(raw: unknown, file = 'trees.json'): PpdTreeSet {
   return parseWithSchema(treeSetSchema, raw, { file, label: bare });
 }
 
-export function loadTreeSet(path: string): PpdTreeSet {
-  return parseTreeSet(readJsonFile(path), path);
-}
-
-export function saveTreeSet(path: string, set: PpdTreeSet): void {
-  validateTreeSet(set);
-  writeJsonAtomic(path, { ...set, trees: set.trees.map(canonicalTree) });
+/** The tree set `name` in `folder` (an adapter folder). */
+export function readTreeSet(folder: Folder, name: string): PpdTreeSet {
+  return parseTreeSet(readFolderJson(folder, name), folder.nameOf(name));
 }

@@ -1,6 +1,7 @@
 /**
  * The HTTP server (fastify): OpenAI-style completions and chat completions, streamed as
- * server-sent events or whole; the model list, health, Prometheus metrics and the chat page.
+ * server-sent events or whole; the model list, health, Prometheus metrics, the chat page, and
+ * the browser page that runs the model itself (browser.ts).
  *
  * Every request is first checked for a Host header naming this server (hosts.ts: DNS
  * rebinding). One that generates then goes: auth → body (size limit, JSON) → schema → prompt
@@ -27,6 +28,7 @@ import { requireTokenizer } from '../load.ts';
 import { TokenizerThread } from '../tokenizer/thread.ts';
 import { bearerCheck } from './auth.ts';
 import { hostCheck, hostName } from './hosts.ts';
+import { registerBrowserPage } from './browser.ts';
 import { ServerMetrics } from './metrics.ts';
 import {
   ApiError,
@@ -53,6 +55,8 @@ export interface ServerOptions {
   loaded: LoadedModel;
   /** With an adapter, requests decode with PPD unless they say `ppd: false`. */
   ppd?: PpdSetup;
+  /** The adapter's folder: the browser page (/browser/) downloads it to decode with PPD itself. */
+  adapterDir?: string;
   /** The name clients give as `model` (default: the model folder's name). */
   modelId?: string;
   /** When set, /v1/* and /metrics need `Authorization: Bearer <apiKey>` (visible ASCII, no spaces). */
@@ -265,6 +269,12 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.get('/metrics', { onRequest: requireKey }, async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()));
 
   for (const [path, file] of PAGE) app.get(path, async (_request, reply) => reply.headers(PAGE_HEADERS).type(file.type).send(file.body));
+
+  registerBrowserPage(app, {
+    modelDir: loaded.dir,
+    adapter: options.ppd && options.adapterDir !== undefined ? { dir: options.adapterDir, setup: options.ppd } : undefined,
+    requireKey: keyIsValid ? requireKey : undefined,
+  });
 
   return app;
 }

@@ -16,7 +16,7 @@ import type { LlamaConfig } from '../../model/config.ts';
 import { ropeDivisors } from '../../model/rope.ts';
 import { EMBED_TOKENS, LM_HEAD, expectedTensors } from '../../model/weights.ts';
 import { ggufTokenizerEntries } from '../../tokenizer/gguf/to-gguf.ts';
-import { readTokenizerJson, type ModelDir } from '../model-dir.ts';
+import { readTokenizerJson, type ModelDir } from '../model-folder.ts';
 import { ggufArchitecture, llamaGgufEntries, tokenIdEntries } from './llama-config.ts';
 import { gatherRows, ggufRowOfHfRow, ggufTensorName, invert, permutedHeads, ROPE_FREQS } from './llama-tensors.ts';
 import { quantize, type WritableType } from './quant.ts';

@@ -6,7 +6,7 @@
  */
 import { checkTensors } from '../../model/weights.ts';
 import { tokenizerFromGguf } from '../../tokenizer/gguf/from-gguf.ts';
-import type { ModelDir } from '../model-dir.ts';
+import type { ModelDir } from '../model-folder.ts';
 import { ggufEndTokenIds, llamaConfigFromGguf } from './llama-config.ts';
 import { llamaGgufSource } from './llama-source.ts';
 import { ROPE_FREQS } from './llama-tensors.ts';
