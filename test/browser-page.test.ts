@@ -2,8 +2,9 @@
  * ppd in the browser (/browser/), end to end in headless Debian Chromium driven by playwright-core:
  * the page loads the bundled model and its adapter in a Web Worker on onnxruntime-web, its greedy
  * ids equal Node's engine for the same prompts (computed here, at test time), PPD output equals
- * plain decoding, the second visit finds the compiled graph in the browser's cache, and a bad
- * file picked from disk gives one readable error line on the page. WebGPU (SwiftShader's software
+ * plain decoding, the second visit finds the compiled graph in the browser's cache, a bad file
+ * picked from disk gives one readable error line on the page, and `npm run build:browser`'s
+ * static files run from a plain static server (one thread: no COOP/COEP there). WebGPU (SwiftShader's software
  * adapter, --enable-unsafe-webgpu): the next-token logits equal Node's within float tolerance;
  * skipped with a note where Chromium offers no WebGPU adapter.
  *
@@ -12,9 +13,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
+import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { newCache, prefill } from '../src/generate/autoregressive.ts';
@@ -54,12 +59,12 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-/** Opens the page with these query parameters and waits until its model is ready (or it failed). */
-async function openPage(query: string): Promise<{ page: Page; problems: string[] }> {
+/** Opens the page (at `url`, default the server's) and waits until its model is ready (or it failed). */
+async function openPage(query: string, url = `${server.url}/browser/`): Promise<{ page: Page; problems: string[] }> {
   const page = await browser!.newPage();
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(error.message));
-  await page.goto(`${server.url}/browser/?${query}`);
+  await page.goto(`${url}?${query}`);
   await page.locator('#status[data-state="ready"], #status[data-state="error"]').waitFor({ timeout: 60_000 });
   return { page, problems };
 }
@@ -151,4 +156,29 @@ test('WebGPU: next-token logits equal Node engine\'s within float tolerance', { 
   assert.ok(worst < 1e-3, `largest logit difference ${worst}`);
   assert.deepEqual(problems, []);
   await page.close();
+});
+
+test('npm run build:browser writes static files that run the model from any static server', { skip }, async () => {
+  const out = join(root, 'static');
+  await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/build-browser.ts', '--out', out], { cwd: join(DEFAULT_MODEL, '..', '..') });
+  // A plain static server: files as they are, no COOP/COEP headers.
+  const files = createServer((request, response) => {
+    let path = join(out, decodeURIComponent(new URL(request.url!, 'http://x').pathname));
+    if (existsSync(path) && statSync(path).isDirectory()) path = join(path, 'index.html');
+    if (!existsSync(path)) return void response.writeHead(404).end();
+    const type = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' }[extname(path)];
+    response.writeHead(200, type ? { 'content-type': type } : {}).end(readFileSync(path));
+  });
+  await new Promise<void>((resolve) => files.listen(0, '127.0.0.1', resolve));
+  try {
+    const { page, problems } = await openPage('provider=wasm', `http://127.0.0.1:${(files.address() as AddressInfo).port}/`);
+    assert.equal(await page.locator('#status').getAttribute('data-state'), 'ready', await page.locator('#log').textContent() ?? '');
+    assert.match((await page.locator('#runtime').textContent())!, /wasm, 1 thread.*not cross-origin isolated/);
+    const node = await startGeneration(loaded, { prompt: PROMPTS[1]!, maxTokens: MAX_TOKENS }).complete();
+    assert.deepEqual((await generate(page, PROMPTS[1]!, true)).ids, node.ids);
+    assert.deepEqual(problems, []);
+    await page.close();
+  } finally {
+    files.close();
+  }
 });

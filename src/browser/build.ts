@@ -7,9 +7,13 @@
  * The bundle must not reach Node-only modules: a `node:` import anywhere below page.ts or
  * worker.ts fails the build here, naming the importer.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { basename, join, relative, resolve, sep } from 'node:path';
 import { build } from 'esbuild';
+import { readJsonObject } from '../format/text-file.ts';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../ppd/adapter.ts';
+import type { BrowserManifest } from './protocol.ts';
 
 const SOURCE = new URL('./', import.meta.url);
 
@@ -78,4 +82,48 @@ export async function bundlePage(): Promise<Map<string, PageFile>> {
   }
   files.set('index.html', { body: readFileSync(new URL('index.html', SOURCE)), type: contentType('index.html') });
   return files;
+}
+
+/** A model folder's files the page may need (whichever exist). */
+const MODEL_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'model.safetensors', 'model.safetensors.index.json'];
+
+/** The model the page loads by default, and the PPD adapter it decodes with. */
+export interface PageModelOptions {
+  /** A Hugging Face model folder or a .gguf file. */
+  modelDir: string;
+  adapter?: { dir: string; treesFile: string; lookup: number };
+  /** The model and adapter files need the server's API key. */
+  auth?: boolean;
+}
+
+/**
+ * The page's manifest and the files it lists, by the name the page asks for under model/ and
+ * adapter/ (values: paths on disk). The tree-set file keeps its path inside the adapter folder,
+ * or its own name when it lies elsewhere.
+ */
+export function pageModel(options: PageModelOptions): { manifest: BrowserManifest; files: { model: Map<string, string>; adapter: Map<string, string> } } {
+  const model = new Map<string, string>();
+  const dir = options.modelDir;
+  if (!statSync(dir).isDirectory()) model.set(basename(dir), resolve(dir));
+  else {
+    for (const name of MODEL_FILES) if (existsSync(join(dir, name))) model.set(name, resolve(dir, name));
+    const index = join(dir, 'model.safetensors.index.json');
+    // The shards the index names (a checkpoint that loaded has a well-formed index).
+    if (existsSync(index)) for (const shard of new Set(Object.values(readJsonObject(index).weight_map as Record<string, string>))) model.set(shard, resolve(dir, shard));
+  }
+  const adapter = new Map<string, string>();
+  let trees = '';
+  if (options.adapter) {
+    for (const name of [ADAPTER_CONFIG, ADAPTER_WEIGHTS]) adapter.set(name, resolve(options.adapter.dir, name));
+    const inside = relative(resolve(options.adapter.dir), resolve(options.adapter.treesFile));
+    trees = inside.startsWith('..') ? basename(inside) : inside.split(sep).join('/');
+    adapter.set(trees, resolve(options.adapter.treesFile));
+  }
+  const manifest: BrowserManifest = {
+    schema: 'ppd.browser-manifest/1',
+    auth: options.auth ?? false,
+    model: { name: basename(resolve(dir)), path: 'model/', files: [...model.keys()] },
+    adapter: options.adapter && { path: 'adapter/', files: [...adapter.keys()], trees, lookup: options.adapter.lookup },
+  };
+  return { manifest, files: { model, adapter } };
 }

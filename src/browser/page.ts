@@ -3,7 +3,8 @@
  * itself runs in a Web Worker (worker.ts), so the page stays responsive while a forward runs.
  *
  * Query parameters preset the controls (for links, tests and bench:browser): provider
- * (auto|wasm|webgpu), threads, ppd (0|1), lookup.
+ * (auto|wasm|webgpu), threads, ppd (0|1), lookup; eos=0 runs every generation to max tokens,
+ * past end-of-sequence (bench:browser times generations of one length, as bench:ppd does).
  */
 import type { ExecutionProvider, FromWorker, ModelInfo, ModelSource, ToWorker } from './protocol.ts';
 
@@ -128,6 +129,7 @@ function onReady(info: ModelInfo): void {
   const graph = info.graph === 'cached' ? 'compiled graph from the cache' : 'graph compiled';
   $('runtime').prepend(`${info.runtime} · ${graph} · loaded in ${info.loadSeconds.toFixed(1)} s · ready ${(performance.now() / 1000).toFixed(1)} s after opening the page · `);
   $('runtime').dataset.graph = info.graph;
+  $('runtime').dataset.readySeconds = String(performance.now() / 1000); // since the page was opened
   $('chat-label').hidden = !info.hasChatTemplate;
   ppdSwitch.disabled = info.ppd === undefined;
   $('ppd-label').title = info.ppd ? `${info.ppd.promptTokens} prompt tokens, trees ${info.ppd.trees}` : 'this model has no PPD adapter';
@@ -161,6 +163,7 @@ function generate(prompt: string): void {
     lookup: Number($('lookup').value),
     temperature: Number($('temperature').value),
     seed: 0,
+    ignoreEos: params.get('eos') === '0',
   });
 }
 

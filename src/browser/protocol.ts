@@ -60,6 +60,8 @@ export interface GenerateRequest {
   lookup: number;
   temperature: number;
   seed: number;
+  /** Run to maxTokens even past EOS (benchmarks time generations of one length). */
+  ignoreEos?: boolean;
 }
 
 /** The next-token logits after `ids` (one prefill): for parity checks against Node's engine. */

@@ -186,7 +186,8 @@ async function generate(request: GenerateRequest): Promise<void> {
   running = new AbortController();
   const ppd = request.ppd && loaded.ppd ? { ...loaded.ppd, lookup: request.lookup } : undefined;
   try {
-    const generation = startGeneration(loaded.model, {
+    const model = request.ignoreEos ? { ...loaded.model, eosIds: [] } : loaded.model;
+    const generation = startGeneration(model, {
       prompt: request.chat ? [{ role: 'user', content: request.prompt }] : request.prompt,
       maxTokens: request.maxTokens,
       sampling: { temperature: request.temperature, seed: request.seed },

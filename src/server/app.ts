@@ -272,7 +272,11 @@ export function buildServer(options: ServerOptions): FastifyInstance {
 
   registerBrowserPage(app, {
     modelDir: loaded.dir,
-    adapter: options.ppd && options.adapterDir !== undefined ? { dir: options.adapterDir, setup: options.ppd } : undefined,
+    // The page decodes with the server's own tree set and context lookup.
+    adapter:
+      options.ppd?.treesFile !== undefined && options.adapterDir !== undefined
+        ? { dir: options.adapterDir, treesFile: options.ppd.treesFile, lookup: options.ppd.lookup ?? 0 }
+        : undefined,
     requireKey: keyIsValid ? requireKey : undefined,
   });
 

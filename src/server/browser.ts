@@ -8,26 +8,14 @@
  * WebAssembly may use threads. With an API key, the model and adapter files need it as /v1 does
  * (the page asks for it); the page itself and the manifest do not.
  */
-import { createReadStream, existsSync, statSync } from 'node:fs';
-import { basename, join, relative, resolve, sep } from 'node:path';
+import { createReadStream, statSync } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { bundlePage, contentType, ORT_FILES, ortFilePath, type PageFile } from '../browser/build.ts';
-import type { BrowserManifest } from '../browser/protocol.ts';
-import { readJsonObject } from '../format/text-file.ts';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../ppd/adapter.ts';
-import type { PpdSetup } from '../ppd/setup.ts';
+import { bundlePage, contentType, ORT_FILES, ortFilePath, pageModel, type PageFile, type PageModelOptions } from '../browser/build.ts';
 
-export interface BrowserPageOptions {
-  /** The served model: a Hugging Face folder or a .gguf file. */
-  modelDir: string;
-  /** The PPD adapter folder and the setup the server decodes with (its tree set and lookup). */
-  adapter?: { dir: string; setup: PpdSetup };
+export interface BrowserPageOptions extends Omit<PageModelOptions, 'auth'> {
   /** When set, the model and adapter files need `Authorization: Bearer <key>`. */
   requireKey?: (request: FastifyRequest) => Promise<void>;
 }
-
-/** A model folder's files the page may need (whichever exist). */
-const MODEL_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'model.safetensors', 'model.safetensors.index.json'];
 
 /** COOP + COEP make the page cross-origin isolated (SharedArrayBuffer, WebAssembly threads). */
 export const ISOLATION_HEADERS = {
@@ -45,8 +33,7 @@ const PAGE_HEADERS = {
 };
 
 export function registerBrowserPage(app: FastifyInstance, options: BrowserPageOptions): void {
-  const served = servedFiles(options);
-  const manifest = manifestOf(options, served);
+  const { manifest, files: served } = pageModel({ ...options, auth: options.requireKey !== undefined });
   let bundle: Promise<Map<string, PageFile>> | undefined;
   const page = () => (bundle ??= bundlePage());
 
@@ -85,46 +72,4 @@ function sendFile(request: FastifyRequest, reply: FastifyReply, path: string, ty
   reply.headers({ ...ISOLATION_HEADERS, etag, 'last-modified': mtime.toUTCString(), 'cache-control': cacheControl, 'x-content-type-options': 'nosniff' });
   if (request.headers['if-none-match'] === etag) return reply.status(304).send();
   return reply.type(type).header('content-length', size).send(createReadStream(path));
-}
-
-/** The files the page may download, by the name it asks for: model files and adapter files. */
-function servedFiles(options: BrowserPageOptions): { model: Map<string, string>; adapter: Map<string, string> } {
-  const model = new Map<string, string>();
-  const dir = options.modelDir;
-  if (!statSync(dir).isDirectory()) model.set(basename(dir), resolve(dir));
-  else {
-    for (const name of MODEL_FILES) if (existsSync(join(dir, name))) model.set(name, resolve(dir, name));
-    const index = join(dir, 'model.safetensors.index.json');
-    if (existsSync(index)) {
-      // The server loaded this checkpoint already, so its index is known to be well formed.
-      const shards = new Set(Object.values(readJsonObject(index).weight_map as Record<string, string>));
-      for (const shard of shards) model.set(shard, resolve(dir, shard));
-    }
-  }
-  const adapter = new Map<string, string>();
-  if (options.adapter) {
-    for (const name of [ADAPTER_CONFIG, ADAPTER_WEIGHTS]) adapter.set(name, resolve(options.adapter.dir, name));
-    adapter.set(treesName(options.adapter), resolve(options.adapter.setup.treesFile!));
-  }
-  return { model, adapter };
-}
-
-/** The tree-set file's name under adapter/: its path in the adapter folder, or its own name when it lies elsewhere. */
-function treesName(adapter: NonNullable<BrowserPageOptions['adapter']>): string {
-  const path = relative(resolve(adapter.dir), resolve(adapter.setup.treesFile!));
-  return path.startsWith('..') ? basename(path) : path.split(sep).join('/');
-}
-
-function manifestOf(options: BrowserPageOptions, served: ReturnType<typeof servedFiles>): BrowserManifest {
-  return {
-    schema: 'ppd.browser-manifest/1',
-    auth: options.requireKey !== undefined,
-    model: { name: basename(resolve(options.modelDir)), path: 'model/', files: [...served.model.keys()] },
-    adapter: options.adapter && {
-      path: 'adapter/',
-      files: [...served.adapter.keys()],
-      trees: treesName(options.adapter),
-      lookup: options.adapter.setup.lookup ?? 0,
-    },
-  };
 }
