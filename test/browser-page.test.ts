@@ -33,7 +33,7 @@ const skip = !existsSync(CHROMIUM) && !process.env.CI ? `${CHROMIUM} is missing;
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu'];
 
 const PROMPTS = ['And the LORD spake unto Moses, saying,', 'It was the best of times, it was the worst of times,'];
-const MAX_TOKENS = 48;
+const MAX_TOKENS = 32;
 
 let root: string;
 let loaded: LoadedModel;
