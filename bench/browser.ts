@@ -41,7 +41,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { InputError } from '../src/errors.ts';
 import { startGeneration } from '../src/generate/request.ts';
-import { loadModel, type LoadedModel } from '../src/load.ts';
+import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { parameterCount } from '../src/model/config.ts';
 import { DEFAULT_LOOKUP_TOKENS, loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { Progress } from '../src/report/progress.ts';

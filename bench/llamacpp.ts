@@ -30,7 +30,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { InputError } from '../src/errors.ts';
 import { promptIds, startGeneration } from '../src/generate/request.ts';
-import { loadModel, type LoadedModel } from '../src/load.ts';
+import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { parameterCount } from '../src/model/config.ts';
 import { loadGuessingPpdSetup, loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { Progress } from '../src/report/progress.ts';

@@ -15,13 +15,13 @@
  *
  * Shape legend: T = rows in one forward, P = rows in the KV cache, V = vocabulary, C = hidden size.
  */
-import { loadLlamaModel } from '../src/load.ts';
+import { loadLlamaModel } from '../src/checkpoint/load.ts';
 import type { TensorSource } from '../src/format/tensor-source.ts';
 import { parameterCount, type LlamaConfig } from '../src/model/config.ts';
 import { KVCache } from '../src/model/kv-cache.ts';
 import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
-import type { QuantizeMode } from '../src/model/quantize.ts';
-import { randomTensorSource } from '../src/model/random-init.ts';
+import type { QuantizeMode } from '../src/format/quantize.ts';
+import { randomTensorSource } from '../src/checkpoint/random-init.ts';
 import { Progress } from '../src/report/progress.ts';
 import { fmt, MiB, range, spread, timed, tokenIds, type Spread } from './harness.ts';
 

@@ -39,7 +39,7 @@ import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { InputError } from '../src/errors.ts';
 import type { FinishReason, GenerationResult } from '../src/generate/generate.ts';
 import { startGeneration } from '../src/generate/request.ts';
-import { loadModel, type LoadedModel } from '../src/load.ts';
+import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { parameterCount } from '../src/model/config.ts';
 import { DEFAULT_LOOKUP_TOKENS, loadGuessingPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';

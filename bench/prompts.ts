@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { documentsOf } from '../src/data/tokenize.ts';
 import { FormatError } from '../src/errors.ts';
 import { promptIds } from '../src/generate/request.ts';
-import type { LoadedModel } from '../src/load.ts';
+import type { LoadedModel } from '../src/checkpoint/load.ts';
 import { REPO_ROOT } from './harness.ts';
 
 export const CORPUS_FILE = join(REPO_ROOT, 'data', 'corpus', 'test.txt');

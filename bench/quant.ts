@@ -42,13 +42,13 @@ import { runInNewContext } from 'node:vm';
 import { DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { documentsOf, tokenizeDocuments } from '../src/data/tokenize.ts';
 import { perplexity } from '../src/eval/perplexity.ts';
-import { writeLlamaGguf } from '../src/format/gguf/export.ts';
-import { openModelDir } from '../src/format/model-dir.ts';
-import { loadModel, requireTokenizer, type LoadedModel } from '../src/load.ts';
+import { writeLlamaGguf } from '../src/checkpoint/gguf-export.ts';
+import { openModelDir } from '../src/checkpoint/model-dir.ts';
+import { loadModel, requireTokenizer, type LoadedModel } from '../src/checkpoint/load.ts';
 import { parameterCount, parseLlamaConfig } from '../src/model/config.ts';
 import type { QuantizedMatmul } from '../src/model/llama-graph.ts';
 import type { LlamaModel } from '../src/model/llama-model.ts';
-import type { QuantizeMode } from '../src/model/quantize.ts';
+import type { QuantizeMode } from '../src/format/quantize.ts';
 import { Progress } from '../src/report/progress.ts';
 import {
   BUSY_MACHINE_CORES,

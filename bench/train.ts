@@ -35,7 +35,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import { readJsonObject } from '../src/format/text-file.ts';
 import { GraphBuilder, type AttrValue, type GraphNode } from '../src/graph/builder.ts';
 import { parameterCount, parseLlamaConfig, type LlamaConfig } from '../src/model/config.ts';
-import { gaussian } from '../src/model/random-init.ts';
+import { gaussian } from '../src/checkpoint/random-init.ts';
 import { Progress } from '../src/report/progress.ts';
 import { createSession, OrtTensor } from '../src/runtime/ort.ts';
 import { packWindows, WindowSampler } from '../src/train/batches.ts';

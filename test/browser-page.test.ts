@@ -22,9 +22,9 @@ import { extname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
-import { newCache, prefill } from '../src/generate/autoregressive.ts';
+import { newCache, prefill } from '../src/decode/autoregressive.ts';
 import { promptIds, startGeneration } from '../src/generate/request.ts';
-import { loadModel, type LoadedModel } from '../src/load.ts';
+import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { startServer, type RunningServer } from './helpers/tiny-server.ts';
 

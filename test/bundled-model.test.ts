@@ -12,7 +12,7 @@ import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { documentsOf, tokenizeDocuments } from '../src/data/tokenize.ts';
 import { perplexity } from '../src/eval/perplexity.ts';
 import { startGeneration } from '../src/generate/request.ts';
-import { loadModel, type LoadedModel } from '../src/load.ts';
+import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { DEFAULT_LOOKUP_TOKENS, loadPpdSetup } from '../src/ppd/setup.ts';
 
 let loaded: LoadedModel;

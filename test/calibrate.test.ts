@@ -4,7 +4,7 @@
  * decoding picks (matching profile, another machine's, a stale one, --trees), and one whole
  * `ppd calibrate` run on a tiny random model, after which decoding uses its profile.
  */
-import { loadLlamaModel } from '../src/load.ts';
+import { loadLlamaModel } from '../src/checkpoint/load.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -14,13 +14,13 @@ import { join } from 'node:path';
 import { chooseTreeSize, decide, predict, sizesToCheck, type CurvePoint } from '../src/calibrate/choice.ts';
 import { gridStep, nearestInGrid, sizeGrid } from '../src/calibrate/grid.ts';
 import { measureLatency } from '../src/calibrate/measure.ts';
-import { machineSignature, parseProfile, profilePath, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../src/calibrate/profile.ts';
-import { fileDigest, tauCurve } from '../src/calibrate/tau.ts';
+import { fileDigest, machineSignature, parseProfile, profilePath, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../src/ppd/hardware-profile.ts';
+import { tauCurve } from '../src/calibrate/tau.ts';
 import { calibrateCommand, type CalibrateFlags } from '../src/cli/calibrate.ts';
 import { FormatError, InputError } from '../src/errors.ts';
-import { openModelDir } from '../src/format/model-dir.ts';
+import { openModelDir } from '../src/checkpoint/model-dir.ts';
 import type { LlamaConfig } from '../src/model/config.ts';
-import { writeRandomModel } from '../src/model/random-init.ts';
+import { writeRandomModel } from '../src/checkpoint/random-init.ts';
 import { configHash, PromptAdapter } from '../src/ppd/adapter.ts';
 import { saveAdapter } from '../src/ppd/adapter-files.ts';
 import { loadPpdSetup } from '../src/ppd/setup.ts';

@@ -3,7 +3,7 @@
  * token-by-token with the KV cache, a two-branch tree mask, GQA/MQA/tied variants, linear RoPE
  * scaling. Tolerances are for f32 accumulation order differences only.
  */
-import { loadLlamaModel } from '../src/load.ts';
+import { loadLlamaModel } from '../src/checkpoint/load.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';

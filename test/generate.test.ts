@@ -9,11 +9,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGeneration } from '../src/generate/request.ts';
-import { loadModel, type LoadedModel } from '../src/load.ts';
+import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { causalMask, maskOverCache } from '../src/model/llama-model.ts';
-import { newCache, prefill, prefillWith } from '../src/generate/autoregressive.ts';
-import { PREFILL_CHUNK } from '../src/generate/rows.ts';
-import { writeRandomModel } from '../src/model/random-init.ts';
+import { newCache, prefill, prefillWith } from '../src/decode/autoregressive.ts';
+import { PREFILL_CHUNK } from '../src/decode/rows.ts';
+import { writeRandomModel } from '../src/checkpoint/random-init.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
 import { maxAbsDiff } from './helpers/tiny-model.ts';
 

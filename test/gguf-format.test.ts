@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FormatError, InputError } from '../src/errors.ts';
-import { openGguf } from '../src/format/file-io.ts';
+import { openGguf } from '../src/format/gguf/open.ts';
 import type { GgufEntry } from '../src/format/gguf/types.ts';
 import { writeGguf, type GgufTensorToWrite } from '../src/format/gguf/write.ts';
 

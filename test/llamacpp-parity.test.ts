@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { LlamaCppPeer } from '../bench/peers/llamacpp.ts';
-import { writeLlamaGguf, type GgufOutputType } from '../src/format/gguf/export.ts';
-import { openModelDir } from '../src/format/model-dir.ts';
-import { newCache } from '../src/generate/autoregressive.ts';
+import { writeLlamaGguf, type GgufOutputType } from '../src/checkpoint/gguf-export.ts';
+import { openModelDir } from '../src/checkpoint/model-dir.ts';
+import { newCache } from '../src/decode/autoregressive.ts';
 import { promptIds, startGeneration } from '../src/generate/request.ts';
-import { loadModel } from '../src/load.ts';
+import { loadModel } from '../src/checkpoint/load.ts';
 import { causalMask } from '../src/model/llama-model.ts';
 import { writeByteModel } from './helpers/byte-model.ts';
 

@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FormatError, ModelError } from '../src/errors.ts';
-import { openModelDir, readJsonFile } from '../src/format/model-dir.ts';
+import { openModelDir, readJsonFile } from '../src/checkpoint/model-dir.ts';
 import { writeSafetensors, type TensorToWrite } from '../src/format/safetensors-write.ts';
 import { openSafetensors } from '../src/format/file-io.ts';
-import { writeRandomModel } from '../src/model/random-init.ts';
+import { writeRandomModel } from '../src/checkpoint/random-init.ts';
 import { FINAL_NORM, layerTensorName } from '../src/model/weights.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ppd-model-dir-'));

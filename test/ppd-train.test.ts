@@ -4,7 +4,7 @@
  * held-out KL while the base weights stay byte-identical, the accuracy table is well formed, and
  * adapters round-trip and refuse the wrong base model.
  */
-import { loadLlamaModel } from '../src/load.ts';
+import { loadLlamaModel } from '../src/checkpoint/load.ts';
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -12,14 +12,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../src/errors.ts';
-import { newCache } from '../src/generate/autoregressive.ts';
+import { newCache } from '../src/decode/autoregressive.ts';
 import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
 import { argmax } from '../src/sampling/sampler.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
 import { loadAdapter, saveAdapter } from '../src/ppd/adapter-files.ts';
-import { buildDistillSet, type DistillSet } from '../src/ppd/distill.ts';
+import { buildDistillSet, type DistillSet } from '../src/train/distill.ts';
 import { promptVisibility } from '../src/ppd/prompt-mask.ts';
-import { accuracyTable, heldOutKl, PrefixCaches, PromptSession, trainPrompts } from '../src/ppd/train-prompts.ts';
+import { accuracyTable, heldOutKl, PrefixCaches, PromptSession, trainPrompts } from '../src/train/train-prompts.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { maxAbsDiff, memorySource, randomWeights, tinyConfig } from './helpers/tiny-model.ts';
 

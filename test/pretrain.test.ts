@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportModel, pretrain, type PretrainSettings } from '../src/train/pretrain.ts';
 import { clipGradients, learningRate } from '../src/train/optimizer.ts';
-import { openModelDir } from '../src/format/model-dir.ts';
+import { openModelDir } from '../src/checkpoint/model-dir.ts';
 
 const MODEL = {
   model_type: 'llama',

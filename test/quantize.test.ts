@@ -1,5 +1,5 @@
 /**
- * Block-quantized linear weights (model/quantize.ts, MatMulNBits in llama-graph.ts):
+ * Block-quantized linear weights (format/quantize.ts, MatMulNBits in llama-graph.ts):
  * - the Q8_0/Q4_0 rules on hand-computed blocks, the MatMulNBits packing, partial blocks;
  * - the layout: a quantized forward with f32 products equals the naive f32 forward over the
  *   dequantized weights, for 8 and 4 bits, partial and whole blocks, tied and untied heads;
@@ -8,7 +8,7 @@
  * - the int8 products (the default) stay close to the f32 model, with bounds derived below;
  * - quantize (and the product kind) are part of the compile cache key.
  */
-import { loadLlamaModel } from '../src/load.ts';
+import { loadLlamaModel } from '../src/checkpoint/load.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,9 +20,9 @@ import { KVCache } from '../src/model/kv-cache.ts';
 import { inferenceGraph, type QuantizedMatmul, type QuantizeOptions } from '../src/model/llama-graph.ts';
 import { memorySink } from '../src/graph/builder.ts';
 import { causalMask, LlamaModel, type ForwardOutput } from '../src/model/llama-model.ts';
-import { dequantize, quantize, type QuantizeMode } from '../src/model/quantize.ts';
+import { dequantize, quantize, type QuantizeMode } from '../src/format/quantize.ts';
 import { EMBED_TOKENS, expectedTensors, LM_HEAD } from '../src/model/weights.ts';
-import { buildPromptGraph } from '../src/ppd/prompt-graph.ts';
+import { buildPromptGraph } from '../src/train/prompt-graph.ts';
 import { compileGraph } from '../src/runtime/compile.ts';
 import { causalMask as naiveCausalMask, embedTokens, naiveForward, type NaiveOutput } from './reference/naive-llama.ts';
 import { assertClose, maxAbsDiff, memorySource, randomWeights, range, tinyConfig } from './helpers/tiny-model.ts';

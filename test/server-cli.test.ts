@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError } from '../src/errors.ts';
 import { serveCommand } from '../src/cli/serve.ts';
-import { loadModel } from '../src/load.ts';
+import { loadModel } from '../src/checkpoint/load.ts';
 import { TREES_FILE } from '../src/ppd/setup.ts';
 import { saveTreeSet } from '../src/ppd/tree-files.ts';
 import { assertUserError } from './helpers/cli.ts';

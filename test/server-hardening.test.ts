@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../src/errors.ts';
-import { loadModel, type LoadedModel } from '../src/load.ts';
+import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { buildServer } from '../src/server/app.ts';
 import { post, startServer, writeTinyModel, type RunningServer } from './helpers/tiny-server.ts';
 

@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { loadModel, type LoadedModel } from '../src/load.ts';
+import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { metric, post, slowDown, startServer, tinyPpdSetup, waitForMetrics, writeTinyModel, type RunningServer } from './helpers/tiny-server.ts';
 
 const CHROMIUM = '/usr/bin/chromium';

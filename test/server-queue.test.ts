@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadModel, type LoadedModel } from '../src/load.ts';
+import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import type { PpdSetup } from '../src/ppd/setup.ts';
 import type { ServerOptions } from '../src/server/app.ts';
 import { metric, post, readEvents, slowDown, startServer, tinyPpdSetup, waitForMetrics, writeTinyModel, type RunningServer } from './helpers/tiny-server.ts';

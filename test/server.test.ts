@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGeneration } from '../src/generate/request.ts';
-import { loadModel, type LoadedModel } from '../src/load.ts';
+import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import type { PpdSetup } from '../src/ppd/setup.ts';
 import { metric, post, readEvents, startServer, tinyPpdSetup, TINY_SHAPE, writeTinyModel, type RunningServer } from './helpers/tiny-server.ts';
 

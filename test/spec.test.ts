@@ -11,10 +11,10 @@
  *   against exact enumeration of the target (chi-square, fixed seeds).
  * The vocabulary check and the CLI are in spec-cli.test.ts.
  */
-import { loadLlamaModel } from '../src/load.ts';
+import { loadLlamaModel } from '../src/checkpoint/load.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { autoregressive, newCache, prefill } from '../src/generate/autoregressive.ts';
+import { autoregressive, newCache, prefill } from '../src/decode/autoregressive.ts';
 import type { LlamaConfig } from '../src/model/config.ts';
 import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
@@ -22,7 +22,7 @@ import type { PpdSetup } from '../src/ppd/setup.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { Sampler, sampleFrom, toProbabilities } from '../src/sampling/sampler.ts';
-import { DraftLength } from '../src/spec/draft-length.ts';
+import { DraftLength } from '../src/decode/draft-length.ts';
 import { AutoregressiveDrafter, PpdDrafter, type Drafter } from '../src/spec/drafter.ts';
 import type { DraftSetup } from '../src/spec/setup.ts';
 import { speculativeDecode, type SpeculativeStep } from '../src/spec/speculative.ts';

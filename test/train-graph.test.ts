@@ -6,7 +6,7 @@
  * training forward's loss equals the inference forward's cross-entropy, so training and
  * inference compute the same model.
  */
-import { loadLlamaModel } from '../src/load.ts';
+import { loadLlamaModel } from '../src/checkpoint/load.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

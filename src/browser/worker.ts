@@ -9,12 +9,12 @@
  */
 import { PpdError } from '../errors.ts';
 import { blobFolder, pickedFile, blobFile, type VersionedBlob } from '../format/blob-file.ts';
-import { readGgufModel } from '../format/gguf/open-model.ts';
-import { openModelFolder, type ModelDir } from '../format/model-folder.ts';
+import { readGgufModel } from '../checkpoint/gguf-model.ts';
+import { openModelFolder, type ModelDir } from '../checkpoint/model-folder.ts';
 import type { Folder } from '../format/readable-file.ts';
-import { newCache, prefill } from '../generate/autoregressive.ts';
+import { newCache, prefill } from '../decode/autoregressive.ts';
 import { startGeneration } from '../generate/request.ts';
-import { modelFromFiles, type LoadedModel } from '../loaded-model.ts';
+import { modelFromFiles, type LoadedModel } from '../checkpoint/loaded-model.ts';
 import { readPpdSetup } from '../ppd/adapter-folder.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
 import { cacheStorageGraphs, webRuntime, type OrtWeb } from '../runtime/ort-web.ts';

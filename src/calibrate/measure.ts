@@ -11,10 +11,10 @@
  * Shape legend: n = input rows of one step, P = rows in the KV cache (the context), C = hidden
  * size, V = vocabulary.
  */
-import { newCache, prefill } from '../generate/autoregressive.ts';
+import { newCache, prefill } from '../decode/autoregressive.ts';
 import type { GenerationResult } from '../generate/generate.ts';
 import { promptIds, startGeneration } from '../generate/request.ts';
-import type { LoadedModel } from '../load.ts';
+import type { LoadedModel } from '../checkpoint/load.ts';
 import { causalMask, type ForwardInput, type LlamaModel } from '../model/llama-model.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
 import { InputError } from '../errors.ts';

@@ -10,7 +10,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../format/atomic.ts';
 import { writeLineChart, type Series } from '../report/plot.ts';
 import type { Decision, Prediction } from './choice.ts';
 import type { LatencyRow, MeasuredSize } from './measure.ts';
-import { describeSignature, type MachineSignature } from './profile.ts';
+import { describeSignature, type MachineSignature } from '../ppd/hardware-profile.ts';
 import type { TauPoint } from './tau.ts';
 
 export const REPORT_SCHEMA = 'ppd.calibration/2';

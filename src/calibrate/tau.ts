@@ -4,18 +4,11 @@
  * This half of the calibration is hardware independent; L(n) (measure.ts) is the other half.
  * No model, no timing.
  */
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { AccuracyTable } from '../ppd/accuracy.ts';
 import type { AttentionVariant } from '../ppd/prompt-mask.ts';
 import type { PpdTreeSet } from '../ppd/tree.ts';
 import { treeRows } from '../ppd/tree.ts';
 import { buildTreeSet } from '../ppd/tree-builder.ts';
-
-/** sha256 of a file's bytes (hex, 16 digits): ties a hardware profile to the accuracy table it used. */
-export function fileDigest(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16);
-}
 
 export interface AdapterShape {
   promptTokens: number; // N

@@ -1,8 +1,8 @@
 /**
  * `ppd calibrate`: the hardware-aware tree size (PPD.md §8) for this machine, in one command.
- * Measures L(n) (measure.ts), takes τ(n) from the adapter's accuracy table (tau.ts), picks the n
+ * Measures L(n) (measure.ts), takes τ(n) from the adapter's accuracy table (calibrate/tau.ts), picks the n
  * with the highest τ(n)/L(n) (choice.ts), checks the prediction with greedy generations on
- * held-out prompts, and writes the profile + trees (profile.ts) and the report (report.ts) into
+ * held-out prompts, and writes the profile + trees (ppd/hardware-profile.ts) and the report (report.ts) into
  * the adapter folder, where `ppd generate --ppd` finds them. docs/CALIBRATION.md is the guide.
  */
 import { InvalidArgumentError } from 'commander';
@@ -13,16 +13,16 @@ import { fileURLToPath } from 'node:url';
 import { chooseTreeSize, decide, sizesToCheck, type Choice } from '../calibrate/choice.ts';
 import { sizeGrid } from '../calibrate/grid.ts';
 import { generationCount, generationRuns, heldOutPrompts, latencyForwards, measuredSize, measureLatency, type Candidate, type HeldOutPrompt, type LatencyRow } from '../calibrate/measure.ts';
-import { machineSignature, PROFILE_SCHEMA, PROFILES_DIR, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../calibrate/profile.ts';
+import { fileDigest, machineSignature, PROFILE_SCHEMA, PROFILES_DIR, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../ppd/hardware-profile.ts';
 import { REPORT_SCHEMA, writeReport, type CalibrationReport } from '../calibrate/report.ts';
-import { fileDigest, tauCurve, treeSetFor, type AdapterShape, type TauPoint } from '../calibrate/tau.ts';
+import { tauCurve, treeSetFor, type AdapterShape, type TauPoint } from '../calibrate/tau.ts';
 import { documentsOf } from '../data/tokenize.ts';
 import { InputError } from '../errors.ts';
 import { readTextFile } from '../format/text-file.ts';
-import { openModelDir } from '../format/model-dir.ts';
-import { loadModel, type LoadedModel } from '../load.ts';
+import { openModelDir } from '../checkpoint/model-dir.ts';
+import { loadModel, type LoadedModel } from '../checkpoint/load.ts';
 import type { LlamaConfig } from '../model/config.ts';
-import type { QuantizeMode } from '../model/quantize.ts';
+import type { QuantizeMode } from '../format/quantize.ts';
 import { PromptAdapter } from '../ppd/adapter.ts';
 import { loadAdapter } from '../ppd/adapter-files.ts';
 import { readAccuracyTable, type AccuracyTable } from '../ppd/accuracy.ts';

@@ -1,13 +1,13 @@
 /**
  * `ppd convert`: a model folder or .gguf file written as a GGUF file (for llama.cpp and friends,
  * f32/f16/bf16/q8_0/q4_0) or as a Hugging Face folder (safetensors f32/f16/bf16). The work is in
- * format/gguf/export.ts and format/hf-export.ts; this file checks the flags and reports.
+ * checkpoint/gguf-export.ts and checkpoint/hf-export.ts; this file checks the flags and reports.
  */
 import { statSync } from 'node:fs';
 import { InputError } from '../errors.ts';
-import { writeLlamaGguf, type GgufOutputType } from '../format/gguf/export.ts';
-import { writeHfModel } from '../format/hf-export.ts';
-import { openModelDir } from '../format/model-dir.ts';
+import { writeLlamaGguf, type GgufOutputType } from '../checkpoint/gguf-export.ts';
+import { writeHfModel } from '../checkpoint/hf-export.ts';
+import { openModelDir } from '../checkpoint/model-dir.ts';
 import type { FloatDType } from '../format/tensor-source.ts';
 
 export const CONVERT_TYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'] as const;

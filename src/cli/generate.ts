@@ -4,11 +4,11 @@
  */
 import { startGeneration } from '../generate/request.ts';
 import type { GenerationStats } from '../generate/generate.ts';
-import { loadModel } from '../load.ts';
+import { loadModel } from '../checkpoint/load.ts';
 import { loadPpdSetup } from '../ppd/setup.ts';
 import { loadDraft } from '../spec/setup.ts';
 import { InputError } from '../errors.ts';
-import type { QuantizeMode } from '../model/quantize.ts';
+import type { QuantizeMode } from '../format/quantize.ts';
 
 export interface GenerateFlags {
   model: string;

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { readJsonObject } from '../format/text-file.ts';
 import type { FloatDType } from '../format/tensor-source.ts';
 import { parameterCount } from '../model/config.ts';
-import { writeRandomModel } from '../model/random-init.ts';
+import { writeRandomModel } from '../checkpoint/random-init.ts';
 import { BYTE_TOKENIZER_VOCAB_SIZE, byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../tokenizer/byte-tokenizer.ts';
 import { InputError } from '../errors.ts';
 

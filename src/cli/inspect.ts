@@ -2,14 +2,14 @@
  * `ppd info` (what a model folder or .gguf file holds) and `ppd logits` (raw logits for given ids: a parity
  * tool that needs no tokenizer).
  */
-import { openModelDir } from '../format/model-dir.ts';
+import { openModelDir } from '../checkpoint/model-dir.ts';
 import { parameterCount, type LlamaConfig } from '../model/config.ts';
 import { describeRopeScaling } from '../model/rope.ts';
 import { causalMask } from '../model/llama-model.ts';
-import { newCache } from '../generate/autoregressive.ts';
-import { loadModel } from '../load.ts';
+import { newCache } from '../decode/autoregressive.ts';
+import { loadModel } from '../checkpoint/load.ts';
 import { InputError } from '../errors.ts';
-import type { QuantizeMode } from '../model/quantize.ts';
+import type { QuantizeMode } from '../format/quantize.ts';
 
 export function infoCommand(flags: { model: string; json?: boolean }): void {
   const files = openModelDir(flags.model);

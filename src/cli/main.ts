@@ -16,7 +16,7 @@ import { evalPromptsCommand, trainPromptsCommand, treeBuildCommand, treeConvertC
 import { pretrainCommand } from './pretrain.ts';
 import { infoCommand, logitsCommand } from './inspect.ts';
 import { choice, collect, hostList, idList, integer, number } from './options.ts';
-import { QUANTIZE_MODES } from '../model/quantize.ts';
+import { QUANTIZE_MODES } from '../format/quantize.ts';
 import { DEFAULT_DRAFT_TOKENS } from '../spec/setup.ts';
 import { DEFAULT_LOOKUP_TOKENS } from '../ppd/setup.ts';
 

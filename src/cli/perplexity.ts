@@ -5,11 +5,11 @@
  */
 import { documentsOf, tokenizeDocuments } from '../data/tokenize.ts';
 import { perplexity } from '../eval/perplexity.ts';
-import { requireTokenizer, loadModel } from '../load.ts';
+import { requireTokenizer, loadModel } from '../checkpoint/load.ts';
 import { Progress } from '../report/progress.ts';
 import { InputError } from '../errors.ts';
 import { readTextFile } from '../format/text-file.ts';
-import type { QuantizeMode } from '../model/quantize.ts';
+import type { QuantizeMode } from '../format/quantize.ts';
 
 export interface PerplexityFlags {
   model: string;

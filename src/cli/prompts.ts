@@ -9,16 +9,16 @@ import { cachedTokenStream } from '../data/tokenize.ts';
 import { FormatError, InputError } from '../errors.ts';
 import { readTextFile } from '../format/text-file.ts';
 import { pickReferenceTrees, readReferenceTreeFile, treeSetFromReference } from '../ppd/reference-trees.ts';
-import { openModelDir } from '../format/model-dir.ts';
-import { loadModel, requireTokenizer, type LoadedModel } from '../load.ts';
+import { openModelDir } from '../checkpoint/model-dir.ts';
+import { loadModel, requireTokenizer, type LoadedModel } from '../checkpoint/load.ts';
 import { ADAPTER_CONFIG, PromptAdapter } from '../ppd/adapter.ts';
 import { loadAdapter, loadAdapterConfig, saveAdapter } from '../ppd/adapter-files.ts';
 import type { AttentionVariant } from '../ppd/prompt-mask.ts';
-import { buildDistillSet, loadDistillSet, saveDistillSet, type DistillSet } from '../ppd/distill.ts';
+import { buildDistillSet, loadDistillSet, saveDistillSet, type DistillSet } from '../train/distill.ts';
 import { readAccuracyTable, writeAccuracyFile } from '../ppd/accuracy.ts';
 import { ACCURACY_FILE } from '../ppd/adapter-folder.ts';
 import { TREES_FILE } from '../ppd/setup.ts';
-import { accuracyTable, heldOutKl, PrefixCaches, PromptSession, trainPrompts } from '../ppd/train-prompts.ts';
+import { accuracyTable, heldOutKl, PrefixCaches, PromptSession, trainPrompts } from '../train/train-prompts.ts';
 import { saveTreeSet } from '../ppd/tree-files.ts';
 import { buildTreeSet } from '../ppd/tree-builder.ts';
 import { Progress } from '../report/progress.ts';
@@ -36,7 +36,7 @@ export interface TrainPromptsFlags {
   examples: number;
   validExamples: number;
   prefixLength: number;
-  /** Up to this many of each prefix's last tokens are the model's own greedy text (distill.ts). */
+  /** Up to this many of each prefix's last tokens are the model's own greedy text (train/distill.ts). */
   selfGenerated: number;
   topK: number;
   steps: number;

@@ -5,8 +5,8 @@
  */
 import { isIP } from 'node:net';
 import { InputError } from '../errors.ts';
-import { loadModel } from '../load.ts';
-import type { QuantizeMode } from '../model/quantize.ts';
+import { loadModel } from '../checkpoint/load.ts';
+import type { QuantizeMode } from '../format/quantize.ts';
 import { loadPpdSetup } from '../ppd/setup.ts';
 import { buildServer } from '../server/app.ts';
 import { checkApiKey } from '../server/auth.ts';

@@ -6,7 +6,7 @@
  */
 import { InputError } from '../errors.ts';
 import { causalMask, type LlamaModel } from '../model/llama-model.ts';
-import { newCache } from '../generate/autoregressive.ts';
+import { newCache } from '../decode/autoregressive.ts';
 
 export interface PerplexityResult {
   /** Tokens scored (all but the first). */

@@ -8,7 +8,6 @@
 import { closeSync, existsSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { FormatError } from '../errors.ts';
-import { readGguf, type GgufFile } from './gguf/read.ts';
 import type { Folder, ReadableFile } from './readable-file.ts';
 import { readSafetensors, readShardedSafetensors, type SafetensorsSource } from './safetensors.ts';
 
@@ -74,7 +73,3 @@ export function openShardedSafetensors(indexPath: string): SafetensorsSource {
   return readShardedSafetensors(nodeFolder(dirname(indexPath)), basename(indexPath));
 }
 
-/** A GGUF file by path; its header and metadata are parsed now, tensor data on request. */
-export function openGguf(path: string): GgufFile {
-  return readGguf(openForReading(path));
-}

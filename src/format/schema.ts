@@ -10,7 +10,7 @@
  * several fields go in `crossCheck`, which runs only once every field has the right type and
  * range. Pure (no node:*; the browser build uses it too): reading the file is text-file.ts's
  * `readJsonWithSchema`. Not the schemas (each lives with its
- * concept: model/config.ts, ppd/tree.ts, ppd/adapter.ts, calibrate/profile.ts, ...).
+ * concept: model/config.ts, ppd/tree.ts, ppd/adapter.ts, ppd/hardware-profile.ts, ...).
  */
 import { z } from 'zod';
 import { FormatError } from '../errors.ts';

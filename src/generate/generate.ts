@@ -10,7 +10,7 @@
 import { InputError } from '../errors.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { StreamDecoder } from '../tokenizer/stream-decoder.ts';
-import type { TokenStream } from './autoregressive.ts';
+import type { TokenStream } from '../decode/autoregressive.ts';
 import { StopStrings } from './stop.ts';
 
 export interface GenerateLimits {

@@ -4,10 +4,10 @@
  * CLI and the server both start generations here, so they behave the same.
  */
 import { InputError } from '../errors.ts';
-import { requireTokenizer, type LoadedModel } from '../loaded-model.ts';
+import { requireTokenizer, type LoadedModel } from '../checkpoint/loaded-model.ts';
 import { Sampler, type SamplingOptions } from '../sampling/sampler.ts';
 import { encodePrompt, type Prompt } from '../tokenizer/prompt.ts';
-import { autoregressive } from './autoregressive.ts';
+import { autoregressive } from '../decode/autoregressive.ts';
 import { ppdDecode } from '../ppd/decode.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
 import type { DraftSetup } from '../spec/setup.ts';

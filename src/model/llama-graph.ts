@@ -22,7 +22,7 @@
  * [V, C] itself.
  *
  * Quantized weights: in the inference graph a linear weight stays block-quantized (ONNX
- * Runtime's com.microsoft.MatMulNBits, layout in quantize.ts) when the source stores it so
+ * Runtime's com.microsoft.MatMulNBits, layout in format/quantize.ts) when the source stores it so
  * (GGUF Q8_0/Q4_0, passed through as is) or when the caller asks for q8/q4. Only the linear
  * weights are: norms, rotary, attention scores and softmax stay f32, and the embedding rows are
  * looked up outside the graph in f32 (LlamaModel.embed). Graphs that are differentiated
@@ -33,7 +33,7 @@ import type { BlockQuantized, TensorSource } from '../format/tensor-source.ts';
 import { DATA_TYPE, GraphBuilder, MS_DOMAIN, type Dim, type ExternalDataSink } from '../graph/builder.ts';
 import type { GraphSpec } from '../runtime/session.ts';
 import type { LlamaConfig } from './config.ts';
-import { quantize, type QuantizeMode } from './quantize.ts';
+import { quantize, type QuantizeMode } from '../format/quantize.ts';
 import { ropeInverseFrequencies } from './rope.ts';
 import { EMBED_TOKENS, expectedTensors, FINAL_NORM, LM_HEAD, layerBiases, layerTensorName, type LayerPart } from './weights.ts';
 

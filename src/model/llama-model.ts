@@ -43,7 +43,7 @@ export class LlamaModel {
 
   /**
    * Opens the inference graph of these weights on `runtime` (which compiles it, or reuses a
-   * compiled copy) and reads the embedding table. On Node, load.ts's loadLlamaModel passes ONNX
+   * compiled copy) and reads the embedding table. On Node, checkpoint/load.ts's loadLlamaModel passes ONNX
    * Runtime's Node binding; a page passes onnxruntime-web.
    */
   static async open(config: LlamaConfig, tensors: TensorSource, runtime: Runtime, options: QuantizeOptions = {}): Promise<LlamaModel> {

@@ -2,7 +2,7 @@
  * The accuracy table of a prompt-token adapter (`accuracy.json`, schema `ppd.accuracy/1`): for
  * prompt token i and rank k, the share of held-out positions where the base model's true greedy
  * token at depth i+1 is exactly the adapter's k-th guess (PPD.md §4). Hardware independent; the
- * tree builder and the calibration read it. Not how it is measured (train-prompts.ts).
+ * tree builder and the calibration read it. Not how it is measured (train/train-prompts.ts).
  */
 import { writeJsonAtomic } from '../format/atomic.ts';
 import { arrayOf, integer, literal, looseObject, number, text } from '../format/schema.ts';

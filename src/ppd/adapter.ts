@@ -4,7 +4,7 @@
  * `adapter.safetensors`) and bound to its base model by a hash of the base model's config.
  *
  * Row order of the embeddings: prompt token i, virtual token j → row i·V + j. Not the trees
- * (tree.ts), not the training (train-prompts.ts), not writing it to disk (adapter-files.ts).
+ * (tree.ts), not the training (train/train-prompts.ts), not writing it to disk (adapter-files.ts).
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';

@@ -5,7 +5,7 @@
  * One step reads as Medusa's loop, five calls:
  *   propose     the tree for the d guess lists the last step left (plus a context-lookup chain),
  *               within a row budget: which token fills each row;
- *   buildInput  the step's rows (generate/rows.ts): embeddings, positions after the cache, and
+ *   buildInput  the step's rows (decode/rows.ts): embeddings, positions after the cache, and
  *               which rows each row sees;
  *   forward     one model forward over them (`forwardRows`; a scheduler may batch it);
  *   verify      greedy, typical or distribution-preserving rejection over the tree;
@@ -13,7 +13,7 @@
  *               prompt tokens of the last accepted node (whose count picks the next tree).
  * What does not change from step to step (rows, mask block, position offsets, the verifiers'
  * node order and parents, the prompt rows' embeddings) is compiled once per tree. The prefill is
- * the chunked prefill's plans (generate/rows.ts) with the prompt-token rows in the last one.
+ * the chunked prefill's plans (decode/rows.ts) with the prompt-token rows in the last one.
  *
  * Stream shape: the prefill yields the first token; every step yields the accepted candidates
  * followed by the model's own next token (the bonus), which is the next step's root.
@@ -22,8 +22,8 @@
  * Vt = virtual tokens per prompt token, d = guess lists of a step.
  */
 import { InputError } from '../errors.ts';
-import { newCache, type TokenStream } from '../generate/autoregressive.ts';
-import { forwardRows, prefillChunk, type PrefillChunk, type RowsPlan } from '../generate/rows.ts';
+import { newCache, type TokenStream } from '../decode/autoregressive.ts';
+import { forwardRows, prefillChunk, type PrefillChunk, type RowsPlan } from '../decode/rows.ts';
 import type { SequenceCache } from '../model/kv-cache.ts';
 import type { ForwardOutput, LlamaModel } from '../model/llama-model.ts';
 import { Sampler, topKIndices } from '../sampling/sampler.ts';
@@ -32,7 +32,7 @@ import { promptVisibility } from './prompt-mask.ts';
 import { TREE_SCHEMA, type PpdTree, type PpdTreeSet } from './tree.ts';
 import { compileTree, withLookupChain, type TreeBuffers } from './tree-buffers.ts';
 import { ContextLookup } from './lookup.ts';
-import { DraftLength } from '../spec/draft-length.ts';
+import { DraftLength } from '../decode/draft-length.ts';
 import { verifyGreedy, verifyRejection, verifyTypical, type CandidateNode, type Verdict } from './verify.ts';
 
 export type Verification = 'greedy' | 'typical' | 'rejection';
@@ -159,7 +159,7 @@ export class PpdDecoder {
   }
 
   /**
-   * The slice of the prompt from `start` as rows (generate/rows.ts); the last slice carries the
+   * The slice of the prompt from `start` as rows (decode/rows.ts); the last slice carries the
    * prompt tokens' rows, which see every prompt token and each other by the adapter's attention.
    */
   planPrefill(ids: readonly number[], start: number): PrefillChunk {

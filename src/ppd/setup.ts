@@ -2,14 +2,14 @@
  * What PPD decoding needs besides the model, loaded on Node from an adapter folder: the
  * prompt-token adapter (checked against the base model) and the dynamic tree set to decode with:
  * a file the caller names, else the hardware profile that `ppd calibrate` made for this machine
- * (calibrate/profile.ts), else `trees.json` in the folder, the safe default. The setup itself
+ * (hardware-profile.ts), else `trees.json` in the folder, the safe default. The setup itself
  * and reading it from any Folder (the browser's) are adapter-folder.ts's.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaConfig } from '../model/config.ts';
-import type { QuantizeMode } from '../model/quantize.ts';
-import { calibrateCommand, findProfile, machineSignature } from '../calibrate/profile.ts';
+import type { QuantizeMode } from '../format/quantize.ts';
+import { calibrateCommand, findProfile, machineSignature } from './hardware-profile.ts';
 import { defaultThreads } from '../runtime/ort.ts';
 import { configHash, PromptAdapter } from './adapter.ts';
 import { loadAdapter } from './adapter-files.ts';

@@ -22,9 +22,9 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { InputError } from '../errors.ts';
 import type { Generation } from '../generate/generate.ts';
 import { generationFromIds } from '../generate/request.ts';
-import type { LoadedModel } from '../load.ts';
+import type { LoadedModel } from '../checkpoint/load.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
-import { requireTokenizer } from '../load.ts';
+import { requireTokenizer } from '../checkpoint/load.ts';
 import { TokenizerThread } from '../tokenizer/thread.ts';
 import { bearerCheck } from './auth.ts';
 import { hostCheck, hostName } from './hosts.ts';

@@ -20,8 +20,8 @@
  *
  * Not here: verification and the target's cache (speculative.ts, speculative-sampling.ts).
  */
-import { newCache, prefill } from '../generate/autoregressive.ts';
-import { PREFILL_CHUNK } from '../generate/rows.ts';
+import { newCache, prefill } from '../decode/autoregressive.ts';
+import { PREFILL_CHUNK } from '../decode/rows.ts';
 import type { KVCache } from '../model/kv-cache.ts';
 import { causalMask, type LlamaModel } from '../model/llama-model.ts';
 import { PpdDecoder } from '../ppd/decode.ts';

@@ -8,9 +8,9 @@
  * where both folders have a tokenizer, every id must spell the same token. The check runs
  * before the draft's graph is compiled, so a wrong folder fails fast.
  */
-import { loadModel, tokenizerOf, type LoadedModel, type LoadOptions } from '../load.ts';
+import { loadModel, tokenizerOf, type LoadedModel, type LoadOptions } from '../checkpoint/load.ts';
 import { ModelError } from '../errors.ts';
-import { openModelDir } from '../format/model-dir.ts';
+import { openModelDir } from '../checkpoint/model-dir.ts';
 import type { LlamaModel } from '../model/llama-model.ts';
 import { loadPpdSetup, type PpdSetup } from '../ppd/setup.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -24,7 +24,7 @@ export interface DraftSetup {
   model: LlamaModel;
   /** Draft with PPD: the draft's own adapter and trees (its verification is always rejection). */
   ppd?: PpdSetup;
-  /** K: the draft length adapts within 1..K (draft-length.ts). */
+  /** K: the draft length adapts within 1..K (decode/draft-length.ts). */
   draftTokens: number;
 }
 

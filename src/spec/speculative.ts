@@ -11,17 +11,17 @@
  * sampling: speculative sampling, `verifySpeculative`, so the output has exactly the target's
  * distribution), and keep: the target appends the keys/values of the root and the accepted
  * tokens only; the draft rolls back to the accepted prefix and catches up on the bonus token at
- * its next proposal. The draft length k adapts to the acceptance (draft-length.ts).
+ * its next proposal. The draft length k adapts to the acceptance (decode/draft-length.ts).
  *
  * Stream shape: the prompt's forward yields the first token (the target's own); every step
  * yields the accepted draft tokens followed by the target's bonus token, the next step's root.
  */
 import { InputError } from '../errors.ts';
-import { newCache, prefill, type TokenStream } from '../generate/autoregressive.ts';
+import { newCache, prefill, type TokenStream } from '../decode/autoregressive.ts';
 import { causalMask, type LlamaModel } from '../model/llama-model.ts';
 import { verifyGreedy, type CandidateNode, type Verdict } from '../ppd/verify.ts';
 import type { Sampler } from '../sampling/sampler.ts';
-import { DraftLength } from './draft-length.ts';
+import { DraftLength } from '../decode/draft-length.ts';
 import { AutoregressiveDrafter, PpdDrafter, type Draft, type Drafter } from './drafter.ts';
 import type { DraftSetup } from './setup.ts';
 import { verifySpeculative } from './speculative-sampling.ts';

@@ -127,7 +127,7 @@ export class Tokenizer {
     }
     // Missing means false: LLaMA-family configs set it false, and the rewrite is lossy.
     this.cleanUpSpaces = config.clean_up_tokenization_spaces === true;
-    // A list of named templates is resolved by format/model-dir.ts and arrives as `chatTemplate`.
+    // A list of named templates is resolved by checkpoint/model-folder.ts and arrives as `chatTemplate`.
     const own = typeof config.chat_template === 'string' ? config.chat_template : null;
     this.chatTemplate = source.chatTemplate ?? own;
   }

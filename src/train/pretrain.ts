@@ -12,7 +12,7 @@ import { writeJsonAtomic } from '../format/atomic.ts';
 import { writeSafetensors } from '../format/safetensors-write.ts';
 import { parseLlamaConfig, type LlamaConfig } from '../model/config.ts';
 import { trainingWeightShapes, transpose } from '../model/llama-graph.ts';
-import { gaussian } from '../model/random-init.ts';
+import { gaussian } from '../checkpoint/random-init.ts';
 import { EMBED_TOKENS, expectedTensors } from '../model/weights.ts';
 import type { RngState } from '../sampling/rng.ts';
 import { packWindows, WindowSampler } from './batches.ts';

@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeRandomModel } from '../../src/model/random-init.ts';
+import { writeRandomModel } from '../../src/checkpoint/random-init.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../../src/tokenizer/byte-tokenizer.ts';
 
 export const BYTE_MODEL_SHAPE = {

@@ -2,7 +2,7 @@
  * What the tests of decoders (PPD, speculative decoding) share: taking the first tokens of a
  * token stream, and Pearson's chi-square of sampled counts against exact enumeration.
  */
-import type { TokenStream } from '../../src/generate/autoregressive.ts';
+import type { TokenStream } from '../../src/decode/autoregressive.ts';
 
 /** The first `count` tokens of `stream` (then stops pulling it). */
 export async function take(stream: TokenStream, count: number): Promise<number[]> {

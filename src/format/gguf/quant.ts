@@ -17,11 +17,11 @@
  *        16 sub-blocks of 16, x = d * scale * (q - 32), q 6 bits: 4 from ql, 2 from qh
  *
  * Quantisation follows ggml's quantize_row_q8_0_ref and quantize_row_q4_0_ref step by step in
- * F32 arithmetic, so the bytes are the ones llama.cpp writes. Those rules are model/quantize.ts's
+ * F32 arithmetic, so the bytes are the ones llama.cpp writes. Those rules are format/quantize.ts's
  * (the graph quantizes by them too); this file only lays their result out as ggml blocks.
  */
 import { InputError } from '../../errors.ts';
-import { quantize as quantizeBlocks } from '../../model/quantize.ts';
+import { quantize as quantizeBlocks } from '../quantize.ts';
 import { bf16ToF32, f16BitsToNumber, f16ToF32, f32ToBf16, f32ToF16, numberToF16Bits } from '../half.ts';
 import type { BlockQuantized, DType } from '../tensor-source.ts';
 
@@ -164,7 +164,7 @@ export function fromBlockQuantized(m: BlockQuantized): Uint8Array {
 
 /**
  * ggml's quantize_row_q8_0_ref: d = max|x| / 127, q = round(x / d), halves away from zero. The
- * rounding rules live in model/quantize.ts (shared with the graph's own quantisation); each
+ * rounding rules live in format/quantize.ts (shared with the graph's own quantisation); each
  * block is a "row" of 32 there.
  */
 export function quantizeQ8_0(values: Float32Array): Uint8Array {

@@ -12,13 +12,13 @@ import type { TensorSource } from '../format/tensor-source.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import { checkpointGraph, GRAPH_INPUTS, pastKeyName, pastValueName } from '../model/llama-graph.ts';
 import { Rng } from '../sampling/rng.ts';
-import { newCache, prefill } from '../generate/autoregressive.ts';
-import { AdamW, learningRate, type Schedule } from '../train/optimizer.ts';
-import type { PromptAdapter } from './adapter.ts';
+import { newCache, prefill } from '../decode/autoregressive.ts';
+import { AdamW, learningRate, type Schedule } from './optimizer.ts';
+import type { PromptAdapter } from '../ppd/adapter.ts';
 import { teacherProbabilities, type DistillSet } from './distill.ts';
 import { topKIndices } from '../sampling/sampler.ts';
 import { buildPromptGraph, lossWeight, PROMPT_GRAD, PROMPT_LOSS, STUDENT_LOGITS, TEACHER_IDS, TEACHER_PROBS, type PromptGraphShape } from './prompt-graph.ts';
-import { promptVisibility } from './prompt-mask.ts';
+import { promptVisibility } from '../ppd/prompt-mask.ts';
 
 export const ADAPTER_PARAM = 'prompt_embeddings';
 

@@ -1,18 +1,18 @@
 /**
  * Opening a LLaMA-family .gguf file (llama, qwen2, qwen3) as a ModelDir: everything a Hugging Face folder gives, from one file.
- * The config comes from the metadata (llama-config.ts), the tensors through llamaGgufSource
+ * The config comes from the metadata (gguf-config.ts), the tensors through llamaGgufSource
  * (checked against the config like a folder's), the end-of-generation ids from the tokenizer
  * ids llama.cpp stops at, and the tokenizer from tokenizer.ggml.* (tokenizer/gguf/from-gguf.ts).
  */
-import { checkTensors } from '../../model/weights.ts';
-import { tokenizerFromGguf } from '../../tokenizer/gguf/from-gguf.ts';
-import type { ModelDir } from '../model-folder.ts';
-import { ggufEndTokenIds, llamaConfigFromGguf } from './llama-config.ts';
-import { llamaGgufSource } from './llama-source.ts';
-import { ROPE_FREQS } from './llama-tensors.ts';
-import { dequantize } from './quant.ts';
-import { readGguf } from './read.ts';
-import type { ReadableFile } from '../readable-file.ts';
+import { checkTensors } from '../model/weights.ts';
+import { tokenizerFromGguf } from '../tokenizer/gguf/from-gguf.ts';
+import type { ModelDir } from './model-folder.ts';
+import { ggufEndTokenIds, llamaConfigFromGguf } from './gguf-config.ts';
+import { llamaGgufSource } from './gguf-source.ts';
+import { ROPE_FREQS } from './gguf-tensors.ts';
+import { dequantize } from '../format/gguf/quant.ts';
+import { readGguf } from '../format/gguf/read.ts';
+import type { ReadableFile } from '../format/readable-file.ts';
 
 export function readGgufModel(source: ReadableFile): ModelDir {
   const path = source.name;

@@ -1,14 +1,14 @@
 /**
  * Opening a model by path on Node: a Hugging Face model directory (model-folder.ts reads it) or
- * a .gguf file (gguf/open-model.ts), as the same ModelDir.
+ * a .gguf file (gguf-model.ts), as the same ModelDir.
  */
 import { existsSync, statSync } from 'node:fs';
 import { FormatError } from '../errors.ts';
-import { nodeFolder, openForReading } from './file-io.ts';
-import { readGgufModel } from './gguf/open-model.ts';
+import { nodeFolder, openForReading } from '../format/file-io.ts';
+import { readGgufModel } from './gguf-model.ts';
 import { openModelFolder, type ModelDir } from './model-folder.ts';
 
-export { readJsonFile } from './text-file.ts';
+export { readJsonFile } from '../format/text-file.ts';
 export { readTokenizerJson, type ModelDir } from './model-folder.ts';
 
 /** Opens and validates the model directory (or .gguf file) `dir`. */

@@ -15,8 +15,8 @@ import { InputError } from '../errors.ts';
 import { writeSafetensors } from '../format/safetensors-write.ts';
 import type { FloatDType, TensorSource } from '../format/tensor-source.ts';
 import { Rng } from '../sampling/rng.ts';
-import { parseLlamaConfig, type LlamaConfig } from './config.ts';
-import { expectedTensors } from './weights.ts';
+import { parseLlamaConfig, type LlamaConfig } from '../model/config.ts';
+import { expectedTensors } from '../model/weights.ts';
 
 export interface RandomModelOptions {
   seed: number;

@@ -1,8 +1,8 @@
 /**
  * Writing an opened model (a Hugging Face folder or another GGUF file) as a GGUF file that
  * llama.cpp loads, in the architecture its converter would choose (llama, qwen2, qwen3): its
- * metadata (llama-config.ts), its tokenizer (tokenizer/gguf/to-gguf.ts), Llama 3's rope_freqs,
- * and its tensors under GGUF names with q_proj/k_proj rows in llama.cpp's order (llama-tensors.ts).
+ * metadata (gguf-config.ts), its tokenizer (tokenizer/gguf/to-gguf.ts), Llama 3's rope_freqs,
+ * and its tensors under GGUF names with q_proj/k_proj rows in llama.cpp's order (gguf-tensors.ts).
  *
  * Storage follows convert_hf_to_gguf.py: 1-D tensors and norms stay F32; every matrix takes the
  * requested type, except that a matrix whose rows are not whole 32-element blocks falls back to
@@ -11,17 +11,17 @@
  * error every token feels.
  */
 import { basename, extname } from 'node:path';
-import { ModelError } from '../../errors.ts';
-import type { LlamaConfig } from '../../model/config.ts';
-import { ropeDivisors } from '../../model/rope.ts';
-import { EMBED_TOKENS, LM_HEAD, expectedTensors } from '../../model/weights.ts';
-import { ggufTokenizerEntries } from '../../tokenizer/gguf/to-gguf.ts';
-import { readTokenizerJson, type ModelDir } from '../model-folder.ts';
-import { ggufArchitecture, llamaGgufEntries, tokenIdEntries } from './llama-config.ts';
-import { gatherRows, ggufRowOfHfRow, ggufTensorName, invert, permutedHeads, ROPE_FREQS } from './llama-tensors.ts';
-import { quantize, type WritableType } from './quant.ts';
-import type { GgufEntry } from './types.ts';
-import { writeGguf, type GgufTensorToWrite } from './write.ts';
+import { ModelError } from '../errors.ts';
+import type { LlamaConfig } from '../model/config.ts';
+import { ropeDivisors } from '../model/rope.ts';
+import { EMBED_TOKENS, LM_HEAD, expectedTensors } from '../model/weights.ts';
+import { ggufTokenizerEntries } from '../tokenizer/gguf/to-gguf.ts';
+import { readTokenizerJson, type ModelDir } from './model-folder.ts';
+import { ggufArchitecture, llamaGgufEntries, tokenIdEntries } from './gguf-config.ts';
+import { gatherRows, ggufRowOfHfRow, ggufTensorName, invert, permutedHeads, ROPE_FREQS } from './gguf-tensors.ts';
+import { quantize, type WritableType } from '../format/gguf/quant.ts';
+import type { GgufEntry } from '../format/gguf/types.ts';
+import { writeGguf, type GgufTensorToWrite } from '../format/gguf/write.ts';
 
 export type GgufOutputType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
 

@@ -5,12 +5,12 @@
  *
  * Tensors outside the LLaMA layout keep their GGUF names, so checkTensors reports them by name.
  */
-import { FormatError } from '../../errors.ts';
-import type { LlamaConfig } from '../../model/config.ts';
-import type { BlockQuantized, TensorInfo, TensorSource } from '../tensor-source.ts';
-import { gatherRows, ggufRowOfHfRow, hfTensorName, permutedHeads, ROPE_FREQS } from './llama-tensors.ts';
-import { dequantize, toBlockQuantized } from './quant.ts';
-import type { GgufFile, GgufTensorInfo } from './read.ts';
+import { FormatError } from '../errors.ts';
+import type { LlamaConfig } from '../model/config.ts';
+import type { BlockQuantized, TensorInfo, TensorSource } from '../format/tensor-source.ts';
+import { gatherRows, ggufRowOfHfRow, hfTensorName, permutedHeads, ROPE_FREQS } from './gguf-tensors.ts';
+import { dequantize, toBlockQuantized } from '../format/gguf/quant.ts';
+import type { GgufFile, GgufTensorInfo } from '../format/gguf/read.ts';
 
 interface Entry extends TensorInfo {
   stored: GgufTensorInfo;
@@ -29,7 +29,7 @@ function entryOf(stored: GgufTensorInfo, config: LlamaConfig): Entry {
 
 /**
  * The tensors of an open LLaMA-family GGUF file; closing the source closes the file. rope_freqs
- * is config, not a weight (llama-config.ts reads it), so it is not listed.
+ * is config, not a weight (gguf-config.ts reads it), so it is not listed.
  */
 export function llamaGgufSource(file: GgufFile, config: LlamaConfig): TensorSource {
   const stored = file.tensors.filter((t) => t.name !== ROPE_FREQS);

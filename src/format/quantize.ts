@@ -19,7 +19,7 @@
  *
  * This file is arithmetic only: which tensors get quantized is llama-graph.ts's decision.
  */
-import type { BlockQuantized } from '../format/tensor-source.ts';
+import type { BlockQuantized } from './tensor-source.ts';
 
 /** What `--quantize` asks for: 8-bit (Q8_0-like) or 4-bit (Q4_0-like) blocks of 32. */
 export type QuantizeMode = 'q8' | 'q4';

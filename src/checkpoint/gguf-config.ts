@@ -30,10 +30,10 @@
  * the same LlamaConfig, hence the same PPD adapter config hash, as the original. That holds when
  * config.json names one eos id (GGUF has one), and for Mistral only in files ppd wrote.
  */
-import { ModelError } from '../../errors.ts';
-import type { ConfigFamily, LlamaConfig } from '../../model/config.ts';
-import { llama3FromFactors, type RopeScaling } from '../../model/rope.ts';
-import type { GgufEntry, GgufMetadata } from './types.ts';
+import { ModelError } from '../errors.ts';
+import type { ConfigFamily, LlamaConfig } from '../model/config.ts';
+import { llama3FromFactors, type RopeScaling } from '../model/rope.ts';
+import type { GgufEntry, GgufMetadata } from '../format/gguf/types.ts';
 
 const ARCH_KEY = 'general.architecture';
 

@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { ModelError } from '../errors.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import { LM_HEAD, expectedTensors } from '../model/weights.ts';
-import { writeJsonAtomic } from './atomic.ts';
+import { writeJsonAtomic } from '../format/atomic.ts';
 import { readTokenizerJson, type ModelDir } from './model-dir.ts';
-import { writeSafetensors } from './safetensors-write.ts';
-import type { FloatDType } from './tensor-source.ts';
+import { writeSafetensors } from '../format/safetensors-write.ts';
+import type { FloatDType } from '../format/tensor-source.ts';
 
 const ARCHITECTURES: Record<LlamaConfig['modelType'], string> = {
   llama: 'LlamaForCausalLM',

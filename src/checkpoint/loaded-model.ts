@@ -3,13 +3,13 @@
  * with its tokenizer and end-of-generation ids. Platform-free: load.ts does it on Node from a
  * path, the browser worker from fetched or picked files.
  */
-import { ModelError } from './errors.ts';
-import { TOKENIZER_FILE, type ModelDir } from './format/model-folder.ts';
-import type { LlamaConfig } from './model/config.ts';
-import type { QuantizeOptions } from './model/llama-graph.ts';
-import { LlamaModel } from './model/llama-model.ts';
-import type { Runtime } from './runtime/session.ts';
-import { Tokenizer } from './tokenizer/tokenizer.ts';
+import { ModelError } from '../errors.ts';
+import { TOKENIZER_FILE, type ModelDir } from './model-folder.ts';
+import type { LlamaConfig } from '../model/config.ts';
+import type { QuantizeOptions } from '../model/llama-graph.ts';
+import { LlamaModel } from '../model/llama-model.ts';
+import type { Runtime } from '../runtime/session.ts';
+import { Tokenizer } from '../tokenizer/tokenizer.ts';
 
 export interface LoadedModel {
   dir: string;

@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { InputError } from '../errors.ts';
 import { openSafetensors } from '../format/file-io.ts';
 import { writeSafetensors } from '../format/safetensors-write.ts';
-import { newCache, prefill } from '../generate/autoregressive.ts';
+import { newCache, prefill } from '../decode/autoregressive.ts';
 import { causalMask, type LlamaModel } from '../model/llama-model.ts';
 import { Rng } from '../sampling/rng.ts';
 import { argmax, topKIndices } from '../sampling/sampler.ts';

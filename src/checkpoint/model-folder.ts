@@ -2,7 +2,7 @@
  * A Hugging Face model folder's files, read and validated, with nothing loaded that is not
  * needed yet (tensors stay in their files behind a TensorSource). The folder comes as a Folder
  * (readable-file.ts): a directory on Node (model-dir.ts opens it by path), or files a browser
- * picked or fetched. A .gguf file stands for a whole folder (gguf/open-model.ts) and gives the
+ * picked or fetched. A .gguf file stands for a whole folder (gguf-model.ts) and gives the
  * same ModelDir.
  *
  *   config.json                      required; parsed by parseLlamaConfig
@@ -21,10 +21,10 @@ import { z } from 'zod';
 import { FormatError } from '../errors.ts';
 import { parseLlamaConfig, tokenIds, type LlamaConfig } from '../model/config.ts';
 import { checkTensors } from '../model/weights.ts';
-import { jsonObject, readFolderJson, readFolderText, type Folder } from './readable-file.ts';
-import { readSafetensors, readShardedSafetensors } from './safetensors.ts';
-import { failing, looseObject, parseWithSchema } from './schema.ts';
-import type { TensorSource } from './tensor-source.ts';
+import { jsonObject, readFolderJson, readFolderText, type Folder } from '../format/readable-file.ts';
+import { readSafetensors, readShardedSafetensors } from '../format/safetensors.ts';
+import { failing, looseObject, parseWithSchema } from '../format/schema.ts';
+import type { TensorSource } from '../format/tensor-source.ts';
 
 export const TOKENIZER_FILE = 'tokenizer.json';
 

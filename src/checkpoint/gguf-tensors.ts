@@ -22,9 +22,9 @@
  * applies it; whole rows move, so a quantized row moves as is. "qwen2" and "qwen3" rotate halves
  * as HF does (llama.cpp's NEOX rope): no permutation.
  */
-import { layerTensorName, type LayerPart, EMBED_TOKENS, FINAL_NORM, LM_HEAD } from '../../model/weights.ts';
-import type { LlamaConfig } from '../../model/config.ts';
-import { ggufArchitecture } from './llama-config.ts';
+import { layerTensorName, type LayerPart, EMBED_TOKENS, FINAL_NORM, LM_HEAD } from '../model/weights.ts';
+import type { LlamaConfig } from '../model/config.ts';
+import { ggufArchitecture } from './gguf-config.ts';
 
 const GLOBAL_NAMES: [hf: string, gguf: string][] = [
   [EMBED_TOKENS, 'token_embd.weight'],

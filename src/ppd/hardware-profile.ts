@@ -18,18 +18,17 @@
  * docs/CALIBRATION.md documents the schema with an example.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { basename, join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
 import { integer, literal, matching, number, object, oneOf, parseWithSchema, positiveNumber, text, crossCheck } from '../format/schema.ts';
 import { readJsonFile } from '../format/text-file.ts';
-import { type PpdTreeSet } from '../ppd/tree.ts';
-import { loadTreeSet, saveTreeSet } from '../ppd/tree-files.ts';
-import { QUANTIZE_MODES, type QuantizeMode } from '../model/quantize.ts';
+import { type PpdTreeSet } from './tree.ts';
+import { loadTreeSet, saveTreeSet } from './tree-files.ts';
+import { QUANTIZE_MODES, type QuantizeMode } from '../format/quantize.ts';
 import { defaultThreads, ortVersion } from '../runtime/ort.ts';
-import { fileDigest } from './tau.ts';
 
 export const PROFILE_SCHEMA = 'ppd.hardware-profile/1';
 export const PROFILES_DIR = 'profiles';
@@ -77,6 +76,11 @@ export interface HardwareProfile {
   lookup?: number;
   /** The calibration report (JSON), relative to the adapter folder. */
   report: string;
+}
+
+/** sha256 of a file's bytes (hex, 16 digits): ties a hardware profile to the accuracy table it used. */
+export function fileDigest(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,14 +4,14 @@
  * tokenizer when it has one (loaded-model.ts, which the browser shares). Every command goes
  * through it.
  */
-import { openModelDir } from './format/model-dir.ts';
-import type { TensorSource } from './format/tensor-source.ts';
+import { openModelDir } from './model-dir.ts';
+import type { TensorSource } from '../format/tensor-source.ts';
 import { modelFromFiles, type LoadedModel, type ModelFileOptions } from './loaded-model.ts';
-import type { LlamaConfig } from './model/config.ts';
-import type { QuantizeOptions } from './model/llama-graph.ts';
-import { LlamaModel } from './model/llama-model.ts';
-import type { CompileOptions } from './runtime/compile.ts';
-import { nodeRuntime, type RuntimeOptions } from './runtime/ort.ts';
+import type { LlamaConfig } from '../model/config.ts';
+import type { QuantizeOptions } from '../model/llama-graph.ts';
+import { LlamaModel } from '../model/llama-model.ts';
+import type { CompileOptions } from '../runtime/compile.ts';
+import { nodeRuntime, type RuntimeOptions } from '../runtime/ort.ts';
 
 export { requireTokenizer, tokenizerOf, type LoadedModel } from './loaded-model.ts';
 
