@@ -12,7 +12,7 @@
  * (`float32`, or `float64` for gradient checks): float constants are stored in it.
  */
 import onnxProto from 'onnx-proto';
-import { inferOutputs, type ValueInfo } from './shapes.ts';
+import { inferOutputs, type AttrValue, type Dim, type ElemType, type FloatType, type ValueInfo } from './shapes.ts';
 
 const { onnx } = onnxProto;
 type ModelProto = onnxProto.onnx.IModelProto;
@@ -20,12 +20,9 @@ type NodeProto = onnxProto.onnx.INodeProto;
 type TensorProto = onnxProto.onnx.ITensorProto;
 type ValueInfoProto = onnxProto.onnx.IValueInfoProto;
 
-export type FloatType = 'float32' | 'float64';
-export type ElemType = FloatType | 'int64' | 'bool' | 'uint8';
 /** A dimension: a fixed size, or a symbolic name such as 'T' (rows) or 'P' (past length). */
-export type Dim = number | string;
-export type AttrValue = number | number[] | string | { floats: number[] } | { float: number };
-export type { ValueInfo } from './shapes.ts';
+// The value and attribute types are shapes.ts's (its rules read them); re-exported for callers.
+export type { AttrValue, Dim, ElemType, FloatType, ValueInfo } from './shapes.ts';
 
 /** ONNX TensorProto.DataType codes, as used by Cast's `to` attribute. */
 export const DATA_TYPE: Record<ElemType, number> = {

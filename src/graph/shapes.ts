@@ -11,7 +11,12 @@
  * dims that differ); the builder adds the op and node names. Ops without a rule get undefined
  * type and shape. This file knows ONNX semantics, nothing about autodiff or LLaMA.
  */
-import type { AttrValue, Dim, ElemType } from './builder.ts';
+
+export type FloatType = 'float32' | 'float64';
+export type ElemType = FloatType | 'int64' | 'bool' | 'uint8';
+/** A static size, or a symbolic one (a name) where the graph leaves it free. */
+export type Dim = number | string;
+export type AttrValue = number | number[] | string | { floats: number[] } | { float: number };
 
 export interface ValueInfo {
   type?: ElemType;
