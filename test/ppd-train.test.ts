@@ -116,7 +116,7 @@ test('adapters round-trip and refuse another base model', () => {
     assert.equal(loaded.config.attention, 'ensemble');
     assert.ok(adapter.parameterShare(config).share > 0);
     assert.throws(() => loadAdapter(dir, tinyConfig({ vocabSize: 24, numLayers: 3 })), /trained for another base model/);
-    assert.throws(() => loadAdapter(join(dir, 'missing'), config), /not a ppd adapter folder/);
+    assert.throws(() => loadAdapter(join(dir, 'missing'), config), /no adapter_config\.json: not an adapter folder/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

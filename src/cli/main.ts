@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { PpdError } from '../errors.ts';
 import { DEFAULT_MEASURED_MARGIN } from '../calibrate/choice.ts';
 import { calibrateCommand, integerList } from './calibrate.ts';
+import { convertAdapterCommand } from './adapter.ts';
 import { CONVERT_TYPES, convertCommand } from './convert.ts';
 import { demoCommand } from './demo.ts';
 import { generateCommand } from './generate.ts';
@@ -127,6 +128,16 @@ program
   .action(convertCommand);
 
 program
+  .command('convert-adapter')
+  .description("write a prompt-token adapter in the PPD reference implementation's format (a PEFT prompt-tuning folder) or in ppd's")
+  .requiredOption('--ppd <dir>', "adapter folder to read (ppd's, or the reference's)")
+  .requiredOption('--model <path>', 'the base model it was trained for (checked; --to peft also records its shape)')
+  .requiredOption('--to <format>', 'peft (the reference code loads it) or ppd', choice(['peft', 'ppd'] as const))
+  .requiredOption('--out <dir>', 'folder to write')
+  .option('--base-model-name <name>', 'base_model_name_or_path for --to peft, e.g. a Hugging Face id (default: the model folder\'s name)')
+  .action(convertAdapterCommand);
+
+program
   .command('pretrain')
   .description('train a model from scratch on a text corpus (resumable)')
   .requiredOption('--train <file>', 'training text (a corpus split file or plain text)')
@@ -221,10 +232,11 @@ tree
   .description("convert the PPD reference implementation's sparse trees (a dynamic_sparse_trees_*.py dictionary, or its JSON) to a ppd tree set")
   .requiredOption('--from <file>', '.py file (or .json) holding {depth: [[path, accuracy, prompt tokens], ...]} dictionaries')
   .option('--name <name>', 'which dictionary of the file, e.g. dynamic_sparse_trees_105 (needed when it holds several)')
-  .requiredOption('--out <file>', 'where to write the tree set (e.g. ADAPTER/trees.json)')
-  .option('--prompt-tokens <n>', "the adapter's prompt tokens (default: the deepest key)", integer(1, 64))
-  .option('--virtual-tokens <n>', 'virtual tokens per prompt token', integer(1, 64), 1)
-  .option('--attention <kind>', 'attention among prompt tokens', choice(['ensemble', 'decoder', 'encoder'] as const), 'ensemble')
+  .option('--adapter <dir>', "the adapter the trees are for (ppd's or the reference's PEFT folder): its prompt tokens, virtual tokens and attention, and the default --out DIR/trees.json")
+  .option('--out <file>', 'where to write the tree set')
+  .option('--prompt-tokens <n>', "the adapter's prompt tokens (default: the adapter's, else the deepest key)", integer(1, 64))
+  .option('--virtual-tokens <n>', "virtual tokens per prompt token (default: the adapter's, else 1)", integer(1, 64))
+  .option('--attention <kind>', "attention among prompt tokens (default: the adapter's, else ensemble)", choice(['ensemble', 'decoder', 'encoder'] as const))
   .action(treeConvertCommand);
 
 program

@@ -12,7 +12,7 @@ import { pickReferenceTrees, readReferenceTreeFile, treeSetFromReference } from 
 import { openModelDir } from '../checkpoint/model-dir.ts';
 import { loadModel, requireTokenizer, type LoadedModel } from '../checkpoint/load.ts';
 import { ADAPTER_CONFIG, PromptAdapter } from '../ppd/adapter.ts';
-import { loadAdapter, loadAdapterConfig, saveAdapter } from '../ppd/adapter-files.ts';
+import { loadAdapter, loadAdapterShape, saveAdapter } from '../ppd/adapter-files.ts';
 import type { AttentionVariant } from '../ppd/prompt-mask.ts';
 import { buildDistillSet, loadDistillSet, saveDistillSet, type DistillSet } from '../train/distill.ts';
 import { readAccuracyTable, writeAccuracyFile } from '../ppd/accuracy.ts';
@@ -197,7 +197,7 @@ export async function evalPromptsCommand(f: {
 export function treeBuildCommand(f: { accuracies: string; budget: number; out?: string; maxRank?: number }): void {
   const acc = readAccuracyTable(f.accuracies);
   const adapterDir = join(f.accuracies, '..');
-  const adapter = existsSync(join(adapterDir, ADAPTER_CONFIG)) ? loadAdapterConfig(adapterDir) : undefined;
+  const adapter = existsSync(join(adapterDir, ADAPTER_CONFIG)) ? loadAdapterShape(adapterDir) : undefined;
   if (f.budget < 1) throw new InputError('--budget must be at least 1');
   const trees = buildTreeSet(acc, {
     budget: f.budget,
@@ -215,14 +215,23 @@ export function treeBuildCommand(f: { accuracies: string; budget: number; out?: 
   process.stdout.write(`expected tokens per step ${trees.expectedTokensPerStep.toFixed(3)}; wrote ${out}\n`);
 }
 
-export function treeConvertCommand(f: { from: string; name?: string; out: string; promptTokens?: number; virtualTokens: number; attention: AttentionVariant }): void {
+export function treeConvertCommand(f: { from: string; name?: string; out?: string; adapter?: string; promptTokens?: number; virtualTokens?: number; attention?: AttentionVariant }): void {
   if (!existsSync(f.from)) throw new FormatError(f.from, 'not found');
   const reference = pickReferenceTrees(readReferenceTreeFile(readTextFile(f.from), f.from), f.from, f.name);
   const source = f.name === undefined ? f.from : `${f.from} (${f.name})`;
-  const trees = treeSetFromReference(reference, { promptTokens: f.promptTokens, virtualTokens: f.virtualTokens, attention: f.attention, source });
-  saveTreeSet(f.out, trees);
+  // The adapter's own N, V and attention, unless the flags say otherwise.
+  const shape = f.adapter === undefined ? undefined : loadAdapterShape(f.adapter);
+  const out = f.out ?? (f.adapter === undefined ? undefined : join(f.adapter, TREES_FILE));
+  if (out === undefined) throw new InputError('tree convert needs --out FILE or --adapter DIR (to write DIR/trees.json)');
+  const trees = treeSetFromReference(reference, {
+    promptTokens: f.promptTokens ?? shape?.promptTokens,
+    virtualTokens: f.virtualTokens ?? shape?.virtualTokens,
+    attention: f.attention ?? shape?.attention,
+    source,
+  });
+  saveTreeSet(out, trees);
   trees.trees.forEach((tree, d) =>
     process.stdout.write(`d=${d}: ${tree.candidates.length} candidates, expected accepted length ${trees.expectedAcceptedLength[d]!.toFixed(3)}\n`),
   );
-  process.stdout.write(`budget ${trees.budget} rows; expected tokens per step ${trees.expectedTokensPerStep.toFixed(3)}; wrote ${f.out}\n`);
+  process.stdout.write(`budget ${trees.budget} rows; expected tokens per step ${trees.expectedTokensPerStep.toFixed(3)}; wrote ${out}\n`);
 }

@@ -1,5 +1,6 @@
 /**
- * Prompt-token adapters (adapter.ts) as folders on Node: read by path, written with atomic files.
+ * Prompt-token adapters (adapter.ts) as folders on Node: read by path (either format), written
+ * with atomic files in ppd's format or the PPD reference implementation's (PEFT).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,7 +8,8 @@ import { writeJsonAtomic } from '../format/atomic.ts';
 import { nodeFolder } from '../format/file-io.ts';
 import { writeSafetensors } from '../format/safetensors-write.ts';
 import type { LlamaConfig } from '../model/config.ts';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, EMBEDDINGS, PromptAdapter, readAdapterConfig, type AdapterConfig } from './adapter.ts';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, EMBEDDINGS, PEFT_WEIGHTS, peftAdapterConfig, PromptAdapter, readAdapterConfig, readAdapterShape, type AdapterConfig } from './adapter.ts';
+import type { AttentionVariant } from './prompt-mask.ts';
 
 /** The adapter in folder `dir`, checked against `base`. */
 export function loadAdapter(dir: string, base: LlamaConfig): PromptAdapter {
@@ -26,4 +28,17 @@ export function saveAdapter(adapter: PromptAdapter, dir: string): void {
     { name: EMBEDDINGS, dtype: 'F32', shape: [N * V, baseModel.hiddenSize], data: () => adapter.embeddings },
   ]);
   writeJsonAtomic(join(dir, ADAPTER_CONFIG), adapter.config);
+}
+
+/** N, V and attention of the adapter folder `dir`, ppd's or the reference's. */
+export function loadAdapterShape(dir: string): { promptTokens: number; virtualTokens: number; attention: AttentionVariant } {
+  return readAdapterShape(nodeFolder(dir));
+}
+
+/** The reference implementation's format: adapter_config.json naming `baseModelName`, adapter_model.safetensors. */
+export function savePeftAdapter(adapter: PromptAdapter, dir: string, base: LlamaConfig, baseModelName: string): void {
+  mkdirSync(dir, { recursive: true });
+  const { promptTokens: N, virtualTokens: V, baseModel } = adapter.config;
+  writeSafetensors(join(dir, PEFT_WEIGHTS), [{ name: EMBEDDINGS, dtype: 'F32', shape: [N * V, baseModel.hiddenSize], data: () => adapter.embeddings }], { metadata: { format: 'pt' } });
+  writeJsonAtomic(join(dir, ADAPTER_CONFIG), peftAdapterConfig(adapter, base, baseModelName));
 }

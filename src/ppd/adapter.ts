@@ -1,10 +1,20 @@
 /**
  * The prompt-token adapter: PPD's only trained parameters, N prompt tokens × V virtual tokens of
- * input embeddings [N·V, C], saved like a PEFT adapter (`adapter_config.json` +
- * `adapter.safetensors`) and bound to its base model by a hash of the base model's config.
+ * input embeddings [N·V, C], in one of two folder formats:
  *
- * Row order of the embeddings: prompt token i, virtual token j → row i·V + j. Not the trees
- * (tree.ts), not the training (train/train-prompts.ts), not writing it to disk (adapter-files.ts).
+ *   ppd's      adapter_config.json (`ppd.adapter/1`) + adapter.safetensors, bound to its base
+ *              model by a hash of the base model's config;
+ *   reference  the PPD reference implementation's (hmarkc/parallel-prompt-decoding) PEFT
+ *              prompt-tuning folder: adapter_config.json with PEFT's PromptTuningConfig fields
+ *              plus its PromptConfig's (num_special_tokens = N, virtual_tokens_per_special_token
+ *              = V, vt_attention_type, aggregation_type, ...) and adapter_model.safetensors with
+ *              one tensor "prompt_embeddings" [N·V, token_dim]. It names its base model only by
+ *              base_model_name_or_path, so reading checks the shapes (token_dim, num_layers).
+ *
+ * Both keep the rows in the same order: prompt token i, virtual token j → row i·V + j (the
+ * reference's get_prompt and position ids agree). `read` takes either; writing either is
+ * adapter-files.ts's (Node). Not the trees (tree.ts, reference-trees.ts), not the training
+ * (train/train-prompts.ts).
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
@@ -12,12 +22,16 @@ import { z } from 'zod';
 import { FormatError, InputError, ModelError } from '../errors.ts';
 import { readFolderJson, type Folder } from '../format/readable-file.ts';
 import { readSafetensors } from '../format/safetensors.ts';
-import { integer, literal, looseObject, oneOf, parseWithSchema, text } from '../format/schema.ts';
+import { crossCheck, failing, integer, literal, looseObject, oneOf, orDefault, parseWithSchema, shown, text } from '../format/schema.ts';
 import { parameterCount, type LlamaConfig } from '../model/config.ts';
 import { ATTENTION_VARIANTS, type AttentionVariant } from './prompt-mask.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter.safetensors';
+/** The reference's (PEFT's) weights file, and the pickle older PEFT versions wrote instead. */
+export const PEFT_WEIGHTS = 'adapter_model.safetensors';
+const PEFT_PICKLE = 'adapter_model.bin';
+/** The tensor's name in both formats (PEFT's state-dict key for prompt learning). */
 export const EMBEDDINGS = 'prompt_embeddings';
 
 const ADAPTER_SCHEMA = 'ppd.adapter/1';
@@ -44,9 +58,100 @@ const adapterConfigSchema = looseObject({
 
 export type AdapterConfig = z.output<typeof adapterConfigSchema>;
 
+const positive = () => integer(1, Infinity, 'a positive integer');
+const off = () => orDefault(z.boolean(failing((v) => `must be true or false, got ${shown(v)}`)), false).refine((v) => !v, failing(() => 'true is not supported (ppd has no such head)'));
+
+/**
+ * The reference implementation's adapter_config.json: PEFT's PromptTuningConfig fields and its
+ * PromptConfig's (prompt/model/model.py). Features ppd has no graph for are refused by name.
+ * peft_type may be absent: the reference's own loader deletes it from the file.
+ */
+const peftConfigSchema = crossCheck(
+  looseObject({
+    peft_type: literal('PROMPT_TUNING').nullish(),
+    num_virtual_tokens: positive(),
+    token_dim: positive(),
+    num_layers: positive().nullish(),
+    num_special_tokens: positive(),
+    virtual_tokens_per_special_token: orDefault(positive(), 1),
+    vt_attention_type: orDefault(oneOf(ATTENTION_VARIANTS, 'ensemble, decoder or encoder'), 'decoder'),
+    aggregation_type: orDefault(literal('mean'), 'mean'),
+    num_exits: orDefault(integer(1, 1, '1 (ppd reads the last layer only)'), 1),
+    use_custom_lm_head: off(),
+    use_prefix_tuning: off(),
+    base_model_name_or_path: z.string().nullish(),
+    prompt_tuning_init_text: z.string().nullish(),
+  }),
+  (c, fail) => {
+    const rows = c.num_special_tokens * c.virtual_tokens_per_special_token;
+    if (c.num_virtual_tokens !== rows) fail(['num_virtual_tokens'], `(${c.num_virtual_tokens}) must be num_special_tokens × virtual_tokens_per_special_token (${rows})`);
+  },
+);
+
+type PeftConfig = z.output<typeof peftConfigSchema>;
+
+/** Whether an adapter_config.json object is the reference's (PEFT) rather than ppd's. */
+function isPeftConfig(raw: unknown): boolean {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return false;
+  const r = raw as Record<string, unknown>;
+  return r.schema === undefined && ('peft_type' in r || 'num_special_tokens' in r || 'num_virtual_tokens' in r);
+}
+
+/** The folder's adapter_config.json parsed as JSON, after checking it is there. */
+function adapterConfigJson(folder: Folder): unknown {
+  if (!folder.has(ADAPTER_CONFIG)) throw new FormatError(folder.path, `no ${ADAPTER_CONFIG}: not an adapter folder`);
+  return readFolderJson(folder, ADAPTER_CONFIG);
+}
+
+function readPeftConfig(folder: Folder, raw: unknown): PeftConfig {
+  return parseWithSchema(peftConfigSchema, raw, { file: folder.nameOf(ADAPTER_CONFIG) });
+}
+
+/** N, V and the attention rule of an adapter folder of either format, without its weights or a base model. */
+export function readAdapterShape(folder: Folder): { promptTokens: number; virtualTokens: number; attention: AttentionVariant } {
+  const raw = adapterConfigJson(folder);
+  if (!isPeftConfig(raw)) return readAdapterConfig(folder);
+  const peft = readPeftConfig(folder, raw);
+  return { promptTokens: peft.num_special_tokens, virtualTokens: peft.virtual_tokens_per_special_token, attention: peft.vt_attention_type };
+}
+
+/**
+ * adapter_config.json in the reference's format (its PromptDecoder.save_pretrained writes the
+ * same fields), for `adapter` on `base`, naming `baseModelName`.
+ */
+export function peftAdapterConfig(adapter: PromptAdapter, base: LlamaConfig, baseModelName: string): Record<string, unknown> {
+  const { promptTokens: N, virtualTokens: V, attention, initText } = adapter.config;
+  return {
+    auto_mapping: null,
+    base_model_name_or_path: baseModelName,
+    inference_mode: true,
+    num_attention_heads: base.numHeads,
+    num_layers: base.numLayers,
+    num_transformer_submodules: 1,
+    num_virtual_tokens: N * V,
+    peft_type: 'PROMPT_TUNING',
+    prompt_tuning_init: 'TEXT',
+    prompt_tuning_init_text: initText,
+    revision: null,
+    task_type: 'CAUSAL_LM',
+    token_dim: adapter.config.baseModel.hiddenSize,
+    tokenizer_kwargs: null,
+    tokenizer_name_or_path: baseModelName,
+    num_special_tokens: N,
+    virtual_tokens_per_special_token: V,
+    use_cache: true,
+    num_exits: 1,
+    use_custom_lm_head: false,
+    use_prefix_tuning: false,
+    prefix_virtual_tokens: null,
+    vt_attention_type: attention,
+    aggregation_type: 'mean',
+  };
+}
+
 /** Reads and checks the adapter folder's adapter_config.json (no weights, no base-model check). */
 export function readAdapterConfig(folder: Folder): AdapterConfig {
-  if (!folder.has(ADAPTER_CONFIG)) throw new FormatError(folder.path, `no ${ADAPTER_CONFIG}: not a ppd adapter folder`);
+  if (!folder.has(ADAPTER_CONFIG)) throw new FormatError(folder.path, `no ${ADAPTER_CONFIG}: not an adapter folder`);
   return parseWithSchema(adapterConfigSchema, readFolderJson(folder, ADAPTER_CONFIG), { file: folder.nameOf(ADAPTER_CONFIG) });
 }
 
@@ -140,9 +245,14 @@ export class PromptAdapter {
     );
   }
 
-  /** Reads an adapter folder and checks that it was made for `base`; a mismatch is a clear error. */
+  /**
+   * Reads an adapter folder of either format and checks that it fits `base`: ppd's by the config
+   * hash, the reference's by its shapes. A mismatch is a clear error.
+   */
   static read(folder: Folder, base: LlamaConfig): PromptAdapter {
     const dir = folder.path;
+    const raw = adapterConfigJson(folder);
+    if (isPeftConfig(raw)) return PromptAdapter.readPeft(folder, raw, base);
     const config = readAdapterConfig(folder);
     const expected = configHash(base);
     if (config.baseModel.configHash !== expected) {
@@ -151,16 +261,49 @@ export class PromptAdapter {
           `hidden ${config.baseModel.hiddenSize}, vocab ${config.baseModel.vocabSize}); the loaded model's hash is ${expected}`,
       );
     }
-    const weights = readSafetensors(folder.open(ADAPTER_WEIGHTS));
-    try {
-      const info = weights.list().find((t) => t.name === EMBEDDINGS);
-      const rows = config.promptTokens * config.virtualTokens;
-      if (!info || info.shape[0] !== rows || info.shape[1] !== base.hiddenSize) {
-        throw new FormatError(folder.nameOf(ADAPTER_WEIGHTS), `tensor "${EMBEDDINGS}" must have shape [${rows}, ${base.hiddenSize}]`);
-      }
-      return new PromptAdapter(config, weights.readF32(EMBEDDINGS));
-    } finally {
-      weights.close();
+    return new PromptAdapter(config, readEmbeddings(folder, ADAPTER_WEIGHTS, config.promptTokens * config.virtualTokens, base.hiddenSize));
+  }
+
+  /** The reference's folder, as a PromptAdapter bound to `base` (whose shapes it must fit). */
+  private static readPeft(folder: Folder, raw: unknown, base: LlamaConfig): PromptAdapter {
+    const configFile = folder.nameOf(ADAPTER_CONFIG);
+    const peft = readPeftConfig(folder, raw);
+    const misfit = (field: string, value: number, what: string, expected: number) =>
+      new ModelError(`${configFile}: field "${field}" is ${value}, but the loaded model's ${what} is ${expected}: this adapter was trained for another base model (${peft.base_model_name_or_path ?? 'unnamed'})`);
+    if (peft.token_dim !== base.hiddenSize) throw misfit('token_dim', peft.token_dim, 'hidden size', base.hiddenSize);
+    if (peft.num_layers != null && peft.num_layers !== base.numLayers) throw misfit('num_layers', peft.num_layers, 'layer count', base.numLayers);
+    if (!folder.has(PEFT_WEIGHTS) && folder.has(PEFT_PICKLE)) {
+      throw new FormatError(
+        folder.nameOf(PEFT_PICKLE),
+        `is a PyTorch pickle, which ppd does not read (it can run code); convert it to ${PEFT_WEIGHTS}, e.g. python -c "import torch; from safetensors.torch import save_file; save_file(torch.load('${PEFT_PICKLE}'), '${PEFT_WEIGHTS}')"`,
+      );
     }
+    const N = peft.num_special_tokens;
+    const V = peft.virtual_tokens_per_special_token;
+    const config: AdapterConfig = {
+      schema: ADAPTER_SCHEMA,
+      promptTokens: N,
+      virtualTokens: V,
+      attention: peft.vt_attention_type,
+      baseModel: { configHash: configHash(base), modelType: base.modelType, hiddenSize: base.hiddenSize, vocabSize: base.vocabSize, numLayers: base.numLayers },
+      initText: peft.prompt_tuning_init_text ?? '',
+      training: { format: 'PEFT prompt tuning (PPD reference implementation)', base: peft.base_model_name_or_path ?? undefined },
+    };
+    return new PromptAdapter(config, readEmbeddings(folder, PEFT_WEIGHTS, N * V, base.hiddenSize));
+  }
+}
+
+/** The [rows, C] "prompt_embeddings" tensor of the folder's safetensors file `name` (F32, F16 or BF16). */
+function readEmbeddings(folder: Folder, name: string, rows: number, C: number): Float32Array {
+  const weights = readSafetensors(folder.open(name));
+  try {
+    const info = weights.list().find((t) => t.name === EMBEDDINGS);
+    if (!info || info.shape.length !== 2 || info.shape[0] !== rows || info.shape[1] !== C) {
+      const found = info ? `[${info.shape}]` : `none (it holds ${weights.list().map((t) => `"${t.name}"`).join(', ') || 'no tensors'})`;
+      throw new FormatError(folder.nameOf(name), `tensor "${EMBEDDINGS}" must have shape [${rows}, ${C}], found ${found}`);
+    }
+    return weights.readF32(EMBEDDINGS);
+  } finally {
+    weights.close();
   }
 }

@@ -1,6 +1,7 @@
 /**
  * The PPD reference implementation's sparse trees (hmarkc/parallel-prompt-decoding,
- * prompt/inference/dynamic_sparse_trees_*.py) read as ppd tree sets (`ppd.trees/1`, tree.ts).
+ * prompt/inference/dynamic_sparse_trees_*.py) read as ppd tree sets (`ppd.trees/1`, tree.ts),
+ * and ppd's sets written in their form.
  *
  * Their form is a Python dictionary, one per input-length limit, in a .py file:
  *
@@ -18,7 +19,7 @@
  * the builder (tree-builder.ts).
  */
 import { FormatError, InputError } from '../errors.ts';
-import { evaluateTreeSet, type PathCandidate } from './tree-builder.ts';
+import { evaluateTreeSet, pathProbability, type PathCandidate } from './tree-builder.ts';
 import type { AttentionVariant } from './prompt-mask.ts';
 import { comparePaths, TREE_SCHEMA, TREE_SET_SCHEMA, treeRows, validateTreeSet, type PpdTree, type PpdTreeSet } from './tree.ts';
 
@@ -170,4 +171,18 @@ export function treeSetFromReference(reference: ReferenceTrees, options: Referen
     })),
   );
   return validateTreeSet({ ...draft, expectedAcceptedLength: tau, expectedTokensPerStep: tokensPerStep });
+}
+
+/**
+ * A ppd tree set as the reference's Python dictionary, `name = {d: [[path, accuracy, n], ...]}`
+ * for d = 1..N, each accuracy the path's probability under `acc` (the adapter's accuracy table).
+ * The reference attaches all N prompt tokens to the root whatever the tree says, so a set whose
+ * roots carry fewer takes a few more rows there.
+ */
+export function referenceTreesSource(set: PpdTreeSet, acc: readonly (readonly number[])[], name: string): string {
+  const trees = set.trees.filter((t) => t.guessDepth >= 1).map((t) => {
+    const entries = t.candidates.map((c) => `[${JSON.stringify(c.path)}, ${pathProbability(acc, c.path)}, ${c.prompts}]`);
+    return `${t.guessDepth}: [${entries.join(', ')}]`;
+  });
+  return `# ppd tree set (budget ${set.budget} rows, ${set.promptTokens} prompt tokens) from ${set.accuracySource}\n${name} = {${trees.join(', ')}}\n`;
 }

@@ -2,8 +2,10 @@
  * What PPD decoding needs besides the model, loaded on Node from an adapter folder: the
  * prompt-token adapter (checked against the base model) and the dynamic tree set to decode with:
  * a file the caller names, else the hardware profile that `ppd calibrate` made for this machine
- * (hardware-profile.ts), else `trees.json` in the folder, the safe default. The setup itself
- * and reading it from any Folder (the browser's) are adapter-folder.ts's.
+ * (hardware-profile.ts), else `trees.json` in the folder, the safe default. A folder without
+ * trees (the PPD reference implementation's adapters come without) decodes with trees built for
+ * DEFAULT_TREE_BUDGET rows from its accuracy.json, or from a prior guess where it has none, and
+ * says so. The setup itself and reading it from any Folder (the browser's) are adapter-folder.ts's.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,9 +16,15 @@ import { defaultThreads } from '../runtime/ort.ts';
 import { configHash, PromptAdapter } from './adapter.ts';
 import { loadAdapter } from './adapter-files.ts';
 import { loadTreeSet } from './tree-files.ts';
+import { readAccuracyTable } from './accuracy.ts';
 import { ACCURACY_FILE, DEFAULT_LOOKUP_TOKENS, missingTrees, TREES_FILE, type PpdSetup } from './adapter-folder.ts';
+import type { PpdTreeSet } from './tree.ts';
+import { buildTreeSet, priorAccuracyTable } from './tree-builder.ts';
 
 export { DEFAULT_LOOKUP_TOKENS, TREES_FILE, type PpdSetup } from './adapter-folder.ts';
+
+/** Input rows per step of the trees built for an adapter folder that has none (train-prompts' default budget). */
+export const DEFAULT_TREE_BUDGET = 16;
 
 export interface PpdSetupOptions {
   /** A tree-set file; wins over any hardware profile. */
@@ -53,8 +61,12 @@ export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterD
 export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: PpdSetupOptions = {}): PpdSetup {
   const adapter = loadAdapter(adapterDir, base);
   const { path: treesPath, lookup, notice } = treesFileFor(base, adapter, adapterDir, options);
-  if (!existsSync(treesPath)) throw missingTrees(treesPath, join(adapterDir, ACCURACY_FILE));
-  if (notice !== undefined) (options.onNotice ?? ((line) => process.stderr.write(`${line}\n`)))(notice);
+  const tell = options.onNotice ?? ((line) => process.stderr.write(`${line}\n`));
+  if (!existsSync(treesPath)) {
+    if (options.trees !== undefined) throw missingTrees(treesPath, join(adapterDir, ACCURACY_FILE));
+    return { adapter, trees: builtTrees(adapter, adapterDir, tell), verification: options.verification ?? 'rejection', lookup: options.lookup ?? DEFAULT_LOOKUP_TOKENS };
+  }
+  if (notice !== undefined) tell(notice);
   return {
     adapter,
     trees: loadTreeSet(treesPath),
@@ -62,6 +74,22 @@ export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: Ppd
     verification: options.verification ?? 'rejection',
     lookup: options.lookup ?? lookup ?? DEFAULT_LOOKUP_TOKENS,
   };
+}
+
+/** Trees for a folder that has none: from its accuracy.json, else from the prior guess; the notice says which. */
+function builtTrees(adapter: PromptAdapter, adapterDir: string, tell: (line: string) => void): PpdTreeSet {
+  const accuracyFile = join(adapterDir, ACCURACY_FILE);
+  const measured = existsSync(accuracyFile);
+  const { promptTokens: N, virtualTokens: V } = adapter;
+  const acc = measured ? readAccuracyTable(accuracyFile) : priorAccuracyTable(N);
+  const trees = buildTreeSet(acc, { budget: DEFAULT_TREE_BUDGET, promptTokens: N, virtualTokens: V, attention: adapter.config.attention, accuracySource: measured ? accuracyFile : 'prior guess (no accuracy.json)' });
+  const out = join(adapterDir, TREES_FILE);
+  tell(
+    measured
+      ? `${adapterDir} has no ${TREES_FILE}: using trees of ${DEFAULT_TREE_BUDGET} rows built from ${accuracyFile} (save them with: ppd tree build --accuracies ${accuracyFile} --budget ${DEFAULT_TREE_BUDGET})`
+      : `${adapterDir} has no ${TREES_FILE} or ${ACCURACY_FILE}: using trees of ${DEFAULT_TREE_BUDGET} rows from a prior guess of the prompt tokens' accuracy; measure it with \`ppd eval-prompts --model MODEL --ppd ${adapterDir} --data TEXT\`, or convert the reference code's trees with \`ppd tree convert --from FILE.py --adapter ${adapterDir}\` (writes ${out})`,
+  );
+  return trees;
 }
 
 /**

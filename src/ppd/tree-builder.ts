@@ -319,6 +319,16 @@ function positiveInt(name: string, value: number): number {
 }
 
 /**
+ * A guess of the accuracy table for an adapter that comes without one (the reference
+ * implementation's): the top guess right 40 % of the time at depth 1, each further depth 30 %
+ * less often, each next rank half as often (10 ranks, the reference's TOPK). A placeholder that
+ * makes sensible small trees, never a measurement; `ppd eval-prompts` measures the real table.
+ */
+export function priorAccuracyTable(promptTokens: number): number[][] {
+  return Array.from({ length: promptTokens }, (_, i) => Array.from({ length: 10 }, (_, k) => 0.4 * 0.5 ** k * 0.7 ** i));
+}
+
+/**
  * τ of each tree and the long-run tokens per step of a tree set made elsewhere (the reference
  * implementation's trees): the evaluation step of the policy iteration above. trees[d] holds
  * candidates with their path probabilities and prompts [1 + C] for the root, then candidates.
