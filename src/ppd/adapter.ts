@@ -151,8 +151,7 @@ export function peftAdapterConfig(adapter: PromptAdapter, base: LlamaConfig, bas
 
 /** Reads and checks the adapter folder's adapter_config.json (no weights, no base-model check). */
 export function readAdapterConfig(folder: Folder): AdapterConfig {
-  if (!folder.has(ADAPTER_CONFIG)) throw new FormatError(folder.path, `no ${ADAPTER_CONFIG}: not an adapter folder`);
-  return parseWithSchema(adapterConfigSchema, readFolderJson(folder, ADAPTER_CONFIG), { file: folder.nameOf(ADAPTER_CONFIG) });
+  return parseWithSchema(adapterConfigSchema, adapterConfigJson(folder), { file: folder.nameOf(ADAPTER_CONFIG) });
 }
 
 /**
