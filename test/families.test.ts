@@ -25,6 +25,7 @@ import { writeSafetensors } from '../src/format/safetensors-write.ts';
 import { autoregressive, newCache } from '../src/decode/autoregressive.ts';
 import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { causalMask } from '../src/model/llama-model.ts';
+import { parseLlamaConfig } from '../src/model/config.ts';
 import { configHash, PromptAdapter } from '../src/ppd/adapter.ts';
 import { buildDistillSet } from '../src/train/distill.ts';
 import { ppdDecode } from '../src/ppd/decode.ts';
@@ -270,4 +271,27 @@ FAMILIES.forEach((family, f) => {
       }
     });
   });
+});
+
+test('what a family has and ppd does not run is one ModelError naming the file and field', () => {
+  const base = { ...SHAPE, vocab_size: 64 };
+  const cases: [Json, RegExp][] = [
+    [{ model_type: 'qwen2', use_sliding_window: true }, /field "use_sliding_window" true is not supported \(ppd has no sliding-window attention for Qwen models\)/],
+    [{ model_type: 'qwen3', layer_types: ['full_attention', 'sliding_attention'] }, /field "layer_types" with "sliding_attention" layers is not supported/],
+    [{ model_type: 'llama', rope_parameters: { full_attention: { rope_type: 'default', rope_theta: 1e4 }, sliding_attention: { rope_type: 'default', rope_theta: 1e4 } } }, /field "rope_parameters" per attention type .* is not supported/],
+    [{ model_type: 'llama', rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 4, high_freq_factor: 1, original_max_position_embeddings: 8192 } }, /field "rope_scaling\.high_freq_factor" \(1\) must be above low_freq_factor \(4\)/],
+    [{ model_type: 'llama', rope_scaling: { rope_type: 'llama3', factor: 8 } }, /field "rope_scaling\.low_freq_factor" must be a positive number/],
+    [{ model_type: 'qwen3', rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 } }, /field "rope_scaling\.rope_type" "yarn" is not supported \(supported: "default", "linear", "llama3"\)/],
+    [{ model_type: 'mistral', attention_bias: true }, /field "attention_bias" true is not supported/],
+    [{ model_type: 'qwen2', mlp_bias: true }, /field "mlp_bias" true is not supported/],
+    [{ model_type: 'gemma' }, /field "model_type" "gemma" is not supported \(expected "llama", "mistral", "qwen2" or "qwen3"\)/],
+  ];
+  for (const [fields, message] of cases) {
+    assert.throws(() => parseLlamaConfig({ ...base, ...fields }, 'm/config.json'), (e: Error) => e instanceof ModelError && e.message.startsWith('m/config.json: ') && message.test(e.message), JSON.stringify(fields));
+  }
+  // What each family defaults when config.json is silent (transformers' defaults).
+  assert.equal(parseLlamaConfig({ ...base, model_type: 'qwen3' }).headDim, 128);
+  assert.equal(parseLlamaConfig({ ...base, model_type: 'mistral' }).slidingWindow, 4096);
+  assert.equal(parseLlamaConfig({ ...base, model_type: 'mistral', sliding_window: null }).slidingWindow, undefined);
+  assert.deepEqual(parseLlamaConfig({ ...base, model_type: 'qwen2' }).bias, { qkv: true, output: false, mlp: false });
 });
