@@ -17,23 +17,12 @@ import { writeRandomModel } from '../src/checkpoint/random-init.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { openForReading } from '../src/format/file-io.ts';
 import { causalMask, embedTokens, naiveForward } from './reference/naive-llama.ts';
+import { BYTE_MODEL_SHAPE } from './helpers/byte-model.ts';
 import { assertUserError as assertUserErrorOf, runPpdOk } from './helpers/cli.ts';
 import { assertClose, range } from './helpers/tiny-model.ts';
 
 const EOS = 2;
-const SHAPE = {
-  model_type: 'llama',
-  vocab_size: 260, // the byte tokenizer's size, so init gives the model a tokenizer
-  hidden_size: 32,
-  intermediate_size: 64,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  max_position_embeddings: 256,
-  rms_norm_eps: 1e-5,
-  bos_token_id: 1,
-  eos_token_id: EOS,
-};
+const SHAPE = BYTE_MODEL_SHAPE;
 
 let work: string; // temporary root: shape.json, model/, cache/, broken model folders
 let modelDir: string;
@@ -286,6 +275,14 @@ describe('bad input ends as one error line', () => {
 
   test('--top-p 2', async () => {
     await assertUserError(['generate', '--model', modelDir, '--prompt', 'hi', '--top-p', '2'], ['--top-p', '"2"']);
+  });
+
+  test('--trees and --verification without --ppd, and more --threads than the machine has', async () => {
+    await assertUserError(['generate', '--model', modelDir, '--prompt', 'hi', '--trees', 'trees.json'], ['--trees', '--ppd']);
+    await assertUserError(['generate', '--model', modelDir, '--prompt', 'hi', '--verification', 'typical'], ['--verification', '--ppd']);
+    await assertUserError(['serve', '--model', modelDir, '--trees', 'trees.json'], ['--trees', '--ppd']);
+    await assertUserError(['generate', '--model', modelDir, '--prompt', 'hi', '--threads', '999'], ['--threads', '"999"', 'logical CPUs']);
+    await assertUserError(['generate', '--model', modelDir, '--prompt', 'hi', '--threads', '0'], ['--threads', '"0"']);
   });
 
   test('--lookup -1 and --lookup 1000', async () => {

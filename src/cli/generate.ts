@@ -8,6 +8,7 @@ import { loadModel } from '../checkpoint/load.ts';
 import { loadPpdSetup } from '../ppd/setup.ts';
 import { loadDraft } from '../spec/setup.ts';
 import { InputError } from '../errors.ts';
+import { checkPpdOnlyFlags } from './options.ts';
 import type { QuantizeMode } from '../format/quantize.ts';
 
 export interface GenerateFlags {
@@ -43,7 +44,7 @@ export function statsLine(s: GenerationStats): string {
 export async function generateCommand(flags: GenerateFlags): Promise<void> {
   if (flags.draftPpd && !flags.draft) throw new InputError('--draft-ppd needs --draft (the draft model the adapter belongs to)');
   if (flags.ppd && flags.draft) throw new InputError('--ppd and --draft cannot be combined; use --draft-ppd to decode the draft with PPD');
-  if (flags.lookup !== undefined && !flags.ppd) throw new InputError('--lookup needs --ppd ADAPTER: the context lookup is verified within PPD steps');
+  checkPpdOnlyFlags(flags);
   // --quantize applies to every model loaded here: the target and the draft.
   const runtime = { threads: flags.threads, quantize: flags.quantize };
   const loaded = await loadModel(flags.model, { ...runtime, needsTokenizer: true });

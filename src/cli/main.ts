@@ -16,7 +16,7 @@ import { perplexityCommand } from './perplexity.ts';
 import { evalPromptsCommand, trainPromptsCommand, treeBuildCommand, treeConvertCommand } from './prompts.ts';
 import { pretrainCommand } from './pretrain.ts';
 import { infoCommand, logitsCommand } from './inspect.ts';
-import { choice, collect, hostList, idList, integer, number } from './options.ts';
+import { choice, collect, hostList, idList, integer, number, threadCount } from './options.ts';
 import { QUANTIZE_MODES } from '../format/quantize.ts';
 import { DEFAULT_DRAFT_TOKENS } from '../spec/setup.ts';
 import { DEFAULT_LOOKUP_TOKENS } from '../ppd/setup.ts';
@@ -25,7 +25,7 @@ const program = new Command('ppd')
   .description('Parallel Prompt Decoding for LLaMA-family models, on ONNX Runtime')
   .configureOutput({ outputError: (text, write) => write(text.split('\n')[0] + '\n') });
 
-const threads = () => new Option('--threads <n>', 'ONNX Runtime intra-op threads (default: all cores)').argParser(integer(1, 1024));
+const threads = () => new Option('--threads <n>', 'ONNX Runtime intra-op threads, at most this machine\'s logical CPUs (default: all cores)').argParser(threadCount);
 const quantize = () =>
   new Option('--quantize <mode>', 'keep linear weights in 8- or 4-bit blocks of 32 (like GGUF Q8_0/Q4_0; q4 keeps the LM head at 8 bits); weights a .gguf stores as Q8_0/Q4_0 stay as stored').argParser(choice(QUANTIZE_MODES));
 const lookup = () =>
@@ -186,7 +186,7 @@ program
   .requiredOption('--valid <file>', 'held-out text')
   .requiredOption('--out <dir>', 'adapter folder to write')
   .option('--prompt-tokens <n>', 'N prompt tokens', integer(1, 16), 3)
-  .option('--virtual-tokens <n>', 'V virtual tokens per prompt token', integer(1, 16), 1)
+  .option('--virtual-tokens <n>', 'Vt: virtual tokens per prompt token', integer(1, 16), 1)
   .option('--attention <kind>', 'attention among prompt tokens', choice(['ensemble', 'decoder', 'encoder'] as const), 'ensemble')
   .option('--init-text <text>', 'text whose embeddings initialise the prompt tokens', 'Next 2 word Next 3 word Next 4 word')
   .option('--examples <n>', 'training examples (random cut points)', integer(1), 2000)

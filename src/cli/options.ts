@@ -3,6 +3,8 @@
  * line naming the flag and the value, through commander's own error reporting.
  */
 import { InvalidArgumentError } from 'commander';
+import { availableParallelism } from 'node:os';
+import { InputError } from '../errors.ts';
 
 export function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (text: string): number => {
@@ -12,6 +14,19 @@ export function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
     }
     return value;
   };
+}
+
+/**
+ * ONNX Runtime intra-op threads: 1 up to this machine's logical CPUs. More threads than CPUs only
+ * contend with each other (a decode step slows down many times over), so it is refused.
+ */
+export function threadCount(text: string): number {
+  const cpus = availableParallelism();
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || value < 1 || value > cpus) {
+    throw new InvalidArgumentError(`expected an integer in 1..${cpus} (this machine's logical CPUs), got "${text}"`);
+  }
+  return value;
 }
 
 /** A number in min..max; with `exclusiveMin`, in (min, max]. */
@@ -55,4 +70,12 @@ export function hostList(text: string): string[] {
     throw new InvalidArgumentError(`expected comma-separated host names such as ppd.example.com,ppd (or *), got "${text}"`);
   }
   return names;
+}
+
+/** The flags that only mean something with --ppd: each given without it is one error line. */
+export function checkPpdOnlyFlags(flags: { ppd?: string; trees?: string; verification?: string; lookup?: number }): void {
+  if (flags.ppd) return;
+  if (flags.trees !== undefined) throw new InputError('--trees needs --ppd ADAPTER: the trees are what PPD verifies each step');
+  if (flags.verification !== undefined) throw new InputError('--verification needs --ppd ADAPTER: it chooses how PPD accepts sampled guesses');
+  if (flags.lookup !== undefined) throw new InputError('--lookup needs --ppd ADAPTER: the context lookup is verified within PPD steps');
 }

@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { InputError } from '../errors.ts';
+import { checkPpdOnlyFlags } from './options.ts';
 import { loadModel } from '../checkpoint/load.ts';
 import type { QuantizeMode } from '../format/quantize.ts';
 import { loadPpdSetup } from '../ppd/setup.ts';
@@ -37,7 +38,7 @@ function isLoopback(host: string): boolean {
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<void> {
-  if (flags.lookup !== undefined && !flags.ppd) throw new InputError('--lookup needs --ppd ADAPTER: the context lookup is verified within PPD steps');
+  checkPpdOnlyFlags(flags);
   if (flags.apiKey !== undefined) checkApiKey(flags.apiKey);
   const loaded = await loadModel(flags.model, { threads: flags.threads, quantize: flags.quantize, needsTokenizer: true });
   const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, threads: flags.threads, quantize: flags.quantize, modelDir: flags.model }) : undefined;
