@@ -5,11 +5,12 @@
  *   strings and the token limit when run through `Generation`, and when its calls are driven
  *   one by one under a changing row budget (as a batching scheduler does);
  * - sampled PPD (rejection verification) has the model's own sampling distribution: the joint
- *   distribution of the first two tokens matches exact enumeration (chi-square, fixed seed).
+ *   distribution of the first two tokens matches exact enumeration (chi-square, fixed seed), and
+ *   its first tree steps do accept guesses.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { autoregressive, newCache, prefill } from '../src/decode/autoregressive.ts';
@@ -17,13 +18,12 @@ import { forwardRows } from '../src/decode/rows.ts';
 import { Generation } from '../src/generate/generate.ts';
 import { loadModel, type LoadedModel, loadLlamaModel } from '../src/checkpoint/load.ts';
 import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
-import { writeRandomModel } from '../src/checkpoint/random-init.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
 import { PpdDecoder, ppdDecode } from '../src/ppd/decode.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { Sampler, toProbabilities } from '../src/sampling/sampler.ts';
-import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
+import { BYTE_MODEL_SHAPE, writeByteModel } from './helpers/byte-model.ts';
 import { chiSquare, take } from './helpers/decoding.ts';
 import { memorySource, randomWeights, tinyConfig } from './helpers/tiny-model.ts';
 
@@ -132,8 +132,7 @@ let loaded: LoadedModel;
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'ppd-decode-'));
-  writeRandomModel(root, { model_type: 'llama', vocab_size: 260, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 96, eos_token_id: 2 }, { seed: 4, tokenizerJson: byteFallbackTokenizerJson() });
-  writeFileSync(join(root, 'tokenizer_config.json'), JSON.stringify(byteFallbackTokenizerConfig()));
+  writeByteModel(root, { ...BYTE_MODEL_SHAPE, max_position_embeddings: 96 }, 4);
   loaded = await loadModel(root, { cacheDir: false, threads: 1 });
 });
 
@@ -194,10 +193,18 @@ test('sampled PPD keeps the model distribution: first two tokens match exact enu
   for (const lookup of [0, 3]) {
     const counts = new Array<number>(25).fill(0);
     const sampler = new Sampler({ ...sampling, seed: 12345 });
+    let stepsAccepting = 0; // first tree steps that accepted at least one guess
     for (let r = 0; r < runs; r++) {
-      const [a, b] = await take(ppdDecode(m, prompt, { adapter, trees, sampler, lookup, verification: 'rejection' }), 2);
+      const produced: number[] = [];
+      const onStep = (n: number) => produced.push(n);
+      const [a, b] = await take(ppdDecode(m, prompt, { adapter, trees, sampler, lookup, verification: 'rejection', onStep }), 2);
       counts[a! * 5 + b!]!++;
+      if (produced[1]! > 1) stepsAccepting++;
     }
+    // The verifier must really accept guesses (a verifier that rejects everything would also
+    // sample the model's distribution, through its bonus tokens alone): with 5 tokens and top-3
+    // guesses, a good share of first steps accept one.
+    assert.ok(stepsAccepting > runs / 10, `lookup ${lookup}: ${stepsAccepting} of ${runs} first steps accepted a guess`);
     // Chi-square over cells with enough expected mass (rare cells pooled into one).
     const { chi, cells } = chiSquare(counts, exact, runs);
     // Fixed seed, so the statistic is one fixed number; 3x the degrees of freedom is far beyond

@@ -109,12 +109,24 @@ describe('queue', () => {
     await rest(a.reader);
   });
 
-  test('two slots run two generations at once', async () => {
+  test('two slots run two generations at once, each stream holding what its request gives alone', async () => {
     const { url } = await serve({ concurrency: 2, maxWaiting: 0 });
-    const a = await startStream(url, { max_tokens: 20 });
-    const b = await startStream(url, { max_tokens: 20 });
+    const requests = [{ prompt: 'a long story', max_tokens: 20 }, { prompt: 'another tale', max_tokens: 20 }];
+    const a = await startStream(url, requests[0]!);
+    const b = await startStream(url, requests[1]!);
     await waitForMetrics(url, (m) => metric(m, 'ppd_requests_active') === 2);
-    await Promise.all([rest(a.reader), rest(b.reader)]);
+    const streams = await Promise.all([a, b].map(async (s) => s.first + (await rest(s.reader))));
+    for (const [i, raw] of streams.entries()) {
+      const events = raw.split('\n\n').filter((e) => e !== '').map((e) => e.replace(/^data: /, ''));
+      assert.equal(events.at(-1), '[DONE]', `stream ${i} ends with [DONE]`);
+      const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+      const streamed = chunks.map((c) => c.choices[0].text).join('');
+      // Greedy: the same request alone (no other generation running) gives the same text.
+      const alone = await (await post(`${url}/v1/completions`, { ...requests[i], temperature: 0 })).json();
+      assert.equal(streamed, alone.choices[0].text, `stream ${i}`);
+      assert.ok(streamed.length > 0, `stream ${i} has text`);
+      assert.equal(chunks.at(-1).choices[0].finish_reason, alone.choices[0].finish_reason);
+    }
   });
 });
 

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import type { PpdSetup } from '../src/ppd/setup.ts';
-import { metric, post, readEvents, startServer, tinyPpdSetup, TINY_SHAPE, writeTinyModel, type RunningServer } from './helpers/tiny-server.ts';
+import { BYTE_MODEL_SHAPE } from './helpers/byte-model.ts';
+import { metric, post, readEvents, startServer, tinyPpdSetup, writeTinyModel, type RunningServer } from './helpers/tiny-server.ts';
 
 let root: string;
 let loaded: LoadedModel;
@@ -59,7 +60,7 @@ describe('models and health', () => {
     const body = await (await fetch(`${server.url}/v1/models`)).json();
     assert.equal(body.object, 'list');
     assert.equal(body.data.length, 1);
-    assert.deepEqual({ ...body.data[0], created: 0 }, { id: MODEL_ID, object: 'model', created: 0, owned_by: 'ppd', context_length: TINY_SHAPE.max_position_embeddings, ppd: true });
+    assert.deepEqual({ ...body.data[0], created: 0 }, { id: MODEL_ID, object: 'model', created: 0, owned_by: 'ppd', context_length: BYTE_MODEL_SHAPE.max_position_embeddings, ppd: true });
     assert.equal((await (await fetch(`${server.url}/v1/models/${MODEL_ID}`)).json()).id, MODEL_ID);
     assert.equal((await expectError(await fetch(`${server.url}/v1/models/gpt-4`), 404)).code, 'model_not_found');
   });
@@ -208,6 +209,9 @@ describe('bad requests', () => {
     ['an unknown role', () => chat({ messages: [{ role: 'robot', content: 'a' }] }), 400, 'messages[0].role', /"system", "developer", "user" or "assistant"/],
     ['content of the wrong type', () => chat({ messages: [{ role: 'user', content: 5 }] }), 400, 'messages[0].content', /got 5/],
     ['an image part', () => chat({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }] }), 400, 'messages[0].content', /text parts/],
+    ['max_completion_tokens 0', () => chat({ messages: [{ role: 'user', content: 'a' }], max_completion_tokens: 0 }), 400, 'max_completion_tokens', /from 1 to 256/],
+    ['fractional max_completion_tokens', () => chat({ messages: [{ role: 'user', content: 'a' }], max_completion_tokens: 1.5 }), 400, 'max_completion_tokens', /integer/],
+    ['max_completion_tokens as a string', () => chat({ messages: [{ role: 'user', content: 'a' }], max_completion_tokens: '8' }), 400, 'max_completion_tokens', /got "8"/],
     ['a body over the size limit', () => completion({ prompt: 'a'.repeat(100_000) }), 413, null, /larger than/],
     ['a body that is not JSON', () => fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hi' }), 415, null, /must be JSON/],
     ['a __proto__ key', () => completion('{"prompt": "a", "__proto__": {"polluted": 1}}'), 400, null, /not valid JSON/],

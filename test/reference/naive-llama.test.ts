@@ -1,7 +1,7 @@
 /**
  * Self-checks of the naive reference forward on tiny random models, independent of ppd's graph:
- * cached equals uncached, tree equals separate branches, rotary is relative, GQA equals MHA with
- * repeated key/value heads.
+ * cached equals uncached, tree equals separate branches, rotary is relative, GQA and multi-query
+ * attention equal MHA with repeated key/value heads.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -128,39 +128,35 @@ test('rotary: keys rotate by rotate_half (dimension i pairs with i + D/2), posit
   }
 });
 
-test('GQA equals MHA whose key/value heads repeat each shared head for its group of query heads', () => {
-  const gqa = tinyConfig({ numHeads: 4, numKvHeads: 2 });
-  const mha = tinyConfig({ numHeads: 4, numKvHeads: 4 });
-  const wGqa = randomWeights(gqa, 6);
-  const wMha = new Map(wGqa);
-  const D = gqa.headDim;
-  const C = gqa.hiddenSize;
-  const group = gqa.numHeads / gqa.numKvHeads;
-  for (let l = 0; l < gqa.numLayers; l++) {
-    for (const part of ['self_attn.k_proj', 'self_attn.v_proj'] as const) {
-      const name = layerTensorName(l, part);
-      const src = wGqa.get(name)!; // [KVH * D, C]
-      const dst = new Float32Array(mha.numKvHeads * D * C);
-      // Query head h reads kv head floor(h / group), as transformers' repeat_kv does.
-      for (let h = 0; h < mha.numKvHeads; h++) {
-        dst.set(src.subarray(Math.floor(h / group) * D * C, (Math.floor(h / group) + 1) * D * C), h * D * C);
+// Query head h reads key/value head floor(h / G), as transformers' repeat_kv does: GQA (K = 2)
+// and multi-query attention (K = 1) must equal MHA whose key/value heads repeat each shared one.
+for (const [label, numKvHeads] of [['GQA, 2 key/value heads', 2], ['multi-query attention, 1 key/value head', 1]] as const) {
+  test(`${label} equals MHA whose key/value heads repeat each shared head for its group of query heads`, () => {
+    const shared = tinyConfig({ numHeads: 4, numKvHeads });
+    const mha = tinyConfig({ numHeads: 4, numKvHeads: 4 });
+    const wShared = randomWeights(shared, 6 + numKvHeads);
+    const wMha = new Map(wShared);
+    const D = shared.headDim;
+    const C = shared.hiddenSize;
+    const group = shared.numHeads / shared.numKvHeads;
+    for (let l = 0; l < shared.numLayers; l++) {
+      for (const part of ['self_attn.k_proj', 'self_attn.v_proj'] as const) {
+        const name = layerTensorName(l, part);
+        const src = wShared.get(name)!; // [K * D, C]
+        const dst = new Float32Array(mha.numKvHeads * D * C);
+        for (let h = 0; h < mha.numKvHeads; h++) {
+          dst.set(src.subarray(Math.floor(h / group) * D * C, (Math.floor(h / group) + 1) * D * C), h * D * C);
+        }
+        wMha.set(name, dst);
       }
-      wMha.set(name, dst);
     }
-  }
-  const outGqa = runCausal(gqa, wGqa, IDS);
-  const outMha = runCausal(mha, wMha, IDS);
-  assertClose(outGqa.logits, outMha.logits, 1e-5, 'logits');
-  assert.equal(outGqa.keys[0].length, IDS.length * gqa.numKvHeads * D);
-  assert.equal(outMha.keys[0].length, IDS.length * mha.numKvHeads * D);
-});
-
-test('multi-query attention (one kv head) runs and stays finite', () => {
-  const c = tinyConfig({ numKvHeads: 1 });
-  const out = runCausal(c, randomWeights(c, 7), IDS);
-  assert.equal(out.logits.length, IDS.length * c.vocabSize);
-  assert.ok(out.logits.every(Number.isFinite));
-});
+    const outShared = runCausal(shared, wShared, IDS);
+    const outMha = runCausal(mha, wMha, IDS);
+    assertClose(outShared.logits, outMha.logits, 1e-5, 'logits');
+    assert.equal(outShared.keys[0].length, IDS.length * shared.numKvHeads * D);
+    assert.equal(outMha.keys[0].length, IDS.length * mha.numKvHeads * D);
+  });
+}
 
 test('tied word embeddings use embed_tokens as the LM head', () => {
   const untied = tinyConfig();
