@@ -47,14 +47,13 @@ import {
   runBenchmark,
   writeReportFiles,
   shownPath,
-  spread,
   timed,
   warnIfBusy,
   watchLoad,
   type Machine,
   type PhaseLoad,
-  type Spread,
 } from './harness.ts';
+import { spread, type Spread } from '../src/report/timing.ts';
 import {
   decodeCache,
   DECODE_WARMUP_STEPS,

@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { InputError, PpdError } from '../src/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import { writeLineChart, type LineChart } from '../src/report/plot.ts';
+import type { Spread } from '../src/report/timing.ts';
 import { defaultThreads, ortVersion } from '../src/runtime/ort.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -236,20 +237,6 @@ export const otherCpu = (load: PhaseLoad) => (load.otherCores === null ? 'unknow
 
 // ---------------------------------------------------------------------------------------------
 // Timing.
-
-export interface Spread {
-  medianMs: number;
-  minMs: number;
-  maxMs: number;
-  samples: number;
-}
-
-export function spread(samplesMs: number[]): Spread {
-  const sorted = [...samplesMs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  const medianMs = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-  return { medianMs, minMs: sorted[0]!, maxMs: sorted[sorted.length - 1]!, samples: sorted.length };
-}
 
 /** Wall time of `run` in milliseconds. */
 export async function timed(run: () => Promise<unknown>): Promise<number> {

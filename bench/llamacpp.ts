@@ -48,12 +48,12 @@ import {
   runBenchmark,
   writeReportFiles,
   shownPath,
-  spread,
   warnIfBusy,
   watchLoad,
   type Machine,
   type PhaseLoad,
 } from './harness.ts';
+import { spread } from '../src/report/timing.ts';
 import { DRAFT_DEFAULTS, LlamaCppPeer, type Predictor } from './peers/llamacpp.ts';
 import { CORPUS_FILE, selectPrompts, type Prompt } from './prompts.ts';
 

@@ -23,7 +23,8 @@ import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
 import type { QuantizeMode } from '../src/format/quantize.ts';
 import { randomTensorSource } from '../src/checkpoint/random-init.ts';
 import { Progress } from '../src/report/progress.ts';
-import { fmt, MiB, range, spread, timed, tokenIds, type Spread } from './harness.ts';
+import { fmt, MiB, range, timed, tokenIds } from './harness.ts';
+import { spread, timeInRounds, type Spread } from '../src/report/timing.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Random model shapes.
@@ -183,9 +184,9 @@ export async function measureDecode(subjects: Subject[], steps: number, label: s
 
 /**
  * L(T) for each T of `rows` over each subject's past of `cache.length` rows (nothing appended).
- * Rounds go through every T in turn, so a slow spell of the machine lands on all T alike instead
- * of skewing one ratio; LATENCY_WARMUP_ROUNDS rounds go untimed. Returns each subject's samples
- * by T.
+ * Rounds go through every T in turn (report/timing.ts, every other round backwards), so a slow
+ * spell of the machine lands on all T alike instead of skewing one ratio; LATENCY_WARMUP_ROUNDS
+ * rounds go untimed. Returns each subject's samples by T.
  */
 export async function measureLatency(subjects: Subject[], rows: readonly number[], repeats: number, label: string): Promise<Map<number, number[]>[]> {
   const inputs = subjects.map(({ model, cache }) =>
@@ -194,19 +195,20 @@ export async function measureLatency(subjects: Subject[], rows: readonly number[
       forward: { embeds: model.embed(tokenIds(T, model.config.vocabSize, 2)), positions: range(T, cache.length), mask: causalMask(T, cache.length), cache },
     })),
   );
-  const samples = subjects.map(() => new Map(rows.map((T) => [T, [] as number[]])));
   const rounds = LATENCY_WARMUP_ROUNDS + repeats;
   const progress = new Progress(`${label}: latency sweep`, rounds * subjects.length * rows.length, 'fwd');
-  for (let round = 0; round < rounds; round++) {
-    for (const i of turnOrder(subjects.length, round)) {
-      await settle(subjects, subjects[i]!);
-      for (const { T, forward } of inputs[i]!) {
-        const ms = await timed(() => subjects[i]!.model.forward(forward)); // forward never mutates the cache
-        if (round >= LATENCY_WARMUP_ROUNDS) samples[i]!.get(T)!.push(ms);
-        progress.tick();
-      }
-    }
-  }
+  // Subjects take turns (rotating which goes first); each forward never mutates its cache.
+  const byGroup = await timeInRounds(
+    inputs.map((perT, i) => perT.map(({ forward }) => () => subjects[i]!.model.forward(forward))),
+    {
+      warmupRounds: LATENCY_WARMUP_ROUNDS,
+      repeats,
+      groupOrder: (round) => turnOrder(subjects.length, round),
+      beforeGroup: (i) => settle(subjects, subjects[i]!),
+      onCall: () => progress.tick(),
+    },
+  );
+  const samples = byGroup.map((perT) => new Map(rows.map((T, k) => [T, perT[k]!])));
   const last = rows.at(-1)!;
   const ratio = (i: number) => fmt(spread(samples[i]!.get(last)!).medianMs / spread(samples[i]!.get(rows[0]!)!).medianMs, 2);
   progress.stop(subjects.length === 1 ? `L(${last})/L(${rows[0]}) = ${ratio(0)}` : subjects.map((s, i) => `${s.name} L(${last})/L(${rows[0]}) = ${ratio(i)}`).join(', '));

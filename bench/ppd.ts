@@ -29,7 +29,7 @@
  * The targets (τ >= 2.5, greedy speedup >= 2×, memory overhead <= 0.01 %) are reported, never
  * asserted.
  *
- * Shape legend: N = prompt tokens, V = virtual tokens per prompt token, C = hidden size,
+ * Shape legend (docs/ARCHITECTURE.md): N = prompt tokens, Vt = virtual tokens per prompt token, C = hidden size,
  * R = input rows of one tree step, M = tree nodes (root + candidates).
  */
 import { existsSync } from 'node:fs';
@@ -60,12 +60,12 @@ import {
   runBenchmark,
   writeReportFiles,
   shownPath,
-  spread,
   watchLoad,
   warnIfBusy,
   type Machine,
   type PhaseLoad,
 } from './harness.ts';
+import { spread } from '../src/report/timing.ts';
 import { CORPUS_FILE, selectPrompts, type Prompt } from './prompts.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ export interface PpdBenchReport {
   adapter: {
     dir: string;
     promptTokens: number; // N
-    virtualTokens: number; // V
+    virtualTokens: number; // Vt
     attention: string;
     /** plainChosen: this machine's calibration picked plain decoding, so trees.json stands in. */
     trees: { file: string; plainChosen: boolean; budget: number; topK: number; expectedTokensPerStep: number; rowsPerTree: number[] };
@@ -217,7 +217,7 @@ export interface TreeBufferSize {
 }
 
 export interface MemoryOverhead {
-  /** N·V·C f32. */
+  /** N·Vt·C f32. */
   adapterBytes: number;
   trees: TreeBufferSize[];
   treeBufferBytes: number;
@@ -548,12 +548,12 @@ function markdown(r: PpdBenchReport): string {
     '| | |',
     '| --- | --- |',
     `| model | \`${r.model.dir}\`: ${fmt(r.model.parameters / 1e6, 2)}M parameters (C = ${r.model.hiddenSize}, ${r.model.layers} layers, vocabulary ${r.model.vocabSize}), f32 |`,
-    `| adapter | \`${r.adapter.dir}\`: N = ${r.adapter.promptTokens} prompt tokens × V = ${r.adapter.virtualTokens}, ${r.adapter.attention} attention |`,
+    `| adapter | \`${r.adapter.dir}\`: N = ${r.adapter.promptTokens} prompt tokens × Vt = ${r.adapter.virtualTokens}, ${r.adapter.attention} attention |`,
     `| trees | \`${r.adapter.trees.file}\`: budget ${r.adapter.trees.budget} rows, top-${r.adapter.trees.topK}, rows per tree (d = 0..N) ${r.adapter.trees.rowsPerTree.join(', ')}, expected ${fmt(r.adapter.trees.expectedTokensPerStep, 2)} tokens/step${r.adapter.trees.plainChosen ? ' (this machine\'s calibration chose plain decoding, so these default trees stand in)' : ''} |`,
     '',
     '## Memory overhead',
     '',
-    `PPD keeps the prompt embeddings (N·V·C f32) and, per tree of the dynamic set, its compiled step buffers: the [R, R] u8 mask and the index arrays ` +
+    `PPD keeps the prompt embeddings (N·Vt·C f32) and, per tree of the dynamic set, its compiled step buffers: the [R, R] u8 mask and the index arrays ` +
       `(positions, node rows, row sources, retrieval paths, prompt rows, guess slots), counted as int32. The per-step [R, P+R] mask and the step's keys/values are transient and not counted.`,
     '',
     '| what | bytes |',
@@ -671,7 +671,7 @@ async function main(argv: string[]): Promise<void> {
 
     const memory = memoryOverhead(loaded, setup);
     const promptTokens = greedy.prompts.map((p) => p.promptTokens);
-    const { promptTokens: N, virtualTokens: V } = setup.adapter.config;
+    const { promptTokens: N, virtualTokens: Vt } = setup.adapter.config;
     const report: PpdBenchReport = {
       schema: 'ppd.bench.ppd/2',
       mode: plan.mode,
@@ -690,7 +690,7 @@ async function main(argv: string[]): Promise<void> {
       adapter: {
         dir: repoPath(plan.adapterDir),
         promptTokens: N,
-        virtualTokens: V,
+        virtualTokens: Vt,
         attention: setup.adapter.config.attention,
         trees: {
           file: repoPath(setup.treesFile ?? join(plan.adapterDir, TREES_FILE)),

@@ -65,14 +65,13 @@ import {
   repoPath,
   runBenchmark,
   shownPath,
-  spread,
   warnIfBusy,
   watchLoad,
   type Machine,
   type PhaseLoad,
-  type Spread,
   writeReportFiles,
 } from './harness.ts';
+import { spread, type Spread } from '../src/report/timing.ts';
 import {
   decodeCache,
   DECODE_TURN_STEPS,

@@ -60,12 +60,12 @@ import {
   repoPath,
   runBenchmark,
   shownPath,
-  spread,
   warnIfBusy,
   watchLoad,
   type Machine,
   type PhaseLoad,
 } from './harness.ts';
+import { spread } from '../src/report/timing.ts';
 import { CORPUS_FILE, PROMPT_TOKENS, selectPrompts, type Prompt } from './prompts.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -408,7 +408,7 @@ function markdown(r: SpecBenchReport): string {
     }),
     ...[['target adapter', r.targetAdapter], ['draft adapter', r.draftAdapter]].map(([name, a]) => {
       const i = a as AdapterInfo;
-      return `| ${name} | \`${i.dir}\`: N = ${i.promptTokens} × V = ${i.virtualTokens}, ${bytes(i.bytes)}; trees \`${i.treesFile}\` (budget ${i.treeBudget} rows) |`;
+      return `| ${name} | \`${i.dir}\`: N = ${i.promptTokens} × Vt = ${i.virtualTokens}, ${bytes(i.bytes)}; trees \`${i.treesFile}\` (budget ${i.treeBudget} rows) |`;
     }),
     '',
     `Kept besides the target's weights and KV cache (weights f32, the draft's KV cache at ${r.memory.contextTokens} tokens, prompt embeddings; tree buffers are a few KiB and not counted):`,

@@ -54,15 +54,14 @@ import {
   REPO_ROOT,
   runBenchmark,
   shownPath,
-  spread,
   timed,
   tokenIds,
   warnIfBusy,
   watchLoad,
   type Machine,
   type PhaseLoad,
-  type Spread,
 } from './harness.ts';
+import { spread, type Spread } from '../src/report/timing.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Report schema (docs/bench/train.json). Times in milliseconds, FLOPs as counts, rates per second.

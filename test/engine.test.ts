@@ -74,7 +74,7 @@ test('token-by-token with the KV cache equals the uncached forward', async () =>
   await model.release();
 });
 
-test('a two-branch tree forward equals each branch run alone, and compaction keeps the accepted branch', async () => {
+test('a two-branch tree forward equals each branch run alone, and keeping the accepted branch\'s rows continues it exactly', async () => {
   const config = tinyConfig();
   const { model } = await tinyModel(config, 3);
   const V = config.vocabSize;
@@ -105,13 +105,12 @@ test('a two-branch tree forward equals each branch run alone, and compaction kee
     rows.forEach((row, i) => assertClose(tree.logits.subarray(row * V, (row + 1) * V), ref.logits.subarray(i * V, (i + 1) * V), TOL, `branch row ${row}`));
   }
 
-  // Accept branch b: keep tree rows 2 and 3, then the next token must see exactly prefix + b.
-  cache.append(tree.keys, tree.values);
-  cache.compact(P, [2, 3]);
+  // Accept branch b: keep tree rows 2 and 3 (as decoders do), then the next token must see exactly prefix + b.
+  cache.append(tree.keys, tree.values, [2, 3]);
   const next = await model.forward({ embeds: model.embed([7]), positions: [5], mask: causalMask(1, 5), cache });
   const straight = newCache(config);
   const ref = await model.forward({ embeds: model.embed([...prefix, ...b, 7]), positions: range(0, 6), mask: causalMask(6, 0), cache: straight });
-  assertClose(next.logits, ref.logits.subarray(5 * V, 6 * V), TOL, 'after compaction');
+  assertClose(next.logits, ref.logits.subarray(5 * V, 6 * V), TOL, 'after keeping the accepted branch');
   await model.release();
 });
 

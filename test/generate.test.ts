@@ -15,19 +15,10 @@ import { newCache, prefill, prefillWith } from '../src/decode/autoregressive.ts'
 import { PREFILL_CHUNK } from '../src/decode/rows.ts';
 import { writeRandomModel } from '../src/checkpoint/random-init.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
+import { BYTE_MODEL_SHAPE } from './helpers/byte-model.ts';
 import { maxAbsDiff } from './helpers/tiny-model.ts';
 
-const SHAPE = {
-  model_type: 'llama',
-  vocab_size: 260,
-  hidden_size: 32,
-  intermediate_size: 64,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  max_position_embeddings: 64,
-  eos_token_id: 2,
-};
+const SHAPE = { ...BYTE_MODEL_SHAPE, max_position_embeddings: 64 }; // a short context, to reach it
 
 let root: string;
 let loaded: LoadedModel;

@@ -5,6 +5,7 @@
  * size with other tokens, is one clear error); and `ppd generate --draft [--draft-ppd]` on the
  * command line prints plain decoding's greedy output.
  */
+import { BYTE_MODEL_SHAPE } from './helpers/byte-model.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,7 +24,7 @@ import { loadDraft, type DraftSetup } from '../src/spec/setup.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson, llamaTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
 import { runPpd } from './helpers/cli.ts';
 
-const SHAPE = { model_type: 'llama', vocab_size: 260, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, bos_token_id: 1, eos_token_id: 2 };
+const SHAPE = { ...BYTE_MODEL_SHAPE, max_position_embeddings: 128 };
 const DRAFT_SHAPE = { ...SHAPE, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 };
 const ACC = [0, 1, 2].map((i) => Array.from({ length: 4 }, (_, k) => 0.45 * Math.pow(0.5, k) * Math.pow(0.8, i)));
 

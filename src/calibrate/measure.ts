@@ -18,24 +18,7 @@ import type { LoadedModel } from '../checkpoint/load.ts';
 import { causalMask, type ForwardInput, type LlamaModel } from '../model/llama-model.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
 import { InputError } from '../errors.ts';
-
-// ---------------------------------------------------------------------------------------------
-// Timing statistics
-
-export interface Spread {
-  medianMs: number;
-  minMs: number;
-  maxMs: number;
-  samples: number;
-}
-
-export function spread(samplesMs: readonly number[]): Spread {
-  if (samplesMs.length === 0) throw new InputError('spread: no samples');
-  const sorted = [...samplesMs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  const medianMs = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-  return { medianMs, minMs: sorted[0]!, maxMs: sorted[sorted.length - 1]!, samples: sorted.length };
-}
+import { spread, timeInRounds, type Spread } from '../report/timing.ts';
 
 // ---------------------------------------------------------------------------------------------
 // L(n)
@@ -84,21 +67,11 @@ export async function measureLatency(model: LlamaModel, plan: LatencyPlan, onFor
     if (P > 0) await prefill(model, spreadIds(P, V, 1 + c), cache);
     inputs.push(plan.grid.map((n) => ({ embeds: model.embed(spreadIds(n, V, 100 + n)), positions: Array.from({ length: n }, (_, i) => P + i), mask: causalMask(n, P), cache })));
   }
-  const samples = plan.contexts.map(() => plan.grid.map(() => [] as number[])); // [context][n][repeat]
-  for (let round = 0; round < plan.warmupRounds + plan.repeats; round++) {
-    for (const [c, perN] of inputs.entries()) {
-      // Every other round backwards: no size always runs right after the same one (or a context switch).
-      const order = round % 2 === 0 ? perN.keys() : [...perN.keys()].reverse();
-      for (const i of order) {
-        const input = perN[i]!;
-        const start = performance.now();
-        await model.forward(input);
-        const ms = performance.now() - start;
-        if (round >= plan.warmupRounds) samples[c]![i]!.push(ms);
-        onForward?.();
-      }
-    }
-  }
+  // Every other round backwards: no size always runs right after the same one (or a context switch).
+  const samples = await timeInRounds(
+    inputs.map((perN) => perN.map((input) => () => model.forward(input))),
+    { warmupRounds: plan.warmupRounds, repeats: plan.repeats, onCall: onForward },
+  ); // [context][n][repeat]
   return plan.grid.map((n, i) => {
     const perContext = plan.contexts.map((_, c) => spread(samples[c]![i]!));
     return { n, perContext, meanMs: perContext.reduce((sum, s) => sum + s.medianMs, 0) / perContext.length };

@@ -12,7 +12,7 @@ import { buildTreeSet } from '../ppd/tree-builder.ts';
 
 export interface AdapterShape {
   promptTokens: number; // N
-  virtualTokens: number; // V
+  virtualTokens: number; // Vt
   attention: AttentionVariant;
   accuracySource: string;
 }

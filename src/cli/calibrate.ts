@@ -156,14 +156,14 @@ function readInputs(f: CalibrateFlags): Inputs {
 }
 
 /** L(n) on the loaded model and τ(n) from the table, over the grid, with progress bars. */
-async function measureCurves(loaded: LoadedModel, x: Inputs, f: CalibrateFlags): Promise<{ latency: LatencyRow[]; tau: TauPoint[] }> {
-  const plan = { grid: x.grid, contexts: f.contexts, warmupRounds: f.warmup, repeats: f.repeats };
+async function measureCurves(loaded: LoadedModel, inputs: Inputs, f: CalibrateFlags): Promise<{ latency: LatencyRow[]; tau: TauPoint[] }> {
+  const plan = { grid: inputs.grid, contexts: f.contexts, warmupRounds: f.warmup, repeats: f.repeats };
   const latencyBar = new Progress('L(n)', latencyForwards(plan), 'fwd');
   let forwards = 0;
   const latency = await measureLatency(loaded.model, plan, () => latencyBar.update(++forwards));
   latencyBar.stop(`L(1) = ${latency[0]!.meanMs.toFixed(2)} ms, L(${f.maxN}) = ${latency.at(-1)!.meanMs.toFixed(2)} ms`);
-  const tauBar = new Progress('τ(n)', x.grid.length, 'sizes');
-  const tau = tauCurve(x.acc, x.grid, x.shape, (done) => tauBar.update(done));
+  const tauBar = new Progress('τ(n)', inputs.grid.length, 'sizes');
+  const tau = tauCurve(inputs.acc, inputs.grid, inputs.shape, (done) => tauBar.update(done));
   tauBar.stop();
   return { latency, tau };
 }
@@ -173,14 +173,14 @@ async function measureCurves(loaded: LoadedModel, x: Inputs, f: CalibrateFlags):
  * prediction; with `--lookup K`, each of those sizes again with a K-token context lookup, and
  * the lookup alone (n = 1).
  */
-async function checkPrediction(loaded: LoadedModel, x: Inputs, choice: Choice, prompts: HeldOutPrompt[], f: CalibrateFlags): Promise<NonNullable<CalibrationReport['check']>> {
+async function checkPrediction(loaded: LoadedModel, inputs: Inputs, choice: Choice, prompts: HeldOutPrompt[], f: CalibrateFlags): Promise<NonNullable<CalibrationReport['check']>> {
   const { chosen } = choice;
-  const sizes = sizesToCheck(x.grid, chosen.n, x.extraSizes);
+  const sizes = sizesToCheck(inputs.grid, chosen.n, inputs.extraSizes);
   const withLookup = f.lookup === 0 ? [] : [...new Set([1, ...sizes])].map((n) => ({ n, lookup: f.lookup }));
   const candidates: Candidate[] = [...sizes.map((n) => ({ n, lookup: 0 })), ...withLookup].map(({ n, lookup }) => ({
     n,
     lookup,
-    setup: { adapter: x.adapter, trees: treeSetFor(x.acc, n, x.shape), verification: 'rejection', lookup },
+    setup: { adapter: inputs.adapter, trees: treeSetFor(inputs.acc, n, inputs.shape), verification: 'rejection', lookup },
   }));
   const plan = { prompts, candidates, maxTokens: f.maxTokens, repeats: f.genRepeats };
   const bar = new Progress('held-out generations', generationCount(plan), 'runs');
@@ -191,7 +191,7 @@ async function checkPrediction(loaded: LoadedModel, x: Inputs, choice: Choice, p
   const atChosen = measured.find((s) => s.n === chosen.n && s.lookup === 0)!;
   bar.stop(`at n = ${chosen.n}: measured speedup ${atChosen.speedup.toFixed(2)}× (predicted ${chosen.speedup.toFixed(2)}×), τ ${atChosen.tau.toFixed(2)} (predicted ${chosen.tau.toFixed(2)})`);
   return {
-    dataFile: shown(x.dataFile!),
+    dataFile: shown(inputs.dataFile!),
     prompts: prompts.map((p) => ({ document: p.document, tokens: p.tokens, text: p.text })),
     maxTokens: f.maxTokens,
     repeats: f.genRepeats,
@@ -200,44 +200,44 @@ async function checkPrediction(loaded: LoadedModel, x: Inputs, choice: Choice, p
 }
 
 /** The profile for this machine and its trees, into the adapter folder; returns the paths written. */
-function installProfile(x: Inputs, report: CalibrationReport, f: CalibrateFlags): string[] {
+function installProfile(inputs: Inputs, report: CalibrationReport, f: CalibrateFlags): string[] {
   const chosen = report.predictions.find((p) => p.n === report.decision.n)!;
   const profile: HardwareProfile = {
     schema: PROFILE_SCHEMA,
-    signature: x.signature,
-    signatureHash: x.hash,
+    signature: inputs.signature,
+    signatureHash: inputs.hash,
     created: report.date,
-    adapter: { baseConfigHash: x.adapter.config.baseModel.configHash, accuracyDigest: x.accuracyDigest },
+    adapter: { baseConfigHash: inputs.adapter.config.baseModel.configHash, accuracyDigest: inputs.accuracyDigest },
     budget: chosen.n,
-    trees: profileTreesName(x.hash),
+    trees: profileTreesName(inputs.hash),
     expectedTokensPerStep: chosen.tau,
     latencyMs: { one: report.predictions[0]!.latencyMs, chosen: chosen.latencyMs },
     predictedSpeedup: chosen.speedup,
     measuredSpeedup: report.decision.basis === 'measurement' && (chosen.n > 1 || report.decision.lookup! > 0) ? report.decision.speedup : null,
-    report: join(REPORTS_DIR, `${x.hash}.json`),
+    report: join(REPORTS_DIR, `${inputs.hash}.json`),
     ...(report.decision.lookup === null ? {} : { lookup: report.decision.lookup }),
   };
-  return [saveProfile(f.ppd, profile, treeSetFor(x.acc, chosen.n, x.shape)), join(f.ppd, PROFILES_DIR, profile.trees)];
+  return [saveProfile(f.ppd, profile, treeSetFor(inputs.acc, chosen.n, inputs.shape)), join(f.ppd, PROFILES_DIR, profile.trees)];
 }
 
 export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
   const started = performance.now();
   const date = new Date().toISOString();
-  const x = readInputs(f);
+  const inputs = readInputs(f);
   const loadAverageBefore = loadavg()[0]!;
   if (loadAverageBefore > 0.5) process.stderr.write(`warning: load average ${loadAverageBefore.toFixed(2)} before the run: other processes will slow the forwards and skew L(n)\n`);
-  const loaded = await loadModel(x.latencyDir, { threads: x.threads, quantize: f.quantize, needsTokenizer: x.dataFile !== undefined });
+  const loaded = await loadModel(inputs.latencyDir, { threads: inputs.threads, quantize: f.quantize, needsTokenizer: inputs.dataFile !== undefined });
   try {
     // Prompts first: a file without usable prompts should fail before minutes of timing.
-    const prompts = x.dataFile === undefined ? [] : heldOutPrompts(loaded, documentsOf(readTextFile(x.dataFile)), f.prompts, PROMPT_MIN_TOKENS);
-    if (x.dataFile !== undefined && prompts.length === 0) throw new InputError(`${x.dataFile}: no document goes on past a ${PROMPT_MIN_TOKENS}-token opening; name other text with --data`);
-    process.stderr.write(`calibrating ${shown(f.ppd)} on ${shown(x.latencyDir)}: ${x.grid.length} step sizes 1..${f.maxN}, contexts ${f.contexts.join(', ')}, ${x.threads} threads${f.quantize ? `, ${f.quantize} weights` : ''}\n`);
+    const prompts = inputs.dataFile === undefined ? [] : heldOutPrompts(loaded, documentsOf(readTextFile(inputs.dataFile)), f.prompts, PROMPT_MIN_TOKENS);
+    if (inputs.dataFile !== undefined && prompts.length === 0) throw new InputError(`${inputs.dataFile}: no document goes on past a ${PROMPT_MIN_TOKENS}-token opening; name other text with --data`);
+    process.stderr.write(`calibrating ${shown(f.ppd)} on ${shown(inputs.latencyDir)}: ${inputs.grid.length} step sizes 1..${f.maxN}, contexts ${f.contexts.join(', ')}, ${inputs.threads} threads${f.quantize ? `, ${f.quantize} weights` : ''}\n`);
 
-    const { latency, tau } = await measureCurves(loaded, x, f);
-    const choice = chooseTreeSize(x.grid.map((n, i) => ({ n, tau: tau[i]!.tau, latencyMs: latency[i]!.meanMs })), { tolerance: f.tolerance });
+    const { latency, tau } = await measureCurves(loaded, inputs, f);
+    const choice = chooseTreeSize(inputs.grid.map((n, i) => ({ n, tau: tau[i]!.tau, latencyMs: latency[i]!.meanMs })), { tolerance: f.tolerance });
     const { chosen } = choice;
     process.stderr.write(`chosen n = ${chosen.n}: τ ${chosen.tau.toFixed(2)}, L ${chosen.latencyMs.toFixed(2)} ms, predicted speedup ${chosen.speedup.toFixed(2)}×\n`);
-    const check = prompts.length === 0 ? null : await checkPrediction(loaded, x, choice, prompts, f);
+    const check = prompts.length === 0 ? null : await checkPrediction(loaded, inputs, choice, prompts, f);
     const decision = decide(choice, check?.sizes ?? null, f.margin);
     if (decision.basis === 'measurement') {
       const lookupNote = decision.lookup ? ` with a ${decision.lookup}-token context lookup` : '';
@@ -257,10 +257,10 @@ export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
       command: commandLine(f),
       date,
       durationSeconds: (performance.now() - started) / 1000,
-      machine: { ...x.signature, signatureHash: x.hash, node: process.version, loadAverageBefore },
+      machine: { ...inputs.signature, signatureHash: inputs.hash, node: process.version, loadAverageBefore },
       model: shown(f.model),
       latencyModel: f.latencyModel === undefined ? null : shown(f.latencyModel),
-      adapter: { dir: shown(f.ppd), promptTokens: x.shape.promptTokens, virtualTokens: x.shape.virtualTokens, attention: x.shape.attention, accuracyFile: shown(x.accuracyFile), accuracyDigest: x.accuracyDigest },
+      adapter: { dir: shown(f.ppd), promptTokens: inputs.shape.promptTokens, virtualTokens: inputs.shape.virtualTokens, attention: inputs.shape.attention, accuracyFile: shown(inputs.accuracyFile), accuracyDigest: inputs.accuracyDigest },
       latency: { contexts: [...f.contexts], warmupRounds: f.warmup, repeats: f.repeats, rows: latency },
       tau,
       predictions: choice.predictions,
@@ -269,14 +269,14 @@ export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
       fastest: choice.fastest,
       decision,
       margin: f.margin,
-      defaultTrees: x.defaultBudget === undefined ? null : { file: shown(join(f.ppd, TREES_FILE)), budget: x.defaultBudget },
+      defaultTrees: inputs.defaultBudget === undefined ? null : { file: shown(join(f.ppd, TREES_FILE)), budget: inputs.defaultBudget },
       check,
-      profile: whatIf === '' ? join(PROFILES_DIR, `${x.hash}.json`) : null,
+      profile: whatIf === '' ? join(PROFILES_DIR, `${inputs.hash}.json`) : null,
     };
     const written = [
-      ...(whatIf === '' ? installProfile(x, report, f) : []),
-      ...(await writeReport(report, join(f.ppd, REPORTS_DIR), `${x.hash}${whatIf}`)),
-      ...(f.report === undefined ? [] : await writeReport(report, f.report, `calibration-${x.threads}t${whatIf}`)),
+      ...(whatIf === '' ? installProfile(inputs, report, f) : []),
+      ...(await writeReport(report, join(f.ppd, REPORTS_DIR), `${inputs.hash}${whatIf}`)),
+      ...(f.report === undefined ? [] : await writeReport(report, f.report, `calibration-${inputs.threads}t${whatIf}`)),
     ];
     for (const path of written) process.stdout.write(`wrote ${shown(path)}\n`);
   } finally {

@@ -13,7 +13,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startGeneration, type TextRequest } from '../generate/request.ts';
 import type { GenerationResult } from '../generate/generate.ts';
-import { spread } from '../calibrate/measure.ts';
+import { spread } from '../report/timing.ts';
 import { loadModel, type LoadedModel } from '../checkpoint/load.ts';
 import { writeRandomModel } from '../checkpoint/random-init.ts';
 import { loadGuessingPpdSetup, loadPpdSetup, type PpdSetup } from '../ppd/setup.ts';

@@ -55,12 +55,17 @@ export interface PrefillChunk {
   last: boolean;
 }
 
+/** Every decoder conditions on at least one prompt token: the one check of that, for all of them. */
+export function checkPromptIds(count: number): void {
+  if (count === 0) throw new InputError('the prompt is empty (no tokens to condition on)');
+}
+
 /**
  * The slice of `ids` from `start` (at most PREFILL_CHUNK rows, causal); the last slice carries
  * `trailing` after its prompt rows.
  */
 export function prefillChunk(model: LlamaModel, ids: readonly number[], start: number, trailing?: TrailingRows): PrefillChunk {
-  if (ids.length === 0) throw new InputError('the prompt is empty (no tokens to condition on)');
+  checkPromptIds(ids.length);
   const C = model.config.hiddenSize;
   const slice = ids.slice(start, start + PREFILL_CHUNK);
   const T = slice.length;

@@ -11,6 +11,7 @@ import { InputError } from '../errors.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { StreamDecoder } from '../tokenizer/stream-decoder.ts';
 import type { TokenStream } from '../decode/autoregressive.ts';
+import { checkPromptIds } from '../decode/rows.ts';
 import { StopStrings } from './stop.ts';
 
 export interface GenerateLimits {
@@ -62,7 +63,7 @@ export function checkLimits(promptTokens: number, limits: GenerateLimits): void 
   if (!Number.isInteger(limits.maxTokens) || limits.maxTokens < 1) {
     throw new InputError(`max tokens must be a positive integer, got ${limits.maxTokens}`);
   }
-  if (promptTokens === 0) throw new InputError('the prompt is empty (no tokens to condition on)');
+  checkPromptIds(promptTokens);
   if (promptTokens >= limits.contextLength) {
     throw new InputError(`the prompt has ${promptTokens} tokens; the model's context is ${limits.contextLength}`);
   }

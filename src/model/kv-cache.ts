@@ -3,9 +3,9 @@
  *
  * Layout per layer: [capacity, K, D] row-major (K = key/value heads, D = head dim), so the first
  * `length` rows are one contiguous prefix that is handed to the forward without copying. The
- * verbs are the ones verification needs: append the rows a forward produced (all or a chosen
- * subset), truncate to drop the newest rows, and compact to keep an ordered subset of the
- * newest rows (the accepted path of a tree). One cache per generation session; the model holds
+ * verbs are the ones verification needs: append the rows a forward produced (all, or a chosen
+ * subset in order: the accepted path of a tree), and truncate to drop the newest rows (a
+ * speculative drafter's rejected guesses). One cache per generation session; the model holds
  * none.
  */
 import { InputError } from '../errors.ts';
@@ -85,36 +85,6 @@ export class KVCache implements SequenceCache {
       throw new InputError(`KVCache.truncate: length ${length} is outside 0..${this.rows}`);
     }
     this.rows = length;
-  }
-
-  /**
-   * Keeps, in order, the rows `from + keep[i]` and drops the other rows at or after `from`:
-   * the rows of a verified tree that lie on the accepted path. `keep` must be increasing, so
-   * each row moves towards the front and none is overwritten before it is read.
-   */
-  compact(from: number, keep: number[]): void {
-    if (!Number.isInteger(from) || from < 0 || from > this.rows) {
-      throw new InputError(`KVCache.compact: start ${from} is outside 0..${this.rows}`);
-    }
-    keep.forEach((k, i) => {
-      if (!Number.isInteger(k) || from + k >= this.rows || (i > 0 && k <= keep[i - 1]!) || k < 0) {
-        throw new InputError(`KVCache.compact: keep list ${JSON.stringify(keep)} is not increasing within the cache`);
-      }
-    });
-    const size = this.rowSize;
-    for (let layer = 0; layer < this.numLayers; layer++) {
-      for (const store of [this.keys[layer]!, this.values[layer]!]) {
-        keep.forEach((k, i) => {
-          if (k !== i) store.copyWithin((from + i) * size, (from + k) * size, (from + k + 1) * size);
-        });
-      }
-    }
-    this.rows = from + keep.length;
-  }
-
-  /** Bytes held by the cache's buffers. */
-  get bytes(): number {
-    return 2 * this.numLayers * this.capacity * this.rowSize * 4;
   }
 
   private reserve(rows: number): void {

@@ -70,15 +70,11 @@ export type LinearWeights = 'f32' | 'stored' | QuantizeMode;
 /**
  * How MatMulNBits multiplies rows by block-quantized weights (its accuracy_level attribute):
  *   'int8' (4)  each row is quantized to int8 per block of 32 on the fly, then int8 x int8
- *               products with int32 sums (MLAS's AVX2/AVX-512 VNNI kernels). The default: on one
- *               [2048 -> 5632] TinyLlama matrix, 2 threads, it took 0.44 ms (q8) / 0.38 ms (q4)
- *               for one row and 2.7 / 2.4 ms for 16, against 1.55 / 3.95 ms for f32 MatMul. It
- *               adds a relative error of ~0.5 % per product (test/quantize.test.ts); on the
- *               bundled model's held-out perplexity, +0.02 % over 'f32' products (q8 and q4).
+ *               products with int32 sums (MLAS's AVX2/AVX-512 VNNI kernels). The default: the
+ *               fastest for one row and for 16 (figures: docs/ARCHITECTURE.md, "Quantized
+ *               products"), for a relative error of ~0.5 % per product (test/quantize.test.ts).
  *   'f32' (0)   rows stay f32 against the dequantized weights: exactly an f32 forward over the
- *               dequantized weights, the reference the tests compare with. ORT 1.30's CPU kernel
- *               has no such kernel for 8-bit weights and dequantizes the whole matrix at every
- *               call (45 ms on that matrix); for 4 bits it took 0.87 ms (1 row) and 4.4 ms (16).
+ *               dequantized weights, the reference the tests compare with.
  */
 export type QuantizedMatmul = 'int8' | 'f32';
 const ACCURACY_LEVEL: Record<QuantizedMatmul, number> = { int8: 4, f32: 0 };

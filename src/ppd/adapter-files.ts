@@ -23,9 +23,9 @@ export function loadAdapterConfig(dir: string): AdapterConfig {
 
 export function saveAdapter(adapter: PromptAdapter, dir: string): void {
   mkdirSync(dir, { recursive: true });
-  const { promptTokens: N, virtualTokens: V, baseModel } = adapter.config;
+  const { promptTokens: N, virtualTokens: Vt, baseModel } = adapter.config;
   writeSafetensors(join(dir, ADAPTER_WEIGHTS), [
-    { name: EMBEDDINGS, dtype: 'F32', shape: [N * V, baseModel.hiddenSize], data: () => adapter.embeddings },
+    { name: EMBEDDINGS, dtype: 'F32', shape: [N * Vt, baseModel.hiddenSize], data: () => adapter.embeddings },
   ]);
   writeJsonAtomic(join(dir, ADAPTER_CONFIG), adapter.config);
 }

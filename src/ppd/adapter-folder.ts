@@ -15,10 +15,8 @@ import { readTreeSet, type PpdTreeSet } from './tree.ts';
 export const TREES_FILE = 'trees.json';
 export const ACCURACY_FILE = 'accuracy.json';
 /**
- * Context-lookup tokens per step unless `--lookup` or this machine's calibration says otherwise.
- * On the bundled model, 2 threads, greedy, no prompt-token rows, bench:ppd measured 1.80x plain
- * decoding with 8 (docs/bench/ppd.md); a one-off comparison on the same prompts gave 1.63x with
- * 4 and about the same as 8 with 12.
+ * Context-lookup tokens per step unless `--lookup` or this machine's calibration says otherwise;
+ * why 8: docs/ARCHITECTURE.md, "One PPD step".
  */
 export const DEFAULT_LOOKUP_TOKENS = 8;
 

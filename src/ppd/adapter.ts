@@ -1,17 +1,17 @@
 /**
- * The prompt-token adapter: PPD's only trained parameters, N prompt tokens × V virtual tokens of
- * input embeddings [N·V, C], in one of two folder formats:
+ * The prompt-token adapter: PPD's only trained parameters, N prompt tokens × Vt virtual tokens of
+ * input embeddings [N·Vt, C], in one of two folder formats:
  *
  *   ppd's      adapter_config.json (`ppd.adapter/1`) + adapter.safetensors, bound to its base
  *              model by a hash of the base model's config;
  *   reference  the PPD reference implementation's (hmarkc/parallel-prompt-decoding) PEFT
  *              prompt-tuning folder: adapter_config.json with PEFT's PromptTuningConfig fields
  *              plus its PromptConfig's (num_special_tokens = N, virtual_tokens_per_special_token
- *              = V, vt_attention_type, aggregation_type, ...) and adapter_model.safetensors with
- *              one tensor "prompt_embeddings" [N·V, token_dim]. It names its base model only by
+ *              = Vt, vt_attention_type, aggregation_type, ...) and adapter_model.safetensors with
+ *              one tensor "prompt_embeddings" [N·Vt, token_dim]. It names its base model only by
  *              base_model_name_or_path, so reading checks the shapes (token_dim, num_layers).
  *
- * Both keep the rows in the same order: prompt token i, virtual token j → row i·V + j (the
+ * Both keep the rows in the same order: prompt token i, virtual token j → row i·Vt + j (the
  * reference's get_prompt and position ids agree). `read` takes either; writing either is
  * adapter-files.ts's (Node). Not the trees (tree.ts, reference-trees.ts), not the training
  * (train/train-prompts.ts).
@@ -40,7 +40,7 @@ const ADAPTER_SCHEMA = 'ppd.adapter/1';
 const adapterConfigSchema = looseObject({
   schema: literal(ADAPTER_SCHEMA),
   promptTokens: integer(1, Infinity, 'a positive integer'), // N
-  virtualTokens: integer(1, Infinity, 'a positive integer'), // V
+  virtualTokens: integer(1, Infinity, 'a positive integer'), // Vt
   attention: oneOf(ATTENTION_VARIANTS, 'ensemble, decoder or encoder'),
   /** What the adapter was trained for: configHash must match the loaded model's. */
   baseModel: looseObject({
@@ -107,7 +107,7 @@ function readPeftConfig(folder: Folder, raw: unknown): PeftConfig {
   return parseWithSchema(peftConfigSchema, raw, { file: folder.nameOf(ADAPTER_CONFIG) });
 }
 
-/** N, V and the attention rule of an adapter folder of either format, without its weights or a base model. */
+/** N, Vt and the attention rule of an adapter folder of either format, without its weights or a base model. */
 export function readAdapterShape(folder: Folder): { promptTokens: number; virtualTokens: number; attention: AttentionVariant } {
   const raw = adapterConfigJson(folder);
   if (!isPeftConfig(raw)) return readAdapterConfig(folder);
@@ -120,7 +120,7 @@ export function readAdapterShape(folder: Folder): { promptTokens: number; virtua
  * same fields), for `adapter` on `base`, naming `baseModelName`.
  */
 export function peftAdapterConfig(adapter: PromptAdapter, base: LlamaConfig, baseModelName: string): Record<string, unknown> {
-  const { promptTokens: N, virtualTokens: V, attention, initText } = adapter.config;
+  const { promptTokens: N, virtualTokens: Vt, attention, initText } = adapter.config;
   return {
     auto_mapping: null,
     base_model_name_or_path: baseModelName,
@@ -128,7 +128,7 @@ export function peftAdapterConfig(adapter: PromptAdapter, base: LlamaConfig, bas
     num_attention_heads: base.numHeads,
     num_layers: base.numLayers,
     num_transformer_submodules: 1,
-    num_virtual_tokens: N * V,
+    num_virtual_tokens: N * Vt,
     peft_type: 'PROMPT_TUNING',
     prompt_tuning_init: 'TEXT',
     prompt_tuning_init_text: initText,
@@ -138,7 +138,7 @@ export function peftAdapterConfig(adapter: PromptAdapter, base: LlamaConfig, bas
     tokenizer_kwargs: null,
     tokenizer_name_or_path: baseModelName,
     num_special_tokens: N,
-    virtual_tokens_per_special_token: V,
+    virtual_tokens_per_special_token: Vt,
     use_cache: true,
     num_exits: 1,
     use_custom_lm_head: false,
@@ -181,7 +181,7 @@ export function configHash(c: LlamaConfig): string {
 export class PromptAdapter {
   constructor(
     readonly config: AdapterConfig,
-    /** [N·V, C] */
+    /** [N·Vt, C] */
     readonly embeddings: Float32Array,
   ) {
     const rows = config.promptTokens * config.virtualTokens;
@@ -213,7 +213,7 @@ export class PromptAdapter {
 
   /**
    * A fresh adapter whose rows are the base embeddings of `initText`'s tokens, truncated, or
-   * repeated cyclically when the text has fewer tokens than N·V rows (PPD.md section 2).
+   * repeated cyclically when the text has fewer tokens than N·Vt rows (PPD.md section 2).
    */
   static initialise(
     base: LlamaConfig,
@@ -221,13 +221,13 @@ export class PromptAdapter {
     initIds: number[],
     options: { promptTokens: number; virtualTokens: number; attention: AttentionVariant; initText: string },
   ): PromptAdapter {
-    const { promptTokens: N, virtualTokens: V } = options;
+    const { promptTokens: N, virtualTokens: Vt } = options;
     if (!(Number.isInteger(N) && N >= 1 && N <= 64)) throw new InputError(`prompt tokens must be an integer in 1..64, got ${N}`);
-    if (!(Number.isInteger(V) && V >= 1 && V <= 64)) throw new InputError(`virtual tokens must be an integer in 1..64, got ${V}`);
+    if (!(Number.isInteger(Vt) && Vt >= 1 && Vt <= 64)) throw new InputError(`virtual tokens must be an integer in 1..64, got ${Vt}`);
     if (initIds.length === 0) throw new InputError('the initialisation text has no tokens');
     const C = base.hiddenSize;
-    const embeddings = new Float32Array(N * V * C);
-    for (let r = 0; r < N * V; r++) {
+    const embeddings = new Float32Array(N * Vt * C);
+    for (let r = 0; r < N * Vt; r++) {
       const id = initIds[r % initIds.length]!;
       embeddings.set(embedTable.subarray(id * C, (id + 1) * C), r * C);
     }
@@ -235,7 +235,7 @@ export class PromptAdapter {
       {
         schema: ADAPTER_SCHEMA,
         promptTokens: N,
-        virtualTokens: V,
+        virtualTokens: Vt,
         attention: options.attention,
         baseModel: { configHash: configHash(base), modelType: base.modelType, hiddenSize: C, vocabSize: base.vocabSize, numLayers: base.numLayers },
         initText: options.initText,
@@ -278,17 +278,17 @@ export class PromptAdapter {
       );
     }
     const N = peft.num_special_tokens;
-    const V = peft.virtual_tokens_per_special_token;
+    const Vt = peft.virtual_tokens_per_special_token;
     const config: AdapterConfig = {
       schema: ADAPTER_SCHEMA,
       promptTokens: N,
-      virtualTokens: V,
+      virtualTokens: Vt,
       attention: peft.vt_attention_type,
       baseModel: { configHash: configHash(base), modelType: base.modelType, hiddenSize: base.hiddenSize, vocabSize: base.vocabSize, numLayers: base.numLayers },
       initText: peft.prompt_tuning_init_text ?? '',
       training: { format: 'PEFT prompt tuning (PPD reference implementation)', base: peft.base_model_name_or_path ?? undefined },
     };
-    return new PromptAdapter(config, readEmbeddings(folder, PEFT_WEIGHTS, N * V, base.hiddenSize));
+    return new PromptAdapter(config, readEmbeddings(folder, PEFT_WEIGHTS, N * Vt, base.hiddenSize));
   }
 }
 

@@ -227,8 +227,8 @@ export function findProfile(adapterDir: string, o: LookupOptions): ProfileLookup
   return { found: true, profile, treesPath: join(adapterDir, PROFILES_DIR, profile.trees) };
 }
 
-/** The command that makes a profile for this machine (for notices). */
-export function calibrateCommand(modelDir: string, adapterDir: string, threads: number, quantize?: QuantizeMode): string {
+/** The `ppd calibrate` command line that makes a profile for this machine (for notices). */
+export function calibrationCommandLine(modelDir: string, adapterDir: string, threads: number, quantize?: QuantizeMode): string {
   const flags = `${threads === defaultThreads() ? '' : ` --threads ${threads}`}${quantize === undefined ? '' : ` --quantize ${quantize}`}`;
   return `ppd calibrate --model ${modelDir} --ppd ${adapterDir}${flags}`;
 }

@@ -128,7 +128,7 @@ function checkReferenceTrees(raw: unknown, where: string): ReferenceTrees {
 export interface ReferenceConversion {
   /** N: the adapter's prompt tokens (the reference's num_special_tokens); default: the deepest key. */
   promptTokens?: number;
-  /** V: virtual tokens per prompt token (default 1, the only value the reference decodes with). */
+  /** Vt: virtual tokens per prompt token (default 1, the only value the reference decodes with). */
   virtualTokens?: number;
   attention?: AttentionVariant;
   /** Recorded as the set's accuracySource. */
@@ -139,7 +139,7 @@ export interface ReferenceConversion {
 export function treeSetFromReference(reference: ReferenceTrees, options: ReferenceConversion): PpdTreeSet {
   const deepest = Math.max(...reference.keys());
   const N = options.promptTokens ?? deepest;
-  const V = options.virtualTokens ?? 1;
+  const Vt = options.virtualTokens ?? 1;
   if (deepest > N) throw new InputError(`${options.source}: has a tree for ${deepest} guess lists, but the adapter has ${N} prompt tokens`);
   const states = Array.from({ length: N + 1 }, (_, d) => {
     // A depth the dictionary lacks (0 always, others rarely) verifies nothing: the root with N prompt tokens.
@@ -157,10 +157,10 @@ export function treeSetFromReference(reference: ReferenceTrees, options: Referen
     root: { prompts: N },
     candidates: candidates.map((c) => ({ path: [...c.path], prompts: c.prompts })),
   }));
-  const budget = Math.max(...trees.map((t) => treeRows(t, V)));
+  const budget = Math.max(...trees.map((t) => treeRows(t, Vt)));
   // Path checks (parents present, no duplicates, depths) come from the schema, naming the tree.
   const draft: PpdTreeSet = {
-    schema: TREE_SET_SCHEMA, budget, promptTokens: N, virtualTokens: V, attention: options.attention ?? 'ensemble', topK,
+    schema: TREE_SET_SCHEMA, budget, promptTokens: N, virtualTokens: Vt, attention: options.attention ?? 'ensemble', topK,
     accuracySource: options.source, expectedAcceptedLength: trees.map(() => 1), expectedTokensPerStep: 1, trees,
   };
   validateTreeSet(draft);

@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaConfig } from '../model/config.ts';
 import type { QuantizeMode } from '../format/quantize.ts';
-import { calibrateCommand, findProfile, machineSignature } from './hardware-profile.ts';
+import { calibrationCommandLine, findProfile, machineSignature } from './hardware-profile.ts';
 import { defaultThreads } from '../runtime/ort.ts';
 import { configHash, PromptAdapter } from './adapter.ts';
 import { loadAdapter } from './adapter-files.ts';
@@ -55,7 +55,7 @@ export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterD
   const fallback = join(adapterDir, TREES_FILE);
   const trainedOn = adapter.config.training?.base;
   const modelDir = options.modelDir ?? (typeof trainedOn === 'string' ? trainedOn : '<model dir>');
-  return { path: fallback, notice: `${found.reason}; using ${fallback}. Make one with: ${calibrateCommand(modelDir, adapterDir, threads, options.quantize)}` };
+  return { path: fallback, notice: `${found.reason}; using ${fallback}. Make one with: ${calibrationCommandLine(modelDir, adapterDir, threads, options.quantize)}` };
 }
 
 export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: PpdSetupOptions = {}): PpdSetup {

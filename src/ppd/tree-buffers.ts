@@ -4,7 +4,7 @@
  * and reuse every step; nothing here touches tokens, logits or the cache.
  *
  * Shape legend: R = input rows of the step, M = tree nodes (root + candidates), N = prompt
- * tokens, V = virtual tokens per prompt token.
+ * tokens, Vt = virtual tokens per prompt token.
  *
  * Row order: [root, candidates in BFS order (parents before children), prompt rows grouped per
  * node in node row order, i-major, j-minor within a node]. The forward's mask is [R, P+R]: the P
@@ -17,7 +17,7 @@ import { comparePaths, pathKey, validateTree, type PpdTree } from './tree.ts';
 
 export interface CompileOptions {
   promptTokens: number; // N
-  virtualTokens: number; // V
+  virtualTokens: number; // Vt
   attention: AttentionVariant;
 }
 
@@ -42,7 +42,7 @@ export interface TreeBuffers {
   retrievePaths: number[][];
   /** [M] row of each tree node. */
   nodeRows: Int32Array;
-  /** [M][prompts of node][V] rows of the prompt tokens attached to each node ([] when none). */
+  /** [M][prompts of node][Vt] rows of the prompt tokens attached to each node ([] when none). */
   promptRows: number[][][];
   /** One per candidate row, in row order: which guess list (depth 1..d) and rank fills it. */
   guesses: { row: number; depth: number; rank: number }[];
@@ -73,9 +73,9 @@ function verificationOrder(retrievePaths: readonly number[][]): Pick<TreeBuffers
 
 /** The step buffers of `tree` (validated against N first; InputError on a bad tree or option). */
 export function compileTree(tree: PpdTree, options: CompileOptions): TreeBuffers {
-  const { promptTokens, virtualTokens: V, attention } = options;
+  const { promptTokens, virtualTokens: Vt, attention } = options;
   if (!Number.isInteger(promptTokens) || promptTokens < 0) throw new InputError(`promptTokens must be an integer >= 0, got ${promptTokens}`);
-  if (!Number.isInteger(V) || V < 1) throw new InputError(`virtualTokens must be an integer >= 1, got ${V}`);
+  if (!Number.isInteger(Vt) || Vt < 1) throw new InputError(`virtualTokens must be an integer >= 1, got ${Vt}`);
   if (!ATTENTION_VARIANTS.includes(attention)) {
     throw new InputError(`attention must be one of ${ATTENTION_VARIANTS.join(', ')}, got ${JSON.stringify(attention)}`);
   }
@@ -115,7 +115,7 @@ export function compileTree(tree: PpdTree, options: CompileOptions): TreeBuffers
     const depth = pathOf(node).length;
     for (let i = 0; i < promptsOf(node); i++) {
       const virtualRows: number[] = [];
-      for (let j = 0; j < V; j++) {
+      for (let j = 0; j < Vt; j++) {
         virtualRows.push(source.length);
         source.push({ kind: 'prompt', node, prompt: i, virtual: j });
         offsets.push(depth + 1 + i); // stands in for the token i + 1 past the node's bonus token
@@ -125,12 +125,12 @@ export function compileTree(tree: PpdTree, options: CompileOptions): TreeBuffers
   }
 
   // Each node sees its ancestors; its prompt rows see them too, and each other as the adapter's
-  // attention says (prompt-mask.ts; rows of one node are i-major, j-minor, like its [N·V] block).
+  // attention says (prompt-mask.ts; rows of one node are i-major, j-minor, like its [N·Vt] block).
   const R = source.length;
   const mask = new Uint8Array(R * R);
   const see = (row: number, col: number) => (mask[row * R + col] = 1);
-  const among = promptVisibility(promptTokens, V, attention); // [N·V, N·V]
-  const NV = promptTokens * V;
+  const among = promptVisibility(promptTokens, Vt, attention); // [N·Vt, N·Vt]
+  const NV = promptTokens * Vt;
   for (const node of rowNode) {
     const ancestors = ancestorRows[node]!;
     for (const col of ancestors) see(nodeRows[node]!, col);

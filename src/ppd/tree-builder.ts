@@ -4,10 +4,11 @@
  * expected tokens per step. Pure arithmetic on small arrays; no model, no I/O. docs/TREES.md
  * explains the objective at more length.
  *
- * Shape legend: N = prompt tokens (guessing positions), K = ranks considered per position,
- * C = candidate nodes of one tree, M = C + 1 tree nodes (node 0 is the root).
+ * Shape legend (docs/ARCHITECTURE.md): N = prompt tokens (guessing positions), Vt = virtual
+ * tokens per prompt token, M = tree nodes (node 0 is the root, then M − 1 candidates); k is a
+ * guess's rank, below maxRank (the ranks considered per position).
  *
- * acc[i][k] (i < N, k < K) = P(the true token at depth i+1 is exactly the k-th guess). A node's
+ * acc[i][k] (i < N, k < maxRank) = P(the true token at depth i+1 is exactly the k-th guess). A node's
  * path probability is the product of acc along its path; it is accepted with that probability.
  *
  * The objective. Steps form a Markov chain over d, the number of prompt tokens the previous
@@ -24,10 +25,10 @@
  *   current tree unless the new one is strictly better, so g never decreases and the loop ends.
  * Initial values: h(m) = τ of the largest candidate-only tree of depth m, the one-step estimate.
  *
- * The tree for one state d under values h: candidates are the C most probable paths of depth
- * <= d (for C = 0 .. budget−1); the remaining rows hold floor((n − 1 − C) / V) prompt tokens,
+ * The tree for one state d under values h: candidates are the c most probable paths of depth
+ * <= d (for c = 0 .. budget−1); the remaining rows hold floor((n − 1 − c) / Vt) prompt tokens,
  * allocated by PPD.md §5's greedy pruning: start with N on every node, repeatedly remove the
- * prompt token whose loss e(x) (h(m) − h(m−1)) is least. The split C is the one with the highest
+ * prompt token whose loss e(x) (h(m) − h(m−1)) is least. The split c is the one with the highest
  * τ(T) + Σ e(x) h(m_x), i.e. tokens from this step plus the worth of the states it leads to.
  *
  * A generation's first step always has N guess lists (the prefill ran N prompt tokens), and a
@@ -47,11 +48,11 @@ const EPS = 1e-12;
 const MAX_POLICY_ITERATIONS = 100;
 
 export interface BuildOptions {
-  /** n: input rows per step (root + candidates + prompt rows × V); >= 1. */
+  /** n: input rows per step (root + candidates + prompt rows × Vt); >= 1. */
   budget: number;
   /** N: guessing positions = prompt tokens; defaults to acc.length and must equal it. */
   promptTokens?: number;
-  /** V: virtual tokens per prompt token (default 1). */
+  /** Vt: virtual tokens per prompt token (default 1). */
   virtualTokens?: number;
   /** Ranks considered per position (default: the table's width). */
   maxRank?: number;
@@ -111,7 +112,7 @@ export function topPaths(acc: readonly (readonly number[])[], depth: number, cou
 }
 
 /**
- * [1 + C] end probabilities: e[0] for the root, e[1 + i] for candidates[i]; e(x) = p(x accepted)
+ * [M] end probabilities: e[0] for the root, e[1 + i] for candidates[i]; e(x) = p(x accepted)
  * − Σ p(child accepted), the probability that the accepted path ends at x. They sum to 1.
  * `candidates` must form a tree with the root (every parent present).
  */
@@ -140,7 +141,7 @@ export function allocationValue(end: ArrayLike<number>, prompts: ArrayLike<numbe
  * PPD.md §5's greedy pruning. Starts with N prompt tokens on every node and removes one at a
  * time, always where the loss e(x) (value[m] − value[m−1]) is least, until at most `capacity`
  * remain; then goes on removing while the least loss is <= 0 (a prompt token worth nothing, e.g.
- * on a node where the accepted path never ends, is not worth its V rows). Ties go to the node
+ * on a node where the accepted path never ends, is not worth its Vt rows). Ties go to the node
  * holding more prompt tokens, then to the later node. Returns [M] prompt tokens per node.
  * Optimal when value is concave (allocatePromptsExhaustive is the check).
  * end: [M] end probabilities; value: [N+1], value[m] = worth of a next step with m guess lists.
@@ -240,7 +241,7 @@ class RemovalHeap {
 // One tree for one state, and the policy iteration over all states
 
 interface StateTree {
-  candidates: PathCandidate[]; // [C], BFS order
+  candidates: PathCandidate[]; // [M − 1], BFS order
   prompts: Int32Array; // [M]
   end: Float64Array; // [M]
   tau: number;
@@ -251,14 +252,14 @@ function treeValue(t: StateTree, worth: ArrayLike<number>): number {
   return t.tau + allocationValue(t.end, t.prompts, worth);
 }
 
-/** The best tree for one state: every split C of the budget, candidates by probability, greedy prompts. */
-function bestStateTree(ranked: readonly PathCandidate[], worth: ArrayLike<number>, budget: number, N: number, V: number): StateTree {
+/** The best tree for one state: every split of the budget between c candidates and prompt rows, candidates by probability, greedy prompts. */
+function bestStateTree(ranked: readonly PathCandidate[], worth: ArrayLike<number>, budget: number, N: number, Vt: number): StateTree {
   let best: StateTree | undefined;
   let bestValue = -Infinity;
-  for (let C = 0; C <= Math.min(budget - 1, ranked.length); C++) {
-    const candidates = ranked.slice(0, C);
+  for (let c = 0; c <= Math.min(budget - 1, ranked.length); c++) {
+    const candidates = ranked.slice(0, c);
     const end = endProbabilities(candidates);
-    const prompts = allocatePrompts(end, worth, N, Math.floor((budget - 1 - C) / V));
+    const prompts = allocatePrompts(end, worth, N, Math.floor((budget - 1 - c) / Vt));
     const tree: StateTree = { candidates, prompts, end, tau: expectedAcceptedLength(candidates.map((c) => c.probability)) };
     const value = treeValue(tree, worth);
     if (value > bestValue + EPS) [best, bestValue] = [tree, value];
@@ -331,7 +332,7 @@ export function priorAccuracyTable(promptTokens: number): number[][] {
 /**
  * τ of each tree and the long-run tokens per step of a tree set made elsewhere (the reference
  * implementation's trees): the evaluation step of the policy iteration above. trees[d] holds
- * candidates with their path probabilities and prompts [1 + C] for the root, then candidates.
+ * candidates with their path probabilities and prompts [M] for the root, then candidates.
  */
 export function evaluateTreeSet(trees: readonly { candidates: readonly PathCandidate[]; prompts: Int32Array }[]): { tau: number[]; tokensPerStep: number } {
   const states: StateTree[] = trees.map((t) => ({
@@ -347,20 +348,20 @@ export function evaluateTreeSet(trees: readonly { candidates: readonly PathCandi
 export function buildTreeSet(acc: readonly (readonly number[])[], options: BuildOptions): PpdTreeSet {
   const N = options.promptTokens ?? acc.length;
   const budget = positiveInt('budget', options.budget);
-  const V = positiveInt('virtualTokens', options.virtualTokens ?? 1);
+  const Vt = positiveInt('virtualTokens', options.virtualTokens ?? 1);
   checkTable(acc, N);
-  const K = positiveInt('maxRank', options.maxRank ?? Math.max(1, ...acc.map((row) => row.length)));
+  const maxRank = positiveInt('maxRank', options.maxRank ?? Math.max(1, ...acc.map((row) => row.length)));
 
-  const ranked = Array.from({ length: N + 1 }, (_, d) => topPaths(acc, d, budget - 1, K));
+  const ranked = Array.from({ length: N + 1 }, (_, d) => topPaths(acc, d, budget - 1, maxRank));
   // worth[m]: what entering state m adds, (1 − RESTART) h(m) (a restart enters N, and h(N) = 0).
   let worth: Float64Array = Float64Array.from(ranked, (r) => expectedAcceptedLength(r.map((c) => c.probability)));
-  const trees = ranked.map((r) => bestStateTree(r, worth, budget, N, V));
+  const trees = ranked.map((r) => bestStateTree(r, worth, budget, N, Vt));
   let { g, h } = evaluatePolicy(trees);
   for (let iteration = 0; iteration < MAX_POLICY_ITERATIONS; iteration++) {
     worth = h.map((v) => (1 - RESTART) * v);
     let changed = false;
     ranked.forEach((r, d) => {
-      const candidate = bestStateTree(r, worth, budget, N, V);
+      const candidate = bestStateTree(r, worth, budget, N, Vt);
       if (treeValue(candidate, worth) > treeValue(trees[d]!, worth) + EPS) [trees[d], changed] = [candidate, true];
     });
     if (!changed) break;
@@ -371,13 +372,13 @@ export function buildTreeSet(acc: readonly (readonly number[])[], options: Build
     schema: TREE_SET_SCHEMA,
     budget,
     promptTokens: N,
-    virtualTokens: V,
+    virtualTokens: Vt,
     attention: options.attention ?? 'ensemble',
-    topK: K,
+    topK: maxRank,
     accuracySource: options.accuracySource ?? 'unspecified',
     expectedAcceptedLength: trees.map((t) => t.tau),
     expectedTokensPerStep: g,
-    trees: trees.map((t, d) => toTree(t, d, K)),
+    trees: trees.map((t, d) => toTree(t, d, maxRank)),
   });
 }
 

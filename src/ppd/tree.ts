@@ -48,11 +48,11 @@ export interface PpdTree {
 
 export interface PpdTreeSet {
   schema: typeof TREE_SET_SCHEMA;
-  /** n: the most input rows one step may use (root + candidates + prompt rows × V). */
+  /** n: the most input rows one step may use (root + candidates + prompt rows × Vt). */
   budget: number;
   /** N: prompt tokens the adapter has. */
   promptTokens: number;
-  /** V: virtual tokens per prompt token. */
+  /** Vt: virtual tokens per prompt token. */
   virtualTokens: number;
   attention: AttentionVariant;
   topK: number;
@@ -69,7 +69,7 @@ export interface PpdTreeSet {
 // ---------------------------------------------------------------------------------------------
 // Small helpers on valid trees
 
-/** Input rows one step with this tree takes: 1 root + candidates + V × attached prompt tokens. */
+/** Input rows one step with this tree takes: 1 root + candidates + Vt × attached prompt tokens. */
 export function treeRows(tree: PpdTree, virtualTokens: number): number {
   const prompts = tree.candidates.reduce((sum, c) => sum + c.prompts, tree.root.prompts);
   return 1 + tree.candidates.length + virtualTokens * prompts;

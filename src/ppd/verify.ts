@@ -16,7 +16,7 @@
  *   deterministic guesses); every emitted token has exactly the model's sampling distribution.
  *
  * Not here: how the tree is stored, built or masked (the tree compiler), running the forward, or
- * compacting the KV cache to the accepted rows (the decode loop does that with `acceptedNodes`).
+ * keeping the accepted rows in the KV cache (the decode loop does that with `acceptedNodes`).
  *
  * Shapes: nodes[n] with node 0 the root; logits Float32Array[V], V = vocabulary size.
  */
@@ -179,18 +179,12 @@ export function typicalThreshold(probs: Float32Array, epsilon: number, delta: nu
  * logits; if all are rejected, the bonus token is drawn from r / Σr. The rng is consumed: one
  * draw per tried child, plus one for the bonus.
  *
- * Why the emitted token at each position has exactly the distribution p. Let the children's
- * distinct tokens be x1..xk (repeats add nothing: their residual is 0). Induction on k: for k = 0
- * the token is drawn from p itself. For k >= 1, P(x1) = p(x1); otherwise, with probability
- * 1 − p(x1), the rest runs on the residual p' = p(·)/(1 − p(x1)) off x1 with k − 1 tokens, which
- * by induction emits y ≠ x1 with probability p'(y), in all (1 − p(x1))·p'(y) = p(y). ∎
- * The next position then starts from a node whose logits are the model's given the whole
- * emitted prefix: the accepted child if one was (its subtree is fixed data, independent of the
- * draws), else the next step's root. So, by the chain rule, every emitted sequence has exactly
- * the probability the model's sampler would give it. Where siblings repeat a token, the first
- * one tried is the one descended into (the decoder lists a context-lookup chain first for that
- * reason); temperature 0 then reduces to `verifyGreedy` except that greedy verification follows
- * the repeat with the longest accepted path.
+ * Every emitted token has exactly the distribution p, and so, by the chain rule, every emitted
+ * sequence the probability the model's sampler gives it (the proof: docs/ARCHITECTURE.md,
+ * "Verification"). Where siblings repeat a token, the first one tried is the one descended into
+ * (the decoder lists a context-lookup chain first for that reason); temperature 0 then reduces
+ * to `verifyGreedy` except that greedy verification follows the repeat with the longest
+ * accepted path.
  */
 export function verifyRejection(
   nodes: readonly CandidateNode[],

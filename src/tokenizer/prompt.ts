@@ -18,6 +18,7 @@ export interface EncodePromptOptions {
 }
 
 export function encodePrompt(tokenizer: Tokenizer, prompt: Prompt, options: EncodePromptOptions = {}): number[] {
+  // An empty text still encodes to BOS alone, which the ids check (decode/rows.ts) lets through.
   if (typeof prompt === 'string' && prompt.length === 0) throw new InputError('the prompt is empty');
   const text = typeof prompt === 'string' ? prompt : renderChat(tokenizer.chatTemplate, prompt, { bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken });
   const { contextLength } = options;

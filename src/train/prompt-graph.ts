@@ -1,12 +1,12 @@
 /**
  * The prompt-token training step as one ONNX graph: the frozen base model (weights baked in)
- * runs the N·V prompt-token rows after a cached prefix of exactly L rows; the virtual tokens'
+ * runs the N·Vt prompt-token rows after a cached prefix of exactly P rows; the virtual tokens'
  * logits are averaged per prompt token; the loss is the distillation cross-entropy against the
  * teachers' top-k probabilities, weighted 0.8^i / N; the output is its gradient with respect to
  * the prompt rows' input embeddings (nothing else is trainable).
  *
- *   inputs   embeds [R, C] (R = N·V), positions [R] i64, mask [R, L+R] (0 / -inf),
- *            past_key_l / past_value_l [L, K, D], teacher_ids [N, K] i64, teacher_probs [N, K]
+ *   inputs   embeds [R, C] (R = N·Vt), positions [R] i64, mask [R, P+R] (0 / -inf),
+ *            past_key_l / past_value_l [P, K, D], teacher_ids [N, topK] i64, teacher_probs [N, topK]
  *   outputs  loss [] (the cross-entropy part of the KL; the teacher-entropy part is constant),
  *            grad.embeds [R, C], student_logits [N, V]
  */
@@ -26,19 +26,19 @@ export const lossWeight = (i: number, N: number) => Math.pow(0.8, i) / N;
 
 export interface PromptGraphShape {
   promptTokens: number; // N
-  virtualTokens: number; // V
-  prefixLength: number; // L
-  topK: number; // K
+  virtualTokens: number; // Vt
+  prefixLength: number; // P
+  topK: number; // entries kept of each teacher distribution
 }
 
 export function buildPromptGraph(config: LlamaConfig, tensors: TensorSource, shape: PromptGraphShape, external: ExternalDataSink): Uint8Array {
-  const { promptTokens: N, virtualTokens: V, prefixLength: L, topK: K } = shape;
+  const { promptTokens: N, virtualTokens: Vt, prefixLength: P, topK } = shape;
   const g = new GraphBuilder('ppd_prompt_training', external);
-  const logits = frozenForward(g, config, tensors, N * V, L); // [R, vocab]
-  const perToken = g.op('ReduceMean', [g.op('Reshape', [logits, g.ints([N, V, config.vocabSize])]), g.ints([1])], { keepdims: 0 }); // [N, vocab]
+  const logits = frozenForward(g, config, tensors, N * Vt, P); // [R, vocab]
+  const perToken = g.op('ReduceMean', [g.op('Reshape', [logits, g.ints([N, Vt, config.vocabSize])]), g.ints([1])], { keepdims: 0 }); // [N, vocab]
   const logProbs = g.op('LogSoftmax', [perToken], { axis: -1 });
-  const picked = g.op('GatherElements', [logProbs, g.input(TEACHER_IDS, 'int64', [N, K])], { axis: 1 }); // [N, K]
-  const expected = g.op('ReduceSum', [g.op('Mul', [picked, g.input(TEACHER_PROBS, 'float32', [N, K])]), g.ints([1])], { keepdims: 0 }); // [N]
+  const picked = g.op('GatherElements', [logProbs, g.input(TEACHER_IDS, 'int64', [N, topK])], { axis: 1 }); // [N, topK]
+  const expected = g.op('ReduceSum', [g.op('Mul', [picked, g.input(TEACHER_PROBS, 'float32', [N, topK])]), g.ints([1])], { keepdims: 0 }); // [N]
   const weights = g.floats(Array.from({ length: N }, (_, i) => lossWeight(i, N)), [N]);
   const loss = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [expected, weights])], { keepdims: 0 })]);
   const grad = addGradients(g, loss, [GRAPH_INPUTS.embeds]).get(GRAPH_INPUTS.embeds)!;

@@ -22,7 +22,7 @@ import { promptVisibility } from '../ppd/prompt-mask.ts';
 
 export const ADAPTER_PARAM = 'prompt_embeddings';
 
-/** The ORT session of the prompt graph for one (N, V, L, K) shape. */
+/** The ORT session of the prompt graph for one (N, Vt, P, topK) shape. */
 export class PromptSession {
   private constructor(
     private readonly session: OrtSession,
@@ -31,8 +31,8 @@ export class PromptSession {
   ) {}
 
   static async create(config: LlamaConfig, tensors: TensorSource, shape: PromptGraphShape, options: CompileOptions & RuntimeOptions = {}): Promise<PromptSession> {
-    const { promptTokens: N, virtualTokens: V, prefixLength: L, topK: K } = shape;
-    const graph = checkpointGraph(`prompt-training N${N} V${V} L${L} K${K}`, config, tensors, (external) => buildPromptGraph(config, tensors, shape, external));
+    const { promptTokens: N, virtualTokens: Vt, prefixLength: P, topK } = shape;
+    const graph = checkpointGraph(`prompt-training N${N} V${Vt} L${P} K${topK}`, config, tensors, (external) => buildPromptGraph(config, tensors, shape, external));
     const compiled = compileGraph(graph, options);
     try {
       return new PromptSession(await createSession(compiled.path, options), shape, config);
@@ -43,33 +43,33 @@ export class PromptSession {
 
   /** Loss (cross-entropy part), gradient [R, C] and per-prompt-token student logits [N, vocab] for one example. */
   async run(adapter: PromptAdapter, prefixCache: KVCache, set: DistillSet, example: number) {
-    const { promptTokens: N, virtualTokens: V, prefixLength: L, topK: K } = this.shape;
+    const { promptTokens: N, virtualTokens: Vt, prefixLength: P, topK } = this.shape;
     const { hiddenSize: C, numLayers, numKvHeads, headDim } = this.config;
-    const R = N * V;
-    const visibility = promptVisibility(N, V, adapter.config.attention);
-    const mask = new Float32Array(R * (L + R));
+    const R = N * Vt;
+    const visibility = promptVisibility(N, Vt, adapter.config.attention);
+    const mask = new Float32Array(R * (P + R));
     for (let a = 0; a < R; a++) {
-      for (let b = 0; b < L + R; b++) mask[a * (L + R) + b] = b < L || visibility[a * R + (b - L)] ? 0 : -Infinity;
+      for (let b = 0; b < P + R; b++) mask[a * (P + R) + b] = b < P || visibility[a * R + (b - P)] ? 0 : -Infinity;
     }
-    const probs = new Float32Array(N * K);
-    for (let i = 0; i < N; i++) probs.set(teacherProbabilities(set, example, i), i * K);
+    const probs = new Float32Array(N * topK);
+    for (let i = 0; i < N; i++) probs.set(teacherProbabilities(set, example, i), i * topK);
     const feeds: Record<string, OrtTensor> = {
       [GRAPH_INPUTS.embeds]: new OrtTensor('float32', adapter.embeddings, [R, C]),
-      [GRAPH_INPUTS.positions]: new OrtTensor('int64', BigInt64Array.from({ length: R }, (_, r) => BigInt(L + Math.floor(r / V))), [R]),
-      [GRAPH_INPUTS.mask]: new OrtTensor('float32', mask, [R, L + R]),
-      [TEACHER_IDS]: new OrtTensor('int64', BigInt64Array.from(set.topIds.subarray(example * N * K, (example + 1) * N * K), BigInt), [N, K]),
-      [TEACHER_PROBS]: new OrtTensor('float32', probs, [N, K]),
+      [GRAPH_INPUTS.positions]: new OrtTensor('int64', BigInt64Array.from({ length: R }, (_, r) => BigInt(P + Math.floor(r / Vt))), [R]),
+      [GRAPH_INPUTS.mask]: new OrtTensor('float32', mask, [R, P + R]),
+      [TEACHER_IDS]: new OrtTensor('int64', BigInt64Array.from(set.topIds.subarray(example * N * topK, (example + 1) * N * topK), BigInt), [N, topK]),
+      [TEACHER_PROBS]: new OrtTensor('float32', probs, [N, topK]),
     };
     for (let l = 0; l < numLayers; l++) {
-      feeds[pastKeyName(l)] = new OrtTensor('float32', prefixCache.pastKeys(l), [L, numKvHeads, headDim]);
-      feeds[pastValueName(l)] = new OrtTensor('float32', prefixCache.pastValues(l), [L, numKvHeads, headDim]);
+      feeds[pastKeyName(l)] = new OrtTensor('float32', prefixCache.pastKeys(l), [P, numKvHeads, headDim]);
+      feeds[pastValueName(l)] = new OrtTensor('float32', prefixCache.pastValues(l), [P, numKvHeads, headDim]);
     }
     const out = await this.session.run(feeds);
     // KL = sum_i w_i (sum_k p log p) - CE: add the constant teacher part so the figure is a real KL.
     let teacherPart = 0;
     for (let i = 0; i < N; i++) {
-      for (let k = 0; k < K; k++) {
-        const p = probs[i * K + k]!;
+      for (let k = 0; k < topK; k++) {
+        const p = probs[i * topK + k]!;
         if (p > 0) teacherPart += lossWeight(i, N) * p * Math.log(p);
       }
     }
@@ -96,9 +96,9 @@ export class PrefixCaches {
   async get(example: number): Promise<KVCache> {
     let cache = this.caches.get(example);
     if (!cache) {
-      const L = this.set.prefixLength;
+      const P = this.set.prefixLength;
       cache = newCache(this.model);
-      await prefill(this.model, Array.from(this.set.prefixes.subarray(example * L, (example + 1) * L)), cache);
+      await prefill(this.model, Array.from(this.set.prefixes.subarray(example * P, (example + 1) * P)), cache);
       this.caches.set(example, cache);
     }
     return cache;

@@ -1,6 +1,9 @@
 /**
- * A tiny random LLaMA folder with the byte tokenizer, shaped for GGUF: rows of 32 and 64, so
- * every matrix is whole Q8_0/Q4_0 blocks. Shared by the GGUF model and CLI tests.
+ * The tiny random model folder the end-to-end tests share (CLI, server, generation, GGUF, PPD,
+ * speculative): the byte tokenizer (vocabulary 260) and a LLaMA shape whose rows are 32 and 64 wide,
+ * so every matrix is whole Q8_0/Q4_0 blocks. Tests that need another shape spread this one and
+ * change what they need (e.g. a short context). In-memory models without files use
+ * tiny-model.ts's tinyConfig instead (vocabulary 40, head dim 6 unlike C/H on purpose).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -4,36 +4,19 @@
  * for server-sent events, and a way to slow the model down so that cancellation, queueing and
  * timeouts can be watched mid-generation.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { LoadedModel } from '../../src/checkpoint/load.ts';
 import type { LlamaModel } from '../../src/model/llama-model.ts';
-import { writeRandomModel } from '../../src/checkpoint/random-init.ts';
 import { PromptAdapter } from '../../src/ppd/adapter.ts';
 import type { PpdSetup } from '../../src/ppd/setup.ts';
 import { buildTreeSet } from '../../src/ppd/tree-builder.ts';
 import { buildServer, type ServerOptions } from '../../src/server/app.ts';
-import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../../src/tokenizer/byte-tokenizer.ts';
+import { BYTE_MODEL_SHAPE, writeByteModel } from './byte-model.ts';
 
-export const TINY_SHAPE = {
-  model_type: 'llama',
-  vocab_size: 260,
-  hidden_size: 32,
-  intermediate_size: 64,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  max_position_embeddings: 256,
-  eos_token_id: 2,
-};
-
-/** Writes a random model with the byte tokenizer (and its chat template) to `dir`. */
+/** Writes the shared tiny model (byte-model.ts) with the byte tokenizer and its chat template to `dir`. */
 export function writeTinyModel(dir: string, seed = 11): string {
-  writeRandomModel(dir, TINY_SHAPE, { seed, tokenizerJson: byteFallbackTokenizerJson() });
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(byteFallbackTokenizerConfig()));
-  return dir;
+  return writeByteModel(dir, BYTE_MODEL_SHAPE, seed);
 }
 
 /** A made-up accuracy table for 3 prompt tokens: rank k at position i right ~ 0.5^(k+1) 0.8^i. */
