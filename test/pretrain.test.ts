@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportModel, pretrain, type PretrainSettings } from '../src/train/pretrain.ts';
-import { clipGradients, learningRate } from '../src/train/optimizer.ts';
+import { AdamW, clipScale, globalNorm, learningRate } from '../src/train/optimizer.ts';
 import { openModelDir } from '../src/checkpoint/model-dir.ts';
 
 const MODEL = {
@@ -88,6 +88,20 @@ test('the learning-rate schedule warms up linearly then decays by cosine to its 
 
 test('gradient clipping scales to the maximum global norm', () => {
   const grads = [new Float32Array([3, 0]), new Float32Array([4])];
-  assert.equal(clipGradients(grads, 1), 5);
-  assert.ok(Math.abs(Math.hypot(grads[0]![0]!, grads[1]![0]!) - 1) < 1e-6);
+  assert.equal(globalNorm(grads), 5);
+  assert.ok(Math.abs(clipScale(5, 1) - 0.2) < 1e-12);
+  assert.equal(clipScale(5, 10), 1);
+  assert.equal(clipScale(5, 0), 1);
+});
+
+test('an AdamW update with a gradient scale equals the update of the scaled gradient', () => {
+  const params = () => new Map([['w', new Float32Array([0.5, -1, 2])]]);
+  const [scaled, folded] = [params(), params()];
+  const [a, b] = [new AdamW({ lr: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }), new AdamW({ lr: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 })];
+  for (let step = 0; step < 3; step++) {
+    const g = new Float32Array([0.3, -0.2 * step, 1.5]);
+    a.update(scaled, new Map([['w', g.map((x) => x * 0.25)]]), 0.1);
+    b.update(folded, new Map([['w', g]]), 0.1, 0.25);
+  }
+  assert.deepEqual([...folded.get('w')!], [...scaled.get('w')!]);
 });

@@ -334,16 +334,19 @@ const RULES: Record<string, VjpRule> = {
   GatherElements: gatherElements,
 };
 
-
 /**
  * Adds the gradient of the scalar `loss` with respect to each of `wrt` (graph inputs,
  * initializers or any float values) to `g`, and returns the name of each gradient value (same
  * shape as its wrt value). A wrt value the loss does not depend on gets zeros.
+ *
+ * With `dLoss`, `loss` may be any float value and `dLoss` is the gradient reaching it (same
+ * shape): the backward starts there. For a loss whose gradient has a cheaper closed form than
+ * its rules chained (softmax cross-entropy: probabilities minus one-hot).
  */
-export function addGradients(g: GraphBuilder, loss: string, wrt: string[]): Map<string, string> {
+export function addGradients(g: GraphBuilder, loss: string, wrt: string[], dLoss?: string): Map<string, string> {
   const nodes = [...g.nodes]; // the forward only: nodes added below are not walked
   const lossDims = g.shapeOf(loss);
-  if (!isFloat(g.typeOf(loss)) || !lossDims || lossDims.some((d) => d !== 1)) {
+  if (dLoss === undefined && (!isFloat(g.typeOf(loss)) || !lossDims || lossDims.some((d) => d !== 1))) {
     throw new GraphError(`autodiff: loss '${loss}' must be a float scalar, has shape ${lossDims ? `[${lossDims.join(', ')}]` : 'unknown'}`);
   }
   for (const w of wrt) {
@@ -368,7 +371,8 @@ export function addGradients(g: GraphBuilder, loss: string, wrt: string[]): Map<
     parts.set(value, [summed]);
     return summed;
   };
-  if (depends.has(loss)) add(loss, lossDims.length === 0 ? g.scalar(1) : g.floats([1], lossDims as number[]));
+  if (dLoss !== undefined) add(loss, dLoss);
+  else if (depends.has(loss)) add(loss, lossDims!.length === 0 ? g.scalar(1) : g.floats([1], lossDims as number[]));
   for (let n = nodes.length - 1; n >= 0; n--) {
     const node = nodes[n]!;
     const dys = node.outputs.map(gradOf);

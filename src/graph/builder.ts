@@ -264,6 +264,11 @@ export class GraphBuilder {
   }
 
   /** Element type and static shape of a value; either is undefined where it could not be inferred. */
+  /** Whether a value of this name exists (an input, initializer or node output). */
+  has(value: string): boolean {
+    return this.values.has(value);
+  }
+
   info(value: string): ValueInfo {
     const info = this.values.get(value);
     if (!info) throw new GraphError(`'${value}' is not a value of graph ${this.name}`);

@@ -342,6 +342,7 @@ const RULES: Record<string, ShapeRule> = {
   MatMul: matMul,
   Gemm: gemm,
   ReduceSum: reduce,
+  ReduceSumSquare: reduce,
   ReduceMean: reduce,
   ReduceMax: reduce,
   Reshape: reshape,

@@ -43,6 +43,11 @@ export const pastValueName = (layer: number) => `past_value_${layer}`;
 export const keyName = (layer: number) => `key_${layer}`;
 export const valueName = (layer: number) => `value_${layer}`;
 export const LOGITS = 'logits';
+/**
+ * Query chunks per window of per-window training attention (windowedAttention): 4 of 128 rows
+ * ran fastest on ppd-base's windows of 512 (1, 2, 4, 8 compared; docs/bench/train.md).
+ */
+const ATTENTION_CHUNKS = 4;
 
 /** Transposes a row-major [rows, cols] matrix into [cols, rows]. */
 export function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
@@ -102,6 +107,21 @@ interface CallLayout {
   rows: Dim;
   past: Dim | null;
   emitKeys: boolean;
+  /**
+   * Training only: the rows are `windows` independent sequences of rows / windows rows each,
+   * every one at positions 0.. and attending causally within itself. Attention then runs per
+   * window ([W*K, G*Tw, Tw] scores) instead of over all rows with a block-diagonal mask.
+   */
+  windows?: number;
+}
+
+/** Graph values a caller already has for the forward's inputs, instead of graph inputs. */
+export interface ForwardInputs {
+  embeds?: string;
+  /** The tied embedding table [V, C] when weights are graph inputs (training). */
+  table?: string;
+  positions?: string;
+  mask?: string;
 }
 
 class LlamaGraph {
@@ -204,22 +224,83 @@ class LlamaGraph {
     return g.op('Add', [g.op('Mul', [x, rope.cos]), g.op('Mul', [rotated, rope.sin])]);
   }
 
+  /**
+   * The attention heads of x: queries (rotated, pre-scaled by 1/sqrt(D)), keys (rotated) and
+   * values, shaped [...leading, heads, D]; the family's biases and q/k norms applied.
+   */
+  private heads(x: string, layer: number, rope: { cos: string; sin: string }, leading: number[]): { qRot: string; kRot: string; v: string } {
+    const g = this.g;
+    const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = this.c;
+    let q = g.op('Reshape', [this.projection(x, layer, 'self_attn.q_proj', H * D, C), g.ints([...leading, H, D])]);
+    let k = g.op('Reshape', [this.projection(x, layer, 'self_attn.k_proj', K * D, C), g.ints([...leading, K, D])]);
+    const v = g.op('Reshape', [this.projection(x, layer, 'self_attn.v_proj', K * D, C), g.ints([...leading, K, D])]);
+    if (this.c.qkNorm) {
+      q = this.rmsNorm(q, layerTensorName(layer, 'self_attn.q_norm'), D);
+      k = this.rmsNorm(k, layerTensorName(layer, 'self_attn.k_norm'), D);
+    }
+    return { qRot: g.op('Mul', [this.rotate(q, rope), g.scalar(1 / Math.sqrt(D))]), kRot: this.rotate(k, rope), v };
+  }
+
+  /**
+   * Attention per window (training layout, W windows of Tw rows, no past, causal): the same
+   * maths as `attention` with the windows as a batch dimension, so scores are [W*K, G*Tw, Tw]
+   * rather than [K, G*W*Tw, W*Tw] with most entries masked. The queries go in `ATTENTION_CHUNKS`
+   * chunks of Tc rows: chunk j only multiplies the keys 0..(j+1)*Tc that a causal row can see,
+   * which skips most of the masked half of the products; its mask is a constant [G*Tc, (j+1)*Tc].
+   */
+  private windowedAttention(x: string, layer: number, rope: { cos: string; sin: string }, W: number, Tw: number): string {
+    const g = this.g;
+    const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = this.c;
+    const G = H / K;
+    const { qRot, kRot, v } = this.heads(x, layer, rope, [W, Tw]); // [W, Tw, H, D], [W, Tw, K, D], [W, Tw, K, D]
+    const queries = g.op('Reshape', [
+      g.op('Transpose', [g.op('Reshape', [qRot, g.ints([W, Tw, K, G, D])])], { perm: [0, 2, 3, 1, 4] }), // [W, K, G, Tw, D]
+      g.ints([W * K, G, Tw, D]),
+    ]);
+    const keysT = g.op('Reshape', [g.op('Transpose', [kRot], { perm: [0, 2, 3, 1] }), g.ints([W * K, D, Tw])]);
+    const values = g.op('Reshape', [g.op('Transpose', [v], { perm: [0, 2, 1, 3] }), g.ints([W * K, Tw, D])]);
+    const Tc = Tw % ATTENTION_CHUNKS === 0 ? Tw / ATTENTION_CHUNKS : Tw;
+    const contexts: string[] = [];
+    for (let start = 0; start < Tw; start += Tc) {
+      const end = start + Tc;
+      const slice = (value: string, axis: number, from: number, to: number) => g.op('Slice', [value, g.ints([from]), g.ints([to]), g.ints([axis])]);
+      const chunkQueries = g.op('Reshape', [slice(queries, 2, start, end), g.ints([W * K, G * Tc, D])]);
+      const scores = g.op('MatMul', [chunkQueries, slice(keysT, 2, 0, end)]); // [W*K, G*Tc, end]
+      const weights = g.op('Softmax', [g.op('Add', [scores, this.causalChunkMask(G, start, Tc)])], { axis: -1 });
+      const context = g.op('MatMul', [weights, slice(values, 1, 0, end)]); // [W*K, G*Tc, D]
+      contexts.push(g.op('Reshape', [context, g.ints([W * K, G, Tc, D])]));
+    }
+    const context = contexts.length === 1 ? contexts[0]! : g.op('Concat', contexts, { axis: 2 }); // [W*K, G, Tw, D]
+    const merged = g.op('Reshape', [
+      g.op('Transpose', [g.op('Reshape', [context, g.ints([W, K, G, Tw, D])])], { perm: [0, 3, 1, 2, 4] }), // [W, Tw, K, G, D]
+      g.ints([W * Tw, H * D]),
+    ]);
+    return this.projection(merged, layer, 'self_attn.o_proj', C, H * D);
+  }
+
+  /**
+   * Additive causal mask [G*Tc, start+Tc] of query rows start.. start+Tc-1, repeated for G heads;
+   * with a sliding window, keys `window` or more positions back are masked too.
+   */
+  private causalChunkMask(G: number, start: number, Tc: number): string {
+    const columns = start + Tc;
+    const window = this.c.slidingWindow ?? Infinity;
+    const mask = new Float32Array(G * Tc * columns);
+    for (let row = 0; row < G * Tc; row++) {
+      const position = start + (row % Tc);
+      mask.fill(-Infinity, row * columns + position + 1, (row + 1) * columns);
+      if (position - window >= 0) mask.fill(-Infinity, row * columns, row * columns + position - window + 1);
+    }
+    const name = `causal_mask_${G}x${start}+${Tc}`;
+    return this.g.has(name) ? name : this.g.initializer(name, this.g.float === 'float64' ? Float64Array.from(mask) : mask, [G * Tc, columns]);
+  }
+
   /** `groupMask` [G*T, S] is the mask repeated for the G query heads that share a kv head. */
   private attention(x: string, layer: number, rope: { cos: string; sin: string }, groupMask: string): string {
     const g = this.g;
     const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = this.c;
     const G = H / K;
-    const name = (part: LayerPart) => layerTensorName(layer, part);
-
-    let q = g.op('Reshape', [this.projection(x, layer, 'self_attn.q_proj', H * D, C), g.ints([-1, H, D])]);
-    let k = g.op('Reshape', [this.projection(x, layer, 'self_attn.k_proj', K * D, C), g.ints([-1, K, D])]);
-    const v = g.op('Reshape', [this.projection(x, layer, 'self_attn.v_proj', K * D, C), g.ints([-1, K, D])]);
-    if (this.c.qkNorm) {
-      q = this.rmsNorm(q, name('self_attn.q_norm'), D);
-      k = this.rmsNorm(k, name('self_attn.k_norm'), D);
-    }
-    const qRot = g.op('Mul', [this.rotate(q, rope), g.scalar(1 / Math.sqrt(D))]); // [T, H, D], pre-scaled
-    const kRot = this.rotate(k, rope); // [T, K, D]
+    const { qRot, kRot, v } = this.heads(x, layer, rope, [-1]); // [T, H, D], [T, K, D], [T, K, D]
     let keys = kRot; // [S, K, D]
     let values = v;
     if (this.layout.emitKeys) {
@@ -280,26 +361,34 @@ class LlamaGraph {
     return g.op('Add', [mask, g.op('Where', [inside, g.scalar(0), g.scalar(-Infinity)])]);
   }
 
-  /** Adds the inputs and every layer; returns the logits value [T, V]. */
-  build(): string {
+  /**
+   * Adds the inputs (or takes the values `given`) and every layer; returns the logits value
+   * [T, V]. With `windows` W, positions are [Tw], shared by every window, and attention is causal
+   * within each window (no mask input).
+   */
+  build(given: ForwardInputs = {}): string {
     const g = this.g;
     const { hiddenSize: C, vocabSize: V } = this.c;
-    let h = g.input(GRAPH_INPUTS.embeds, g.float, [this.rows, C]);
-    const positions = g.input(GRAPH_INPUTS.positions, 'int64', [this.rows]);
-    const { rows, past } = this.layout;
+    const { rows, past, windows = 1 } = this.layout;
+    const windowRows: Dim = this.layout.windows === undefined ? rows : (rows as number) / windows;
+    let h = given.embeds ?? g.input(GRAPH_INPUTS.embeds, g.float, [rows, C]);
+    const positions = given.positions ?? g.input(GRAPH_INPUTS.positions, 'int64', [windowRows]);
     const columns = past === null ? rows : typeof past === 'number' && typeof rows === 'number' ? past + rows : 'S';
-    const mask = this.windowed(g.input(GRAPH_INPUTS.mask, g.float, [rows, columns]), positions);
     const rope = this.rotaryTables(positions);
-    const groupMask = g.op('Tile', [mask, g.ints([this.c.numHeads / this.c.numKvHeads, 1])]); // [G*T, S]
+    const perWindow = this.layout.windows !== undefined;
+    // Per-window attention builds its own causal masks; the general one takes the mask as data.
+    const mask = perWindow ? undefined : this.windowed(given.mask ?? g.input(GRAPH_INPUTS.mask, g.float, [rows, columns]), positions);
+    const groupMask = mask && g.op('Tile', [mask, g.ints([this.c.numHeads / this.c.numKvHeads, 1])]); // [G*T, S]
     for (let layer = 0; layer < this.c.numLayers; layer++) {
-      const attended = this.attention(this.rmsNorm(h, layerTensorName(layer, 'input_layernorm')), layer, rope, groupMask);
+      const x = this.rmsNorm(h, layerTensorName(layer, 'input_layernorm'));
+      const attended = perWindow ? this.windowedAttention(x, layer, rope, windows, windowRows as number) : this.attention(x, layer, rope, groupMask!);
       h = g.op('Add', [h, attended]);
       h = g.op('Add', [h, this.mlp(this.rmsNorm(h, layerTensorName(layer, 'post_attention_layernorm')), layer)]);
     }
     const x = this.rmsNorm(h, FINAL_NORM);
     if (this.c.tieWordEmbeddings && this.weights.kind === 'inputs') {
       // Training feeds the one embedding table [V, C]; the head multiplies by its transpose.
-      const table = g.input(EMBED_TOKENS, g.float, [V, C]);
+      const table = given.table ?? g.input(EMBED_TOKENS, g.float, [V, C]);
       return g.op('MatMul', [x, g.op('Transpose', [table], { perm: [1, 0] })]);
     }
     return this.linear(x, this.c.tieWordEmbeddings ? EMBED_TOKENS : LM_HEAD, V, C);
@@ -352,6 +441,16 @@ export function buildLlamaGraph(config: LlamaConfig, tensors: TensorSource, exte
  */
 export function trainingForward(g: GraphBuilder, config: LlamaConfig, rows: number): string {
   return new LlamaGraph(g, config, { kind: 'inputs' }, { rows, past: null, emitKeys: false }).build();
+}
+
+/**
+ * Adds a training forward over `windows` independent sequences of `windowRows` rows each (weights
+ * as inputs, no past, causal attention per window) to `g`, from values the caller already has:
+ * `embeds` [windows*windowRows, C], `positions` [windowRows] and, for a tied head, `table`
+ * [V, C]. Returns the logits value [windows*windowRows, V].
+ */
+export function windowedTrainingForward(g: GraphBuilder, config: LlamaConfig, windows: number, windowRows: number, given: ForwardInputs): string {
+  return new LlamaGraph(g, config, { kind: 'inputs' }, { rows: windows * windowRows, past: null, emitKeys: false, windows }).build(given);
 }
 
 /**

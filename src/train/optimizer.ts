@@ -33,17 +33,16 @@ export function learningRate(s: Schedule, step: number): number {
   return floor + 0.5 * (s.peakLr - floor) * (1 + Math.cos(Math.PI * progress));
 }
 
-/** Scales all gradients in place so their global L2 norm is at most `maxNorm`; returns the norm before. */
-export function clipGradients(grads: Iterable<Float32Array>, maxNorm: number): number {
-  const list = [...grads];
+/** The global L2 norm of all gradients together. */
+export function globalNorm(grads: Iterable<Float32Array>): number {
   let sumSquares = 0;
-  for (const g of list) for (let i = 0; i < g.length; i++) sumSquares += g[i]! * g[i]!;
-  const norm = Math.sqrt(sumSquares);
-  if (maxNorm > 0 && norm > maxNorm) {
-    const scale = maxNorm / (norm + 1e-12);
-    for (const g of list) for (let i = 0; i < g.length; i++) g[i]! *= scale;
-  }
-  return norm;
+  for (const g of grads) for (let i = 0; i < g.length; i++) sumSquares += g[i]! * g[i]!;
+  return Math.sqrt(sumSquares);
+}
+
+/** The factor that scales gradients of global norm `norm` down to at most `maxNorm` (0 = no clipping). */
+export function clipScale(norm: number, maxNorm: number): number {
+  return maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-12) : 1;
 }
 
 export class AdamW {
@@ -63,8 +62,11 @@ export class AdamW {
     }
   }
 
-  /** One update of every parameter from its gradient, at learning rate `lr`. */
-  update(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, lr: number): void {
+  /**
+   * One update of every parameter from its gradient times `gradScale` (clipping and averaging
+   * folded into the one pass over each parameter), at learning rate `lr`.
+   */
+  update(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, lr: number, gradScale = 1): void {
     this.step++;
     const { beta1, beta2, eps, weightDecay } = this.options;
     const correction1 = 1 - Math.pow(beta1, this.step);
@@ -77,7 +79,7 @@ export class AdamW {
       const v = this.moment(this.v, name, p.length);
       const decay = this.noDecay(name) ? 0 : lr * weightDecay;
       for (let i = 0; i < p.length; i++) {
-        const gi = g[i]!;
+        const gi = g[i]! * gradScale;
         m[i] = beta1 * m[i]! + (1 - beta1) * gi;
         v[i] = beta2 * v[i]! + (1 - beta2) * gi * gi;
         const update = m[i]! / correction1 / (Math.sqrt(v[i]! / correction2) + eps);

@@ -15,9 +15,9 @@ import { trainingWeightShapes, transpose } from '../model/llama-graph.ts';
 import { gaussian } from '../checkpoint/random-init.ts';
 import { EMBED_TOKENS, expectedTensors } from '../model/weights.ts';
 import type { RngState } from '../sampling/rng.ts';
-import { packWindows, WindowSampler } from './batches.ts';
+import { WindowSampler } from './batches.ts';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
-import { AdamW, clipGradients, learningRate, type Schedule } from './optimizer.ts';
+import { AdamW, clipScale, globalNorm, learningRate, type Schedule } from './optimizer.ts';
 import { PretrainSession } from './training-graph.ts';
 
 export interface PretrainSettings {
@@ -96,70 +96,64 @@ export function graphShapes(config: LlamaConfig): Map<string, number[]> {
   return new Map([[EMBED_TOKENS, [config.vocabSize, config.hiddenSize]], ...trainingWeightShapes(config)]);
 }
 
-function lookup(table: Float32Array, ids: Int32Array, C: number): Float32Array {
-  const out = new Float32Array(ids.length * C);
-  ids.forEach((id, row) => out.set(table.subarray(id * C, (id + 1) * C), row * C));
-  return out;
+/** The ids and next-token targets [W*Tw] of the windows starting at `starts`, window after window. */
+function windowTokens(tokens: ArrayLike<number>, starts: readonly number[], seqLen: number): { ids: Int32Array; targets: Int32Array } {
+  const ids = new Int32Array(starts.length * seqLen);
+  const targets = new Int32Array(starts.length * seqLen);
+  starts.forEach((start, w) => {
+    if (start < 0 || start + seqLen >= tokens.length) throw new InputError(`window at ${start} runs past the ${tokens.length} tokens`);
+    for (let t = 0; t < seqLen; t++) {
+      ids[w * seqLen + t] = tokens[start + t]!;
+      targets[w * seqLen + t] = tokens[start + t + 1]!;
+    }
+  });
+  return { ids, targets };
 }
 
-function scatterAdd(into: Float32Array, rowsGrad: Float32Array, ids: Int32Array, C: number): void {
-  ids.forEach((id, row) => {
-    for (let c = 0; c < C; c++) into[id * C + c]! += rowsGrad[row * C + c]!;
-  });
-}
-
-/** One micro-batch: loss, and gradients (embedding rows scattered into the table's gradient). */
-async function microStep(session: PretrainSession, config: LlamaConfig, params: Map<string, Float32Array>, tokens: ArrayLike<number>, starts: number[], seqLen: number) {
-  const C = config.hiddenSize;
-  const batch = packWindows(tokens, starts, seqLen);
-  const table = params.get(EMBED_TOKENS)!;
-  const { loss, grads } = await session.step({
-    embeds: lookup(table, batch.ids, C),
-    positions: batch.positions,
-    mask: batch.mask,
-    targets: batch.targets,
-    weights: params,
-  });
-  // A tied head already produced a table gradient (graph input); the lookup's rows add to it.
-  const tableGrad = grads.get(EMBED_TOKENS)?.slice() ?? new Float32Array(table.length);
-  scatterAdd(tableGrad, grads.get('embeds')!, batch.ids, C);
-  grads.delete('embeds');
-  grads.set(EMBED_TOKENS, tableGrad);
-  return { loss, grads };
+/** One graph call: loss, gradients and their global norm over the windows starting at `starts`. */
+function microStep(session: PretrainSession, params: Map<string, Float32Array>, tokens: ArrayLike<number>, starts: number[]) {
+  return session.step({ ...windowTokens(tokens, starts, session.layout.windowTokens), weights: params });
 }
 
 /**
- * One optimiser step's loss and gradients: the mean over `accumulation` micro-batches of
- * `batchWindows` windows each, drawn from `sampler`. Exported for bench/train.ts, which times it.
+ * One optimiser step's loss and gradients: `accumulation` graph calls of `batchWindows` windows
+ * each, drawn from `sampler`. The gradients are the calls' sum, to be multiplied by `scale` (one
+ * over the calls, times the clipping factor of their mean's global norm), which the optimiser
+ * folds into its update. Exported for bench/train.ts, which times it.
  */
 export async function accumulatedGradients(
   session: PretrainSession,
-  config: LlamaConfig,
   params: Map<string, Float32Array>,
   tokens: ArrayLike<number>,
   sampler: WindowSampler,
-  s: Pick<PretrainSettings, 'seqLen' | 'batchWindows' | 'accumulation'>,
-): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+  s: Pick<PretrainSettings, 'batchWindows' | 'accumulation' | 'clipNorm'>,
+): Promise<{ loss: number; grads: Map<string, Float32Array>; gradNorm: number; scale: number }> {
   let loss = 0;
-  const sum = new Map<string, Float32Array>();
+  let sum: Map<string, Float32Array> | undefined;
+  let gradNorm = 0;
   for (let micro = 0; micro < s.accumulation; micro++) {
-    const out = await microStep(session, config, params, tokens, sampler.next(s.batchWindows), s.seqLen);
+    const out = await microStep(session, params, tokens, sampler.next(s.batchWindows));
     loss += out.loss / s.accumulation;
-    for (const [name, g] of out.grads) {
-      const acc = sum.get(name);
-      if (!acc) sum.set(name, s.accumulation === 1 ? g : g.map((x) => x / s.accumulation));
-      else for (let i = 0; i < g.length; i++) acc[i]! += g[i]! / s.accumulation;
+    gradNorm = out.gradNorm;
+    if (!sum) sum = out.grads;
+    else {
+      for (const [name, g] of out.grads) {
+        const acc = sum.get(name)!;
+        for (let i = 0; i < g.length; i++) acc[i]! += g[i]!;
+      }
     }
   }
-  return { loss, grads: sum };
+  // One call's norm comes from the graph; a sum of several needs its own pass.
+  if (s.accumulation > 1) gradNorm = globalNorm(sum!.values()) / s.accumulation;
+  return { loss, grads: sum!, gradNorm, scale: clipScale(gradNorm, s.clipNorm) / s.accumulation };
 }
 
 /** Mean loss over fixed held-out windows (the same windows at every evaluation). */
-async function heldOutLoss(session: PretrainSession, config: LlamaConfig, params: Map<string, Float32Array>, valid: ArrayLike<number>, s: PretrainSettings): Promise<number> {
+async function heldOutLoss(session: PretrainSession, params: Map<string, Float32Array>, valid: ArrayLike<number>, s: PretrainSettings): Promise<number> {
   const sampler = new WindowSampler(valid.length, s.seqLen, s.seed + 1);
   let total = 0;
   const calls = Math.max(1, Math.ceil(s.evalWindows / s.batchWindows));
-  for (let i = 0; i < calls; i++) total += (await microStep(session, config, params, valid, sampler.next(s.batchWindows), s.seqLen)).loss;
+  for (let i = 0; i < calls; i++) total += (await microStep(session, params, valid, sampler.next(s.batchWindows))).loss;
   return total / calls;
 }
 
@@ -191,7 +185,7 @@ export async function pretrain(run: PretrainRun): Promise<PretrainResult> {
     secondsBefore = Number(resumed.state.seconds);
   }
   const sampler = new WindowSampler(run.train.length, s.seqLen, samplerState);
-  const session = await PretrainSession.create(config, s.seqLen * s.batchWindows, { threads: run.threads });
+  const session = await PretrainSession.create(config, { windows: s.batchWindows, windowTokens: s.seqLen }, { threads: run.threads });
   const started = performance.now();
   const elapsed = () => secondsBefore + (performance.now() - started) / 1000;
   const save = () =>
@@ -206,15 +200,14 @@ export async function pretrain(run: PretrainRun): Promise<PretrainResult> {
   try {
     while (step < s.steps) {
       const stepStart = performance.now();
-      const { loss, grads } = await accumulatedGradients(session, config, params, run.train, sampler, s);
-      clipGradients(grads.values(), s.clipNorm);
+      const { loss, grads, scale } = await accumulatedGradients(session, params, run.train, sampler, s);
       const lr = learningRate(schedule, step);
-      optimizer.update(params, grads, lr);
+      optimizer.update(params, grads, lr, scale);
       step++;
       const tokensPerSecond = (s.seqLen * s.batchWindows * s.accumulation) / ((performance.now() - stepStart) / 1000);
       const entry: PretrainResult['history'][number] = { step, loss, seconds: elapsed() };
       if (step % s.evalEvery === 0 || step === s.steps) {
-        entry.validLoss = await heldOutLoss(session, config, params, run.valid, s);
+        entry.validLoss = await heldOutLoss(session, params, run.valid, s);
       }
       history.push(entry);
       run.onProgress?.({ step, steps: s.steps, loss, lr, tokensPerSecond, validLoss: entry.validLoss });
