@@ -14,6 +14,6 @@ resume=()
 [ -f runs/ppd-base/latest.json ] && resume=(--resume)
 ppd pretrain --train data/corpus/train.txt --valid data/corpus/valid.txt --config configs/ppd-base.json \
   --tokenizer models/tokenizer-8k --run runs/ppd-base --out models/ppd-base \
-  --steps 5500 --seq-len 512 --batch 1 --accum 2 --lr 3e-3 --warmup 150 --eval-every 250 --eval-windows 16 \
+  --steps 5500 --seq-len 512 --batch 4 --accum 1 --lr 3e-3 --warmup 150 --eval-every 250 --eval-windows 16 \
   --seed 0 --dtype f16 "${resume[@]}"
 ppd perplexity --model models/ppd-base --file data/corpus/test.txt --json | tee models/ppd-base/perplexity-test.json
