@@ -1,5 +1,5 @@
 /**
- * Benchmark prompts: the openings of held-out documents of data/corpus/test.txt, evenly spaced
+ * Benchmark prompts: the openings of held-out documents (data/corpus/test.txt unless told), evenly spaced
  * over the split (its documents come grouped by source, so the first few are all Bible
  * chapters), each cut at a sentence (else word) end to PROMPT_TOKENS.min..max tokens, skipping on
  * to the next document where one ends before that (a whole document invites EOS). Shared by
@@ -52,10 +52,13 @@ function openingOf(loaded: LoadedModel, doc: string): { text: string; tokens: nu
   return sentences ?? words;
 }
 
-/** `count` prompts from documents spread evenly over the split, each moved on to the next long-enough document when needed. */
-export function selectPrompts(loaded: LoadedModel, count: number): Prompt[] {
-  if (!existsSync(CORPUS_FILE)) throw new FormatError(CORPUS_FILE, 'not found (it is committed; restore it with git)');
-  const docs = documentsOf(readFileSync(CORPUS_FILE, 'utf8'));
+/**
+ * `count` prompts from documents spread evenly over a split file (default: the bundled corpus's
+ * test split), each moved on to the next long-enough document when needed.
+ */
+export function selectPrompts(loaded: LoadedModel, count: number, file = CORPUS_FILE): Prompt[] {
+  if (!existsSync(file)) throw new FormatError(file, file === CORPUS_FILE ? 'not found (it is committed; restore it with git)' : 'not found');
+  const docs = documentsOf(readFileSync(file, 'utf8'));
   const prompts: Prompt[] = [];
   let next = 0;
   for (const start of evenlySpaced(count, docs.length)) {
@@ -68,7 +71,7 @@ export function selectPrompts(loaded: LoadedModel, count: number): Prompt[] {
     }
   }
   if (prompts.length < count) {
-    throw new FormatError(CORPUS_FILE, `only ${prompts.length} documents go on past a ${PROMPT_TOKENS.min}-token opening; ${count} prompts were asked for`);
+    throw new FormatError(file, `only ${prompts.length} documents go on past a ${PROMPT_TOKENS.min}-token opening; ${count} prompts were asked for`);
   }
   return prompts;
 }
