@@ -162,7 +162,7 @@ async function openModel(plan: Plan): Promise<Served> {
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(byteFallbackTokenizerConfig()));
   const loaded = await loadModel(dir, { threads: plan.threads, cacheDir: false, needsTokenizer: true });
   const accuracies = [0, 1, 2].map((i) => Array.from({ length: 6 }, (_, k) => 0.45 * Math.pow(0.5, k) * Math.pow(0.8, i)));
-  const adapter = PromptAdapter.initialise(loaded.config, loaded.model.embeddings, [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' });
+  const adapter = PromptAdapter.initialise(loaded.config, (ids) => loaded.model.embed(ids), [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' });
   const ppd: PpdSetup = { adapter, trees: buildTreeSet(accuracies, { budget: 12, promptTokens: 3, virtualTokens: 1 }), verification: 'rejection' };
   const prompts = Array.from({ length: plan.prompts }, (_, i) => TINY_PROMPTS[i % TINY_PROMPTS.length]! + (i >= TINY_PROMPTS.length ? ` ${i}` : ''));
   return {

@@ -233,7 +233,7 @@ describe('malformed GGUF files are FormatErrors naming the file', () => {
       for (let i = 0; i < 9; i++) value = Buffer.concat([u32(9), u64(1), value]);
       return raw({ kvs: [kv('a.b', 9, value)] });
     }, /nests arrays more than 8 deep/],
-    ['unsupported tensor type', () => raw({ infos: [info('w', [256], 13, 0)], data: Buffer.alloc(176) }), /tensor "w" is stored as Q5_K \(13\), which ppd does not read/],
+    ['unsupported tensor type', () => raw({ infos: [info('w', [256], 23, 0)], data: Buffer.alloc(136) }), /tensor "w" is stored as IQ4_XS \(23\), which ppd does not read/],
     ['unknown tensor type', () => raw({ infos: [info('w', [32], 99, 0)] }), /tensor "w" is stored as unknown type 99/],
     ['too many dimensions', () => raw({ infos: [info('w', [1, 1, 1, 1, 1], 0, 0)] }), /tensor "w" has 5 dimensions/],
     ['row not whole blocks', () => raw({ infos: [info('w', [33, 2], 8, 0)] }), /tensor "w": row length 33 is not a multiple of Q8_0's block of 32/],

@@ -2,7 +2,8 @@
  * Parity with llama.cpp (node-llama-cpp 3.21.1, a dev dependency): a model exported by ppd's GGUF
  * writer loads in llama.cpp, and both engines give the same next-token distributions for the same
  * ids, and the same greedy continuation on the bundled model. This is the check that the export
- * (names, Q/K permutation, metadata, tokens) means to llama.cpp what it means to ppd.
+ * (names, Q/K permutation, metadata, tokens, and the quantized blocks ppd writes and reads) means
+ * to llama.cpp what it means to ppd.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { openModelDir } from '../src/checkpoint/model-dir.ts';
 import { newCache } from '../src/decode/autoregressive.ts';
 import { promptIds, startGeneration } from '../src/generate/request.ts';
 import { loadModel } from '../src/checkpoint/load.ts';
+import type { QuantizedMatmul } from '../src/model/llama-graph.ts';
 import { causalMask } from '../src/model/llama-model.ts';
 import { writeByteModel } from './helpers/byte-model.ts';
 
@@ -34,8 +36,8 @@ function exportGguf(dir: string, type: GgufOutputType): string {
 }
 
 /** ppd's next-token distributions after each prefix of `ids`, [T][V]. */
-async function ppdProbabilities(file: string, ids: number[], quantize?: 'q8'): Promise<Float32Array[]> {
-  const loaded = await loadModel(file, { threads: 1, cacheDir: false, ...(quantize ? { quantize } : {}) });
+async function ppdProbabilities(file: string, ids: number[], matmul?: QuantizedMatmul): Promise<Float32Array[]> {
+  const loaded = await loadModel(file, { threads: 1, cacheDir: false, ...(matmul ? { matmul } : {}) });
   try {
     const V = loaded.config.vocabSize;
     const out = await loaded.model.forward({ embeds: loaded.model.embed(ids), positions: ids.map((_, i) => i), mask: causalMask(ids.length, 0), cache: newCache(loaded.model) });
@@ -97,19 +99,41 @@ describe('llama.cpp parity', () => {
     }
   });
 
-  test('the bundled model exported F32: llama.cpp continues 4 prompts greedily with exactly ppd\'s ids', { skip: !existsSync(join(BUNDLED, 'model.safetensors')) && 'no bundled model' }, async () => {
-    const file = exportGguf(BUNDLED, 'F32');
-    const loaded = await loadModel(file, { threads: 1, needsTokenizer: true });
-    const peer = await LlamaCppPeer.open(file, { threads: 1, contextSize: 256 });
-    try {
-      for (const prompt of ['And it came to pass', 'Call me Ishmael. Some years ago', 'The President said that', 'HACKER, n.']) {
-        const ours = await startGeneration({ ...loaded, eosIds: [] }, { prompt, maxTokens: 32, sampling: { temperature: 0 } }).complete();
-        const theirs = await peer.generate(promptIds(loaded, prompt), 32, []);
-        assert.deepEqual(theirs.ids, ours.ids, `prompt ${JSON.stringify(prompt)}`);
+  test('Q4_K_M and Q3_K_M exports (every K type, Q5_0/Q5_1/Q8_0 fallbacks aside): llama.cpp and ppd agree to quantisation noise', async () => {
+    // Rows of 256: whole K super-blocks. Q4_K_M holds Q4_K and Q6_K; Q3_K_M Q3_K, Q4_K, Q5_K, Q6_K.
+    const kModel = writeByteModel(join(root, 'k-model'), { model_type: 'llama', vocab_size: 260, hidden_size: 256, intermediate_size: 512, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256, rms_norm_eps: 1e-5, bos_token_id: 1, eos_token_id: 2 }, 12);
+    for (const type of ['Q4_K_M', 'Q3_K_M'] as const) {
+      const file = exportGguf(kModel, type);
+      const peer = await LlamaCppPeer.open(file, { threads: 1, contextSize: 128 });
+      try {
+        const theirs = await peer.nextTokenProbabilities(ids, 260);
+        // ppd's products in f32 over the stored weights: what is left is llama.cpp's rounding of
+        // the activations to 8 bits (its Q8_K rows); a block read wrong gives an unrelated model.
+        const diff = maxLogDiff(await ppdProbabilities(file, ids, 'f32'), theirs);
+        assert.ok(diff < 0.05, `${type}: max |log p_ppd - log p_llama.cpp| = ${diff}`);
+      } finally {
+        await peer.close();
       }
-    } finally {
-      await peer.close();
-      await loaded.model.release();
     }
   });
+
+  // Q4_K_M: ppd multiplies in f32 (the stored weights exactly), so the two differ only by
+  // llama.cpp's 8-bit rounding of the activations, which a trained model's margins absorb.
+  for (const [type, matmul] of [['F32', undefined], ['Q4_K_M', 'f32']] as const) {
+    test(`the bundled model exported ${type}: llama.cpp continues 4 prompts greedily with exactly ppd's ids`, { skip: !existsSync(join(BUNDLED, 'model.safetensors')) && 'no bundled model' }, async () => {
+      const file = exportGguf(BUNDLED, type);
+      const loaded = await loadModel(file, { threads: 1, needsTokenizer: true, cacheDir: false, ...(matmul ? { matmul } : {}) });
+      const peer = await LlamaCppPeer.open(file, { threads: 1, contextSize: 256 });
+      try {
+        for (const prompt of ['And it came to pass', 'Call me Ishmael. Some years ago', 'The President said that', 'HACKER, n.']) {
+          const ours = await startGeneration({ ...loaded, eosIds: [] }, { prompt, maxTokens: 32, sampling: { temperature: 0 } }).complete();
+          const theirs = await peer.generate(promptIds(loaded, prompt), 32, []);
+          assert.deepEqual(theirs.ids, ours.ids, `prompt ${JSON.stringify(prompt)}`);
+        }
+      } finally {
+        await peer.close();
+        await loaded.model.release();
+      }
+    });
+  }
 });

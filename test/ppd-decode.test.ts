@@ -143,7 +143,7 @@ after(async () => {
 });
 
 test('through Generation, greedy PPD stops exactly like plain decoding at EOS, stop strings and limits', async () => {
-  const adapter = PromptAdapter.initialise(loaded.config, loaded.model.embeddings, [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' });
+  const adapter = PromptAdapter.initialise(loaded.config, (ids) => loaded.model.embed(ids), [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' });
   const trees = buildTreeSet(ACC, { budget: 12, promptTokens: 3, virtualTokens: 1 });
   const tokenizer = loaded.tokenizer!;
   const rng = new Rng(9);

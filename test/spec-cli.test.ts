@@ -53,7 +53,7 @@ before(async () => {
   draft = await loadDraft(target, draftDir, { cacheDir: false, threads: 1, draftTokens: 3 });
   // The draft's own PPD adapter (random: initialised from token embeddings) and trees.
   draftAdapterDir = join(work, 'draft-ppd');
-  saveAdapter(PromptAdapter.initialise(draft.model.config, draft.model.embeddings, [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' }), draftAdapterDir);
+  saveAdapter(PromptAdapter.initialise(draft.model.config, (ids) => draft.model.embed(ids), [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' }), draftAdapterDir);
   saveTreeSet(join(draftAdapterDir, 'trees.json'), buildTreeSet(ACC, { budget: 8, promptTokens: 3, virtualTokens: 1 }));
 });
 

@@ -34,6 +34,7 @@ import { ModelError } from '../errors.ts';
 import type { ConfigFamily, LlamaConfig } from '../model/config.ts';
 import { llama3FromFactors, type RopeScaling } from '../model/rope.ts';
 import type { GgufEntry, GgufMetadata } from '../format/gguf/types.ts';
+import { FILE_TYPE_IDS, type FileType } from './gguf-mixes.ts';
 
 const ARCH_KEY = 'general.architecture';
 
@@ -179,8 +180,6 @@ export function ggufEndTokenIds(meta: GgufMetadata, origin: string): number[] {
   return [...new Set(ids.filter((id): id is number => id !== undefined))];
 }
 
-/** llama.cpp's llama_ftype: the type most tensors are stored as (informational). */
-export const FILE_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32 } as const;
 /** ggml's GGML_QNT_VERSION, which llama.cpp checks for quantized files. */
 const QUANTIZATION_VERSION = 2;
 
@@ -191,7 +190,7 @@ const QUANTIZATION_VERSION = 2;
  * `tokenIdEntries` gives them from the config for files written without one. Llama 3's RoPE
  * scaling goes in the rope_freqs tensor (ropeFreqsTensor), not here.
  */
-export function llamaGgufEntries(config: LlamaConfig, opts: { name?: string; fileType: keyof typeof FILE_TYPE }): GgufEntry[] {
+export function llamaGgufEntries(config: LlamaConfig, opts: { name?: string; fileType: FileType }): GgufEntry[] {
   const arch = ggufArchitecture(config);
   const K = (name: string) => `${arch}.${name}`;
   const u32 = (name: string, value: number): GgufEntry => ({ key: K(name), type: 'u32', value });
@@ -199,7 +198,7 @@ export function llamaGgufEntries(config: LlamaConfig, opts: { name?: string; fil
   const entries: GgufEntry[] = [
     { key: ARCH_KEY, type: 'string', value: arch },
     ...(opts.name ? [{ key: 'general.name', type: 'string', value: opts.name } as GgufEntry] : []),
-    { key: 'general.file_type', type: 'u32', value: FILE_TYPE[opts.fileType] },
+    { key: 'general.file_type', type: 'u32', value: FILE_TYPE_IDS[opts.fileType] },
     { key: 'general.quantization_version', type: 'u32', value: QUANTIZATION_VERSION },
     u32('context_length', config.maxPositionEmbeddings),
     u32('embedding_length', config.hiddenSize),

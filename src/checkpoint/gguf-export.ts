@@ -4,42 +4,34 @@
  * metadata (gguf-config.ts), its tokenizer (tokenizer/gguf/to-gguf.ts), Llama 3's rope_freqs,
  * and its tensors under GGUF names with q_proj/k_proj rows in llama.cpp's order (gguf-tensors.ts).
  *
- * Storage follows convert_hf_to_gguf.py: 1-D tensors and norms stay F32; every matrix takes the
- * requested type, except that a matrix whose rows are not whole 32-element blocks falls back to
- * F16, as there. With q4_0, the matrix that produces the logits (output.weight, or token_embd
- * when tied) is stored Q8_0: llama-quantize also keeps it above 4 bits, as it is the one whose
- * error every token feels.
+ * Storage follows convert_hf_to_gguf.py for the float types (1-D tensors and norms stay F32,
+ * matrices take the requested type) and llama-quantize for the quantized ones, mixes included
+ * (q4_k_m and the like: gguf-mixes.ts says which tensor gets which type, and where a matrix's rows
+ * are not whole blocks of its type, what it falls back to).
  */
 import { basename, extname } from 'node:path';
 import { ModelError } from '../errors.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import { ropeDivisors } from '../model/rope.ts';
-import { EMBED_TOKENS, LM_HEAD, expectedTensors } from '../model/weights.ts';
+import { expectedTensors } from '../model/weights.ts';
 import { ggufTokenizerEntries } from '../tokenizer/gguf/to-gguf.ts';
 import { readTokenizerJson, type ModelDir } from './model-folder.ts';
 import { ggufArchitecture, llamaGgufEntries, tokenIdEntries } from './gguf-config.ts';
 import { gatherRows, ggufRowOfHfRow, ggufTensorName, invert, permutedHeads, ROPE_FREQS } from './gguf-tensors.ts';
-import { quantize, type WritableType } from '../format/gguf/quant.ts';
+import { tensorStorage, type FileType } from './gguf-mixes.ts';
+import { quantize } from '../format/gguf/quant.ts';
 import type { GgufEntry } from '../format/gguf/types.ts';
 import { writeGguf, type GgufTensorToWrite } from '../format/gguf/write.ts';
 
-export type GgufOutputType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
+/** The file types `ppd convert --type` writes: llama-quantize's names (gguf-mixes.ts). */
+export type GgufOutputType = FileType;
 
 export interface GgufExportSummary {
   bytes: number;
   /** Tensors written per stored type, e.g. { Q8_0: 14, F32: 5 }. */
   types: Record<string, number>;
-  /** Matrices stored F16 because their rows are not whole blocks of the requested type. */
+  /** Matrices stored another way because their rows are not whole blocks of their type. */
   fallbacks: string[];
-}
-
-/** The type one HF tensor is stored as. */
-function storageType(name: string, shape: number[], requested: GgufOutputType, config: LlamaConfig): WritableType {
-  if (shape.length < 2 || name.endsWith('norm.weight')) return 'F32';
-  if (requested !== 'Q8_0' && requested !== 'Q4_0') return requested;
-  if (shape[shape.length - 1] % 32 !== 0) return 'F16';
-  const producesLogits = name === LM_HEAD || (config.tieWordEmbeddings && name === EMBED_TOKENS);
-  return requested === 'Q4_0' && producesLogits ? 'Q8_0' : requested;
 }
 
 /** gguf-py's TokenType.UNUSED. */
@@ -112,9 +104,9 @@ export function writeLlamaGguf(model: ModelDir, out: string, requested: GgufOutp
     types.F32 = 1;
   }
   for (const [name, shape] of expectedTensors(config)) {
-    const type = storageType(name, shape, requested, config);
+    const { type, fellBack } = tensorStorage(name, shape, requested, config);
     types[type] = (types[type] ?? 0) + 1;
-    if (type === 'F16' && requested !== 'F16') fallbacks.push(name);
+    if (fellBack) fallbacks.push(name);
     const heads = permutedHeads(name, config);
     tensors.push({
       name: ggufTensorName(name)!,

@@ -1,13 +1,16 @@
 /**
  * A LLaMA-family GGUF file seen as a TensorSource with Hugging Face names, shapes and row order, so the
  * rest of ppd treats it like a safetensors checkpoint: readF32 dequantises; readBlockQuantized
- * hands Q8_0/Q4_0 matrices over as stored (rows reordered, never requantized).
+ * hands every quantized matrix over as stored (rows reordered, never requantized; quant.ts);
+ * readStoredRows keeps a table's bytes for row lookups (the embedding table stays quantized).
  *
  * Tensors outside the LLaMA layout keep their GGUF names, so checkTensors reports them by name.
  */
 import { FormatError } from '../errors.ts';
 import type { LlamaConfig } from '../model/config.ts';
-import type { BlockQuantized, TensorInfo, TensorSource } from '../format/tensor-source.ts';
+import type { BlockQuantized, StoredRows, TensorInfo, TensorSource } from '../format/tensor-source.ts';
+import { isQuantType } from '../format/gguf/codes.ts';
+import { byteSize } from '../format/gguf/ggml-types.ts';
 import { gatherRows, ggufRowOfHfRow, hfTensorName, permutedHeads, ROPE_FREQS } from './gguf-tensors.ts';
 import { dequantize, toBlockQuantized } from '../format/gguf/quant.ts';
 import type { GgufFile, GgufTensorInfo } from '../format/gguf/read.ts';
@@ -51,8 +54,16 @@ export function llamaGgufSource(file: GgufFile, config: LlamaConfig): TensorSour
     readBlockQuantized(name: string): BlockQuantized | undefined {
       const { stored, shape, sourceRow } = get(name);
       const type = stored.type.name;
-      if ((type !== 'Q8_0' && type !== 'Q4_0') || shape.length !== 2) return undefined;
+      if (!isQuantType(type) || shape.length !== 2) return undefined;
       return toBlockQuantized(type, file.readBytes(stored), shape[0], shape[1], sourceRow);
+    },
+    readStoredRows(name: string): StoredRows | undefined {
+      const { stored, shape, sourceRow } = get(name);
+      // F32 rows are already what a lookup returns; permuted (q/k) rows are never looked up.
+      if (stored.type.name === 'F32' || shape.length !== 2 || sourceRow) return undefined;
+      const [rows, cols] = shape as [number, number];
+      const type = stored.type.name;
+      return { rows, cols, rowBytes: byteSize(stored.type, cols), bytes: file.readBytes(stored), widen: (row, out) => out.set(dequantize(type, row, cols)) };
     },
     close: () => file.close(),
   };

@@ -123,7 +123,7 @@ program
   .description('write a model as a GGUF file (for llama.cpp) or as a Hugging Face folder')
   .requiredOption('--model <path>', 'Hugging Face model folder or .gguf file to read')
   .requiredOption('--to <format>', 'gguf or hf', choice(['gguf', 'hf'] as const))
-  .option('--type <type>', 'stored type: gguf takes f32, f16, bf16, q8_0, q4_0 (default f16); hf takes f32, f16, bf16 (default f32)', choice(CONVERT_TYPES))
+  .option('--type <type>', 'stored type: gguf takes f32, f16, bf16 or llama-quantize\'s q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s|m|l, q4_k_s|m, q5_k_s|m, q6_k (default f16); hf takes f32, f16, bf16 (default f32)', choice(CONVERT_TYPES))
   .requiredOption('--out <path>', '.gguf file (--to gguf) or folder (--to hf) to write')
   .action(convertCommand);
 

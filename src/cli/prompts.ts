@@ -96,7 +96,7 @@ export async function trainPromptsCommand(f: TrainPromptsFlags): Promise<void> {
   const files = openModelDir(f.model);
   const session = await PromptSession.create(loaded.config, files.tensors, shape, { threads: f.threads });
   files.tensors.close();
-  const adapter = PromptAdapter.initialise(loaded.config, loaded.model.embeddings, tokenizer.encode(f.initText, { addBos: false }), {
+  const adapter = PromptAdapter.initialise(loaded.config, (ids) => loaded.model.embed(ids), tokenizer.encode(f.initText, { addBos: false }), {
     promptTokens: f.promptTokens,
     virtualTokens: f.virtualTokens,
     attention: f.attention,

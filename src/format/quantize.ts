@@ -78,7 +78,7 @@ export function quantize(w: Float32Array, rows: number, cols: number, mode: Quan
       }
     }
   }
-  return { bits, blockSize: QUANT_BLOCK, rows, cols, data, scales };
+  return { bits, blockSize: QUANT_BLOCK, rows, cols, data, scales, zeroPoint: zero };
 }
 
 /** The stored integer of element `col` of row `row` (zero point included). */
@@ -97,10 +97,11 @@ function codeAt(m: BlockQuantized, row: number, col: number): number {
 export function dequantize(m: BlockQuantized): Float32Array {
   const out = new Float32Array(m.rows * m.cols);
   const blocks = Math.ceil(m.cols / m.blockSize);
-  const zero = zeroPoint(m.bits);
   for (let r = 0; r < m.rows; r++) {
     for (let c = 0; c < m.cols; c++) {
-      out[r * m.cols + c] = m.scales[r * blocks + Math.floor(c / m.blockSize)]! * (codeAt(m, r, c) - zero);
+      const block = r * blocks + Math.floor(c / m.blockSize);
+      const scaled = Math.fround(m.scales[block]! * (codeAt(m, r, c) - m.zeroPoint));
+      out[r * m.cols + c] = scaled - (m.offsets ? m.offsets[block]! : 0);
     }
   }
   return out;

@@ -5,16 +5,17 @@
  * converts it, writes it out, and lets it go. Sources convert F16/BF16 (and, for GGUF, any
  * quantized type) to F32 on read.
  *
- * A source whose tensor is stored block-quantized in a form ONNX Runtime's MatMulNBits can use
- * as is (GGUF Q8_0 and Q4_0) also offers it through `readBlockQuantized`, so the graph keeps the
- * weight quantized instead of expanding it to F32 and quantizing it again (which would not be
- * lossless for Q4_0 re-quantized by another rule).
+ * A source whose tensor is stored block-quantized (every GGUF quantized type) also offers it
+ * through `readBlockQuantized`, in the form ONNX Runtime's MatMulNBits multiplies by, so the
+ * graph keeps the weight quantized, exactly as stored, instead of expanding it to F32 and
+ * quantizing it again (which would round a second time). `readRows` hands over a few rows of
+ * any tensor as F32 without widening the rest (an embedding lookup of a quantized table).
  */
 
 /** The float storage types (all that safetensors files hold here). */
 export type FloatDType = 'F32' | 'F16' | 'BF16';
 /** Storage types: the float types and the GGUF (ggml) quantized types ppd reads. */
-export type DType = FloatDType | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K';
+export type DType = FloatDType | 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q2_K' | 'Q3_K' | 'Q4_K' | 'Q5_K' | 'Q6_K';
 
 export interface TensorInfo {
   name: string;
@@ -25,13 +26,19 @@ export interface TensorInfo {
 
 /**
  * A matrix [rows, cols] (a linear weight [out, in]) quantized in blocks of `blockSize` along
- * each row, symmetric around a fixed zero point: value = scale * (q - zeroPoint), where q is the
- * unsigned stored integer and zeroPoint = 2^(bits-1) (128 for 8 bits, 8 for 4 bits). This is
- * MatMulNBits' layout with its default zero points, and exactly GGUF's Q8_0 (int8 q + 128) and
- * Q4_0 (q - 8).
+ * each row: element c of row r, in block b = floor(c / blockSize), stands for
+ *
+ *   value = scales[r, b] * (q - zeroPoint) - offsets[r, b]      (offsets absent: 0)
+ *
+ * where q is the unsigned stored integer. This is MatMulNBits' layout (one zero point for the
+ * whole matrix, which the graph spreads over MatMulNBits' per-block zero points) plus an offset
+ * per block, which MatMulNBits lacks and the graph adds as a second, 1/blockSize-sized product.
+ * Every GGUF quantized type fits exactly (format/gguf/codes.ts): Q8_0 is 8 bits with zero point
+ * 128, Q4_0 4 bits with 8, Q4_K 4 bits with zero point 0 and offsets dmin * min, and so on.
  */
 export interface BlockQuantized {
   bits: 4 | 8;
+  /** A power of 2, at least 16 (MatMulNBits' rule). */
   blockSize: number;
   rows: number;
   cols: number;
@@ -42,6 +49,10 @@ export interface BlockQuantized {
   data: Uint8Array;
   /** [rows, ceil(cols / blockSize)] */
   scales: Float32Array;
+  /** The stored integer that means 0, below 2^bits; MatMulNBits' default is 2^(bits-1). */
+  zeroPoint: number;
+  /** [rows, ceil(cols / blockSize)], subtracted after scaling (GGUF's minimums); absent: none. */
+  offsets?: Float32Array;
 }
 
 export interface TensorSource {
@@ -62,6 +73,27 @@ export interface TensorSource {
    * describes exactly; undefined otherwise (then use readF32). Optional: float-only sources omit it.
    */
   readBlockQuantized?(name: string): BlockQuantized | undefined;
+  /**
+   * The tensor's rows as stored, for row-wise F32 lookups (`rowsOf` in rows.ts): undefined where
+   * the source has no cheaper form than readF32. Optional: float-only sources omit it.
+   */
+  readStoredRows?(name: string): StoredRows | undefined;
   /** Releases file handles. */
   close(): void;
+}
+
+/**
+ * A matrix [rows, cols] kept in its stored (quantized) bytes, each row a whole number of blocks,
+ * so single rows can be widened to F32 on demand: an embedding table of a quantized file costs
+ * its file size, not four bytes per element.
+ */
+export interface StoredRows {
+  rows: number;
+  cols: number;
+  /** Bytes of one row. */
+  rowBytes: number;
+  /** [rows * rowBytes] */
+  bytes: Uint8Array;
+  /** Widens one stored row (rowBytes bytes) into `out` (cols floats). */
+  widen(row: Uint8Array, out: Float32Array): void;
 }

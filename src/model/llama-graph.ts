@@ -33,7 +33,7 @@ import type { BlockQuantized, TensorSource } from '../format/tensor-source.ts';
 import { DATA_TYPE, GraphBuilder, MS_DOMAIN, type Dim, type ExternalDataSink } from '../graph/builder.ts';
 import type { GraphSpec } from '../runtime/session.ts';
 import type { LlamaConfig } from './config.ts';
-import { quantize, type QuantizeMode } from '../format/quantize.ts';
+import { quantize, zeroPoint, type QuantizeMode } from '../format/quantize.ts';
 import { ropeInverseFrequencies } from './rope.ts';
 import { EMBED_TOKENS, expectedTensors, FINAL_NORM, LM_HEAD, layerBiases, layerTensorName, type LayerPart } from './weights.ts';
 
@@ -63,6 +63,16 @@ export function transpose(m: Float32Array, rows: number, cols: number): Float32A
     }
   }
   return out;
+}
+
+/**
+ * MatMulNBits' zero_points input for a matrix whose blocks all share w.zeroPoint: per row,
+ * ceil(blocks * bits / 8) bytes, 4-bit zero points packed two to a byte, low nibble first.
+ */
+function zeroPoints(w: BlockQuantized, blocks: number): Uint8Array {
+  const z = w.zeroPoint;
+  if (w.bits === 8) return new Uint8Array(w.rows * blocks).fill(z);
+  return new Uint8Array(w.rows * Math.ceil(blocks / 2)).fill(z | (z << 4));
 }
 
 /**
@@ -127,6 +137,8 @@ export interface ForwardInputs {
 class LlamaGraph {
   /** The projections that add a bias, by part (the same in every layer). */
   private readonly biases: Partial<Record<LayerPart, number>>;
+  /** blockSums already built, by input value and block size (q/k/v and gate/up share theirs). */
+  private readonly blockSumCache = new Map<string, string>();
 
   constructor(
     private readonly g: GraphBuilder,
@@ -180,14 +192,40 @@ class LlamaGraph {
     return linears === 'stored' ? undefined : quantize(this.read(tensorName), rows, cols, modeFor(tensorName, linears));
   }
 
-  /** x [T, cols] times the block-quantized W [rows, cols], transposed: [T, rows]. */
+  /**
+   * x [T, cols] times the block-quantized W [rows, cols], transposed: [T, rows]. MatMulNBits
+   * takes the codes, scales and (where the zero point is not its default) zero points; a
+   * weight with offsets (GGUF's minimums) also subtracts sum_b blockSum(x)[b] * offset[n, b], a
+   * product 1/blockSize the size of the main one, exactly what the offsets contribute.
+   */
   private matMulNBits(x: string, tensorName: string, w: BlockQuantized): string {
+    const g = this.g;
     const matmul = this.weights.kind === 'initializers' ? this.weights.matmul : 'int8';
     const blocks = Math.ceil(w.cols / w.blockSize);
-    const data = this.g.initializer(tensorName, w.data, [w.rows, blocks, (w.blockSize * w.bits) / 8]);
-    const scales = this.g.initializer(`${tensorName}.scales`, w.scales, [w.rows, blocks]);
+    const inputs = [
+      x,
+      g.initializer(tensorName, w.data, [w.rows, blocks, (w.blockSize * w.bits) / 8]),
+      g.initializer(`${tensorName}.scales`, w.scales, [w.rows, blocks]),
+    ];
+    if (w.zeroPoint !== zeroPoint(w.bits)) inputs.push(g.initializer(`${tensorName}.zero_points`, zeroPoints(w, blocks), [w.rows * Math.ceil((blocks * w.bits) / 8)]));
     const attrs = { K: w.cols, N: w.rows, bits: w.bits, block_size: w.blockSize, accuracy_level: ACCURACY_LEVEL[matmul] };
-    return this.g.op('MatMulNBits', [x, data, scales], attrs, MS_DOMAIN);
+    const product = g.op('MatMulNBits', inputs, attrs, MS_DOMAIN);
+    if (!w.offsets) return product;
+    const offsetsT = g.initializer(`${tensorName}.offsets`, transpose(w.offsets, w.rows, blocks), [blocks, w.rows]); // [blocks, rows]
+    return g.op('Sub', [product, g.op('MatMul', [this.blockSums(x, w.blockSize, w.cols), offsetsT])]);
+  }
+
+  /** Sums of x [T, cols] over blocks of `blockSize` columns: [T, cols / blockSize], built once per x and size. */
+  private blockSums(x: string, blockSize: number, cols: number): string {
+    const key = `${x}/${blockSize}`;
+    let sums = this.blockSumCache.get(key);
+    if (sums === undefined) {
+      const g = this.g;
+      const blocks = g.op('Reshape', [x, g.ints([-1, cols / blockSize, blockSize])]); // [T, cols / blockSize, blockSize]
+      sums = g.op('ReduceSum', [blocks, g.ints([-1])], { keepdims: 0 });
+      this.blockSumCache.set(key, sums);
+    }
+    return sums;
   }
 
   private read(tensorName: string): Float32Array {
@@ -403,7 +441,7 @@ export interface QuantizeOptions {
 }
 
 /** Bump when the graph changes, so graphs compiled and cached by older code are not reused. */
-export const GRAPH_VERSION = 'llama-graph-2'; // 2: block-quantized linear weights (MatMulNBits)
+export const GRAPH_VERSION = 'llama-graph-3'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets)
 
 /**
  * A graph built from a checkpoint's weights, as a runtime opens it. `variant` names what

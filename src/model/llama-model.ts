@@ -2,12 +2,13 @@
  * LlamaModel: a loaded LLaMA forward on ONNX Runtime, plus the token-embedding table.
  *
  * It holds read-only things only (config, the ORT session with the weights, the embedding table
- * [V, C] in TypeScript so callers can mix trained prompt-token rows into a forward's input).
+ * [V, C] in TypeScript so callers can mix trained prompt-token rows into a forward's input; a
+ * quantized table stays in its file's bytes and only the rows looked up are widened to F32).
  * Mask, positions and cache are arguments of every `forward` call; nothing is left on the model
  * between calls, so one model can serve many generation sessions.
  */
 import { InputError } from '../errors.ts';
-import type { TensorSource } from '../format/tensor-source.ts';
+import type { StoredRows, TensorSource } from '../format/tensor-source.ts';
 import type { Feed, ModelSession, Runtime } from '../runtime/session.ts';
 import type { LlamaConfig } from './config.ts';
 import type { PastRows } from './kv-cache.ts';
@@ -36,19 +37,20 @@ export interface ForwardOutput {
 export class LlamaModel {
   private constructor(
     readonly config: LlamaConfig,
-    /** [V, C] */
-    readonly embeddings: Float32Array,
+    /** [V, C] token embeddings as stored (F32, or a GGUF file's F16/quantized rows). */
+    private readonly table: StoredRows,
     private readonly session: ModelSession,
   ) {}
 
   /**
    * Opens the inference graph of these weights on `runtime` (which compiles it, or reuses a
-   * compiled copy) and reads the embedding table. On Node, checkpoint/load.ts's loadLlamaModel passes ONNX
+   * compiled copy) and reads the embedding table (a quantized one stays in its stored bytes). On Node, checkpoint/load.ts's loadLlamaModel passes ONNX
    * Runtime's Node binding; a page passes onnxruntime-web.
    */
   static async open(config: LlamaConfig, tensors: TensorSource, runtime: Runtime, options: QuantizeOptions = {}): Promise<LlamaModel> {
     const session = await runtime.openGraph(inferenceGraph(config, tensors, options));
-    return new LlamaModel(config, tensors.readF32(EMBED_TOKENS), session);
+    const table = tensors.readStoredRows?.(EMBED_TOKENS) ?? f32Rows(tensors.readF32(EMBED_TOKENS), config.vocabSize, config.hiddenSize);
+    return new LlamaModel(config, table, session);
   }
 
   /** Embedding rows of `ids`, [T, C]; an id outside the vocabulary is an InputError. */
@@ -60,9 +62,15 @@ export class LlamaModel {
       if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
         throw new InputError(`token id ${id} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
       }
-      out.set(this.embeddings.subarray(id * C, (id + 1) * C), t * C);
+      const { bytes, rowBytes } = this.table;
+      this.table.widen(bytes.subarray(id * rowBytes, (id + 1) * rowBytes), out.subarray(t * C, (t + 1) * C));
     }
     return out;
+  }
+
+  /** Bytes the embedding table takes in TypeScript (its stored form). */
+  get embeddingBytes(): number {
+    return this.table.bytes.byteLength;
   }
 
   async forward(input: ForwardInput): Promise<ForwardOutput> {
@@ -96,6 +104,12 @@ export class LlamaModel {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** An F32 table [rows, cols] as StoredRows (widening is a copy). */
+function f32Rows(table: Float32Array, rows: number, cols: number): StoredRows {
+  const bytes = new Uint8Array(table.buffer, table.byteOffset, table.byteLength);
+  return { rows, cols, rowBytes: cols * 4, bytes, widen: (row, out) => out.set(new Float32Array(row.buffer, row.byteOffset, cols)) };
 }
 
 /** 0/1 mask [T, S] to the graph's additive form (0 = attend, -inf = masked). */

@@ -217,7 +217,11 @@ export class PromptAdapter {
    */
   static initialise(
     base: LlamaConfig,
-    embedTable: Float32Array,
+    /**
+     * The embedding table [V, C], or a lookup giving the rows [ids.length, C] of ids
+     * (LlamaModel.embed: a quantized table is never widened whole).
+     */
+    embed: Float32Array | ((ids: number[]) => Float32Array),
     initIds: number[],
     options: { promptTokens: number; virtualTokens: number; attention: AttentionVariant; initText: string },
   ): PromptAdapter {
@@ -226,11 +230,9 @@ export class PromptAdapter {
     if (!(Number.isInteger(Vt) && Vt >= 1 && Vt <= 64)) throw new InputError(`virtual tokens must be an integer in 1..64, got ${Vt}`);
     if (initIds.length === 0) throw new InputError('the initialisation text has no tokens');
     const C = base.hiddenSize;
-    const embeddings = new Float32Array(N * Vt * C);
-    for (let r = 0; r < N * Vt; r++) {
-      const id = initIds[r % initIds.length]!;
-      embeddings.set(embedTable.subarray(id * C, (id + 1) * C), r * C);
-    }
+    const ids = Array.from({ length: N * Vt }, (_, r) => initIds[r % initIds.length]!);
+    const embeddings = typeof embed === 'function' ? embed(ids) : new Float32Array(N * Vt * C);
+    if (typeof embed !== 'function') ids.forEach((id, r) => embeddings.set(embed.subarray(id * C, (id + 1) * C), r * C));
     return new PromptAdapter(
       {
         schema: ADAPTER_SCHEMA,

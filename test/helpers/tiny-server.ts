@@ -24,7 +24,7 @@ const ACCURACIES = [0, 1, 2].map((i) => Array.from({ length: 6 }, (_, k) => 0.45
 
 /** An untrained adapter and a small tree set: greedy output still equals plain decoding. */
 export function tinyPpdSetup(loaded: LoadedModel): PpdSetup {
-  const adapter = PromptAdapter.initialise(loaded.config, loaded.model.embeddings, [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' });
+  const adapter = PromptAdapter.initialise(loaded.config, (ids) => loaded.model.embed(ids), [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' });
   return { adapter, trees: buildTreeSet(ACCURACIES, { budget: 12, promptTokens: 3, virtualTokens: 1 }), verification: 'rejection' };
 }
 
