@@ -35,6 +35,15 @@ const lookup = () =>
   ).argParser(integer(0, 64));
 // Commands that differentiate through the model (pretrain, train-prompts, and eval-prompts,
 // whose prompt graph is a gradient graph) keep f32 weights: they refuse --quantize in one line.
+/** The cut points of distillation examples, shared by train-prompts and eval-prompts. */
+const prefixLength = () => new Option('--prefix-length <n>', 'tokens before each cut point').argParser(integer(1, 4096)).default(64);
+const selfGenerated = () =>
+  new Option(
+    '--self-generated <n>',
+    "up to this many of the tokens before a cut point are the model's own greedy continuation of the text (the contexts met while generating); 0 = text only",
+  )
+    .argParser(integer(0, 4095))
+    .default(0);
 const noQuantize = () =>
   new Option('--quantize <mode>').hideHelp().argParser(() => {
     throw new InvalidArgumentError('this command differentiates through the model, whose weights stay f32; --quantize is for generate, serve, perplexity, logits and calibrate');
@@ -191,8 +200,8 @@ program
   .option('--init-text <text>', 'text whose embeddings initialise the prompt tokens', 'Next 2 word Next 3 word Next 4 word')
   .option('--examples <n>', 'training examples (random cut points)', integer(1), 2000)
   .option('--valid-examples <n>', 'held-out examples', integer(1), 200)
-  .option('--prefix-length <n>', 'tokens before each cut point', integer(1, 4096), 64)
-  .option('--self-generated <n>', 'up to this many of the tokens before a cut point are the model\'s own greedy continuation of the text (the contexts met while generating); 0 = text only', integer(0, 4095), 0)
+  .addOption(prefixLength())
+  .addOption(selfGenerated())
   .option('--top-k <n>', 'teacher logits kept per position', integer(1, 1000), 32)
   .option('--steps <n>', 'optimiser steps', integer(1), 600)
   .option('--batch <n>', 'examples per step', integer(1), 8)
@@ -210,8 +219,8 @@ program
   .requiredOption('--ppd <adapter>', 'adapter folder')
   .requiredOption('--data <file>', 'held-out text')
   .option('--examples <n>', 'examples', integer(1), 200)
-  .option('--prefix-length <n>', 'tokens before each cut point', integer(1, 4096), 64)
-  .option('--self-generated <n>', 'up to this many of the tokens before a cut point are the model\'s own greedy continuation of the text (the contexts met while generating); 0 = text only', integer(0, 4095), 0)
+  .addOption(prefixLength())
+  .addOption(selfGenerated())
   .option('--seed <s>', 'seed', integer(0), 1)
   .option('--json', 'print JSON')
   .addOption(threads())
