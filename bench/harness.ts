@@ -53,7 +53,8 @@ export async function runBenchmark(main: (argv: string[]) => Promise<void>): Pro
   } catch (error) {
     if (!(error instanceof PpdError) && !(error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) throw error;
     console.error(`error: ${error.message}`);
-    process.exitCode = 1;
+    // Exit now: a model or llama.cpp context opened before the error would keep the process (and the CPU lock) alive.
+    process.exit(1);
   }
 }
 

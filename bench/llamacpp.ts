@@ -18,6 +18,12 @@
  *   ppd --ppd           what `generate --ppd` decodes with here: the calibrated profile's trees
  *                       and context lookup (src/ppd/lookup.ts), else trees.json and lookup 8
  *
+ * `--shape NAME` runs a random-weight model of a real checkpoint's shape (bench/shapes/NAME.json:
+ * Llama-3.2-1B, Qwen2.5-0.5B), written once under runs/ by `ppd init --random` as a user would,
+ * with an untrained adapter (prompt tokens initialised from token embeddings, trees from the tree
+ * builder's prior guess): its `ppd --ppd` row is what `generate --ppd` does for a new adapter,
+ * the context lookup being the only guesser that can be right on random weights.
+ *
  * Per weight type and thread count: tokens/s (Σ tokens / Σ median seconds over the prompts),
  * ratios to llama.cpp plain, and greedy agreement with ppd's plain ids (the first divergence
  * when any). Note that node-llama-cpp restarts llama.cpp's compute threads on every evaluation
@@ -25,14 +31,21 @@
  * Results: docs/bench/llamacpp.{json,md,svg} (llamacpp-<folder>.* for another --model).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { InputError } from '../src/errors.ts';
 import { promptIds, startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
+import { tokenizerOf } from '../src/checkpoint/loaded-model.ts';
+import { openModelDir } from '../src/checkpoint/model-dir.ts';
+import { EMBED_TOKENS } from '../src/model/weights.ts';
+import { PromptAdapter } from '../src/ppd/adapter.ts';
+import { saveAdapter } from '../src/ppd/adapter-files.ts';
+import { saveTreeSet } from '../src/ppd/tree-files.ts';
+import { buildTreeSet, priorAccuracyTable } from '../src/ppd/tree-builder.ts';
 import { parameterCount } from '../src/model/config.ts';
-import { loadGuessingPpdSetup, loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
+import { DEFAULT_TREE_BUDGET, loadGuessingPpdSetup, loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { Progress } from '../src/report/progress.ts';
 import { defaultCacheDir } from '../src/runtime/compile.ts';
 import {
@@ -120,7 +133,7 @@ export interface LlamaCppBenchReport {
   durationSeconds: number;
   machine: Machine;
   peer: { package: 'node-llama-cpp'; version: string; draft: typeof DRAFT_DEFAULTS };
-  model: { dir: string; parameters: number; draftDir: string | null };
+  model: { dir: string; parameters: number; draftDir: string | null; shape?: string };
   adapter: { dir: string } | null;
   workload: { corpusFile: string; prompts: { prompt: number; document: number; tokens: number }[]; maxTokens: number; repeats: number };
   configurations: ConfigurationResult[];
@@ -132,6 +145,8 @@ export interface LlamaCppBenchReport {
 
 interface Plan {
   name: string;
+  /** bench/shapes/<shape>.json when the model is a random one of a real shape. */
+  shape: string | undefined;
   mode: 'full' | 'quick';
   outDir: string;
   modelDir: string;
@@ -157,16 +172,53 @@ function list<T>(flag: string, raw: string, parse: (part: string) => T | undefin
   return [...new Set(values as T[])];
 }
 
+const SHAPES_DIR = join(REPO_ROOT, 'bench', 'shapes');
+const PPD_CLI = join(REPO_ROOT, 'src', 'cli', 'main.ts');
+
+/**
+ * The random-weight model of bench/shapes/`shape`.json: written once under runs/ by `ppd init
+ * --random` (F16 on disk, seed 0), with an untrained adapter folder beside it (three prompt
+ * tokens initialised from the embeddings of "Next 2 word Next 3 word Next 4 word", trees for
+ * DEFAULT_TREE_BUDGET rows from the prior accuracy guess).
+ */
+function shapeModel(shape: string): string {
+  const config = join(SHAPES_DIR, `${shape}.json`);
+  if (!existsSync(config)) {
+    const known = readdirSync(SHAPES_DIR).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
+    throw new InputError(`--shape: no ${shape}.json in bench/shapes (there: ${known.join(', ')})`);
+  }
+  const dir = join(REPO_ROOT, 'runs', `${shape}-random`);
+  if (!existsSync(join(dir, 'model.safetensors'))) {
+    execFileSync(process.execPath, ['--import', 'tsx', PPD_CLI, 'init', '--random', '--config', config, '--out', dir, '--dtype', 'f16', '--seed', '0'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  const adapterDir = join(dir, 'ppd');
+  if (!existsSync(join(adapterDir, TREES_FILE))) {
+    const files = openModelDir(dir);
+    try {
+      const tokenizer = tokenizerOf(files)!;
+      const initText = 'Next 2 word Next 3 word Next 4 word';
+      const adapter = PromptAdapter.initialise(files.config, files.tensors.readF32(EMBED_TOKENS), tokenizer.encode(initText, { addBos: false }), { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText });
+      saveAdapter(adapter, adapterDir);
+      saveTreeSet(join(adapterDir, TREES_FILE), buildTreeSet(priorAccuracyTable(3), { budget: DEFAULT_TREE_BUDGET, promptTokens: 3, accuracySource: 'prior guess (untrained adapter)' }));
+    } finally {
+      files.tensors.close();
+    }
+  }
+  return dir;
+}
+
 function planFromArgs(argv: string[]): Plan {
-  const { quick, threads, flags } = parseBenchArgs(argv, ['model', 'ppd', 'draft', 'types', 'thread-counts', 'prompts', 'max-tokens', 'repeats']);
-  const modelDir = flags.model ?? DEFAULT_MODEL;
+  const { quick, threads, flags } = parseBenchArgs(argv, ['model', 'shape', 'ppd', 'draft', 'types', 'thread-counts', 'prompts', 'max-tokens', 'repeats']);
+  if (flags.model !== undefined && flags.shape !== undefined) throw new InputError('--model and --shape: name one model');
+  const modelDir = flags.shape !== undefined ? shapeModel(flags.shape) : (flags.model ?? DEFAULT_MODEL);
   if (!existsSync(join(modelDir, 'config.json'))) throw new InputError(`${modelDir}: no Hugging Face model folder here (name one with --model DIR)`);
   const adapterCandidate = flags.ppd ?? join(modelDir, 'ppd');
   if (flags.ppd !== undefined && !existsSync(join(flags.ppd, TREES_FILE))) throw new InputError(`${flags.ppd}: no PPD adapter with ${TREES_FILE} here`);
-  const draftCandidate = flags.draft ?? (flags.model === undefined ? DEFAULT_DRAFT : undefined);
+  const draftCandidate = flags.draft ?? (flags.model === undefined && flags.shape === undefined ? DEFAULT_DRAFT : undefined);
   if (flags.draft !== undefined && !existsSync(join(flags.draft, 'config.json'))) throw new InputError(`${flags.draft}: no draft model folder here`);
   return {
-    name: flags.model === undefined ? 'llamacpp' : `llamacpp-${basename(modelDir)}`,
+    name: flags.model === undefined && flags.shape === undefined ? 'llamacpp' : `llamacpp-${basename(modelDir)}`,
+    shape: flags.shape,
     mode: quick ? 'quick' : 'full',
     outDir: quick ? join(tmpdir(), 'ppd-bench-llamacpp-quick') : join(REPO_ROOT, 'docs', 'bench'),
     modelDir,
@@ -342,7 +394,10 @@ function markdown(r: LlamaCppBenchReport): string {
       `${r.workload.prompts.length} held-out prompts (\`${r.workload.corpusFile}\`, ${Math.min(...r.workload.prompts.map((p) => p.tokens))}–${Math.max(...r.workload.prompts.map((p) => p.tokens))} tokens) × exactly ${r.workload.maxTokens} new tokens (EOS ignored), ` +
       `median of ${r.workload.repeats} timed run${r.workload.repeats === 1 ? '' : 's'} after a warm-up; tokens/s = Σ tokens / Σ seconds, end to end (prompt included). ` +
       `Peer: ${r.peer.package} ${r.peer.version} (prebuilt CPU binary); its draft predictor uses \`${r.model.draftDir ?? 'no draft'}\` with maxTokens ${r.peer.draft.maxTokens}, minConfidence ${r.peer.draft.minConfidence} (its defaults). ` +
-      (r.adapter === null ? 'No PPD adapter: PPD not run.' : `PPD: adapter \`${r.adapter.dir}\`, with this machine's calibrated trees for each thread count (see each section).`),
+      (r.adapter === null ? 'No PPD adapter: PPD not run.' : `PPD: adapter \`${r.adapter.dir}\`, with this machine's calibrated trees for each thread count (see each section).`) +
+      (r.model.shape === undefined
+        ? ''
+        : ` Random weights of the shape \`bench/shapes/${r.model.shape}.json\` (\`ppd init --random\`); the adapter is untrained (prompt tokens initialised from token embeddings, trees from the prior accuracy guess), so of \`ppd --ppd\`'s guesses only the context lookup's can be right, on the random model's repetitive greedy text.`),
     '',
     `![tokens/s per decoder](${r.name}.svg)`,
     '',
@@ -393,7 +448,11 @@ async function main(argv: string[]): Promise<void> {
   const started = performance.now();
   const date = new Date().toISOString();
   const machine = describeMachine(plan.threadCounts[0]!);
-  const decoders = ALL_DECODERS.filter((d) => (d.predictor !== 'draft' || plan.draftDir !== undefined) && (!d.ppd || plan.adapterDir !== undefined));
+  // A random shape runs what the issue asks of it: ppd plain and `generate --ppd` against llama.cpp plain.
+  const shapeDecoders: readonly DecoderId[] = ['llama.cpp', 'ppd', 'ppd --ppd'];
+  const decoders = ALL_DECODERS.filter(
+    (d) => (d.predictor !== 'draft' || plan.draftDir !== undefined) && (!d.ppd || plan.adapterDir !== undefined) && (plan.shape === undefined || shapeDecoders.includes(d.id)),
+  );
 
   // Prompts and the adapter's trees from a plain load of the HF folder (tokenizer and config only matter).
   const reference = await loadModel(plan.modelDir, { needsTokenizer: true, threads: 1 });
@@ -422,7 +481,7 @@ async function main(argv: string[]): Promise<void> {
     durationSeconds: (performance.now() - started) / 1000,
     machine,
     peer: { package: 'node-llama-cpp', version: '3.21.1', draft: DRAFT_DEFAULTS },
-    model: { dir: repoPath(plan.modelDir), parameters, draftDir: plan.draftDir === undefined ? null : repoPath(plan.draftDir) },
+    model: { dir: repoPath(plan.modelDir), parameters, draftDir: plan.draftDir === undefined ? null : repoPath(plan.draftDir), ...(plan.shape === undefined ? {} : { shape: plan.shape }) },
     adapter: plan.adapterDir === undefined ? null : { dir: repoPath(plan.adapterDir) },
     workload: { corpusFile: repoPath(CORPUS_FILE), prompts: prompts.map((p) => ({ prompt: p.number, document: p.document, tokens: p.tokens })), maxTokens: plan.maxTokens, repeats: plan.repeats },
     configurations,

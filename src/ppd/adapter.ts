@@ -158,11 +158,13 @@ export function readAdapterConfig(folder: Folder): AdapterConfig {
  * The config as the hash sees it: the fields LlamaConfig had before the model families came
  * (RoPE as `ropeScalingFactor`), and each later field only where it differs from plain LLaMA, so
  * that adapters trained before keep their hash. Values are flat (nested objects as JSON text).
+ * `withTokenIds`: the hash adapters recorded before bos/eos ids left it.
  */
-function hashedConfig(c: LlamaConfig): Record<string, unknown> {
-  const { ropeScaling, bias, qkNorm, slidingWindow, ...rest } = c;
+function hashedConfig(c: LlamaConfig, withTokenIds: boolean): Record<string, unknown> {
+  const { ropeScaling, bias, qkNorm, slidingWindow, bosTokenId, eosTokenIds, ...rest } = c;
   return {
     ...rest,
+    ...(withTokenIds ? { bosTokenId, eosTokenIds } : {}),
     ropeScalingFactor: ropeScaling.type === 'linear' ? ropeScaling.factor : 1,
     ...(ropeScaling.type === 'llama3' || ropeScaling.type === 'factors' ? { ropeScaling: JSON.stringify(ropeScaling) } : {}),
     ...(bias.qkv || bias.output || bias.mlp ? { bias: JSON.stringify(bias) } : {}),
@@ -171,11 +173,23 @@ function hashedConfig(c: LlamaConfig): Record<string, unknown> {
   };
 }
 
-/** A stable hash of the base model's architecture: an adapter only fits the config it was trained on. */
-export function configHash(c: LlamaConfig): string {
-  const hashed = hashedConfig(c);
+function hashOf(hashed: Record<string, unknown>): string {
   const canonical = JSON.stringify(hashed, Object.keys(hashed).sort());
   return bytesToHex(sha256(new TextEncoder().encode(canonical))).slice(0, 16);
+}
+
+/**
+ * A stable hash of the base model's architecture: an adapter only fits the config it was trained
+ * on. Token ids are not part of it: the same model as a GGUF file names one eos id where its
+ * config.json may list three (Llama 3), and the prompt tokens' meaning does not depend on them.
+ */
+export function configHash(c: LlamaConfig): string {
+  return hashOf(hashedConfig(c, false));
+}
+
+/** Every hash an adapter or hardware profile made for `c` may carry: configHash, and the older one with token ids. */
+export function configHashes(c: LlamaConfig): string[] {
+  return [configHash(c), hashOf(hashedConfig(c, true))];
 }
 
 export class PromptAdapter {
@@ -256,7 +270,7 @@ export class PromptAdapter {
     if (isPeftConfig(raw)) return PromptAdapter.readPeft(folder, raw, base);
     const config = readAdapterConfig(folder);
     const expected = configHash(base);
-    if (config.baseModel.configHash !== expected) {
+    if (!configHashes(base).includes(config.baseModel.configHash)) {
       throw new ModelError(
         `${dir}: this adapter was trained for another base model (config hash ${config.baseModel.configHash}, ` +
           `hidden ${config.baseModel.hiddenSize}, vocab ${config.baseModel.vocabSize}); the loaded model's hash is ${expected}`,

@@ -190,8 +190,8 @@ export type ProfileLookup =
 export interface LookupOptions {
   /** The machine as decoding will run on it. */
   signature: MachineSignature;
-  /** configHash of the base model the adapter is loaded for. */
-  baseConfigHash: string;
+  /** configHashes of the base model the adapter is loaded for (a profile may carry any of them). */
+  baseConfigHashes: readonly string[];
   /** The adapter's accuracy.json (a profile built from another table is stale). */
   accuracyFile: string;
 }
@@ -217,7 +217,7 @@ export function findProfile(adapterDir: string, o: LookupOptions): ProfileLookup
     return { found: false, reason: `no hardware profile for this machine (${describeSignature(o.signature)}) in ${join(adapterDir, PROFILES_DIR)}${elsewhere}` };
   }
   const profile = loadProfile(path);
-  if (profile.adapter.baseConfigHash !== o.baseConfigHash) {
+  if (!o.baseConfigHashes.includes(profile.adapter.baseConfigHash)) {
     return { found: false, reason: `the hardware profile ${path} was calibrated for another base model` };
   }
   const accuracyNow = existsSync(o.accuracyFile) ? fileDigest(o.accuracyFile) : 'missing';

@@ -13,7 +13,7 @@ import type { LlamaConfig } from '../model/config.ts';
 import type { QuantizeMode } from '../format/quantize.ts';
 import { calibrationCommandLine, findProfile, machineSignature } from './hardware-profile.ts';
 import { defaultThreads } from '../runtime/ort.ts';
-import { configHash, PromptAdapter } from './adapter.ts';
+import { configHashes, PromptAdapter } from './adapter.ts';
 import { loadAdapter } from './adapter-files.ts';
 import { loadTreeSet } from './tree-files.ts';
 import { readAccuracyTable } from './accuracy.ts';
@@ -50,7 +50,7 @@ export interface PpdSetupOptions {
 export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterDir: string, options: PpdSetupOptions = {}): { path: string; lookup?: number; notice?: string } {
   if (options.trees !== undefined) return { path: options.trees };
   const threads = options.threads ?? defaultThreads();
-  const found = findProfile(adapterDir, { signature: machineSignature(threads, options.quantize), baseConfigHash: configHash(base), accuracyFile: join(adapterDir, ACCURACY_FILE) });
+  const found = findProfile(adapterDir, { signature: machineSignature(threads, options.quantize), baseConfigHashes: configHashes(base), accuracyFile: join(adapterDir, ACCURACY_FILE) });
   if (found.found) return { path: found.treesPath, lookup: found.profile.lookup };
   const fallback = join(adapterDir, TREES_FILE);
   const trainedOn = adapter.config.training?.base;
