@@ -32,8 +32,8 @@ for corpus in ${CORPORA:-default prose code}; do
     cp -n "$run"/tokens-*.i32 "$run/model/ppd/cache/" 2>/dev/null || true
     ppd train-prompts --model "$run/model" --train "$data/train.txt" --valid "$data/valid.txt" --out "$run/model/ppd" \
       --prompt-tokens 3 --virtual-tokens 1 --attention ensemble \
-      --examples 4000 --valid-examples 2000 --prefix-length 64 --top-k 32 \
-      --steps 1000 --batch 8 --lr 1e-2 --seed 0 --budget 8 ${THREADS:+--threads $THREADS}
+      --sequences 1000 --valid-sequences 40 --prefix-length 64 --generated 128 --top-k 32 \
+      --steps 500 --batch 4 --lr 1e-2 --seed 0 --budget 8 ${THREADS:+--threads $THREADS}
   fi
 done
 npx tsx scripts/corpus-report.ts

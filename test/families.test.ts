@@ -27,9 +27,9 @@ import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { causalMask } from '../src/model/llama-model.ts';
 import { parseLlamaConfig } from '../src/model/config.ts';
 import { configHash, PromptAdapter } from '../src/ppd/adapter.ts';
-import { buildDistillSet } from '../src/train/distill.ts';
+import { buildTeacherSequences } from '../src/train/distill.ts';
 import { ppdDecode } from '../src/ppd/decode.ts';
-import { heldOutKl, PrefixCaches, PromptSession, trainPrompts } from '../src/train/train-prompts.ts';
+import { heldOutKl, promptGraphShape, PromptSession, trainPrompts } from '../src/train/train-prompts.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { Sampler } from '../src/sampling/sampler.ts';
@@ -252,21 +252,23 @@ FAMILIES.forEach((family, f) => {
     test('prompt-token training lowers the loss', async () => {
       const loaded = await loadModel(dir, { threads: 1, cacheDir: false });
       const files = openModelDir(dir);
-      const shape = { promptTokens: 2, virtualTokens: 1, prefixLength: 5, topK: 8 };
-      const session = await PromptSession.create(loaded.config, files.tensors, shape, { cacheDir: false, threads: 1 });
-      files.tensors.close();
       try {
         const rng = new Rng(f);
         const stream = Array.from({ length: 120 }, (_, i) => (rng.next() < 0.2 ? Math.floor(rng.next() * t.size) : 40 + ((i * 7) % 50)));
-        const set = await buildDistillSet(loaded.model, stream, { count: 12, ...shape, seed: 1 });
-        const caches = new PrefixCaches(loaded.model, set);
-        const adapter = PromptAdapter.initialise(loaded.config, weights.get('model.embed_tokens.weight')!, [40, 72], { ...shape, attention: 'ensemble', initText: 't' });
-        const before = await heldOutKl(session, adapter, set, caches);
-        await trainPrompts(session, adapter, { set, caches }, { set, caches, limit: set.count }, { steps: 24, batch: 3, schedule: { peakLr: 5e-2, warmupSteps: 2, minLrRatio: 0.1 }, seed: 2, evalEvery: 24 });
-        const after = await heldOutKl(session, adapter, set, caches);
-        assert.ok(after < 0.9 * before, `training KL ${before} -> ${after}`);
+        const set = await buildTeacherSequences(loaded.model, stream, { count: 6, prefixLength: 5, generated: 6, topK: 8, seed: 1, eosIds: [] });
+        const adapter = PromptAdapter.initialise(loaded.config, weights.get('model.embed_tokens.weight')!, [40, 72], { promptTokens: 2, virtualTokens: 1, attention: 'ensemble', initText: 't' });
+        const session = await PromptSession.create(loaded.model, files.tensors, set, promptGraphShape(set, { promptTokens: 2, virtualTokens: 1, head: false }), 'ensemble', { cacheDir: false, threads: 1 });
+        try {
+          const params = adapter.parameters();
+          const before = await heldOutKl(session, params, set);
+          await trainPrompts(session, params, set, { set, limit: set.count }, { steps: 12, batch: 2, schedule: { peakLr: 5e-2, warmupSteps: 2, minLrRatio: 0.1 }, seed: 2, evalEvery: 12 });
+          const after = await heldOutKl(session, params, set);
+          assert.ok(after < 0.9 * before, `training KL ${before} -> ${after}`);
+        } finally {
+          await session.release();
+        }
       } finally {
-        await session.release();
+        files.tensors.close();
         await loaded.model.release();
       }
     });

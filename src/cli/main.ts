@@ -36,14 +36,9 @@ const lookup = () =>
 // Commands that differentiate through the model (pretrain, train-prompts, and eval-prompts,
 // whose prompt graph is a gradient graph) keep f32 weights: they refuse --quantize in one line.
 /** The cut points of distillation examples, shared by train-prompts and eval-prompts. */
-const prefixLength = () => new Option('--prefix-length <n>', 'tokens before each cut point').argParser(integer(1, 4096)).default(64);
-const selfGenerated = () =>
-  new Option(
-    '--self-generated <n>',
-    "up to this many of the tokens before a cut point are the model's own greedy continuation of the text (the contexts met while generating); 0 = text only",
-  )
-    .argParser(integer(0, 4095))
-    .default(0);
+// Teacher sequences (train/distill.ts) are read the same way by train-prompts and eval-prompts.
+const prefixLength = () => new Option('--prefix-length <n>', 'text tokens of each teacher sequence, before the continuation').argParser(integer(1, 4096)).default(64);
+const generated = () => new Option('--generated <n>', "tokens of the model's greedy continuation in each teacher sequence; every cut point in it is an example").argParser(integer(2, 4096)).default(128);
 const noQuantize = () =>
   new Option('--quantize <mode>').hideHelp().argParser(() => {
     throw new InvalidArgumentError('this command differentiates through the model, whose weights stay f32; --quantize is for generate, serve, perplexity, logits and calibrate');
@@ -198,13 +193,14 @@ program
   .option('--virtual-tokens <n>', 'Vt: virtual tokens per prompt token', integer(1, 16), 1)
   .option('--attention <kind>', 'attention among prompt tokens', choice(['ensemble', 'decoder', 'encoder'] as const), 'ensemble')
   .option('--init-text <text>', 'text whose embeddings initialise the prompt tokens', 'Next 2 word Next 3 word Next 4 word')
-  .option('--examples <n>', 'training examples (random cut points)', integer(1), 2000)
-  .option('--valid-examples <n>', 'held-out examples', integer(1), 200)
+  .option('--head', 'train a prompt head too: a residual block per prompt token before the LM head (docs/PROMPT-TOKENS.md)')
+  .option('--sequences <n>', 'teacher sequences to train on', integer(1), 2000)
+  .option('--valid-sequences <n>', 'held-out teacher sequences (each gives --generated minus --prompt-tokens cut points)', integer(1), 64)
   .addOption(prefixLength())
-  .addOption(selfGenerated())
+  .addOption(generated())
   .option('--top-k <n>', 'teacher logits kept per position', integer(1, 1000), 32)
   .option('--steps <n>', 'optimiser steps', integer(1), 600)
-  .option('--batch <n>', 'examples per step', integer(1), 8)
+  .option('--batch <n>', 'teacher sequences per step', integer(1), 4)
   .option('--lr <x>', 'peak learning rate (cosine schedule)', number(0, 10, true), 1e-2)
   .option('--seed <s>', 'seed', integer(0), 0)
   .option('--budget <n>', 'input rows per step for the default trees', integer(1, 4096), 16)
@@ -218,9 +214,9 @@ program
   .requiredOption('--model <path>', 'base model folder or .gguf file')
   .requiredOption('--ppd <adapter>', 'adapter folder')
   .requiredOption('--data <file>', 'held-out text')
-  .option('--examples <n>', 'examples', integer(1), 200)
+  .option('--sequences <n>', 'held-out teacher sequences (each gives --generated minus N cut points)', integer(1), 64)
   .addOption(prefixLength())
-  .addOption(selfGenerated())
+  .addOption(generated())
   .option('--seed <s>', 'seed', integer(0), 1)
   .option('--json', 'print JSON')
   .addOption(threads())

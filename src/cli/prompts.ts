@@ -3,6 +3,7 @@
  * training pipeline from a base model and text to an adapter folder holding the prompt tokens,
  * their accuracy table and a dynamic tree set (or one converted from the reference's trees).
  */
+import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { cachedTokenStream } from '../data/tokenize.ts';
@@ -14,11 +15,11 @@ import { loadModel, requireTokenizer, type LoadedModel } from '../checkpoint/loa
 import { ADAPTER_CONFIG, PromptAdapter } from '../ppd/adapter.ts';
 import { loadAdapter, loadAdapterShape, saveAdapter } from '../ppd/adapter-files.ts';
 import type { AttentionVariant } from '../ppd/prompt-mask.ts';
-import { buildDistillSet, loadDistillSet, saveDistillSet, type DistillSet } from '../train/distill.ts';
+import { buildTeacherSequences, loadTeacherSequences, saveTeacherSequences, type TeacherSequences } from '../train/distill.ts';
 import { readAccuracyTable, writeAccuracyFile } from '../ppd/accuracy.ts';
 import { ACCURACY_FILE } from '../ppd/adapter-folder.ts';
 import { TREES_FILE } from '../ppd/setup.ts';
-import { accuracyTable, heldOutKl, PrefixCaches, PromptSession, trainPrompts } from '../train/train-prompts.ts';
+import { accuracyTable, heldOutKl, promptGraphShape, PromptSession, trainPrompts, type AccuracyResult } from '../train/train-prompts.ts';
 import { saveTreeSet } from '../ppd/tree-files.ts';
 import { buildTreeSet } from '../ppd/tree-builder.ts';
 import { Progress } from '../report/progress.ts';
@@ -33,11 +34,11 @@ export interface TrainPromptsFlags {
   virtualTokens: number;
   attention: AttentionVariant;
   initText: string;
-  examples: number;
-  validExamples: number;
+  head: boolean;
+  sequences: number;
+  validSequences: number;
   prefixLength: number;
-  /** Up to this many of each prefix's last tokens are the model's own greedy text (train/distill.ts). */
-  selfGenerated: number;
+  generated: number;
   topK: number;
   steps: number;
   batch: number;
@@ -47,82 +48,90 @@ export interface TrainPromptsFlags {
   threads?: number;
 }
 
+interface TeacherSettings {
+  count: number;
+  prefixLength: number;
+  generated: number;
+  topK: number;
+  seed: number;
+}
 
-/** The teacher set for `file`, from the adapter folder's cache when the same one was built before. */
-async function distillSet(
-  loaded: LoadedModel,
-  file: string,
-  out: string,
-  name: string,
-  o: { count: number; prefixLength: number; promptTokens: number; topK: number; seed: number; selfGenerated: number },
-): Promise<DistillSet> {
+/**
+ * The teacher sequences of `file` (train/distill.ts), from the cache folder when the same set
+ * was built before: the key covers the model (its config, weights and tokenizer files), the
+ * text's content and every setting, so another file or model never reuses a set.
+ */
+async function teacherSequences(loaded: LoadedModel, file: string, cacheDir: string, name: string, o: TeacherSettings): Promise<TeacherSequences> {
   const tokenizer = requireTokenizer(loaded);
-  // A .gguf file holds weights and tokenizer both; a folder keeps them in two files.
-  const gguf = statSync(loaded.dir).isFile();
-  const weights = gguf ? loaded.dir : join(loaded.dir, 'model.safetensors');
-  const key = `${configHash(loaded.config)}-${existsSync(weights) ? statSync(weights).mtimeMs : 0}-M${o.count}-L${o.prefixLength}-N${o.promptTokens}-K${o.topK}-s${o.seed}${o.selfGenerated > 0 ? `-G${o.selfGenerated}` : ''}`;
-  const path = join(out, 'cache', `distill-${name}-${key}.safetensors`);
-  const cached = loadDistillSet(path);
+  const text = readTextFile(file);
+  const files = openModelDir(loaded.dir);
+  const modelStamp = files.tensors.stamp ?? files.tensors.origin;
+  files.tensors.close();
+  const tokenizerKey = statSync(loaded.dir).isFile() ? modelStamp : readTextFile(join(loaded.dir, 'tokenizer.json'));
+  const digest = createHash('sha256')
+    .update([configHash(loaded.config), modelStamp, createHash('sha256').update(tokenizerKey).digest('hex'), createHash('sha256').update(text).digest('hex'), JSON.stringify(o)].join('\n'))
+    .digest('hex')
+    .slice(0, 24);
+  const path = join(cacheDir, `teachers-${name}-${digest}.safetensors`);
+  const cached = loadTeacherSequences(path);
   if (cached) return cached;
-  const tokenizerKey = gguf ? `${weights}:${statSync(weights).size}:${statSync(weights).mtimeMs}` : readTextFile(join(loaded.dir, 'tokenizer.json'));
-  const stream = cachedTokenStream(tokenizer, tokenizerKey, readTextFile(file), join(out, 'cache'));
+  const stream = cachedTokenStream(tokenizer, tokenizerKey, text, cacheDir);
   const started = performance.now();
-  const bar = new Progress(`teacher (${name})`, o.count, 'examples');
-  const set = await buildDistillSet(loaded.model, stream, { ...o, onProgress: (done) => bar.update(done) });
+  const bar = new Progress(`teacher sequences (${name})`, o.count, 'sequences');
+  const set = await buildTeacherSequences(loaded.model, stream, { ...o, eosIds: loaded.eosIds, onProgress: (done) => bar.update(done) });
   bar.stop();
-  saveDistillSet(path, set);
-  process.stderr.write(`${name} teacher set: ${o.count} examples in ${((performance.now() - started) / 1000).toFixed(1)} s, ${(statSync(path).size / 1e6).toFixed(2)} MB\n`);
+  saveTeacherSequences(path, set);
+  process.stderr.write(`${name} teacher set: ${o.count} sequences of ${o.prefixLength} + ${o.generated} tokens in ${((performance.now() - started) / 1000).toFixed(1)} s, ${(statSync(path).size / 1e6).toFixed(2)} MB\n`);
   return set;
 }
 
-function printTable(acc: number[][]): void {
-  const ranks = acc[0]?.length ?? 0;
-  process.stdout.write(`prompt token | ${Array.from({ length: ranks }, (_, k) => `top-${k + 1}`.padStart(6)).join(' ')}\n`);
-  acc.forEach((row, i) => {
+function printTable(acc: AccuracyResult): void {
+  const ranks = acc.table[0]?.length ?? 0;
+  process.stdout.write(`prompt token | ${Array.from({ length: ranks }, (_, k) => `top-${k + 1}`.padStart(6)).join(' ')} | top-1 s.e. (${acc.cuts} cut points)\n`);
+  acc.table.forEach((row, i) => {
     let cumulative = 0;
     const cells = row.map((a) => (cumulative += a).toFixed(3).padStart(6));
-    process.stdout.write(`${String(i).padStart(12)} | ${cells.join(' ')}\n`);
+    process.stdout.write(`${String(i).padStart(12)} | ${cells.join(' ')} | ${acc.top1StandardError[i]!.toFixed(4)}\n`);
   });
+}
+
+/** Writes accuracy.json into the adapter folder, saying on stderr what it replaces. */
+function writeAccuracy(dir: string, acc: AccuracyResult, source: string): void {
+  const path = join(dir, ACCURACY_FILE);
+  if (existsSync(path)) process.stderr.write(`replacing ${path} with the table measured on ${source}\n`);
+  writeAccuracyFile(path, acc.table, acc.cuts, source, acc.top1StandardError);
 }
 
 export async function trainPromptsCommand(f: TrainPromptsFlags): Promise<void> {
   const started = performance.now();
   const loaded = await loadModel(f.model, { threads: f.threads, needsTokenizer: true });
   const tokenizer = requireTokenizer(loaded);
-  const shape = { promptTokens: f.promptTokens, virtualTokens: f.virtualTokens, prefixLength: f.prefixLength, topK: f.topK };
-  const train = await distillSet(loaded, f.train, f.out, 'train', { count: f.examples, ...shape, seed: f.seed, selfGenerated: f.selfGenerated });
-  const valid = await distillSet(loaded, f.valid, f.out, 'valid', { count: f.validExamples, ...shape, seed: f.seed + 1, selfGenerated: f.selfGenerated });
+  const cacheDir = join(f.out, 'cache');
+  const teacher = { prefixLength: f.prefixLength, generated: f.generated, topK: f.topK };
+  const train = await teacherSequences(loaded, f.train, cacheDir, 'train', { count: f.sequences, ...teacher, seed: f.seed });
+  const valid = await teacherSequences(loaded, f.valid, cacheDir, 'valid', { count: f.validSequences, ...teacher, seed: f.seed + 1 });
 
-  const files = openModelDir(f.model);
-  const session = await PromptSession.create(loaded.config, files.tensors, shape, { threads: f.threads });
-  files.tensors.close();
   const adapter = PromptAdapter.initialise(loaded.config, (ids) => loaded.model.embed(ids), tokenizer.encode(f.initText, { addBos: false }), {
     promptTokens: f.promptTokens,
     virtualTokens: f.virtualTokens,
     attention: f.attention,
     initText: f.initText,
+    head: f.head,
   });
-  const trainCaches = new PrefixCaches(loaded.model, train);
-  const validCaches = new PrefixCaches(loaded.model, valid);
-  // All prefix caches first, so the two ORT sessions do not alternate (their idle threads spin).
-  const warm = new Progress('prefix caches', train.count + valid.count, 'examples');
-  let warmed = 0;
-  for (const [caches, set] of [[trainCaches, train], [validCaches, valid]] as const) {
-    for (let m = 0; m < set.count; m++) {
-      await caches.get(m);
-      warm.update(++warmed);
-    }
-  }
-  warm.stop();
-  const initialKl = await heldOutKl(session, adapter, valid, validCaches);
+  const shape = promptGraphShape(train, { promptTokens: f.promptTokens, virtualTokens: f.virtualTokens, head: f.head });
+  const files = openModelDir(f.model);
+  const session = await PromptSession.create(loaded.model, files.tensors, train, shape, f.attention, { threads: f.threads });
+  files.tensors.close();
+  const params = adapter.parameters();
+  const initialKl = await heldOutKl(session, params, valid);
   const bar = new Progress('train-prompts', f.steps, 'steps', ['kl', 'valid kl', 'lr']);
   let lastValid = initialKl.toFixed(4);
   const trainStart = performance.now();
   const history = await trainPrompts(
     session,
-    adapter,
-    { set: train, caches: trainCaches },
-    { set: valid, caches: validCaches, limit: valid.count },
+    params,
+    train,
+    { set: valid, limit: valid.count },
     { steps: f.steps, batch: f.batch, schedule: { peakLr: f.lr, warmupSteps: Math.ceil(f.steps / 20), minLrRatio: 0 }, seed: f.seed, evalEvery: Math.max(1, Math.floor(f.steps / 10)) },
     (p) => {
       if (p.validKl !== undefined) lastValid = p.validKl.toFixed(4);
@@ -131,17 +140,18 @@ export async function trainPromptsCommand(f: TrainPromptsFlags): Promise<void> {
   );
   bar.stop();
   const trainSeconds = (performance.now() - trainStart) / 1000;
-  const acc = await accuracyTable(session, adapter, valid, validCaches);
+  const acc = await accuracyTable(session, params, valid);
   await session.release();
 
   const { parameters, share } = adapter.parameterShare(loaded.config);
   adapter.config.training = {
     base: f.model,
     trainText: f.train,
-    examples: f.examples,
-    validExamples: f.validExamples,
+    sequences: f.sequences,
+    validSequences: f.validSequences,
     prefixLength: f.prefixLength,
-    selfGenerated: f.selfGenerated,
+    generated: f.generated,
+    cutsPerSequence: shape.cuts,
     teacherTopK: f.topK,
     steps: f.steps,
     batch: f.batch,
@@ -156,8 +166,8 @@ export async function trainPromptsCommand(f: TrainPromptsFlags): Promise<void> {
     history,
   };
   saveAdapter(adapter, f.out);
-  writeAccuracyFile(join(f.out, ACCURACY_FILE), acc, valid.count, f.valid);
-  const trees = buildTreeSet(acc, { budget: f.budget, promptTokens: f.promptTokens, virtualTokens: f.virtualTokens, attention: f.attention, accuracySource: join(f.out, ACCURACY_FILE) });
+  writeAccuracy(f.out, acc, f.valid);
+  const trees = buildTreeSet(acc.table, { budget: f.budget, promptTokens: f.promptTokens, virtualTokens: f.virtualTokens, attention: f.attention, accuracySource: join(f.out, ACCURACY_FILE) });
   saveTreeSet(join(f.out, TREES_FILE), trees);
   printTable(acc);
   process.stderr.write(
@@ -172,25 +182,25 @@ export async function evalPromptsCommand(f: {
   model: string;
   ppd: string;
   data: string;
-  examples: number;
+  sequences: number;
   prefixLength: number;
-  selfGenerated: number;
+  generated: number;
   seed: number;
   json?: boolean;
   threads?: number;
 }): Promise<void> {
   const loaded = await loadModel(f.model, { threads: f.threads, needsTokenizer: true });
   const adapter = loadAdapter(f.ppd, loaded.config);
-  const shape = { promptTokens: adapter.promptTokens, virtualTokens: adapter.virtualTokens, prefixLength: f.prefixLength, topK: 10 };
-  const set = await distillSet(loaded, f.data, f.ppd, 'eval', { count: f.examples, ...shape, seed: f.seed, selfGenerated: f.selfGenerated });
+  const set = await teacherSequences(loaded, f.data, join(f.ppd, 'cache'), 'eval', { count: f.sequences, prefixLength: f.prefixLength, generated: f.generated, topK: 10, seed: f.seed });
+  const shape = promptGraphShape(set, { promptTokens: adapter.promptTokens, virtualTokens: adapter.virtualTokens, head: adapter.head !== undefined });
   const files = openModelDir(f.model);
-  const session = await PromptSession.create(loaded.config, files.tensors, shape, { threads: f.threads });
+  const session = await PromptSession.create(loaded.model, files.tensors, set, shape, adapter.config.attention, { threads: f.threads });
   files.tensors.close();
-  const acc = await accuracyTable(session, adapter, set, new PrefixCaches(loaded.model, set));
+  const acc = await accuracyTable(session, adapter.parameters(), set);
   await session.release();
   await loaded.model.release();
-  writeAccuracyFile(join(f.ppd, ACCURACY_FILE), acc, set.count, f.data);
-  if (f.json) process.stdout.write(JSON.stringify({ examples: set.count, accuracy: acc }) + '\n');
+  writeAccuracy(f.ppd, acc, f.data);
+  if (f.json) process.stdout.write(JSON.stringify({ cuts: acc.cuts, accuracy: acc.table, top1StandardError: acc.top1StandardError }) + '\n');
   else printTable(acc);
 }
 

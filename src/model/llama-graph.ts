@@ -130,6 +130,8 @@ export interface ForwardInputs {
   embeds?: string;
   /** The tied embedding table [V, C] when weights are graph inputs (training). */
   table?: string;
+  /** Applied to the final normalised hidden state [T, C] before the LM head (a prompt-token head). */
+  beforeHead?: (hidden: string) => string;
   positions?: string;
   mask?: string;
 }
@@ -423,7 +425,8 @@ class LlamaGraph {
       h = g.op('Add', [h, attended]);
       h = g.op('Add', [h, this.mlp(this.rmsNorm(h, layerTensorName(layer, 'post_attention_layernorm')), layer)]);
     }
-    const x = this.rmsNorm(h, FINAL_NORM);
+    const normed = this.rmsNorm(h, FINAL_NORM);
+    const x = given.beforeHead ? given.beforeHead(normed) : normed;
     if (this.c.tieWordEmbeddings && this.weights.kind === 'inputs') {
       // Training feeds the one embedding table [V, C]; the head multiplies by its transpose.
       const table = given.table ?? g.input(EMBED_TOKENS, g.float, [V, C]);
@@ -492,12 +495,13 @@ export function windowedTrainingForward(g: GraphBuilder, config: LlamaConfig, wi
 }
 
 /**
- * Adds a forward of `rows` new rows after exactly `past` cached rows, with the checkpoint's
- * weights baked in (frozen, f32 even where the source stores blocks), to `g`; returns its logits
- * [rows, V]. Prompt-token training differentiates it with respect to `embeds` only.
+ * Adds a forward of `rows` new rows after exactly `past` cached rows (null: no cache), with the
+ * checkpoint's weights baked in (frozen, f32 even where the source stores blocks), to `g`, from
+ * the inputs `given` or new graph inputs; returns its logits [rows, V]. Prompt-token training
+ * differentiates it with respect to the prompt rows' embeddings (and a prompt head) only.
  */
-export function frozenForward(g: GraphBuilder, config: LlamaConfig, tensors: TensorSource, rows: number, past: number): string {
-  return new LlamaGraph(g, config, { kind: 'initializers', tensors, linears: 'f32', matmul: 'f32' }, { rows, past, emitKeys: false }).build();
+export function frozenForward(g: GraphBuilder, config: LlamaConfig, tensors: TensorSource, rows: number, past: number | null, given: ForwardInputs = {}): string {
+  return new LlamaGraph(g, config, { kind: 'initializers', tensors, linears: 'f32', matmul: 'f32' }, { rows, past, emitKeys: false }).build(given);
 }
 
 /**

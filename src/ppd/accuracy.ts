@@ -17,6 +17,7 @@ const accuracyFile = looseObject({
   schema: literal(ACCURACY_SCHEMA).optional(),
   examples: integer(0).optional(),
   source: text('a string', true).optional(),
+  top1StandardError: arrayOf(number(0), 'a list of numbers').optional(),
   accuracy: arrayOf(arrayOf(number(0), 'a list of shares by rank'), 'a non-empty table of numbers [prompt token][rank]')
     .min(1, { error: 'must be a non-empty table of numbers [prompt token][rank], got []' }),
 });
@@ -26,7 +27,10 @@ export function readAccuracyTable(path: string): AccuracyTable {
   return readJsonWithSchema(accuracyFile, path).accuracy;
 }
 
-/** Writes accuracy.json: the table, how many held-out examples measured it, and from which data. */
-export function writeAccuracyFile(path: string, accuracy: AccuracyTable, examples: number, source: string): void {
-  writeJsonAtomic(path, { schema: ACCURACY_SCHEMA, examples, source, accuracy });
+/**
+ * Writes accuracy.json: the table, how many held-out examples (cut points) measured it, from
+ * which data, and the standard error of each prompt token's top-1 share when known.
+ */
+export function writeAccuracyFile(path: string, accuracy: AccuracyTable, examples: number, source: string, top1StandardError?: number[]): void {
+  writeJsonAtomic(path, { schema: ACCURACY_SCHEMA, examples, source, accuracy, ...(top1StandardError ? { top1StandardError } : {}) });
 }

@@ -10,6 +10,8 @@ import { writeSafetensors } from '../format/safetensors-write.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, EMBEDDINGS, PEFT_WEIGHTS, peftAdapterConfig, PromptAdapter, readAdapterConfig, readAdapterShape, type AdapterConfig } from './adapter.ts';
 import type { AttentionVariant } from './prompt-mask.ts';
+import { InputError } from '../errors.ts';
+import { PROMPT_HEAD_BIAS, PROMPT_HEAD_WEIGHT } from '../model/prompt-head.ts';
 
 /** The adapter in folder `dir`, checked against `base`. */
 export function loadAdapter(dir: string, base: LlamaConfig): PromptAdapter {
@@ -24,8 +26,16 @@ export function loadAdapterConfig(dir: string): AdapterConfig {
 export function saveAdapter(adapter: PromptAdapter, dir: string): void {
   mkdirSync(dir, { recursive: true });
   const { promptTokens: N, virtualTokens: Vt, baseModel } = adapter.config;
+  const C = baseModel.hiddenSize;
+  const head = adapter.head;
   writeSafetensors(join(dir, ADAPTER_WEIGHTS), [
-    { name: EMBEDDINGS, dtype: 'F32', shape: [N * Vt, baseModel.hiddenSize], data: () => adapter.embeddings },
+    { name: EMBEDDINGS, dtype: 'F32', shape: [N * Vt, C], data: () => adapter.embeddings },
+    ...(head
+      ? [
+          { name: PROMPT_HEAD_WEIGHT, dtype: 'F32' as const, shape: [N, C, C], data: () => head.weight },
+          { name: PROMPT_HEAD_BIAS, dtype: 'F32' as const, shape: [N, C], data: () => head.bias },
+        ]
+      : []),
   ]);
   writeJsonAtomic(join(dir, ADAPTER_CONFIG), adapter.config);
 }
@@ -37,6 +47,7 @@ export function loadAdapterShape(dir: string): { promptTokens: number; virtualTo
 
 /** The reference implementation's format: adapter_config.json naming `baseModelName`, adapter_model.safetensors. */
 export function savePeftAdapter(adapter: PromptAdapter, dir: string, base: LlamaConfig, baseModelName: string): void {
+  if (adapter.head) throw new InputError(`this adapter has a prompt head, which the reference implementation's PEFT prompt-tuning format cannot hold`);
   mkdirSync(dir, { recursive: true });
   const { promptTokens: N, virtualTokens: V, baseModel } = adapter.config;
   writeSafetensors(join(dir, PEFT_WEIGHTS), [{ name: EMBEDDINGS, dtype: 'F32', shape: [N * V, baseModel.hiddenSize], data: () => adapter.embeddings }], { metadata: { format: 'pt' } });

@@ -25,6 +25,7 @@ import { readSafetensors } from '../format/safetensors.ts';
 import { crossCheck, failing, integer, literal, looseObject, oneOf, orDefault, parseWithSchema, shown, text } from '../format/schema.ts';
 import { parameterCount, type LlamaConfig } from '../model/config.ts';
 import { ATTENTION_VARIANTS, type AttentionVariant } from './prompt-mask.ts';
+import { PROMPT_HEAD_BIAS, PROMPT_HEAD_WEIGHT } from '../model/prompt-head.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter.safetensors';
@@ -52,6 +53,8 @@ const adapterConfigSchema = looseObject({
   }, 'an object {configHash, modelType, hiddenSize, vocabSize, numLayers}'),
   /** The text whose token embeddings initialised the prompt tokens. */
   initText: text('a string', true),
+  /** A prompt head (model/prompt-head.ts: a residual block per prompt token before the LM head), when trained with one. */
+  head: literal('residual').optional(),
   /** Training record (steps, loss, data), when trained. */
   training: looseObject({}).optional(),
 });
@@ -192,16 +195,39 @@ export function configHashes(c: LlamaConfig): string[] {
   return [configHash(c), hashOf(hashedConfig(c, true))];
 }
 
+/** A prompt head's parameters: weight [N, C, C], bias [N, C] (model/prompt-head.ts). */
+export interface PromptHead {
+  weight: Float32Array;
+  bias: Float32Array;
+}
+
 export class PromptAdapter {
   constructor(
     readonly config: AdapterConfig,
     /** [N·Vt, C] */
     readonly embeddings: Float32Array,
+    readonly head?: PromptHead,
   ) {
     const rows = config.promptTokens * config.virtualTokens;
-    if (embeddings.length !== rows * config.baseModel.hiddenSize) {
-      throw new ModelError(`adapter embeddings hold ${embeddings.length} floats, expected ${rows}×${config.baseModel.hiddenSize}`);
+    const C = config.baseModel.hiddenSize;
+    if (embeddings.length !== rows * C) {
+      throw new ModelError(`adapter embeddings hold ${embeddings.length} floats, expected ${rows}×${C}`);
     }
+    if ((config.head !== undefined) !== (head !== undefined)) throw new ModelError(`adapter config ${config.head ? 'names a prompt head, but none was given' : 'names no prompt head, but one was given'}`);
+    const N = config.promptTokens;
+    if (head && (head.weight.length !== N * C * C || head.bias.length !== N * C)) {
+      throw new ModelError(`adapter prompt head holds ${head.weight.length} + ${head.bias.length} floats, expected ${N}×${C}×${C} + ${N}×${C}`);
+    }
+  }
+
+  /** The trainable parameters by graph name (train/prompt-graph.ts): views of this adapter's arrays. */
+  parameters(): Map<string, Float32Array> {
+    const params = new Map([[EMBEDDINGS, this.embeddings]]);
+    if (this.head) {
+      params.set(PROMPT_HEAD_WEIGHT, this.head.weight);
+      params.set(PROMPT_HEAD_BIAS, this.head.bias);
+    }
+    return params;
   }
 
   get promptTokens(): number {
@@ -221,7 +247,7 @@ export class PromptAdapter {
 
   /** Trainable parameters, and their share of the base model's parameters. */
   parameterShare(base: LlamaConfig): { parameters: number; share: number } {
-    const parameters = this.embeddings.length;
+    const parameters = this.embeddings.length + (this.head ? this.head.weight.length + this.head.bias.length : 0);
     return { parameters, share: parameters / parameterCount(base) };
   }
 
@@ -237,7 +263,7 @@ export class PromptAdapter {
      */
     embed: Float32Array | ((ids: number[]) => Float32Array),
     initIds: number[],
-    options: { promptTokens: number; virtualTokens: number; attention: AttentionVariant; initText: string },
+    options: { promptTokens: number; virtualTokens: number; attention: AttentionVariant; initText: string; head?: boolean },
   ): PromptAdapter {
     const { promptTokens: N, virtualTokens: Vt } = options;
     if (!(Number.isInteger(N) && N >= 1 && N <= 64)) throw new InputError(`prompt tokens must be an integer in 1..64, got ${N}`);
@@ -255,8 +281,11 @@ export class PromptAdapter {
         attention: options.attention,
         baseModel: { configHash: configHash(base), modelType: base.modelType, hiddenSize: C, vocabSize: base.vocabSize, numLayers: base.numLayers },
         initText: options.initText,
+        ...(options.head ? { head: 'residual' as const } : {}),
       },
       embeddings,
+      // A zero head is the identity (h + SiLU(0) = h): training starts from plain prompt tokens.
+      options.head ? { weight: new Float32Array(N * C * C), bias: new Float32Array(N * C) } : undefined,
     );
   }
 
@@ -276,7 +305,11 @@ export class PromptAdapter {
           `hidden ${config.baseModel.hiddenSize}, vocab ${config.baseModel.vocabSize}); the loaded model's hash is ${expected}`,
       );
     }
-    return new PromptAdapter(config, readEmbeddings(folder, ADAPTER_WEIGHTS, config.promptTokens * config.virtualTokens, base.hiddenSize));
+    const N = config.promptTokens;
+    const C = base.hiddenSize;
+    const embeddings = readEmbeddings(folder, ADAPTER_WEIGHTS, N * config.virtualTokens, C);
+    const head = config.head ? { weight: readTensor(folder, ADAPTER_WEIGHTS, PROMPT_HEAD_WEIGHT, [N, C, C]), bias: readTensor(folder, ADAPTER_WEIGHTS, PROMPT_HEAD_BIAS, [N, C]) } : undefined;
+    return new PromptAdapter(config, embeddings, head);
   }
 
   /** The reference's folder, as a PromptAdapter bound to `base` (whose shapes it must fit). */
@@ -310,14 +343,19 @@ export class PromptAdapter {
 
 /** The [rows, C] "prompt_embeddings" tensor of the folder's safetensors file `name` (F32, F16 or BF16). */
 function readEmbeddings(folder: Folder, name: string, rows: number, C: number): Float32Array {
+  return readTensor(folder, name, EMBEDDINGS, [rows, C]);
+}
+
+/** Tensor `tensor` of the folder's safetensors file `name`, which must have shape `dims`. */
+function readTensor(folder: Folder, name: string, tensor: string, dims: number[]): Float32Array {
   const weights = readSafetensors(folder.open(name));
   try {
-    const info = weights.list().find((t) => t.name === EMBEDDINGS);
-    if (!info || info.shape.length !== 2 || info.shape[0] !== rows || info.shape[1] !== C) {
+    const info = weights.list().find((t) => t.name === tensor);
+    if (!info || info.shape.length !== dims.length || info.shape.some((d, i) => d !== dims[i])) {
       const found = info ? `[${info.shape}]` : `none (it holds ${weights.list().map((t) => `"${t.name}"`).join(', ') || 'no tensors'})`;
-      throw new FormatError(folder.nameOf(name), `tensor "${EMBEDDINGS}" must have shape [${rows}, ${C}], found ${found}`);
+      throw new FormatError(folder.nameOf(name), `tensor "${tensor}" must have shape [${dims.join(', ')}], found ${found}`);
     }
-    return weights.readF32(EMBEDDINGS);
+    return weights.readF32(tensor);
   } finally {
     weights.close();
   }

@@ -1,83 +1,157 @@
 /**
  * Training prompt tokens by self-distillation (PPD.md section 3) and measuring their accuracy
- * (section 4). The base model stays frozen: it is baked into the prompt graph (prompt-graph.ts)
- * and into the inference session that computes each example's prefix cache; the only parameters
- * that change are the adapter's embeddings, updated by AdamW (no weight decay, cosine lr).
+ * (section 4). The base model stays frozen: it is baked into the prompt graph (prompt-graph.ts),
+ * and the only parameters that change are the adapter's (its embeddings, and a prompt head when
+ * it has one), updated by AdamW (no weight decay, cosine lr). One graph call takes one teacher
+ * sequence (distill.ts) and all of its cut points.
  */
-import { KVCache } from '../model/kv-cache.ts';
 import type { LlamaModel } from '../model/llama-model.ts';
 import { compileGraph, type CompileOptions } from '../runtime/compile.ts';
 import { createSession, OrtTensor, type OrtSession, type RuntimeOptions } from '../runtime/ort.ts';
 import type { TensorSource } from '../format/tensor-source.ts';
 import type { LlamaConfig } from '../model/config.ts';
-import { checkpointGraph, GRAPH_INPUTS, pastKeyName, pastValueName } from '../model/llama-graph.ts';
+import { checkpointGraph, GRAPH_INPUTS } from '../model/llama-graph.ts';
 import { Rng } from '../sampling/rng.ts';
-import { newCache, prefill } from '../decode/autoregressive.ts';
 import { AdamW, learningRate, type Schedule } from './optimizer.ts';
-import type { PromptAdapter } from '../ppd/adapter.ts';
-import { teacherProbabilities, type DistillSet } from './distill.ts';
-import { topKIndices } from '../sampling/sampler.ts';
-import { buildPromptGraph, lossWeight, PROMPT_GRAD, PROMPT_LOSS, STUDENT_LOGITS, TEACHER_IDS, TEACHER_PROBS, type PromptGraphShape } from './prompt-graph.ts';
-import { promptVisibility } from '../ppd/prompt-mask.ts';
+import { sequenceLength, sequenceTokens, teacherIds, teacherProbabilities, type TeacherSequences } from './distill.ts';
+import {
+  buildPromptGraph,
+  gradName,
+  lossWeight,
+  PROMPT_LOSS,
+  promptParameters,
+  STUDENT_LOGITS,
+  TEACHER_IDS,
+  TEACHER_PROBS,
+  TOKEN_EMBEDS,
+  TRUTH,
+  TRUTH_RANK,
+  type PromptGraphShape,
+} from './prompt-graph.ts';
+import { promptVisibility, type AttentionVariant } from '../ppd/prompt-mask.ts';
 
-export const ADAPTER_PARAM = 'prompt_embeddings';
+/** The shape of the prompt graph that trains `set`'s sequences for an adapter of N prompt tokens. */
+export function promptGraphShape(set: TeacherSequences, adapter: { promptTokens: number; virtualTokens: number; head: boolean }): PromptGraphShape {
+  const cuts = set.generated - adapter.promptTokens;
+  if (cuts < 1) throw new Error(`teacher sequences continue ${set.generated} tokens: too few for ${adapter.promptTokens} prompt tokens`);
+  return { promptTokens: adapter.promptTokens, virtualTokens: adapter.virtualTokens, sequenceLength: sequenceLength(set), cuts, topK: set.topK, head: adapter.head };
+}
 
-/** The ORT session of the prompt graph for one (N, Vt, P, topK) shape. */
+/**
+ * Positions and mask of one call [S + R]: token rows causal at 0..S-1; cut group j's prompt
+ * rows at positions L0+j+i, seeing tokens 0..L0+j-1 and their own group as `attention` allows.
+ */
+function callLayout(shape: PromptGraphShape, prefixLength: number, attention: AttentionVariant): { positions: BigInt64Array; mask: Float32Array } {
+  const { promptTokens: N, virtualTokens: Vt, sequenceLength: S, cuts: M } = shape;
+  const R0 = N * Vt;
+  const T = S + M * R0;
+  const visibility = promptVisibility(N, Vt, attention);
+  const positions = new BigInt64Array(T);
+  const mask = new Float32Array(T * T).fill(-Infinity);
+  for (let t = 0; t < S; t++) {
+    positions[t] = BigInt(t);
+    mask.fill(0, t * T, t * T + t + 1);
+  }
+  for (let j = 0; j < M; j++) {
+    const cut = prefixLength + j; // tokens before the group
+    for (let a = 0; a < R0; a++) {
+      const row = S + j * R0 + a;
+      positions[row] = BigInt(cut + Math.floor(a / Vt));
+      mask.fill(0, row * T, row * T + cut);
+      for (let b = 0; b < R0; b++) if (visibility[a * R0 + b]) mask[row * T + S + j * R0 + b] = 0;
+    }
+  }
+  return { positions, mask };
+}
+
+/** Adapter parameters by graph name: the embeddings [N·Vt, C] and, with a head, its weight and bias. */
+export type PromptParameters = Map<string, Float32Array>;
+
+/** The ORT session of the prompt graph for one shape, and the constant parts of its feeds. */
 export class PromptSession {
+  private readonly layout: { positions: BigInt64Array; mask: Float32Array };
+
   private constructor(
     private readonly session: OrtSession,
     readonly shape: PromptGraphShape,
-    private readonly config: LlamaConfig,
-  ) {}
+    private readonly model: LlamaModel,
+    readonly prefixLength: number,
+    attention: AttentionVariant,
+  ) {
+    this.layout = callLayout(shape, prefixLength, attention);
+  }
 
-  static async create(config: LlamaConfig, tensors: TensorSource, shape: PromptGraphShape, options: CompileOptions & RuntimeOptions = {}): Promise<PromptSession> {
-    const { promptTokens: N, virtualTokens: Vt, prefixLength: P, topK } = shape;
-    const graph = checkpointGraph(`prompt-training N${N} V${Vt} L${P} K${topK}`, config, tensors, (external) => buildPromptGraph(config, tensors, shape, external));
+  static async create(model: LlamaModel, tensors: TensorSource, set: TeacherSequences, shape: PromptGraphShape, attention: AttentionVariant, options: CompileOptions & RuntimeOptions = {}): Promise<PromptSession> {
+    const config: LlamaConfig = model.config;
+    const { promptTokens: N, virtualTokens: Vt, sequenceLength: S, cuts: M, topK, head } = shape;
+    const graph = checkpointGraph(`prompt-training N${N} V${Vt} S${S} M${M} K${topK}${head ? ' head' : ''}`, config, tensors, (external) => buildPromptGraph(config, tensors, shape, external));
     const compiled = compileGraph(graph, options);
     try {
-      return new PromptSession(await createSession(compiled.path, options), shape, config);
+      return new PromptSession(await createSession(compiled.path, options), shape, model, set.prefixLength, attention);
     } finally {
       compiled.dispose();
     }
   }
 
-  /** Loss (cross-entropy part), gradient [R, C] and per-prompt-token student logits [N, vocab] for one example. */
-  async run(adapter: PromptAdapter, prefixCache: KVCache, set: DistillSet, example: number) {
-    const { promptTokens: N, virtualTokens: Vt, prefixLength: P, topK } = this.shape;
-    const { hiddenSize: C, numLayers, numKvHeads, headDim } = this.config;
-    const R = N * Vt;
-    const visibility = promptVisibility(N, Vt, adapter.config.attention);
-    const mask = new Float32Array(R * (P + R));
-    for (let a = 0; a < R; a++) {
-      for (let b = 0; b < P + R; b++) mask[a * (P + R) + b] = b < P || visibility[a * R + (b - P)] ? 0 : -Infinity;
+  /** Examples (cut points) per sequence. */
+  get cuts(): number {
+    return this.shape.cuts;
+  }
+
+  /**
+   * One sequence m of `set`: the weighted KL averaged over its cuts, the gradient of each
+   * parameter, and the rank of the true greedy token among each (cut, prompt token)'s guesses.
+   */
+  async run(params: PromptParameters, set: TeacherSequences, m: number) {
+    const out = await this.session.run(this.feeds(params, set, m), [PROMPT_LOSS, TRUTH_RANK, ...[...params.keys()].map(gradName)]);
+    const grads = new Map<string, Float32Array>();
+    for (const name of params.keys()) grads.set(name, out[gradName(name)]!.data as Float32Array);
+    // KL = sum w (sum_k p log p) - CE: add the constant teacher part so the figure is a real KL.
+    return { kl: Number(out[PROMPT_LOSS]!.data[0]) + this.teacherPart(set, m), grads, ranks: out[TRUTH_RANK]!.data as BigInt64Array };
+  }
+
+  /** The student's logits [M·N, V] (virtual tokens averaged) for sequence m: what tests compare with the inference forward. */
+  async studentLogits(params: PromptParameters, set: TeacherSequences, m: number): Promise<Float32Array> {
+    return (await this.session.run(this.feeds(params, set, m), [STUDENT_LOGITS]))[STUDENT_LOGITS]!.data as Float32Array;
+  }
+
+  /** The teacher-entropy part of the weighted KL (a constant of the data): sum over cuts of w_i sum_k p log p. */
+  private teacherPart(set: TeacherSequences, m: number): number {
+    const { promptTokens: N, cuts: M } = this.shape;
+    let sum = 0;
+    for (let j = 0; j < M; j++) {
+      for (let i = 0; i < N; i++) for (const q of teacherProbabilities(set, m, j + i)) if (q > 0) sum += (lossWeight(i, N) / M) * q * Math.log(q);
     }
-    const probs = new Float32Array(N * topK);
-    for (let i = 0; i < N; i++) probs.set(teacherProbabilities(set, example, i), i * topK);
-    const feeds: Record<string, OrtTensor> = {
-      [GRAPH_INPUTS.embeds]: new OrtTensor('float32', adapter.embeddings, [R, C]),
-      [GRAPH_INPUTS.positions]: new OrtTensor('int64', BigInt64Array.from({ length: R }, (_, r) => BigInt(P + Math.floor(r / Vt))), [R]),
-      [GRAPH_INPUTS.mask]: new OrtTensor('float32', mask, [R, P + R]),
-      [TEACHER_IDS]: new OrtTensor('int64', BigInt64Array.from(set.topIds.subarray(example * N * topK, (example + 1) * N * topK), BigInt), [N, topK]),
-      [TEACHER_PROBS]: new OrtTensor('float32', probs, [N, topK]),
-    };
-    for (let l = 0; l < numLayers; l++) {
-      feeds[pastKeyName(l)] = new OrtTensor('float32', prefixCache.pastKeys(l), [P, numKvHeads, headDim]);
-      feeds[pastValueName(l)] = new OrtTensor('float32', prefixCache.pastValues(l), [P, numKvHeads, headDim]);
-    }
-    const out = await this.session.run(feeds);
-    // KL = sum_i w_i (sum_k p log p) - CE: add the constant teacher part so the figure is a real KL.
-    let teacherPart = 0;
-    for (let i = 0; i < N; i++) {
-      for (let k = 0; k < topK; k++) {
-        const p = probs[i * topK + k]!;
-        if (p > 0) teacherPart += lossWeight(i, N) * p * Math.log(p);
+    return sum;
+  }
+
+  private feeds(params: PromptParameters, set: TeacherSequences, m: number): Record<string, OrtTensor> {
+    const { promptTokens: N, cuts: M, topK, sequenceLength: S } = this.shape;
+    const tokens = sequenceTokens(set, m);
+    const ids = new BigInt64Array(M * N * topK);
+    const probs = new Float32Array(M * N * topK);
+    const truth = new BigInt64Array(M * N);
+    for (let j = 0; j < M; j++) {
+      for (let i = 0; i < N; i++) {
+        const row = j * N + i;
+        // Prompt token i after the first L0+j tokens stands for token L0+j+i: the teacher is that row's distribution.
+        probs.set(teacherProbabilities(set, m, j + i), row * topK);
+        teacherIds(set, m, j + i).forEach((id, k) => (ids[row * topK + k] = BigInt(id)));
+        truth[row] = BigInt(tokens[this.prefixLength + j + i + 1]!);
       }
     }
-    return {
-      kl: Number(out[PROMPT_LOSS]!.data[0]) + teacherPart,
-      grad: out[PROMPT_GRAD]!.data as Float32Array,
-      studentLogits: out[STUDENT_LOGITS]!.data as Float32Array,
+    const C = this.model.config.hiddenSize;
+    const T = this.layout.positions.length;
+    const feeds: Record<string, OrtTensor> = {
+      [TOKEN_EMBEDS]: new OrtTensor('float32', this.model.embed(Array.from(tokens)), [S, C]),
+      [GRAPH_INPUTS.positions]: new OrtTensor('int64', this.layout.positions, [T]),
+      [GRAPH_INPUTS.mask]: new OrtTensor('float32', this.layout.mask, [T, T]),
+      [TEACHER_IDS]: new OrtTensor('int64', ids, [M * N, topK]),
+      [TEACHER_PROBS]: new OrtTensor('float32', probs, [M * N, topK]),
+      [TRUTH]: new OrtTensor('int64', truth, [M * N]),
     };
+    for (const [name, dims] of promptParameters(this.model.config, this.shape)) feeds[name] = new OrtTensor('float32', params.get(name)!, dims);
+    return feeds;
   }
 
   async release(): Promise<void> {
@@ -85,29 +159,10 @@ export class PromptSession {
   }
 }
 
-/** Prefix caches of the examples, computed once by the frozen inference model. */
-export class PrefixCaches {
-  private readonly caches = new Map<number, KVCache>();
-  constructor(
-    private readonly model: LlamaModel,
-    private readonly set: DistillSet,
-  ) {}
-
-  async get(example: number): Promise<KVCache> {
-    let cache = this.caches.get(example);
-    if (!cache) {
-      const P = this.set.prefixLength;
-      cache = newCache(this.model);
-      await prefill(this.model, Array.from(this.set.prefixes.subarray(example * P, (example + 1) * P)), cache);
-      this.caches.set(example, cache);
-    }
-    return cache;
-  }
-}
-
 export interface PromptTrainSettings {
+  /** Optimiser steps. */
   steps: number;
-  /** Examples per optimiser step. */
+  /** Teacher sequences per optimiser step (each brings all of its cut points). */
   batch: number;
   schedule: Omit<Schedule, 'totalSteps'>;
   seed: number;
@@ -122,65 +177,82 @@ export interface PromptTrainProgress {
   validKl?: number;
 }
 
-/** Mean weighted KL over a set's examples (or its first `limit`). */
-export async function heldOutKl(session: PromptSession, adapter: PromptAdapter, set: DistillSet, caches: PrefixCaches, limit = set.count): Promise<number> {
+/** Mean weighted KL per cut over a set's sequences (or its first `limit`). */
+export async function heldOutKl(session: PromptSession, params: PromptParameters, set: TeacherSequences, limit = set.count): Promise<number> {
   let total = 0;
   const count = Math.min(limit, set.count);
-  for (let m = 0; m < count; m++) total += (await session.run(adapter, await caches.get(m), set, m)).kl;
+  for (let m = 0; m < count; m++) total += (await session.run(params, set, m)).kl;
   return total / count;
 }
 
-/** Trains `adapter` in place; returns the loss history. */
+/** Trains `params` in place; returns the loss history. */
 export async function trainPrompts(
   session: PromptSession,
-  adapter: PromptAdapter,
-  train: { set: DistillSet; caches: PrefixCaches },
-  valid: { set: DistillSet; caches: PrefixCaches; limit: number },
+  params: PromptParameters,
+  train: TeacherSequences,
+  valid: { set: TeacherSequences; limit: number },
   s: PromptTrainSettings,
   onProgress?: (p: PromptTrainProgress) => void,
 ): Promise<{ step: number; kl: number; validKl?: number }[]> {
   const optimizer = new AdamW({ lr: s.schedule.peakLr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
   const schedule: Schedule = { ...s.schedule, totalSteps: s.steps };
-  const params = new Map([[ADAPTER_PARAM, adapter.embeddings]]);
   const rng = new Rng(s.seed);
   const history: { step: number; kl: number; validKl?: number }[] = [];
+  // Sequences in a shuffled order, reshuffled every pass: each is seen once per epoch.
+  let order: number[] = [];
   for (let step = 0; step < s.steps; step++) {
-    const grad = new Float32Array(adapter.embeddings.length);
+    const sum = new Map([...params].map(([name, p]) => [name, new Float32Array(p.length)]));
     let kl = 0;
     for (let b = 0; b < s.batch; b++) {
-      const m = Math.floor(rng.next() * train.set.count);
-      const out = await session.run(adapter, await train.caches.get(m), train.set, m);
+      if (order.length === 0) order = shuffled(train.count, rng);
+      const out = await session.run(params, train, order.pop()!);
       kl += out.kl / s.batch;
-      for (let i = 0; i < grad.length; i++) grad[i]! += out.grad[i]! / s.batch;
+      for (const [name, g] of out.grads) {
+        const acc = sum.get(name)!;
+        for (let i = 0; i < g.length; i++) acc[i]! += g[i]!;
+      }
     }
     const lr = learningRate(schedule, step);
-    optimizer.update(params, new Map([[ADAPTER_PARAM, grad]]), lr);
+    optimizer.update(params, sum, lr, 1 / s.batch);
     const entry: { step: number; kl: number; validKl?: number } = { step: step + 1, kl };
-    if ((step + 1) % s.evalEvery === 0 || step + 1 === s.steps) {
-      entry.validKl = await heldOutKl(session, adapter, valid.set, valid.caches, valid.limit);
-    }
+    if ((step + 1) % s.evalEvery === 0 || step + 1 === s.steps) entry.validKl = await heldOutKl(session, params, valid.set, valid.limit);
     history.push(entry);
     onProgress?.({ step: step + 1, steps: s.steps, kl, lr, validKl: entry.validKl });
   }
   return history;
 }
 
-/**
- * The accuracy table (PPD.md section 4): acc[i][k] = share of held-out examples where the base
- * model's greedy token at distance i+2 is exactly the student's (k+1)-th guess of prompt token i.
- */
-export async function accuracyTable(session: PromptSession, adapter: PromptAdapter, set: DistillSet, caches: PrefixCaches, maxRank = 10): Promise<number[][]> {
-  const { promptTokens: N } = set;
+function shuffled(count: number, rng: Rng): number[] {
+  const order = Array.from({ length: count }, (_, i) => i);
+  for (let i = count - 1; i > 0; i--) {
+    const j = Math.floor(rng.next() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
+}
+
+/** acc[i][k] with its standard error: a share of n cut points. */
+export interface AccuracyResult {
+  /** acc[i][k] = share of held-out cuts where the base model's greedy token at distance i+2 is the student's (k+1)-th guess of prompt token i. */
+  table: number[][];
+  /** Standard error of each top-1 entry, sqrt(p(1-p)/n). */
+  top1StandardError: number[];
+  /** Cut points measured. */
+  cuts: number;
+}
+
+/** The accuracy table (PPD.md section 4) over every cut point of `set`'s sequences. */
+export async function accuracyTable(session: PromptSession, params: PromptParameters, set: TeacherSequences, maxRank = 10): Promise<AccuracyResult> {
+  const { promptTokens: N, cuts: M } = session.shape;
   const hits = Array.from({ length: N }, () => new Array<number>(maxRank).fill(0));
   for (let m = 0; m < set.count; m++) {
-    const { studentLogits } = await session.run(adapter, await caches.get(m), set, m);
-    const vocab = studentLogits.length / N;
-    for (let i = 0; i < N; i++) {
-      const guesses = topKIndices(studentLogits.subarray(i * vocab, (i + 1) * vocab), maxRank);
-      const truth = set.greedy[m * (N + 1) + i + 1]!;
-      const rank = guesses.indexOf(truth);
-      if (rank >= 0) hits[i]![rank]!++;
+    const { ranks } = await session.run(params, set, m);
+    for (let row = 0; row < M * N; row++) {
+      const rank = Number(ranks[row]!);
+      if (rank < maxRank) hits[row % N]![rank]!++;
     }
   }
-  return hits.map((row) => row.map((h) => h / set.count));
+  const cuts = set.count * M;
+  const table = hits.map((row) => row.map((h) => h / cuts));
+  return { table, top1StandardError: table.map((row) => Math.sqrt((row[0]! * (1 - row[0]!)) / cuts)), cuts };
 }
