@@ -10,5 +10,5 @@ cp -n runs/*/tokens-*.i32 "$model/ppd/cache/" 2>/dev/null || true # token stream
 npx tsx src/cli/main.ts train-prompts --model "$model" \
   --train data/corpus/train.txt --valid data/corpus/valid.txt --out "$model/ppd" \
   --prompt-tokens 3 --virtual-tokens 1 --attention ensemble \
-  --examples 8000 --valid-examples 300 --prefix-length 64 --top-k 32 \
-  --steps 2000 --batch 8 --lr 1e-2 --seed 0 --budget "${PPD_BUDGET:-8}"
+  --sequences 2000 --valid-sequences 64 --prefix-length 64 --generated 128 --top-k 32 \
+  --steps 1000 --batch 4 --lr 1e-2 --seed 0 --budget "${PPD_BUDGET:-8}"
