@@ -34,6 +34,7 @@
  * the page within 15 % of Node's; first token within 5 s with cached graphs) are reported, never
  * asserted. Chromium's CPU counts as the benchmark's own in the load figures.
  */
+import { promptHeadOf } from '../src/ppd/adapter-files.ts';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -186,7 +187,7 @@ async function main(argv: string[]): Promise<void> {
 
   // Node: one model per thread count; the page: one tab per thread count.
   const node = new Map<number, LoadedModel>();
-  for (const threads of THREADS) node.set(threads, await loadModel(modelDir, { threads, needsTokenizer: true }));
+  for (const threads of THREADS) node.set(threads, await loadModel(modelDir, { threads, needsTokenizer: true, promptHead: promptHeadOf(adapterDir) }));
   const first = node.get(1)!;
   const ppd: PpdSetup = loadPpdSetup(first.config, adapterDir, { trees: join(adapterDir, TREES_FILE), lookup: DEFAULT_LOOKUP_TOKENS });
   const app = buildServer({ loaded: first, ppd, adapterDir });

@@ -30,6 +30,7 @@
  * call, which costs small models much; single-thread figures are reported too for that reason.
  * Results: docs/bench/llamacpp.{json,md,svg} (llamacpp-<folder>.* for another --model).
  */
+import { promptHeadOf } from '../src/ppd/adapter-files.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -288,7 +289,7 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 async function runConfiguration(plan: Plan, type: WeightType, threads: number, prompts: Prompt[], decoders: readonly Decoder[], progress: Progress): Promise<ConfigurationResult> {
   const gguf = ggufOf(plan.modelDir, type);
   const draftGguf = plan.draftDir === undefined ? null : ggufOf(plan.draftDir, type);
-  const loaded = await loadModel(gguf.file, { threads, needsTokenizer: true });
+  const loaded = await loadModel(gguf.file, { threads, needsTokenizer: true, promptHead: plan.adapterDir === undefined ? undefined : promptHeadOf(plan.adapterDir) });
   const peer = await LlamaCppPeer.open(gguf.file, { threads, contextSize: 512, draftPath: draftGguf?.file });
   try {
     const guessing = plan.adapterDir === undefined ? undefined : loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads, lookup: 0, onNotice: () => {} });

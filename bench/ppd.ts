@@ -32,6 +32,7 @@
  * Shape legend (docs/ARCHITECTURE.md): N = prompt tokens, Vt = virtual tokens per prompt token, C = hidden size,
  * R = input rows of one tree step, M = tree nodes (root + candidates).
  */
+import { promptHeadOf } from '../src/ppd/adapter-files.ts';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -617,7 +618,7 @@ async function main(argv: string[]): Promise<void> {
   const date = new Date().toISOString();
   const started = performance.now();
   const machine = describeMachine(plan.threads);
-  const loaded = await loadModel(plan.modelDir, { threads: plan.threads, needsTokenizer: true });
+  const loaded = await loadModel(plan.modelDir, { threads: plan.threads, needsTokenizer: true, promptHead: promptHeadOf(plan.adapterDir) });
   try {
     // The machine's calibrated trees; trees.json where the calibration chose plain decoding.
     const { setup, plainChosen } = loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads: plan.threads });

@@ -27,6 +27,7 @@
  * What it is not: a test (the tests are test/server*.test.ts) and not a model benchmark (bench:ppd
  * measures decoding itself). Errors and mismatches make the exit code 1, after the report is written.
  */
+import { promptHeadOf } from '../src/ppd/adapter-files.ts';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -152,7 +153,7 @@ interface Served {
 
 async function openModel(plan: Plan): Promise<Served> {
   if (plan.modelDir !== undefined) {
-    const loaded = await loadModel(plan.modelDir, { threads: plan.threads, needsTokenizer: true });
+    const loaded = await loadModel(plan.modelDir, { threads: plan.threads, needsTokenizer: true, promptHead: promptHeadOf(plan.adapterDir!) });
     const ppd = loadPpdSetup(loaded.config, plan.adapterDir!, { threads: plan.threads, modelDir: plan.modelDir });
     const prompts = selectPrompts(loaded, plan.prompts).map((p) => p.text);
     return { loaded, ppd, prompts, cleanup: () => loaded.model.release() };

@@ -29,6 +29,7 @@
  * PPD+SD must reproduce plain greedy decoding token for token: a mismatch is reported at the top
  * of the report and on stderr, and the run exits with code 1 (after writing the report).
  */
+import { promptHeadOf } from '../src/ppd/adapter-files.ts';
 import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -442,7 +443,7 @@ async function main(argv: string[]): Promise<void> {
   const date = new Date().toISOString();
   const started = performance.now();
   const machine = describeMachine(plan.threads);
-  const target = await loadModel(plan.modelDir, { threads: plan.threads, needsTokenizer: true });
+  const target = await loadModel(plan.modelDir, { threads: plan.threads, needsTokenizer: true, promptHead: promptHeadOf(plan.adapterDir) });
   let draft: DraftSetup | undefined;
   try {
     const ppdSd = await loadDraft(target, plan.draftDir, { ppd: plan.draftAdapterDir, draftTokens: plan.draftTokens, threads: plan.threads });

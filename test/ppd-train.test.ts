@@ -14,15 +14,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../src/errors.ts';
-import { newCache, prefill } from '../src/decode/autoregressive.ts';
+import { autoregressive, newCache, prefill } from '../src/decode/autoregressive.ts';
+import { ppdDecode } from '../src/ppd/decode.ts';
+import { buildTreeSet, priorAccuracyTable } from '../src/ppd/tree-builder.ts';
+import { take } from './helpers/decoding.ts';
 import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
-import { argmax } from '../src/sampling/sampler.ts';
+import { argmax, Sampler } from '../src/sampling/sampler.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
 import { loadAdapter, saveAdapter, savePeftAdapter } from '../src/ppd/adapter-files.ts';
 import { buildTeacherSequences, sequenceTokens, teacherIds, type TeacherSequences } from '../src/train/distill.ts';
 import { promptVisibility, type AttentionVariant } from '../src/ppd/prompt-mask.ts';
 import { accuracyTable, heldOutKl, promptGraphShape, PromptSession, trainPrompts } from '../src/train/train-prompts.ts';
-import { PROMPT_HEAD_BIAS, PROMPT_HEAD_WEIGHT } from '../src/model/prompt-head.ts';
+import { PROMPT_HEAD_BIAS, PROMPT_HEAD_WEIGHT, promptHeadFeeds } from '../src/model/prompt-head.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { maxAbsDiff, memorySource, randomWeights, tinyConfig } from './helpers/tiny-model.ts';
 
@@ -199,5 +202,62 @@ test('adapters round-trip, with or without a head, and refuse another base model
     assert.throws(() => loadAdapter(join(dir, 'missing'), config), /no adapter_config\.json: not an adapter folder/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the inference graph\'s prompt head computes what the training graph trained', async () => {
+  const N = adapterShape.promptTokens;
+  const headed = await loadLlamaModel(config, memorySource(config, weights), { cacheDir: false, threads: 1, promptHead: N });
+  try {
+    const adapter = freshAdapter('ensemble', true);
+    const fill = new Rng(17);
+    for (const p of [adapter.head!.weight, adapter.head!.bias]) for (let i = 0; i < p.length; i++) p[i] = 0.4 * (fill.next() - 0.5);
+    const session = await sessionFor('ensemble', true);
+    const student = await session.studentLogits(adapter.parameters(), trainSet, 0);
+    const { virtualTokens: Vt, attention } = adapter.config;
+    const R = N * Vt;
+    const V = config.vocabSize;
+    const feeds = promptHeadFeeds(adapter.head!.weight, adapter.head!.bias, N, config.hiddenSize);
+    for (const j of [0, 2, session.cuts - 1]) {
+      const L = trainSet.prefixLength + j;
+      const cache = newCache(headed);
+      await prefill(headed, Array.from(sequenceTokens(trainSet, 0).subarray(0, L)), cache);
+      const visibility = promptVisibility(N, Vt, attention);
+      const mask = new Uint8Array(R * (L + R));
+      for (let a = 0; a < R; a++) for (let b = 0; b < L + R; b++) mask[a * (L + R) + b] = b < L || visibility[a * R + b - L] ? 1 : 0;
+      const rows = Int8Array.from({ length: R }, (_, r) => Math.floor(r / Vt));
+      const out = await headed.forward({ embeds: adapter.embeddings, positions: Array.from({ length: R }, (_, r) => L + Math.floor(r / Vt)), mask, cache, promptHead: { feeds, rows } });
+      const averaged = new Float32Array(N * V);
+      for (let r = 0; r < R; r++) for (let t = 0; t < V; t++) averaged[Math.floor(r / Vt) * V + t]! += out.logits[r * V + t]! / Vt;
+      const diff = maxAbsDiff(student.subarray(j * N * V, (j + 1) * N * V), averaged);
+      assert.ok(diff < 1e-4, `cut ${j}: ${diff}`);
+    }
+    // Rows that are no prompt token's are untouched: the headed model's plain forward equals the model's.
+    const ids = Array.from(sequenceTokens(trainSet, 1));
+    const plain = await model.forward({ embeds: model.embed(ids), positions: ids.map((_, i) => i), mask: causalMask(ids.length, 0), cache: newCache(model) });
+    const viaHead = await headed.forward({ embeds: headed.embed(ids), positions: ids.map((_, i) => i), mask: causalMask(ids.length, 0), cache: newCache(headed) });
+    assert.deepEqual(viaHead.logits, plain.logits);
+    await assert.rejects(model.forward({ embeds: adapter.embeddings.subarray(0, config.hiddenSize), positions: [0], mask: new Uint8Array([1]), cache: newCache(model), promptHead: { feeds, rows: [0] } }), /opened without a prompt head/);
+  } finally {
+    await headed.release();
+  }
+});
+
+test('greedy PPD with a prompt-head adapter equals greedy plain decoding, and a model opened without the head refuses it', async () => {
+  const N = adapterShape.promptTokens;
+  const headed = await loadLlamaModel(config, memorySource(config, weights), { cacheDir: false, threads: 1, promptHead: N });
+  try {
+    const adapter = freshAdapter('ensemble', true);
+    const fill = new Rng(19);
+    for (const p of [adapter.head!.weight, adapter.head!.bias]) for (let i = 0; i < p.length; i++) p[i] = 0.4 * (fill.next() - 0.5);
+    const trees = buildTreeSet(priorAccuracyTable(N), { budget: 12, promptTokens: N, virtualTokens: adapterShape.virtualTokens, attention: 'ensemble' });
+    for (const prompt of [stream.slice(0, 4), stream.slice(40, 61)]) {
+      const plain = await take(autoregressive(model, prompt, new Sampler({ temperature: 0 })), 24);
+      const ppd = await take(ppdDecode(headed, prompt, { adapter, trees, lookup: 4, sampler: new Sampler({ temperature: 0 }) }), 24);
+      assert.deepEqual(ppd, plain, `prompt ${prompt.join(',')}`);
+    }
+    await assert.rejects(ppdDecode(model, stream.slice(0, 4), { adapter, trees, sampler: new Sampler({ temperature: 0 }) }).next(), /prompt head for 3 prompt tokens, and the model was opened without one/);
+  } finally {
+    await headed.release();
   }
 });

@@ -16,6 +16,7 @@ import { newCache, prefill } from '../decode/autoregressive.ts';
 import { startGeneration } from '../generate/request.ts';
 import { modelFromFiles, type LoadedModel } from '../checkpoint/loaded-model.ts';
 import { readPpdSetup } from '../ppd/adapter-folder.ts';
+import { adapterPromptHead } from '../ppd/adapter.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
 import { cacheStorageGraphs, webRuntime, type OrtWeb } from '../runtime/ort-web.ts';
 import type { BrowserManifest, FromWorker, GenerateRequest, LoadRequest, LogitsRequest, ModelInfo, ToWorker } from './protocol.ts';
@@ -62,7 +63,7 @@ async function load(request: LoadRequest): Promise<void> {
         post({ type: 'progress', stage: STAGES[stage], done: 0, total: 1 });
       },
     });
-    const model = await modelFromFiles(files, runtime, { needsTokenizer: true });
+    const model = await modelFromFiles(files, runtime, { needsTokenizer: true, promptHead: adapter && adapterPromptHead(adapter.folder) });
     const ppd = adapter && readPpdSetup(model.config, adapter.folder, { trees: adapter.trees, lookup: adapter.lookup });
     loaded = { model, ppd };
     const c = model.config;

@@ -8,7 +8,7 @@ import { openModelDir } from './model-dir.ts';
 import type { TensorSource } from '../format/tensor-source.ts';
 import { modelFromFiles, type LoadedModel, type ModelFileOptions } from './loaded-model.ts';
 import type { LlamaConfig } from '../model/config.ts';
-import type { QuantizeOptions } from '../model/llama-graph.ts';
+import type { InferenceOptions } from '../model/llama-graph.ts';
 import { LlamaModel } from '../model/llama-model.ts';
 import type { CompileOptions } from '../runtime/compile.ts';
 import { nodeRuntime, type RuntimeOptions } from '../runtime/ort.ts';
@@ -16,7 +16,7 @@ import { nodeRuntime, type RuntimeOptions } from '../runtime/ort.ts';
 export { requireTokenizer, tokenizerOf, type LoadedModel } from './loaded-model.ts';
 
 /** How a model is compiled and run on Node: threads, graph cache, weight quantization. */
-export interface LoadOptions extends RuntimeOptions, CompileOptions, QuantizeOptions {}
+export interface LoadOptions extends RuntimeOptions, CompileOptions, InferenceOptions {}
 
 /** The model of these weights on ONNX Runtime's Node binding (graph compiled, or reused from the cache). */
 export function loadLlamaModel(config: LlamaConfig, tensors: TensorSource, options: LoadOptions = {}): Promise<LlamaModel> {

@@ -6,7 +6,7 @@
 import { ModelError } from '../errors.ts';
 import { TOKENIZER_FILE, type ModelDir } from './model-folder.ts';
 import type { LlamaConfig } from '../model/config.ts';
-import type { QuantizeOptions } from '../model/llama-graph.ts';
+import type { InferenceOptions } from '../model/llama-graph.ts';
 import { LlamaModel } from '../model/llama-model.ts';
 import type { Runtime } from '../runtime/session.ts';
 import { Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -21,7 +21,7 @@ export interface LoadedModel {
   eosIds: number[];
 }
 
-export interface ModelFileOptions extends QuantizeOptions {
+export interface ModelFileOptions extends InferenceOptions {
   /** Fail before the (slow) compilation when the model has no tokenizer. */
   needsTokenizer?: boolean;
 }

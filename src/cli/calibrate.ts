@@ -24,7 +24,7 @@ import { loadModel, type LoadedModel } from '../checkpoint/load.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import type { QuantizeMode } from '../format/quantize.ts';
 import { PromptAdapter } from '../ppd/adapter.ts';
-import { loadAdapter } from '../ppd/adapter-files.ts';
+import { loadAdapter, promptHeadOf } from '../ppd/adapter-files.ts';
 import { readAccuracyTable, type AccuracyTable } from '../ppd/accuracy.ts';
 import { ACCURACY_FILE } from '../ppd/adapter-folder.ts';
 import { TREES_FILE } from '../ppd/setup.ts';
@@ -226,7 +226,8 @@ export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
   const inputs = readInputs(f);
   const loadAverageBefore = loadavg()[0]!;
   if (loadAverageBefore > 0.5) process.stderr.write(`warning: load average ${loadAverageBefore.toFixed(2)} before the run: other processes will slow the forwards and skew L(n)\n`);
-  const loaded = await loadModel(inputs.latencyDir, { threads: inputs.threads, quantize: f.quantize, needsTokenizer: inputs.dataFile !== undefined });
+  // A prompt head's product is part of every PPD forward: L(n) is timed with it.
+  const loaded = await loadModel(inputs.latencyDir, { threads: inputs.threads, quantize: f.quantize, needsTokenizer: inputs.dataFile !== undefined, promptHead: promptHeadOf(f.ppd) });
   try {
     // Prompts first: a file without usable prompts should fail before minutes of timing.
     const prompts = inputs.dataFile === undefined ? [] : heldOutPrompts(loaded, documentsOf(readTextFile(inputs.dataFile)), f.prompts, PROMPT_MIN_TOKENS);

@@ -17,6 +17,7 @@ import { spread } from '../report/timing.ts';
 import { loadModel, type LoadedModel } from '../checkpoint/load.ts';
 import { writeRandomModel } from '../checkpoint/random-init.ts';
 import { loadGuessingPpdSetup, loadPpdSetup, type PpdSetup } from '../ppd/setup.ts';
+import { promptHeadOf } from '../ppd/adapter-files.ts';
 import { defaultCacheDir } from '../runtime/compile.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../tokenizer/byte-tokenizer.ts';
 import { statsLine } from './generate.ts';
@@ -75,7 +76,7 @@ export async function demoCommand(flags: { maxTokens: number }): Promise<void> {
     await loaded.model.release();
     return;
   }
-  const loaded = await loadModel(DEFAULT_MODEL);
+  const loaded = await loadModel(DEFAULT_MODEL, { promptHead: promptHeadOf(DEFAULT_ADAPTER) });
   // Prompt tokens alone: the machine's calibrated trees, or trees.json where it chose plain.
   const { setup: guessing, plainChosen } = loadGuessingPpdSetup(loaded.config, DEFAULT_ADAPTER, { lookup: 0 });
   // What `generate --ppd` does here: the machine's trees (budget 1 if it chose plain) + lookup.

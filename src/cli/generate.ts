@@ -6,6 +6,7 @@ import { startGeneration } from '../generate/request.ts';
 import type { GenerationStats } from '../generate/generate.ts';
 import { loadModel } from '../checkpoint/load.ts';
 import { loadPpdSetup } from '../ppd/setup.ts';
+import { promptHeadOf } from '../ppd/adapter-files.ts';
 import { loadDraft } from '../spec/setup.ts';
 import { InputError } from '../errors.ts';
 import { checkPpdOnlyFlags } from './options.ts';
@@ -47,7 +48,7 @@ export async function generateCommand(flags: GenerateFlags): Promise<void> {
   checkPpdOnlyFlags(flags);
   // --quantize applies to every model loaded here: the target and the draft.
   const runtime = { threads: flags.threads, quantize: flags.quantize };
-  const loaded = await loadModel(flags.model, { ...runtime, needsTokenizer: true });
+  const loaded = await loadModel(flags.model, { ...runtime, needsTokenizer: true, promptHead: flags.ppd ? promptHeadOf(flags.ppd) : undefined });
   const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, ...runtime, modelDir: flags.model }) : undefined;
   const draft = flags.draft ? await loadDraft(loaded, flags.draft, { ppd: flags.draftPpd, draftTokens: flags.draftTokens, ...runtime }) : undefined;
   const generation = startGeneration(loaded, {

@@ -9,6 +9,7 @@ import { checkPpdOnlyFlags } from './options.ts';
 import { loadModel } from '../checkpoint/load.ts';
 import type { QuantizeMode } from '../format/quantize.ts';
 import { loadPpdSetup } from '../ppd/setup.ts';
+import { promptHeadOf } from '../ppd/adapter-files.ts';
 import { buildServer } from '../server/app.ts';
 import { checkApiKey } from '../server/auth.ts';
 
@@ -40,7 +41,7 @@ function isLoopback(host: string): boolean {
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   checkPpdOnlyFlags(flags);
   if (flags.apiKey !== undefined) checkApiKey(flags.apiKey);
-  const loaded = await loadModel(flags.model, { threads: flags.threads, quantize: flags.quantize, needsTokenizer: true });
+  const loaded = await loadModel(flags.model, { threads: flags.threads, quantize: flags.quantize, needsTokenizer: true, promptHead: flags.ppd ? promptHeadOf(flags.ppd) : undefined });
   const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, threads: flags.threads, quantize: flags.quantize, modelDir: flags.model }) : undefined;
   const app = buildServer({
     loaded,

@@ -10,7 +10,7 @@
  */
 import { InputError } from '../errors.ts';
 import type { PastRows } from '../model/kv-cache.ts';
-import { causalBlock, maskOverCache, type ForwardOutput, type LlamaModel } from '../model/llama-model.ts';
+import { causalBlock, maskOverCache, type ForwardOutput, type LlamaModel, type PromptHeadRows } from '../model/llama-model.ts';
 
 /** Prompts are run in slices of this many rows: attention scores grow with rows x context. */
 export const PREFILL_CHUNK = 256;
@@ -22,13 +22,15 @@ export interface RowsPlan {
   positionOffsets: Int32Array;
   /** [n, n] 0/1, row-major: which of the plan's rows each row sees. */
   block: Uint8Array;
+  /** An adapter's prompt head, and [n] which rows are its prompt tokens' (PPD with a head only). */
+  promptHead?: PromptHeadRows;
 }
 
 /** One forward of `plan` over `cache` (read only): logits [n, V], keys/values [n, K, D] per layer. */
 export function forwardRows(model: LlamaModel, cache: PastRows, plan: RowsPlan): Promise<ForwardOutput> {
   const P = cache.length;
   const n = plan.positionOffsets.length;
-  return model.forward({ embeds: plan.embeds, positions: Int32Array.from(plan.positionOffsets, (offset) => P + offset), mask: maskOverCache(plan.block, n, P), cache });
+  return model.forward({ embeds: plan.embeds, positions: Int32Array.from(plan.positionOffsets, (offset) => P + offset), mask: maskOverCache(plan.block, n, P), cache, promptHead: plan.promptHead });
 }
 
 /**
@@ -43,6 +45,8 @@ export interface TrailingRows {
   positionOffsets: ArrayLike<number>;
   /** [R, R] 0/1, row-major: which trailing rows each trailing row sees. */
   visibility: Uint8Array;
+  /** A prompt head, and [R] each trailing row's prompt token. */
+  promptHead?: PromptHeadRows;
 }
 
 /** One slice of a prompt's prefill. */
@@ -87,5 +91,7 @@ export function prefillChunk(model: LlamaModel, ids: readonly number[], start: n
     block.fill(1, (T + a) * n, (T + a) * n + T);
     block.set(trailing!.visibility.subarray(a * R, (a + 1) * R), (T + a) * n + T);
   }
-  return { rows: { embeds, positionOffsets, block }, promptRows: T, end: start + T, last };
+  const head = trailing!.promptHead;
+  const promptHead = head && { feeds: head.feeds, rows: Int8Array.from({ length: n }, (_, r) => (r < T ? -1 : head.rows[r - T]!)) };
+  return { rows: { embeds, positionOffsets, block, ...(promptHead ? { promptHead } : {}) }, promptRows: T, end: start + T, last };
 }

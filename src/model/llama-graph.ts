@@ -34,6 +34,7 @@ import { DATA_TYPE, GraphBuilder, MS_DOMAIN, type Dim, type ExternalDataSink } f
 import type { GraphSpec } from '../runtime/session.ts';
 import type { LlamaConfig } from './config.ts';
 import { quantize, zeroPoint, type QuantizeMode } from '../format/quantize.ts';
+import { PROMPT_HEAD_INPUTS, promptHeadOnRows } from './prompt-head.ts';
 import { ropeInverseFrequencies } from './rope.ts';
 import { EMBED_TOKENS, expectedTensors, FINAL_NORM, LM_HEAD, layerBiases, layerTensorName, type LayerPart } from './weights.ts';
 
@@ -443,6 +444,12 @@ export interface QuantizeOptions {
   matmul?: QuantizedMatmul;
 }
 
+/** How an inference graph is built: its weights, and whether it takes a prompt head (for N prompt tokens). */
+export interface InferenceOptions extends QuantizeOptions {
+  /** N: the graph takes a prompt head for N prompt tokens as inputs (model/prompt-head.ts). */
+  promptHead?: number;
+}
+
 /** Bump when the graph changes, so graphs compiled and cached by older code are not reused. */
 export const GRAPH_VERSION = 'llama-graph-3'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets)
 
@@ -457,21 +464,38 @@ export function checkpointGraph(variant: string, config: LlamaConfig, tensors: T
 }
 
 /** The inference forward of `tensors`, with linear weights as `options` asks. */
-export function inferenceGraph(config: LlamaConfig, tensors: TensorSource, options: QuantizeOptions = {}): GraphSpec {
-  const { quantize, matmul } = options;
-  const variant = ['inference', ...(quantize ? [quantize] : []), ...(matmul && matmul !== 'int8' ? [`${matmul} matmul`] : [])].join(' ');
+export function inferenceGraph(config: LlamaConfig, tensors: TensorSource, options: InferenceOptions = {}): GraphSpec {
+  const { quantize, matmul, promptHead } = options;
+  const variant = ['inference', ...(quantize ? [quantize] : []), ...(matmul && matmul !== 'int8' ? [`${matmul} matmul`] : []), ...(promptHead ? [`prompt head ${promptHead}`] : [])].join(' ');
   return checkpointGraph(variant, config, tensors, (external) => buildLlamaGraph(config, tensors, external, options));
 }
 
 /**
  * Builds the inference graph. Weights are read one tensor at a time from `tensors` and streamed
  * to `external`; returns the serialised model, to be saved beside that data. Linear weights are
- * kept as the source stores them, or quantized as `options` asks (LinearWeights).
+ * kept as the source stores them, or quantized as `options` asks (LinearWeights). With
+ * `promptHead` N, the graph also takes a prompt head and which rows it applies to
+ * (PROMPT_HEAD_INPUTS; model/prompt-head.ts).
  */
-export function buildLlamaGraph(config: LlamaConfig, tensors: TensorSource, external: ExternalDataSink, options: QuantizeOptions = {}): Uint8Array {
+export function buildLlamaGraph(config: LlamaConfig, tensors: TensorSource, external: ExternalDataSink, options: InferenceOptions = {}): Uint8Array {
   const g = new GraphBuilder('ppd_llama', external);
   const weights: WeightMode = { kind: 'initializers', tensors, linears: options.quantize ?? 'stored', matmul: options.matmul ?? 'int8' };
-  const logits = new LlamaGraph(g, config, weights, { rows: 'T', past: 'P', emitKeys: true }).build();
+  const N = options.promptHead;
+  const C = config.hiddenSize;
+  const beforeHead =
+    N === undefined
+      ? undefined
+      : (hidden: string) =>
+          promptHeadOnRows(
+            g,
+            hidden,
+            g.input(PROMPT_HEAD_INPUTS.select, 'float32', ['T', N]),
+            g.input(PROMPT_HEAD_INPUTS.weights, 'float32', [C, N * C]),
+            g.input(PROMPT_HEAD_INPUTS.bias, 'float32', [N, C]),
+            N,
+            C,
+          );
+  const logits = new LlamaGraph(g, config, weights, { rows: 'T', past: 'P', emitKeys: true }).build({ beforeHead });
   g.output(logits, LOGITS, 'float32', ['T', config.vocabSize]);
   return g.finish();
 }

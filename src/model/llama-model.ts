@@ -12,7 +12,8 @@ import type { StoredRows, TensorSource } from '../format/tensor-source.ts';
 import type { Feed, ModelSession, Runtime } from '../runtime/session.ts';
 import type { LlamaConfig } from './config.ts';
 import type { PastRows } from './kv-cache.ts';
-import { GRAPH_INPUTS, inferenceGraph, keyName, LOGITS, pastKeyName, pastValueName, valueName, type QuantizeOptions } from './llama-graph.ts';
+import { GRAPH_INPUTS, inferenceGraph, keyName, LOGITS, pastKeyName, pastValueName, valueName, type InferenceOptions } from './llama-graph.ts';
+import { PROMPT_HEAD_INPUTS, type PromptHeadFeeds } from './prompt-head.ts';
 import { EMBED_TOKENS } from './weights.ts';
 
 export interface ForwardInput {
@@ -24,6 +25,14 @@ export interface ForwardInput {
   mask: Uint8Array;
   /** The past P rows; read, never modified (the caller decides what to append). */
   cache: PastRows;
+  /** The prompt head and which rows are prompt tokens' (models opened with a prompt head only). */
+  promptHead?: PromptHeadRows;
+}
+
+/** A prompt head for one forward: its weights, and [T] each row's prompt token (0..N-1), or -1. */
+export interface PromptHeadRows {
+  feeds: PromptHeadFeeds;
+  rows: ArrayLike<number>;
 }
 
 export interface ForwardOutput {
@@ -35,22 +44,30 @@ export interface ForwardOutput {
 }
 
 export class LlamaModel {
+  /** A forward without a head's rows (plain decoding) feeds these: all zero, which leaves every row as it is. */
+  private readonly idleHead?: PromptHeadFeeds;
+
   private constructor(
     readonly config: LlamaConfig,
     /** [V, C] token embeddings as stored (F32, or a GGUF file's F16/quantized rows). */
     private readonly table: StoredRows,
     private readonly session: ModelSession,
-  ) {}
+    /** N when the graph takes a prompt head for N prompt tokens (InferenceOptions.promptHead). */
+    readonly promptHeadTokens?: number,
+  ) {
+    const C = config.hiddenSize;
+    if (promptHeadTokens !== undefined) this.idleHead = { promptTokens: promptHeadTokens, weights: new Float32Array(C * promptHeadTokens * C), bias: new Float32Array(promptHeadTokens * C) };
+  }
 
   /**
    * Opens the inference graph of these weights on `runtime` (which compiles it, or reuses a
    * compiled copy) and reads the embedding table (a quantized one stays in its stored bytes). On Node, checkpoint/load.ts's loadLlamaModel passes ONNX
    * Runtime's Node binding; a page passes onnxruntime-web.
    */
-  static async open(config: LlamaConfig, tensors: TensorSource, runtime: Runtime, options: QuantizeOptions = {}): Promise<LlamaModel> {
+  static async open(config: LlamaConfig, tensors: TensorSource, runtime: Runtime, options: InferenceOptions = {}): Promise<LlamaModel> {
     const session = await runtime.openGraph(inferenceGraph(config, tensors, options));
     const table = tensors.readStoredRows?.(EMBED_TOKENS) ?? f32Rows(tensors.readF32(EMBED_TOKENS), config.vocabSize, config.hiddenSize);
-    return new LlamaModel(config, table, session);
+    return new LlamaModel(config, table, session, options.promptHead);
   }
 
   /** Embedding rows of `ids`, [T, C]; an id outside the vocabulary is an InputError. */
@@ -90,6 +107,8 @@ export class LlamaModel {
       feeds[pastKeyName(layer)] = { type: 'float32', data: input.cache.pastKeys(layer), dims: [P, K, D] };
       feeds[pastValueName(layer)] = { type: 'float32', data: input.cache.pastValues(layer), dims: [P, K, D] };
     }
+    if (input.promptHead && this.promptHeadTokens === undefined) throw new InputError('forward: this model was opened without a prompt head; open it with promptHead: N to use one');
+    if (this.idleHead) Object.assign(feeds, this.promptHeadFeeds(input.promptHead, T));
     const out = await this.session.run(feeds);
     const data = (name: string) => out[name]!;
     const logits = data(LOGITS);
@@ -98,6 +117,30 @@ export class LlamaModel {
       logits,
       keys: Array.from({ length: numLayers }, (_, l) => data(keyName(l))),
       values: Array.from({ length: numLayers }, (_, l) => data(valueName(l))),
+    };
+  }
+
+  /** The graph's prompt-head inputs: the head's weights and a one-hot select [T, N] of each row's prompt token. */
+  private promptHeadFeeds(head: PromptHeadRows | undefined, T: number): Record<string, Feed> {
+    const N = this.promptHeadTokens!;
+    const C = this.config.hiddenSize;
+    const feeds = head?.feeds ?? this.idleHead!;
+    if (feeds.promptTokens !== N || feeds.weights.length !== C * N * C || feeds.bias.length !== N * C) {
+      throw new InputError(`forward: the prompt head is for ${feeds.promptTokens} prompt tokens; this model was opened for ${N}`);
+    }
+    const select = new Float32Array(T * N);
+    if (head) {
+      if (head.rows.length !== T) throw new InputError(`forward: prompt-head rows hold ${head.rows.length} entries, expected T = ${T}`);
+      for (let t = 0; t < T; t++) {
+        const i = head.rows[t]!;
+        if (i >= N) throw new InputError(`forward: row ${t} is prompt token ${i}; the head has ${N}`);
+        if (i >= 0) select[t * N + i] = 1;
+      }
+    }
+    return {
+      [PROMPT_HEAD_INPUTS.select]: { type: 'float32', data: select, dims: [T, N] },
+      [PROMPT_HEAD_INPUTS.weights]: { type: 'float32', data: feeds.weights, dims: [C, N * C] },
+      [PROMPT_HEAD_INPUTS.bias]: { type: 'float32', data: feeds.bias, dims: [N, C] },
     };
   }
 

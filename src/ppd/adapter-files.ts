@@ -8,7 +8,7 @@ import { writeJsonAtomic } from '../format/atomic.ts';
 import { nodeFolder } from '../format/file-io.ts';
 import { writeSafetensors } from '../format/safetensors-write.ts';
 import type { LlamaConfig } from '../model/config.ts';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, EMBEDDINGS, PEFT_WEIGHTS, peftAdapterConfig, PromptAdapter, readAdapterConfig, readAdapterShape, type AdapterConfig } from './adapter.ts';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterPromptHead, EMBEDDINGS, PEFT_WEIGHTS, peftAdapterConfig, PromptAdapter, readAdapterConfig, readAdapterShape, type AdapterConfig } from './adapter.ts';
 import type { AttentionVariant } from './prompt-mask.ts';
 import { InputError } from '../errors.ts';
 import { PROMPT_HEAD_BIAS, PROMPT_HEAD_WEIGHT } from '../model/prompt-head.ts';
@@ -16,6 +16,11 @@ import { PROMPT_HEAD_BIAS, PROMPT_HEAD_WEIGHT } from '../model/prompt-head.ts';
 /** The adapter in folder `dir`, checked against `base`. */
 export function loadAdapter(dir: string, base: LlamaConfig): PromptAdapter {
   return PromptAdapter.read(nodeFolder(dir), base);
+}
+
+/** N when the adapter in `dir` has a prompt head: open the model with `promptHead: N` to decode with it. */
+export function promptHeadOf(dir: string): number | undefined {
+  return adapterPromptHead(nodeFolder(dir));
 }
 
 /** `dir`'s adapter_config.json, checked (no weights, no base-model check). */

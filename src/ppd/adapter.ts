@@ -152,6 +152,18 @@ export function peftAdapterConfig(adapter: PromptAdapter, base: LlamaConfig, bas
   };
 }
 
+/**
+ * N when the folder's adapter has a prompt head, else undefined: a model that decodes with the
+ * adapter must be opened with `promptHead: N` (its graph takes the head as inputs). The
+ * reference's PEFT adapters have none.
+ */
+export function adapterPromptHead(folder: Folder): number | undefined {
+  const raw = adapterConfigJson(folder);
+  if (isPeftConfig(raw)) return undefined;
+  const config = readAdapterConfig(folder);
+  return config.head ? config.promptTokens : undefined;
+}
+
 /** Reads and checks the adapter folder's adapter_config.json (no weights, no base-model check). */
 export function readAdapterConfig(folder: Folder): AdapterConfig {
   return parseWithSchema(adapterConfigSchema, adapterConfigJson(folder), { file: folder.nameOf(ADAPTER_CONFIG) });

@@ -21,7 +21,8 @@
  * Shape legend: R = rows of one step, C = hidden size, V = vocabulary, N = prompt tokens,
  * Vt = virtual tokens per prompt token, d = guess lists of a step.
  */
-import { InputError } from '../errors.ts';
+import { InputError, ModelError } from '../errors.ts';
+import { promptHeadFeeds, type PromptHeadFeeds } from '../model/prompt-head.ts';
 import { newCache, type TokenStream } from '../decode/autoregressive.ts';
 import { forwardRows, prefillChunk, type PrefillChunk, type RowsPlan } from '../decode/rows.ts';
 import type { SequenceCache } from '../model/kv-cache.ts';
@@ -61,6 +62,8 @@ interface CompiledStep {
   embedsTemplate: Float32Array;
   /** Rows that take a token (root, candidates, lookup chain), in row order. */
   tokenRows: Int32Array;
+  /** [R] each row's prompt token (for a prompt head), -1 for token rows. */
+  promptIndex: Int8Array;
   /** This step with a lookup chain of k tokens, by k, compiled on first use. */
   chains: Map<number, CompiledStep>;
 }
@@ -126,6 +129,8 @@ export class PpdDecoder {
   private bareRootStep?: CompiledStep;
   /** The cached tokens (for context lookup) and the lookup's adaptive length; absent without lookup. */
   private readonly lookup?: { context: ContextLookup; length: DraftLength };
+  /** The adapter's prompt head laid out for the model's graph; absent for an adapter without one. */
+  private readonly head?: PromptHeadFeeds;
 
   constructor(
     private readonly model: LlamaModel,
@@ -134,6 +139,13 @@ export class PpdDecoder {
     private readonly cache: SequenceCache = newCache(model),
   ) {
     checkTrees(o.adapter, o.trees);
+    const { head, promptTokens: N } = o.adapter;
+    if (head) {
+      if (model.promptHeadTokens !== N) {
+        throw new ModelError(`this adapter has a prompt head for ${N} prompt tokens, and the model was ${model.promptHeadTokens === undefined ? 'opened without one' : `opened for ${model.promptHeadTokens}`}: load the model with promptHead: ${N} (the CLI does so for --ppd)`);
+      }
+      this.head = promptHeadFeeds(head.weight, head.bias, N, model.config.hiddenSize);
+    }
     this.steps = o.trees.trees.map((tree) => this.compile(compileTree(tree, this.shape)));
     if (o.lookup !== undefined && !(Number.isInteger(o.lookup) && o.lookup >= 0)) throw new InputError(`lookup must be an integer >= 0 (most tokens per step), got ${o.lookup}`);
     if (o.lookup !== undefined && o.lookup > 0) this.lookup = { context: new ContextLookup(), length: new DraftLength(o.lookup) };
@@ -169,6 +181,7 @@ export class PpdDecoder {
       embeds: adapter.embeddings,
       positionOffsets: Array.from({ length: N * Vt }, (_, r) => Math.floor(r / Vt)), // prompt token i sits at position L + i (PPD.md §2)
       visibility: promptVisibility(N, Vt, adapter.config.attention),
+      ...(this.head ? { promptHead: { feeds: this.head, rows: Int8Array.from({ length: N * Vt }, (_, r) => Math.floor(r / Vt)) } } : {}),
     });
   }
 
@@ -222,7 +235,9 @@ export class PpdDecoder {
     const C = this.model.config.hiddenSize;
     const embeds = step.embedsTemplate.slice();
     for (const row of step.tokenRows) embeds.set(this.model.embed([tokens[row]!]), row * C);
-    return { embeds, positionOffsets: step.buffers.positionOffset, block: step.buffers.mask };
+    const plan: RowsPlan = { embeds, positionOffsets: step.buffers.positionOffset, block: step.buffers.mask };
+    if (this.head) plan.promptHead = { feeds: this.head, rows: step.promptIndex };
+    return plan;
   }
 
   /** The accepted path and bonus token, from this sequence's logits [R, V]. */
@@ -280,11 +295,14 @@ export class PpdDecoder {
     const C = this.model.config.hiddenSize;
     const embedsTemplate = new Float32Array(buffers.rows * C);
     const tokenRows: number[] = [];
+    const promptIndex = new Int8Array(buffers.rows).fill(-1);
     buffers.source.forEach((src, r) => {
-      if (src.kind === 'prompt') embedsTemplate.set(this.o.adapter.row(src.prompt, src.virtual), r * C);
-      else tokenRows.push(r);
+      if (src.kind === 'prompt') {
+        embedsTemplate.set(this.o.adapter.row(src.prompt, src.virtual), r * C);
+        promptIndex[r] = src.prompt;
+      } else tokenRows.push(r);
     });
-    return { buffers, embedsTemplate, tokenRows: Int32Array.from(tokenRows), chains: new Map() };
+    return { buffers, embedsTemplate, tokenRows: Int32Array.from(tokenRows), promptIndex, chains: new Map() };
   }
 
   /** Guess lists for the next step from the averaged logits of `count` prompt tokens. */

@@ -13,6 +13,7 @@ import { ModelError } from '../errors.ts';
 import { openModelDir } from '../checkpoint/model-dir.ts';
 import type { LlamaModel } from '../model/llama-model.ts';
 import { loadPpdSetup, type PpdSetup } from '../ppd/setup.ts';
+import { promptHeadOf } from '../ppd/adapter-files.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 
 /** Most tokens drafted per step unless told otherwise. */
@@ -71,6 +72,6 @@ export async function loadDraft(target: LoadedModel, dir: string, options: Draft
   const { ppd, draftTokens, ...load } = options;
   // The adapter is checked against the draft's config before the (slow) compilation, too.
   const ppdSetup = ppd === undefined ? undefined : loadPpdSetup(files.config, ppd, { verification: 'rejection', threads: load.threads, quantize: load.quantize, modelDir: dir });
-  const loaded = await loadModel(dir, load);
+  const loaded = await loadModel(dir, { ...load, promptHead: ppd === undefined ? undefined : promptHeadOf(ppd) });
   return { dir, model: loaded.model, ppd: ppdSetup, draftTokens: draftTokens ?? DEFAULT_DRAFT_TOKENS };
 }
