@@ -163,6 +163,7 @@ program
   .option('--eval-every <n>', 'steps between held-out evaluations and checkpoints', integer(1), 100)
   .option('--eval-windows <n>', 'held-out windows per evaluation', integer(1), 32)
   .option('--minutes <m>', 'stop (resumably) after this much time', number(0, 1e6, true))
+  .option('--stop-at <step>', 'stop (resumably) once this step is done, e.g. to compare runs at equal budgets', integer(1))
   .option('--resume', 'continue from the newest checkpoint in --run')
   .option('--dtype <type>', 'stored dtype of the exported model', choice(['f32', 'f16', 'bf16'] as const), 'f32')
   .addOption(threads())

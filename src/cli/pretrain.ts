@@ -34,6 +34,7 @@ export interface PretrainFlags {
   evalEvery: number;
   evalWindows: number;
   minutes?: number;
+  stopAt?: number;
   resume?: boolean;
   dtype: 'f32' | 'f16' | 'bf16';
   threads?: number;
@@ -102,6 +103,7 @@ export async function pretrainCommand(flags: PretrainFlags): Promise<void> {
     resume: flags.resume ?? false,
     threads: flags.threads,
     timeBudgetSeconds: flags.minutes === undefined ? undefined : flags.minutes * 60,
+    stopAfterStep: flags.stopAt,
     onProgress: (p) => {
       if (p.validLoss !== undefined) lastValid = p.validLoss.toFixed(3);
       bar.update(p.step, { loss: p.loss.toFixed(3), valid: lastValid, lr: p.lr.toExponential(2), 'tok/s': p.tokensPerSecond.toFixed(0) });
