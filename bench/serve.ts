@@ -44,6 +44,7 @@ import { buildTreeSet } from '../src/ppd/tree-builder.ts';
 import { buildServer } from '../src/server/app.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
 import { BUSY_MACHINE_CORES, bytes, describeMachine, fmt, machineSection, otherCpu, parseBenchArgs, positiveInt, REPO_ROOT, repoPath, runBenchmark, shownPath, watchLoad, type Machine, type PhaseLoad } from './harness.ts';
+import { quantiles, streamCompletion, type Quantiles, type StreamOutcome } from './client.ts';
 import { selectPrompts } from './prompts.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -87,12 +88,6 @@ export interface ModeResult {
   acceptedPerStep: number;
   timeToFirstToken: Quantiles;
   latency: Quantiles;
-}
-
-export interface Quantiles {
-  p50: number;
-  p95: number;
-  max: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,57 +177,16 @@ async function openModel(plan: Plan): Promise<Served> {
 
 type Mode = 'ppd' | 'plain';
 
-interface Outcome {
+interface Outcome extends StreamOutcome {
   mode: Mode;
   prompt: number;
-  ok: boolean;
-  error?: string;
-  text: string;
-  newTokens: number;
-  acceptedPerStep: number;
-  timeToFirstToken: number;
-  latency: number;
 }
 
-const request = (prompt: string, mode: Mode, maxTokens: number, stream: boolean) => ({ prompt, max_tokens: maxTokens, temperature: 0, ppd: mode === 'ppd', stream, ...(stream ? { stream_options: { include_usage: true } } : {}) });
+const request = (prompt: string, mode: Mode, maxTokens: number) => ({ prompt, max_tokens: maxTokens, temperature: 0, ppd: mode === 'ppd' });
 
-/** One streamed completion, read event by event. Never throws: failures are outcomes. */
+/** One streamed completion. Never throws: failures are outcomes. */
 async function streamOne(url: string, prompts: string[], prompt: number, mode: Mode, maxTokens: number): Promise<Outcome> {
-  const start = performance.now();
-  const outcome: Outcome = { mode, prompt, ok: false, text: '', newTokens: 0, acceptedPerStep: 0, timeToFirstToken: 0, latency: 0 };
-  try {
-    const response = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request(prompts[prompt]!, mode, maxTokens, true)) });
-    if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${await response.text()}`);
-    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = '';
-    let done = false;
-    while (!done) {
-      const { value, done: ended } = await reader.read();
-      if (ended) break;
-      buffer += value;
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const data = buffer.slice(0, end).replace(/^data: /, '');
-        buffer = buffer.slice(end + 2);
-        if (data === '[DONE]') {
-          done = true;
-          break;
-        }
-        const chunk = JSON.parse(data);
-        if (chunk.error) throw new Error(`error event: ${chunk.error.message}`);
-        if (chunk.accepted_tokens > 0 && outcome.timeToFirstToken === 0) outcome.timeToFirstToken = (performance.now() - start) / 1000;
-        outcome.text += chunk.choices[0]?.text ?? '';
-        if (chunk.decoding) outcome.acceptedPerStep = chunk.decoding.accepted_per_step;
-        if (chunk.usage) outcome.newTokens = chunk.usage.completion_tokens;
-      }
-    }
-    if (!done) throw new Error('the stream ended without [DONE]');
-    outcome.ok = true;
-  } catch (error) {
-    outcome.error = (error as Error).message.slice(0, 200);
-  }
-  outcome.latency = (performance.now() - start) / 1000;
-  return outcome;
+  return { ...(await streamCompletion(url, request(prompts[prompt]!, mode, maxTokens))), mode, prompt };
 }
 
 async function client(id: number, url: string, prompts: string[], plan: Plan, deadline: number): Promise<Outcome[]> {
@@ -246,13 +200,6 @@ async function client(id: number, url: string, prompts: string[], plan: Plan, de
 
 // ---------------------------------------------------------------------------------------------
 // Figures.
-
-function quantiles(values: number[]): Quantiles {
-  if (values.length === 0) return { p50: 0, p95: 0, max: 0 };
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-  return { p50: at(0.5), p95: at(0.95), max: sorted[sorted.length - 1]! };
-}
 
 function modeResult(outcomes: Outcome[]): ModeResult {
   const ok = outcomes.filter((o) => o.ok);
@@ -334,7 +281,7 @@ async function main(argv: string[]): Promise<void> {
     let referenceMismatches = 0;
     for (let p = 0; p < prompts.length; p++) {
       for (const mode of ['ppd', 'plain'] as const) {
-        const response = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request(prompts[p]!, mode, plan.maxTokens, false)) });
+        const response = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request(prompts[p]!, mode, plan.maxTokens)) });
         if (response.status !== 200) throw new Error(`reference request failed: HTTP ${response.status} ${await response.text()}`);
         references.set(`${p}/${mode}`, (await response.json()).choices[0].text);
       }

@@ -9,6 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
@@ -198,8 +199,15 @@ describe('time limit', () => {
 });
 
 describe('shutdown', () => {
-  test('close() refuses new connections, finishes the streams and queued requests it has, then resolves', async () => {
+  test('close() turns readiness to 503, refuses new connections, finishes the streams and queued requests it has, then resolves', async () => {
     const server = await startServer({ loaded, ppd, concurrency: 1, maxWaiting: 2 });
+    const ready = await fetch(`${server.url}/health/ready`);
+    assert.equal(ready.status, 200);
+    assert.equal((await ready.json()).status, 'ready');
+    // A balancer's readiness check that reaches the server as close() begins sees 503, and a
+    // generation that arrives then is refused with a 503 the balancer can retry elsewhere.
+    const check = await halfSent(server.url, 'GET /health/ready');
+    const lateGeneration = await halfSent(server.url, 'POST /v1/completions', { prompt: 'too late', max_tokens: 2 });
     const a = await startStream(server.url, { max_tokens: 25 });
     const b = post(`${server.url}/v1/completions`, { prompt: 'queued before close', max_tokens: 4, temperature: 0 });
     await waitForMetrics(server.url, (m) => metric(m, 'ppd_queue_depth') === 1);
@@ -214,6 +222,9 @@ describe('shutdown', () => {
     const queued = await b;
     assert.equal(queued.status, 200);
     assert.equal((await queued.json()).usage.completion_tokens, 4);
+    assert.match(await check.finish(), /^HTTP\/1\.1 503 [^]*\r\n\r\n\{"status":"closing"/);
+    const refused = await lateGeneration.finish();
+    assert.match(refused, /^HTTP\/1\.1 503 [^]*"code":"shutting_down"/);
     await closing;
     assert.ok(closed);
   });
@@ -246,3 +257,25 @@ describe('failures inside the server', () => {
     assert.equal((await waitForMetrics(url, (m) => metric(m, 'ppd_requests_active') === 0)).includes('ppd_requests_active 0'), true);
   });
 });
+
+/**
+ * A request half sent on a connection of its own (headers not finished): `finish()` sends the
+ * rest and resolves with everything the server answered.
+ */
+async function halfSent(url: string, requestLine: string, body?: object): Promise<{ finish: () => Promise<string> }> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  let text = '';
+  socket.on('data', (d) => (text += d));
+  const answered = new Promise<string>((resolve) => socket.on('close', () => resolve(text)));
+  socket.write(`${requestLine} HTTP/1.1\r\nHost: ${hostname}\r\n`);
+  const payload = body === undefined ? '' : JSON.stringify(body);
+  const rest = body === undefined ? '' : `Content-Type: application/json\r\nContent-Length: ${payload.length}\r\n`;
+  return {
+    finish: () => {
+      socket.write(`${rest}Connection: close\r\n\r\n${payload}`);
+      return answered;
+    },
+  };
+}

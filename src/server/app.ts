@@ -99,7 +99,9 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const hostIsServed = hostCheck(options.allowedHosts);
   const tokenizer = new TokenizerThread(requireTokenizer(loaded).source);
 
-  const app = Fastify({ bodyLimit: settings.bodyLimitBytes, requestTimeout: RECEIVE_TIMEOUT_MS, logger: false });
+  // return503OnClosing off: requests that arrive while closing are answered below, as OpenAI
+  // error objects (and readiness as not ready), instead of with fastify's own 503 body.
+  const app = Fastify({ bodyLimit: settings.bodyLimitBytes, requestTimeout: RECEIVE_TIMEOUT_MS, logger: false, return503OnClosing: false });
   app.removeContentTypeParser('text/plain'); // bodies are JSON only: anything else is 415
 
   // Closing, node stops listening and drops the connections idle at that moment; those that
@@ -108,6 +110,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.addHook('preClose', async () => {
     closing = true;
   });
+  // listen() (and ready()) resolve once the tokenizer thread runs, so no request waits for it.
+  app.addHook('onReady', () => tokenizer.start());
   app.addHook('onClose', () => tokenizer.close());
 
   app.addHook('onRequest', async (request, reply) => {
@@ -116,6 +120,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       metrics.request(route, reply.raw.writableFinished ? reply.raw.statusCode : 499);
       if (closing) setImmediate(() => app.server.closeIdleConnections());
     });
+    if (closing && route !== '/health' && route !== '/health/ready') {
+      reply.header('connection', 'close');
+      throw new ApiError(503, 'this server is shutting down; send the request again (to another replica)', 'server_error', null, 'shutting_down');
+    }
     const host = request.headers.host;
     if (!hostIsServed(host)) {
       const name = hostName(host ?? '') ?? host;
@@ -258,13 +266,20 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     return modelCard();
   });
 
-  app.get('/health', async () => ({
-    status: 'ok',
+  // Liveness and readiness, for orchestrators and load balancers (deploy/README.md). /health
+  // answers 200 while the process serves HTTP at all; /health/ready answers 200 while the server
+  // takes new requests and 503 once it is closing (SIGTERM), so a balancer stops sending it
+  // work while the requests it has finish. A full queue does not make it unready: the queue's
+  // 429 already says "retry", and a balancer that caps connections per replica (HAProxy's
+  // maxconn) never fills it.
+  const healthBody = () => ({
     model: modelId,
     ppd: options.ppd !== undefined,
     auth: keyIsValid !== undefined,
     queue: { active: queue.active, waiting: queue.depth, concurrency: queue.concurrency, max_waiting: queue.maxWaiting },
-  }));
+  });
+  app.get('/health', async () => ({ status: 'ok', ...healthBody() }));
+  app.get('/health/ready', async (_request, reply) => reply.status(closing ? 503 : 200).send({ status: closing ? 'closing' : 'ready', ...healthBody() }));
 
   app.get('/metrics', { onRequest: requireKey }, async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()));
 

@@ -40,6 +40,14 @@ export class TokenizerThread {
 
   constructor(private readonly source: TokenizerSource) {}
 
+  /**
+   * Starts the thread now rather than at the first job (it takes a quarter of a second);
+   * resolves once it has built its tokenizer and encoded a first prompt.
+   */
+  async start(): Promise<void> {
+    await this.encodePrompt(' ');
+  }
+
   /** encodePrompt (prompt.ts) on the thread; rejects with `signal.reason` if it aborts while waiting. */
   encodePrompt(prompt: Prompt, options: EncodePromptOptions = {}, signal?: AbortSignal): Promise<number[]> {
     if (this.closed) return Promise.reject(new Error('the tokenizer thread is closed'));
@@ -71,16 +79,21 @@ export class TokenizerThread {
   }
 
   private pump(): void {
-    if (this.running || this.line.length === 0) return;
+    if (this.running) return;
+    if (this.line.length === 0) {
+      this.worker?.unref(); // idle: the thread never keeps the process alive
+      return;
+    }
     const next = this.line.shift()!;
     this.running = next;
-    this.ensureWorker().postMessage(next.job);
+    const worker = this.ensureWorker();
+    worker.ref(); // a job waits for its answer
+    worker.postMessage(next.job);
   }
 
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
     const worker = new Worker(workerEntry(), { workerData: this.source });
-    worker.unref(); // an idle tokenizer thread never keeps the process alive
     worker.on('message', (answer: EncodeAnswer) => {
       const done = this.running;
       if (!done || done.job.id !== answer.id) return;
@@ -90,6 +103,7 @@ export class TokenizerThread {
     });
     worker.on('error', (error) => this.fail(worker, error));
     worker.on('exit', (code) => this.fail(worker, new Error(`the tokenizer thread exited (code ${code})`)));
+    worker.unref(); // after the listeners (they ref it); pump() refs it while a job runs
     this.worker = worker;
     return worker;
   }
