@@ -1,57 +1,66 @@
 /**
- * Server benchmark: `ppd serve` under N concurrent streaming clients on loopback for a bounded
- * time. It checks what a user of the server relies on — zero errors, greedy outputs equal to
- * those of the same request sent alone, memory that stays bounded — and measures throughput,
- * time to first token and latency per decoding mode. Writes docs/bench/serve.json (the data;
- * schema: `ServeBenchReport` below) and docs/bench/serve.md (the same for people).
+ * Server benchmark: `ppd serve` on loopback under 1, 2, 4 and 8 concurrent streaming clients,
+ * plain decoding and PPD, with batching (concurrent generations share forwards) and without (one
+ * generation at a time), all in one run. Per configuration: total tokens per second, time to
+ * first token and inter-token latency (p50 / p95), errors, and whether every greedy output equals
+ * the same request's output when sent alone; over the run, whether memory stays bounded. Writes
+ * docs/bench/serve.json (schema `ServeBenchReport` below), serve.md and serve.svg.
  *
- *   npm run bench:serve                      full run: models/ppd-base with its adapter, 4 clients, 60 s
+ *   npm run bench:serve                      models/ppd-base with its adapter, 20 s per configuration
  *   npm run bench:serve -- --quick           smoke check: a tiny random model with an untrained
- *                                            adapter, 2 clients, 4 s; written to a temporary folder
+ *                                            adapter, 3 s per configuration, to a temporary folder
  *   --model DIR --ppd DIR                    another model / adapter folder (with its trees.json)
- *   --clients N --seconds S                  concurrent clients (4), time new requests start in (60)
+ *   --clients 1,2,4,8 --seconds S            client counts, seconds each configuration runs
  *   --max-tokens N --prompts N               new tokens per request (64), distinct prompts (8)
- *   --concurrency N                          the server's generation slots (1, as `ppd serve`)
+ *   --part plain|ppd                         only one decoding mode (to split a long run in two)
  *   --threads N                              ONNX Runtime intra-op threads (default: all cores)
  *
- * How. The server runs in this process (buildServer, as `ppd serve` does) on 127.0.0.1 with a
- * queue as long as the number of clients, so a correct server never answers 429. First every
- * (prompt, mode) pair is sent alone as a whole greedy request: the references. Then each client
- * loops until the time is up: a streaming greedy completion with the next prompt,
- * alternating PPD and plain (`ppd: false`), read event by event; every answer must be 200, end
- * with `[DONE]`, carry no error event and hold exactly the reference text. Requests started
- * before the deadline finish; none starts after. Resident memory and the server's queue are
- * sampled every 250 ms; memory counts as bounded when the second half of the run peaks at most
- * max(32 MiB, 10 %) above the first half's peak.
+ * How. Two servers run in this process (buildServer, as `ppd serve` does) on 127.0.0.1 over the
+ * same loaded model: one batching (its default: --concurrency 8), one without (--no-batching,
+ * one generation at a time, as ppd served before batching); each has a queue as long as the
+ * largest client count, so a correct server never answers 429. First every (prompt, mode) pair
+ * is sent alone, whole and greedy, to the server without batching: the references. Then, for
+ * each mode, client count and server in turn, each client loops for the configuration's seconds:
+ * a streaming greedy completion of the next prompt (`ppd: false` for plain), read event by event;
+ * every answer must be 200, end with [DONE], carry no error event and hold exactly the reference
+ * text. Requests started before the deadline finish; none starts after. Time to first token is
+ * from sending to the first chunk with tokens; inter-token latency is each later chunk's gap
+ * divided by its tokens. Resident memory is sampled every 250 ms over the whole run; it counts as
+ * bounded when the second half peaks at most max(32 MiB, 10 %) above the first half's peak.
  *
- * What it is not: a test (the tests are test/server*.test.ts) and not a model benchmark (bench:ppd
- * measures decoding itself). Errors and mismatches make the exit code 1, after the report is written.
+ * Targets the report checks (issue 16): with batching, at 4 clients total tokens/s >= 2.5x the
+ * server without batching, at 8 >= 3x; p95 time to first token at 4 clients <= 2x the figure at
+ * one client; every greedy output identical; no errors. What it is not: a test (the tests are
+ * test/server*.test.ts, test/batch.test.ts) and not a decoding benchmark (bench:ppd). Errors and
+ * mismatches make the exit code 1, after the report is written.
  */
 import { promptHeadOf } from '../src/ppd/adapter-files.ts';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { InputError } from '../src/errors.ts';
-import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { parameterCount } from '../src/model/config.ts';
 import { writeRandomModel } from '../src/checkpoint/random-init.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
 import { loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
-import { buildServer } from '../src/server/app.ts';
+import { buildServer, DEFAULT_BATCH_SEQUENCES, measureServerLatency } from '../src/server/app.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
-import { BUSY_MACHINE_CORES, bytes, describeMachine, fmt, machineSection, otherCpu, parseBenchArgs, positiveInt, REPO_ROOT, repoPath, runBenchmark, shownPath, watchLoad, type Machine, type PhaseLoad } from './harness.ts';
 import { quantiles, streamCompletion, type Quantiles, type StreamOutcome } from './client.ts';
+import { BUSY_MACHINE_CORES, bytes, describeMachine, fmt, machineSection, otherCpu, parseBenchArgs, positiveInt, REPO_ROOT, repoPath, runBenchmark, shownPath, watchLoad, writeReportFiles, type Machine, type PhaseLoad } from './harness.ts';
 import { selectPrompts } from './prompts.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Report schema (docs/bench/serve.json). Times in seconds, rates per second, sizes in bytes.
 
+type Mode = 'plain' | 'ppd';
+
 export interface ServeBenchReport {
-  schema: 'ppd.bench.serve/1';
+  schema: 'ppd.bench.serve/2';
   mode: 'full' | 'quick';
   command: string;
   /** ISO 8601, when the run started. */
@@ -59,35 +68,37 @@ export interface ServeBenchReport {
   durationSeconds: number;
   machine: Machine;
   model: { dir: string; parameters: number; contextLength: number };
-  adapter: { dir: string; trees: string };
-  workload: { clients: number; seconds: number; maxTokens: number; prompts: number; concurrency: number; modes: 'alternating ppd / plain, greedy, streamed' };
-  results: {
-    requests: number;
-    errors: number;
-    /** The first few errors, as "client c, request r: what". */
-    errorSamples: string[];
-    /** Requests whose text differed from the same request sent alone. */
-    mismatches: number;
-    /** References whose PPD and plain texts differ (greedy PPD must equal plain decoding). */
-    referenceMismatches: number;
-    newTokens: number;
-    /** All new tokens over the load phase's wall time. */
-    tokensPerSecond: number;
-    byMode: Record<'ppd' | 'plain', ModeResult>;
-  };
-  memory: { samples: number; rssBefore: number; firstHalfPeak: number; secondHalfPeak: number; rssAfter: number; bounded: boolean };
-  queue: { maxWaiting: number; maxActive: number };
-  checks: { name: string; pass: boolean }[];
+  adapter: { dir: string; trees: string; lookup: number; verification: string };
+  workload: { clients: number[]; secondsEach: number; maxTokens: number; prompts: number; batchSequences: number; requests: 'streamed, greedy' };
+  /** L(n) the batching server measured when it started (its row budget's input), ms. */
+  latency: { rows: number; ms: number }[];
+  references: { mismatchesPpdVsPlain: number };
+  configurations: Configuration[];
+  /** Batching over no batching, per mode and client count. */
+  speedups: { mode: Mode; clients: number; tokensPerSecond: number }[];
+  memory: { samples: number; firstHalfPeak: number; secondHalfPeak: number; bounded: boolean };
+  checks: { name: string; pass: boolean; detail: string }[];
   load: PhaseLoad;
 }
 
-export interface ModeResult {
+export interface Configuration {
+  mode: Mode;
+  batching: boolean;
+  clients: number;
   requests: number;
+  errors: number;
+  /** The first few errors, as "prompt p: what". */
+  errorSamples: string[];
+  /** Requests whose text differed from the same request sent alone. */
+  mismatches: number;
   newTokens: number;
-  /** Mean tokens accepted per decoding step, from the streams' final `decoding` objects. */
+  tokensPerSecond: number;
   acceptedPerStep: number;
   timeToFirstToken: Quantiles;
-  latency: Quantiles;
+  interTokenLatency: Quantiles;
+  wallSeconds: number;
+  /** Other processes' CPU while it ran (cores). */
+  otherCores: number | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -100,35 +111,36 @@ interface Plan {
   /** Absent: a tiny random model (quick runs). */
   modelDir?: string;
   adapterDir?: string;
-  clients: number;
+  clients: number[];
   seconds: number;
   maxTokens: number;
   prompts: number;
-  concurrency: number;
+  modes: Mode[];
 }
 
 function planFromArgs(argv: string[]): Plan {
-  // --quick and --threads are read and checked by the harness; the rest are this benchmark's.
-  const { quick, threads, flags: values } = parseBenchArgs(argv, ['model', 'ppd', 'clients', 'seconds', 'max-tokens', 'prompts', 'concurrency']);
-  const modelDir = values.model ?? (quick ? undefined : DEFAULT_MODEL);
-  const adapterDir = values.ppd ?? (modelDir === undefined ? undefined : values.model === undefined ? DEFAULT_ADAPTER : join(modelDir, 'ppd'));
+  const { quick, threads, flags } = parseBenchArgs(argv, ['model', 'ppd', 'clients', 'seconds', 'max-tokens', 'prompts', 'part']);
+  const modelDir = flags.model ?? (quick ? undefined : DEFAULT_MODEL);
+  const adapterDir = flags.ppd ?? (modelDir === undefined ? undefined : flags.model === undefined ? DEFAULT_ADAPTER : join(modelDir, 'ppd'));
   if (modelDir !== undefined && !existsSync(join(modelDir, 'config.json'))) {
     throw new InputError(`${modelDir}: no model here (train the default one with \`npm run pretrain:default\`, name one with --model DIR, or smoke-test with --quick)`);
   }
   if (adapterDir !== undefined && !existsSync(join(adapterDir, TREES_FILE))) {
     throw new InputError(`${adapterDir}: no PPD adapter with ${TREES_FILE} here (make one with \`ppd train-prompts\`, or name one with --ppd DIR)`);
   }
+  const clients = (flags.clients ?? '1,2,4,8').split(',').map((c) => positiveInt('clients', c.trim(), 1));
+  if (flags.part !== undefined && flags.part !== 'plain' && flags.part !== 'ppd') throw new InputError(`--part must be plain or ppd, got ${JSON.stringify(flags.part)}`);
   return {
     mode: quick ? 'quick' : 'full',
     threads,
     outDir: quick ? join(tmpdir(), 'ppd-bench-serve-quick') : join(REPO_ROOT, 'docs', 'bench'),
     modelDir,
     adapterDir,
-    clients: positiveInt('clients', values.clients, quick ? 2 : 4),
-    seconds: positiveInt('seconds', values.seconds, quick ? 4 : 60),
-    maxTokens: positiveInt('max-tokens', values['max-tokens'], quick ? 16 : 64),
-    prompts: positiveInt('prompts', values.prompts, quick ? 3 : 8),
-    concurrency: positiveInt('concurrency', values.concurrency, 1),
+    clients,
+    seconds: positiveInt('seconds', flags.seconds, quick ? 3 : 20),
+    maxTokens: positiveInt('max-tokens', flags['max-tokens'], quick ? 16 : 64),
+    prompts: positiveInt('prompts', flags.prompts, quick ? 3 : 8),
+    modes: flags.part === undefined ? ['plain', 'ppd'] : [flags.part],
   };
 }
 
@@ -159,7 +171,7 @@ async function openModel(plan: Plan): Promise<Served> {
   const loaded = await loadModel(dir, { threads: plan.threads, cacheDir: false, needsTokenizer: true });
   const accuracies = [0, 1, 2].map((i) => Array.from({ length: 6 }, (_, k) => 0.45 * Math.pow(0.5, k) * Math.pow(0.8, i)));
   const adapter = PromptAdapter.initialise(loaded.config, (ids) => loaded.model.embed(ids), [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' });
-  const ppd: PpdSetup = { adapter, trees: buildTreeSet(accuracies, { budget: 12, promptTokens: 3, virtualTokens: 1 }), verification: 'rejection' };
+  const ppd: PpdSetup = { adapter, trees: buildTreeSet(accuracies, { budget: 12, promptTokens: 3, virtualTokens: 1 }), verification: 'coupled', lookup: 8 };
   const prompts = Array.from({ length: plan.prompts }, (_, i) => TINY_PROMPTS[i % TINY_PROMPTS.length]! + (i >= TINY_PROMPTS.length ? ` ${i}` : ''));
   return {
     loaded,
@@ -172,90 +184,105 @@ async function openModel(plan: Plan): Promise<Served> {
   };
 }
 
+async function listen(app: FastifyInstance): Promise<string> {
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Clients.
 
-type Mode = 'ppd' | 'plain';
-
 interface Outcome extends StreamOutcome {
-  mode: Mode;
   prompt: number;
 }
 
 const request = (prompt: string, mode: Mode, maxTokens: number) => ({ prompt, max_tokens: maxTokens, temperature: 0, ppd: mode === 'ppd' });
 
-/** One streamed completion. Never throws: failures are outcomes. */
-async function streamOne(url: string, prompts: string[], prompt: number, mode: Mode, maxTokens: number): Promise<Outcome> {
-  return { ...(await streamCompletion(url, request(prompts[prompt]!, mode, maxTokens))), mode, prompt };
-}
-
-async function client(id: number, url: string, prompts: string[], plan: Plan, deadline: number): Promise<Outcome[]> {
-  const outcomes: Outcome[] = [];
-  for (let n = 0; performance.now() < deadline; n++) {
-    const mode: Mode = (id + n) % 2 === 0 ? 'ppd' : 'plain';
-    outcomes.push(await streamOne(url, prompts, (id * 3 + n) % prompts.length, mode, plan.maxTokens));
-  }
-  return outcomes;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Figures.
-
-function modeResult(outcomes: Outcome[]): ModeResult {
+async function runConfiguration(url: string, prompts: string[], references: Map<string, string>, plan: Plan, mode: Mode, batching: boolean, clients: number): Promise<Configuration> {
+  const start = performance.now();
+  const deadline = start + plan.seconds * 1000;
+  const endLoad = watchLoad();
+  const client = async (c: number): Promise<Outcome[]> => {
+    const outcomes: Outcome[] = [];
+    for (let n = 0; performance.now() < deadline; n++) {
+      const prompt = (c * 3 + n) % prompts.length;
+      outcomes.push({ ...(await streamCompletion(url, request(prompts[prompt]!, mode, plan.maxTokens))), prompt });
+    }
+    return outcomes;
+  };
+  const outcomes = (await Promise.all(Array.from({ length: clients }, (_, c) => client(c)))).flat();
+  const wallSeconds = (performance.now() - start) / 1000;
+  const load = endLoad();
   const ok = outcomes.filter((o) => o.ok);
-  const tokens = ok.reduce((n, o) => n + o.newTokens, 0);
-  // Steps per request = tokens / accepted-per-step; the mean over all steps weights by them.
+  const errors = outcomes.filter((o) => !o.ok);
+  const newTokens = ok.reduce((n, o) => n + o.newTokens, 0);
   const steps = ok.reduce((n, o) => n + (o.acceptedPerStep > 0 ? o.newTokens / o.acceptedPerStep : 0), 0);
   return {
+    mode,
+    batching,
+    clients,
     requests: outcomes.length,
-    newTokens: tokens,
-    acceptedPerStep: steps > 0 ? tokens / steps : 0,
+    errors: errors.length,
+    errorSamples: errors.slice(0, 3).map((o) => `prompt ${o.prompt}: ${o.error}`),
+    mismatches: ok.filter((o) => o.text !== references.get(`${o.prompt}/${mode}`)).length,
+    newTokens,
+    tokensPerSecond: newTokens / wallSeconds,
+    acceptedPerStep: steps > 0 ? newTokens / steps : 0,
     timeToFirstToken: quantiles(ok.map((o) => o.timeToFirstToken)),
-    latency: quantiles(ok.map((o) => o.latency)),
+    interTokenLatency: quantiles(ok.flatMap((o) => o.interTokenLatencies)),
+    wallSeconds,
+    otherCores: load.otherCores,
   };
 }
 
-interface Sample {
-  at: number;
-  rss: number;
-  waiting: number;
-  active: number;
-}
+// ---------------------------------------------------------------------------------------------
+// Report.
 
-function markdown(r: ServeBenchReport): string {
-  const q = (x: Quantiles) => `${fmt(x.p50, 2)} / ${fmt(x.p95, 2)} / ${fmt(x.max, 2)}`;
-  const modeRow = (name: string, m: ModeResult) => `| ${name} | ${m.requests} | ${m.newTokens} | ${fmt(m.acceptedPerStep, 2)} | ${q(m.timeToFirstToken)} | ${q(m.latency)} |`;
+const ms = (seconds: number) => fmt(seconds * 1000, 1);
+
+function markdown(r: ServeBenchReport, chartFile: string): string {
+  const configRow = (c: Configuration) =>
+    `| ${c.mode === 'ppd' ? 'PPD' : 'plain'} | ${c.batching ? 'on' : 'off'} | ${c.clients} | ${c.requests} | ${fmt(c.tokensPerSecond, 1)} | ${fmt(c.acceptedPerStep, 2)} | ${ms(c.timeToFirstToken.p50)} / ${ms(c.timeToFirstToken.p95)} | ${ms(c.interTokenLatency.p50)} / ${ms(c.interTokenLatency.p95)} | ${c.errors} | ${c.requests - c.errors - c.mismatches}/${c.requests - c.errors} |`;
   return [
     '# Server benchmark',
     '',
-    `\`${r.command}\` on ${r.date.slice(0, 10)} (${r.mode} run, ${fmt(r.durationSeconds, 0)} s): ${r.workload.clients} concurrent streaming clients for ${r.workload.seconds} s against ` +
-      `\`ppd serve\` on loopback (${r.workload.concurrency} generation slot${r.workload.concurrency === 1 ? '' : 's'}), ${r.workload.prompts} prompts, ${r.workload.maxTokens} new tokens each, greedy, PPD and plain alternating. ` +
-      `Model \`${r.model.dir}\` (${(r.model.parameters / 1e6).toFixed(2)} M parameters), adapter \`${r.adapter.dir}\`.`,
+    `\`${r.command}\` on ${r.date.slice(0, 10)} (${r.mode} run, ${fmt(r.durationSeconds, 0)} s): streaming clients against \`ppd serve\` on loopback, ${r.workload.clients.join(', ')} at once, ` +
+      `${r.workload.secondsEach} s per configuration, ${r.workload.prompts} prompts × ${r.workload.maxTokens} new tokens, greedy; plain decoding and PPD, each with batching ` +
+      `(up to ${r.workload.batchSequences} sequences share each forward) and without (one generation at a time). Model \`${r.model.dir}\` (${(r.model.parameters / 1e6).toFixed(2)} M parameters), ` +
+      `adapter \`${r.adapter.dir}\` (trees \`${r.adapter.trees}\`, lookup ${r.adapter.lookup}).`,
     '',
     '## Checks',
     '',
-    '| check | result |',
-    '| --- | --- |',
-    ...r.checks.map((c) => `| ${c.name} | ${c.pass ? 'pass' : '**FAIL**'} |`),
+    '| check | result | detail |',
+    '| --- | --- | --- |',
+    ...r.checks.map((c) => `| ${c.name} | ${c.pass ? 'pass' : '**FAIL**'} | ${c.detail} |`),
     '',
-    '## Results',
+    '## Throughput: batching over one at a time',
     '',
-    `${r.results.requests} requests, ${r.results.errors} errors, ${r.results.mismatches} outputs that differ from the request sent alone; ` +
-      `${r.results.newTokens} new tokens, ${fmt(r.results.tokensPerSecond, 1)} tokens/s over the whole load phase.`,
+    `![total tokens/s against clients](${chartFile})`,
     '',
-    '| mode | requests | new tokens | accepted tokens/step | time to first token p50 / p95 / max (s) | latency p50 / p95 / max (s) |',
-    '| --- | --- | --- | --- | --- | --- |',
-    modeRow('PPD', r.results.byMode.ppd),
-    modeRow('plain', r.results.byMode.plain),
+    '| mode | clients | tokens/s, batching ÷ without |',
+    '| --- | --- | --- |',
+    ...r.speedups.map((s) => `| ${s.mode === 'ppd' ? 'PPD' : 'plain'} | ${s.clients} | ${fmt(s.tokensPerSecond, 2)}× |`),
     '',
-    `Queue: at most ${r.queue.maxWaiting} waiting and ${r.queue.maxActive} generating at once (sampled every 250 ms).`,
+    '## Every configuration',
     '',
-    `Memory (resident, whole process: server and clients): ${bytes(r.memory.rssBefore)} before the load, peak ${bytes(r.memory.firstHalfPeak)} in the first half and ${bytes(r.memory.secondHalfPeak)} in the second, ${bytes(r.memory.rssAfter)} after (${r.memory.samples} samples).`,
+    'Time to first token (TTFT): from sending to the first chunk with tokens. Inter-token latency (ITL): each later chunk\'s gap over its tokens. Identical: outputs equal to the same request sent alone (of those without error).',
     '',
-    ...(r.results.errorSamples.length > 0 ? ['## First errors', '', ...r.results.errorSamples.map((e) => `- ${e}`), ''] : []),
+    '| mode | batching | clients | requests | total tokens/s | tokens/step | TTFT p50 / p95 (ms) | ITL p50 / p95 (ms) | errors | identical |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...r.configurations.map(configRow),
+    '',
+    `L(n) the batching server measured at start (its row budget's input): ${r.latency.map((p) => `${p.rows} rows ${fmt(p.ms, 2)} ms`).join(', ')}.`,
+    '',
+    `Memory (resident, whole process: servers and clients): peak ${bytes(r.memory.firstHalfPeak)} in the first half of the run and ${bytes(r.memory.secondHalfPeak)} in the second (${r.memory.samples} samples).`,
+    '',
+    ...(r.configurations.some((c) => c.errorSamples.length > 0)
+      ? ['## First errors', '', ...r.configurations.flatMap((c) => c.errorSamples.map((e) => `- ${c.mode}, batching ${c.batching ? 'on' : 'off'}, ${c.clients} clients: ${e}`)), '']
+      : []),
     ...machineSection(r.machine, r.load),
     ...(r.load.otherCores !== null && r.load.otherCores > BUSY_MACHINE_CORES
-      ? [`**Warning:** other processes used ${otherCpu(r.load)} during the load phase; the rates understate the server. Rerun on an idle machine.`, '']
+      ? [`**Warning:** other processes used ${otherCpu(r.load)} during the run; the rates understate the server. Rerun on an idle machine.`, '']
       : []),
   ].join('\n');
 }
@@ -269,88 +296,108 @@ async function main(argv: string[]): Promise<void> {
   const started = performance.now();
   const machine = describeMachine(plan.threads);
   const served = await openModel(plan);
-  const app = buildServer({ loaded: served.loaded, ppd: served.ppd, concurrency: plan.concurrency, maxWaiting: plan.clients, defaultMaxTokens: plan.maxTokens });
+  const maxClients = Math.max(...plan.clients);
+  const latency = await measureServerLatency(served.loaded.model);
+  const common = { loaded: served.loaded, ppd: served.ppd, maxWaiting: maxClients, defaultMaxTokens: plan.maxTokens };
+  const batchingApp = buildServer({ ...common, latency });
+  const aloneApp = buildServer({ ...common, batching: false });
   try {
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    const urls = { batching: await listen(batchingApp), alone: await listen(aloneApp) };
     const { prompts } = served;
-    process.stderr.write(`serve benchmark (${plan.mode}): ${plan.clients} clients × ${plan.seconds} s, ${prompts.length} prompts × ${plan.maxTokens} tokens, ${machine.cores} cores, ${plan.threads} threads\n`);
+    process.stderr.write(`serve benchmark (${plan.mode}): ${plan.modes.join(' and ')}, clients ${plan.clients.join('/')}, batching on/off, ${plan.seconds} s each; ${prompts.length} prompts × ${plan.maxTokens} tokens; ${machine.cores} cores, ${plan.threads} threads\n`);
 
-    // References: each (prompt, mode) alone, whole.
+    // References: each (prompt, mode) alone, whole, without batching.
     const references = new Map<string, string>();
-    let referenceMismatches = 0;
+    let mismatchesPpdVsPlain = 0;
     for (let p = 0; p < prompts.length; p++) {
-      for (const mode of ['ppd', 'plain'] as const) {
-        const response = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request(prompts[p]!, mode, plan.maxTokens)) });
+      for (const mode of ['plain', 'ppd'] as const) {
+        const response = await fetch(`${urls.alone}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request(prompts[p]!, mode, plan.maxTokens)) });
         if (response.status !== 200) throw new Error(`reference request failed: HTTP ${response.status} ${await response.text()}`);
         references.set(`${p}/${mode}`, (await response.json()).choices[0].text);
       }
-      if (references.get(`${p}/ppd`) !== references.get(`${p}/plain`)) referenceMismatches++;
+      if (references.get(`${p}/ppd`) !== references.get(`${p}/plain`)) mismatchesPpdVsPlain++;
     }
 
-    // Load.
-    const samples: Sample[] = [];
-    const loadStart = performance.now();
-    const sample = async () => {
-      const health = await (await fetch(`${url}/health`)).json();
-      samples.push({ at: (performance.now() - loadStart) / 1000, rss: process.memoryUsage().rss, waiting: health.queue.waiting, active: health.queue.active });
-    };
-    await sample();
-    const sampler = setInterval(() => void sample().catch(() => {}), 250);
+    const rss: { at: number; rss: number }[] = [];
+    const runStart = performance.now();
+    const sampler = setInterval(() => rss.push({ at: performance.now() - runStart, rss: process.memoryUsage().rss }), 250);
     const endLoad = watchLoad();
-    const deadline = loadStart + plan.seconds * 1000;
-    const outcomes = (await Promise.all(Array.from({ length: plan.clients }, (_, c) => client(c, url, prompts, plan, deadline)))).flat();
+    const configurations: Configuration[] = [];
+    for (const mode of plan.modes) {
+      for (const clients of plan.clients) {
+        for (const batching of [false, true]) {
+          const c = await runConfiguration(batching ? urls.batching : urls.alone, prompts, references, plan, mode, batching, clients);
+          configurations.push(c);
+          process.stderr.write(`  ${mode} ${batching ? 'batching' : 'one at a time'} × ${clients}: ${fmt(c.tokensPerSecond, 1)} tokens/s, TTFT p95 ${ms(c.timeToFirstToken.p95)} ms, ITL p95 ${ms(c.interTokenLatency.p95)} ms, ${c.errors} errors, ${c.mismatches} mismatches\n`);
+        }
+      }
+    }
     const load = endLoad();
     clearInterval(sampler);
-    await sample();
-    const wall = (performance.now() - loadStart) / 1000;
-
-    const errors = outcomes.filter((o) => !o.ok);
-    const mismatches = outcomes.filter((o) => o.ok && o.text !== references.get(`${o.prompt}/${o.mode}`)).length;
-    const half = samples.at(-1)!.at / 2;
-    const firstHalfPeak = Math.max(...samples.filter((s) => s.at <= half).map((s) => s.rss));
-    const secondHalfPeak = Math.max(...samples.filter((s) => s.at > half).map((s) => s.rss));
+    const half = (rss.at(-1)?.at ?? 0) / 2;
+    const firstHalfPeak = Math.max(...rss.filter((s) => s.at <= half).map((s) => s.rss));
+    const secondHalfPeak = Math.max(...rss.filter((s) => s.at > half).map((s) => s.rss));
     const bounded = secondHalfPeak - firstHalfPeak <= Math.max(32 * 2 ** 20, 0.1 * firstHalfPeak);
-    const newTokens = outcomes.reduce((n, o) => n + o.newTokens, 0);
+
+    const find = (mode: Mode, batching: boolean, clients: number) => configurations.find((c) => c.mode === mode && c.batching === batching && c.clients === clients);
+    const speedups = plan.modes.flatMap((mode) => plan.clients.map((clients) => ({ mode, clients, tokensPerSecond: find(mode, true, clients)!.tokensPerSecond / find(mode, false, clients)!.tokensPerSecond })));
+    const speedupCheck = (clients: number, target: number) =>
+      plan.modes.map((mode) => {
+        const s = speedups.find((x) => x.mode === mode && x.clients === clients);
+        return { name: `${mode === 'ppd' ? 'PPD' : 'plain'}, ${clients} clients: batching ≥ ${target}× the tokens/s of one at a time`, pass: s !== undefined && s.tokensPerSecond >= target, detail: s ? `${fmt(s.tokensPerSecond, 2)}×` : 'not run' };
+      });
+    const ttftCheck = plan.modes.map((mode) => {
+      const one = find(mode, true, 1);
+      const four = find(mode, true, 4);
+      const ratio = one && four ? four.timeToFirstToken.p95 / one.timeToFirstToken.p95 : NaN;
+      return { name: `${mode === 'ppd' ? 'PPD' : 'plain'}, batching: p95 TTFT at 4 clients ≤ 2× at 1`, pass: ratio <= 2, detail: one && four ? `${ms(four.timeToFirstToken.p95)} ms vs ${ms(one.timeToFirstToken.p95)} ms (${fmt(ratio, 2)}×)` : 'not run' };
+    });
+    const errors = configurations.reduce((n, c) => n + c.errors, 0);
+    const mismatches = configurations.reduce((n, c) => n + c.mismatches, 0);
+    const requests = configurations.reduce((n, c) => n + c.requests, 0);
     const report: ServeBenchReport = {
-      schema: 'ppd.bench.serve/1',
+      schema: 'ppd.bench.serve/2',
       mode: plan.mode,
       command: `npm run bench:serve${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
       date,
       durationSeconds: (performance.now() - started) / 1000,
       machine,
       model: { dir: plan.modelDir === undefined ? '(tiny random model)' : repoPath(plan.modelDir), parameters: parameterCount(served.loaded.config), contextLength: served.loaded.config.maxPositionEmbeddings },
-      adapter: { dir: plan.adapterDir === undefined ? '(untrained)' : repoPath(plan.adapterDir), trees: served.ppd.treesFile === undefined ? '(built in memory)' : repoPath(served.ppd.treesFile) },
-      workload: { clients: plan.clients, seconds: plan.seconds, maxTokens: plan.maxTokens, prompts: prompts.length, concurrency: plan.concurrency, modes: 'alternating ppd / plain, greedy, streamed' },
-      results: {
-        requests: outcomes.length,
-        errors: errors.length,
-        errorSamples: errors.slice(0, 5).map((o) => `prompt ${o.prompt} (${o.mode}): ${o.error}`),
-        mismatches,
-        referenceMismatches,
-        newTokens,
-        tokensPerSecond: newTokens / wall,
-        byMode: { ppd: modeResult(outcomes.filter((o) => o.mode === 'ppd')), plain: modeResult(outcomes.filter((o) => o.mode === 'plain')) },
+      adapter: {
+        dir: plan.adapterDir === undefined ? '(untrained)' : repoPath(plan.adapterDir),
+        trees: served.ppd.treesFile === undefined ? '(built in memory)' : repoPath(served.ppd.treesFile),
+        lookup: served.ppd.lookup ?? 0,
+        verification: served.ppd.verification,
       },
-      memory: { samples: samples.length, rssBefore: samples[0]!.rss, firstHalfPeak, secondHalfPeak, rssAfter: samples.at(-1)!.rss, bounded },
-      queue: { maxWaiting: Math.max(...samples.map((s) => s.waiting)), maxActive: Math.max(...samples.map((s) => s.active)) },
+      workload: { clients: plan.clients, secondsEach: plan.seconds, maxTokens: plan.maxTokens, prompts: prompts.length, batchSequences: DEFAULT_BATCH_SEQUENCES, requests: 'streamed, greedy' },
+      latency: latency.points.map((p) => ({ ...p })),
+      references: { mismatchesPpdVsPlain },
+      configurations,
+      speedups,
+      memory: { samples: rss.length, firstHalfPeak, secondHalfPeak, bounded },
       checks: [
-        { name: 'no errors (every request 200, [DONE], no error event)', pass: errors.length === 0 },
-        { name: 'every output equals the same request sent alone', pass: mismatches === 0 },
-        { name: 'greedy PPD equals plain decoding on every prompt', pass: referenceMismatches === 0 },
-        { name: 'memory bounded (second-half peak ≤ first-half peak + max(32 MiB, 10 %))', pass: bounded },
+        ...(plan.clients.includes(4) ? speedupCheck(4, 2.5) : []),
+        ...(plan.clients.includes(8) ? speedupCheck(8, 3) : []),
+        ...(plan.clients.includes(1) && plan.clients.includes(4) ? ttftCheck : []),
+        { name: 'every greedy output equals the same request sent alone', pass: mismatches === 0, detail: `${requests - errors - mismatches} of ${requests - errors}` },
+        { name: 'greedy PPD equals plain decoding on every prompt (references)', pass: mismatchesPpdVsPlain === 0, detail: `${prompts.length - mismatchesPpdVsPlain} of ${prompts.length}` },
+        { name: 'no errors (every request 200, [DONE], no error event)', pass: errors === 0, detail: `${errors} of ${requests}` },
+        { name: 'memory bounded (second-half peak ≤ first-half peak + max(32 MiB, 10 %))', pass: bounded, detail: `${bytes(firstHalfPeak)} → ${bytes(secondHalfPeak)}` },
       ],
       load,
     };
-    mkdirSync(plan.outDir, { recursive: true });
-    const paths = [join(plan.outDir, 'serve.json'), join(plan.outDir, 'serve.md')];
-    writeJsonAtomic(paths[0]!, report);
-    writeFileAtomic(paths[1]!, markdown(report));
-
-    console.log(
-      `${report.results.requests} requests, ${report.results.errors} errors, ${mismatches} mismatches; ${fmt(report.results.tokensPerSecond, 1)} tokens/s; ` +
-        `τ ${fmt(report.results.byMode.ppd.acceptedPerStep, 2)} (PPD); RSS peak ${bytes(firstHalfPeak)} → ${bytes(secondHalfPeak)}`,
-    );
+    const chart = {
+      title: 'ppd serve: total tokens/s against concurrent clients',
+      x: { title: 'concurrent streaming clients', logBase: 2 },
+      y: { title: 'total tokens/s' },
+      series: plan.modes.flatMap((mode) =>
+        [true, false].map((batching) => ({
+          name: `${mode === 'ppd' ? 'PPD' : 'plain'}, ${batching ? 'batching' : 'one at a time'}`,
+          points: configurations.filter((c) => c.mode === mode && c.batching === batching).map((c) => ({ x: c.clients, y: c.tokensPerSecond })),
+        })),
+      ),
+    };
+    const paths = await writeReportFiles(plan.outDir, 'serve', report, markdown(report, 'serve.svg'), 'serve.svg', chart);
     for (const path of paths) console.log(`wrote ${shownPath(path)}`);
     const failed = report.checks.filter((c) => !c.pass);
     if (failed.length > 0) {
@@ -358,7 +405,7 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = 1;
     }
   } finally {
-    await app.close();
+    await Promise.all([batchingApp.close(), aloneApp.close()]);
     await served.cleanup();
   }
 }

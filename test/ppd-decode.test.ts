@@ -4,6 +4,8 @@
  *   (chains, wide and deep, V = 1 and 2, every attention variant), including across EOS, stop
  *   strings and the token limit when run through `Generation`, and when its calls are driven
  *   one by one under a changing row budget (as a batching scheduler does);
+ * - sampled PPD with coupled verification (the default) emits exactly the tokens plain sampling
+ *   with the same seed emits, so it has the model's distribution and reproduces seeds;
  * - sampled PPD (rejection verification) has the model's own sampling distribution: the joint
  *   distribution of the first two tokens matches exact enumeration (chi-square, fixed seed), and
  *   its first tree steps do accept guesses.
@@ -166,6 +168,27 @@ test('through Generation, greedy PPD stops exactly like plain decoding at EOS, s
       }
     }
   }
+});
+
+test('coupled verification: sampled PPD emits exactly plain sampling\'s tokens for the same seed (trees, lookup, top-k/top-p), accepting guesses', async () => {
+  // The exactness of the distribution follows: plain sampling draws token i from the model's
+  // distribution with the i-th number of the seed's stream; coupled PPD emits the same tokens.
+  const adapter = PromptAdapter.initialise(config, table(), [5, 6, 7], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' });
+  const trees = buildTreeSet(ACC, { budget: 12, promptTokens: 3, virtualTokens: 1, attention: 'ensemble' });
+  const rng = new Rng(17);
+  let steps = 0;
+  let produced = 0;
+  for (const [p, sampling] of [{ temperature: 1 }, { temperature: 0.7 }, { temperature: 1, topK: 5 }, { temperature: 1.2, topP: 0.8 }].flatMap((s) => [0, 1, 2].map((p) => [p, s] as const))) {
+    const prompt = Array.from({ length: 2 + Math.floor(rng.next() * 8) }, () => Math.floor(rng.next() * 40));
+    const seed = 1000 + p;
+    const plain = await take(autoregressive(model, prompt, new Sampler({ ...sampling, seed })), 30);
+    for (const lookup of [0, 4]) {
+      const onStep = (n: number) => ((steps += 1), (produced += n));
+      const ppd = await take(ppdDecode(model, prompt, { adapter, trees, lookup, sampler: new Sampler({ ...sampling, seed }), verification: 'coupled', onStep }), 30);
+      assert.deepEqual(ppd, plain, `prompt ${prompt.join(',')}, ${JSON.stringify(sampling)}, lookup ${lookup}`);
+    }
+  }
+  assert.ok(produced / steps > 1.05, `mean tokens per step ${produced / steps}: guesses must be accepted`);
 });
 
 test('sampled PPD keeps the model distribution: first two tokens match exact enumeration', async () => {

@@ -65,10 +65,14 @@ describe('models and health', () => {
     assert.equal((await expectError(await fetch(`${server.url}/v1/models/gpt-4`), 404)).code, 'model_not_found');
   });
 
-  test('GET /health reports the model, the decoder and the queue', async () => {
+  test('GET /health reports the model, the decoder and the queue; /health/ready that it takes requests', async () => {
     const body = await (await fetch(`${server.url}/health`)).json();
-    assert.deepEqual(body, { status: 'ok', model: MODEL_ID, ppd: true, auth: false, queue: { active: 0, waiting: 0, concurrency: 1, max_waiting: 8 } });
+    // Batching by default: 8 sequences share forwards, 8 more may wait.
+    assert.deepEqual(body, { status: 'ok', model: MODEL_ID, ppd: true, auth: false, batching: true, queue: { active: 0, waiting: 0, concurrency: 8, max_waiting: 8 } });
     assert.equal((await (await fetch(`${plainServer.url}/health`)).json()).ppd, false);
+    const ready = await fetch(`${server.url}/health/ready`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(await ready.json(), { ...body, status: 'ready' });
   });
 });
 
@@ -254,6 +258,42 @@ describe('API key', () => {
 
   test('the key is checked before the body: a bad body without the key is still 401', async () => {
     await expectError(await post(`${keyServer.url}/v1/completions`, '{not json'), 401);
+  });
+});
+
+describe('batching', () => {
+  test('concurrent requests share forwards and each gets the text it gets alone; the metrics count sequences and rows per forward', async () => {
+    const batched = await startServer({ loaded, ppd });
+    const alone = await startServer({ loaded, ppd, batching: false });
+    try {
+      const requests = Array.from({ length: 8 }, (_, i) => ({
+        prompt: ['The cat sat', 'Hello there', 'abab abab abab', 'Once upon a time'][i % 4]! + ' '.repeat(i),
+        max_tokens: 16 + i,
+        temperature: i < 6 ? 0 : 1,
+        seed: i,
+        ppd: i % 3 !== 0,
+        stream: i % 2 === 0,
+      }));
+      const text = async (url: string, body: (typeof requests)[number]) => {
+        const response = await post(`${url}/v1/completions`, body);
+        assert.equal(response.status, 200);
+        if (!body.stream) return (await response.json()).choices[0].text as string;
+        const events = await readEvents(response);
+        return events.slice(0, -1).map((e) => (e as Record<string, any>).choices[0]?.text ?? '').join('');
+      };
+      const expected = [];
+      for (const body of requests) expected.push(await text(alone.url, body));
+      const got = await Promise.all(requests.map((body) => text(batched.url, body)));
+      assert.deepEqual(got, expected);
+      const metrics = await (await fetch(`${batched.url}/metrics`)).text();
+      const forwards = metric(metrics, 'ppd_batch_sequences_count')!;
+      assert.ok(forwards > 0 && metric(metrics, 'ppd_batch_sequences_sum')! > forwards, 'some forwards carried several sequences');
+      assert.ok(metric(metrics, 'ppd_forward_rows_sum')! >= metric(metrics, 'ppd_batch_sequences_sum')!);
+      assert.equal(metric(metrics, 'ppd_batch_sequences_count'), metric(metrics, 'ppd_forward_rows_count'));
+      assert.equal(metric(await (await fetch(`${alone.url}/metrics`)).text(), 'ppd_batch_sequences_count'), 0, 'no batch without batching');
+    } finally {
+      await Promise.all([batched.app.close(), alone.app.close()]);
+    }
   });
 });
 

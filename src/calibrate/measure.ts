@@ -11,72 +11,17 @@
  * Shape legend: n = input rows of one step, P = rows in the KV cache (the context), C = hidden
  * size, V = vocabulary.
  */
-import { newCache, prefill } from '../decode/autoregressive.ts';
 import type { GenerationResult } from '../generate/generate.ts';
 import { promptIds, startGeneration } from '../generate/request.ts';
 import type { LoadedModel } from '../checkpoint/load.ts';
-import { causalMask, type ForwardInput, type LlamaModel } from '../model/llama-model.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
-import { InputError } from '../errors.ts';
-import { spread, timeInRounds, type Spread } from '../report/timing.ts';
+import { spread } from '../report/timing.ts';
 
 // ---------------------------------------------------------------------------------------------
 // L(n)
 
-export interface LatencyPlan {
-  /** Step sizes n, increasing. */
-  grid: readonly number[];
-  /** Context lengths P: rows in the cache before the step (e.g. 64 and 256). */
-  contexts: readonly number[];
-  /** Rounds over every (P, n) whose times are dropped. */
-  warmupRounds: number;
-  /** Timed rounds; the median counts. */
-  repeats: number;
-}
-
-export interface LatencyRow {
-  n: number;
-  /** One per plan.contexts, in that order. */
-  perContext: Spread[];
-  /** Mean over the contexts of the median: the L(n) the choice uses. */
-  meanMs: number;
-}
-
-/** Spread-out token ids (the values do not change the cost of a forward). */
-const spreadIds = (count: number, V: number, salt: number) => Array.from({ length: count }, (_, i) => (i * 7919 + salt * 104729) % V);
-
-/** Forwards calibration runs: plan.contexts × plan.grid × (warmupRounds + repeats). */
-export const latencyForwards = (plan: LatencyPlan) => plan.contexts.length * plan.grid.length * (plan.warmupRounds + plan.repeats);
-
-/**
- * L(n) for every n of the grid at every context length: one forward of n causal rows after a
- * cache of P rows (a tree's mask costs the same as a causal one: the graph takes a dense mask).
- * The forward never changes the cache, so one prefilled cache per P serves every call.
- */
-export async function measureLatency(model: LlamaModel, plan: LatencyPlan, onForward?: () => void): Promise<LatencyRow[]> {
-  const V = model.config.vocabSize;
-  const maxN = plan.grid[plan.grid.length - 1]!;
-  for (const P of plan.contexts) {
-    if (P + maxN > model.config.maxPositionEmbeddings) {
-      throw new InputError(`a context of ${P} rows plus a step of ${maxN} rows exceeds the model's ${model.config.maxPositionEmbeddings} positions; lower --contexts or --max-n`);
-    }
-  }
-  const inputs: ForwardInput[][] = []; // [context][n]
-  for (const [c, P] of plan.contexts.entries()) {
-    const cache = newCache(model);
-    if (P > 0) await prefill(model, spreadIds(P, V, 1 + c), cache);
-    inputs.push(plan.grid.map((n) => ({ embeds: model.embed(spreadIds(n, V, 100 + n)), positions: Array.from({ length: n }, (_, i) => P + i), mask: causalMask(n, P), cache })));
-  }
-  // Every other round backwards: no size always runs right after the same one (or a context switch).
-  const samples = await timeInRounds(
-    inputs.map((perN) => perN.map((input) => () => model.forward(input))),
-    { warmupRounds: plan.warmupRounds, repeats: plan.repeats, onCall: onForward },
-  ); // [context][n][repeat]
-  return plan.grid.map((n, i) => {
-    const perContext = plan.contexts.map((_, c) => spread(samples[c]![i]!));
-    return { n, perContext, meanMs: perContext.reduce((sum, s) => sum + s.medianMs, 0) / perContext.length };
-  });
-}
+// L(n) is measured by decode/latency.ts (the server measures it too); re-exported for calibration.
+export { latencyForwards, measureLatency, type LatencyPlan, type LatencyRow } from '../decode/latency.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Held-out prompts

@@ -27,7 +27,7 @@ export interface GenerateFlags {
   quantize?: QuantizeMode;
   ppd?: string;
   trees?: string;
-  verification?: 'typical' | 'rejection';
+  verification?: 'coupled' | 'typical' | 'rejection';
   lookup?: number;
   draft?: string;
   draftPpd?: string;

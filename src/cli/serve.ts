@@ -17,13 +17,15 @@ export interface ServeFlags {
   model: string;
   ppd?: string;
   trees?: string;
-  verification?: 'typical' | 'rejection';
+  verification?: 'coupled' | 'typical' | 'rejection';
   lookup?: number;
   host: string;
   port: number;
   apiKey?: string;
   allowedHosts?: string[];
-  concurrency: number;
+  /** False with --no-batching (default true). */
+  batching?: boolean;
+  concurrency?: number;
   queue: number;
   timeout: number;
   maxTokens: number;
@@ -50,6 +52,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     apiKey: flags.apiKey,
     // The name the server was told to listen on is one of its own.
     allowedHosts: [...(flags.allowedHosts ?? []), ...(isIP(flags.host) === 0 ? [flags.host] : [])],
+    batching: flags.batching,
     concurrency: flags.concurrency,
     maxWaiting: flags.queue,
     timeoutSeconds: flags.timeout,
@@ -66,7 +69,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EADDRNOTAVAIL' ? 'no such local address' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
     throw new InputError(`cannot listen on ${flags.host}:${flags.port}: ${why}`);
   }
-  const decoding = ppd ? `PPD with ${flags.ppd}` : 'plain decoding';
+  const decoding = `${ppd ? `PPD with ${flags.ppd}` : 'plain decoding'}, ${flags.batching === false ? 'no batching' : 'batching'}`;
   process.stdout.write(`serving ${flags.model} (${decoding}) at ${url}; chat page at ${url}/, in-browser page at ${url}/browser/, API at ${url}/v1\n`);
   if (!isLoopback(flags.host) && !flags.apiKey) {
     process.stderr.write(`warning: listening on ${flags.host} without --api-key: anyone who can reach this port can use the model\n`);

@@ -65,13 +65,14 @@ export function checkPromptIds(count: number): void {
 }
 
 /**
- * The slice of `ids` from `start` (at most PREFILL_CHUNK rows, causal); the last slice carries
- * `trailing` after its prompt rows.
+ * The slice of `ids` from `start` (at most `maxRows` prompt rows, PREFILL_CHUNK unless a batch
+ * scheduler gives less; causal); the last slice carries `trailing` after its prompt rows.
  */
-export function prefillChunk(model: LlamaModel, ids: readonly number[], start: number, trailing?: TrailingRows): PrefillChunk {
+export function prefillChunk(model: LlamaModel, ids: readonly number[], start: number, trailing?: TrailingRows, maxRows = PREFILL_CHUNK): PrefillChunk {
   checkPromptIds(ids.length);
+  if (!(Number.isInteger(maxRows) && maxRows >= 1)) throw new InputError(`a prefill chunk needs at least one row, got a budget of ${maxRows}`);
   const C = model.config.hiddenSize;
-  const slice = ids.slice(start, start + PREFILL_CHUNK);
+  const slice = ids.slice(start, start + Math.min(maxRows, PREFILL_CHUNK));
   const T = slice.length;
   const last = start + T >= ids.length;
   const R = last && trailing ? trailing.positionOffsets.length : 0;

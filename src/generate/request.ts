@@ -13,6 +13,7 @@ import type { PpdSetup } from '../ppd/setup.ts';
 import type { DraftSetup } from '../spec/setup.ts';
 import { speculativeDecode } from '../spec/speculative.ts';
 import { Generation } from './generate.ts';
+import type { BatchScheduler } from './scheduler.ts';
 
 export interface TextRequest {
   /** A raw prompt, or chat messages rendered through the model's chat template. */
@@ -26,8 +27,10 @@ export interface TextRequest {
   ppd?: PpdSetup;
   /** Speculative decoding: this draft model proposes, the model verifies (`draft.ppd`: the draft drafts with PPD). */
   draft?: DraftSetup;
-  /** Called after each decoding step with the number of tokens it produced. */
+  /** Called after each decoding step with the number of tokens it produced (not with `batch`). */
   onStep?: (tokens: number) => void;
+  /** Decode in this scheduler's batch, sharing forwards with the other generations in it (not with `draft`). */
+  batch?: BatchScheduler;
 }
 
 /** The prompt's token ids: BOS as the tokenizer adds it for raw text, as the template writes it for chat. */
@@ -48,11 +51,14 @@ export function generationFromIds(loaded: LoadedModel, ids: number[], request: O
   // is fastest on this machine, and plain decoding does that step without PPD's bookkeeping,
   // unless a context lookup still adds its chain of guesses to every step.
   const ppd = request.ppd && (request.ppd.trees.budget > 1 || (request.ppd.lookup ?? 0) > 0) ? request.ppd : undefined;
-  const stream = request.draft
-    ? speculativeDecode(loaded.model, ids, { draft: request.draft, sampler, onStep: onStep && ((step) => onStep(step.tokens)) })
-    : ppd
-      ? ppdDecode(loaded.model, ids, { ...ppd, sampler, onStep })
-      : autoregressive(loaded.model, ids, sampler);
+  if (request.batch && request.draft) throw new InputError('speculative decoding does not run in a batch');
+  const stream = request.batch
+    ? request.batch.stream({ ids, sampler, ppd })
+    : request.draft
+      ? speculativeDecode(loaded.model, ids, { draft: request.draft, sampler, onStep: onStep && ((step) => onStep(step.tokens)) })
+      : ppd
+        ? ppdDecode(loaded.model, ids, { ...ppd, sampler, onStep })
+        : autoregressive(loaded.model, ids, sampler);
   return new Generation(stream, requireTokenizer(loaded), ids.length, {
     context: ids.slice(-4),
     maxTokens: request.maxTokens,

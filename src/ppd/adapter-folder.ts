@@ -47,7 +47,7 @@ export function readPpdSetup(base: LlamaConfig, folder: Folder, options: FolderS
     adapter,
     trees: readTreeSet(folder, trees),
     treesFile: folder.nameOf(trees),
-    verification: options.verification ?? 'rejection',
+    verification: options.verification ?? 'coupled',
     lookup: options.lookup ?? DEFAULT_LOOKUP_TOKENS,
   };
 }

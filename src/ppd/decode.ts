@@ -34,16 +34,16 @@ import { TREE_SCHEMA, type PpdTree, type PpdTreeSet } from './tree.ts';
 import { compileTree, withLookupChain, type TreeBuffers } from './tree-buffers.ts';
 import { ContextLookup } from './lookup.ts';
 import { DraftLength } from '../decode/draft-length.ts';
-import { verifyGreedy, verifyRejection, verifyTypical, type CandidateNode, type Verdict } from './verify.ts';
+import { verifyCoupled, verifyGreedy, verifyRejection, verifyTypical, type CandidateNode, type Verdict } from './verify.ts';
 
-export type Verification = 'greedy' | 'typical' | 'rejection';
+export type Verification = 'greedy' | 'coupled' | 'typical' | 'rejection';
 
 export interface PpdOptions {
   adapter: PromptAdapter;
   trees: PpdTreeSet;
   /** Sampling options (temperature 0 = greedy) and the sampler's seeded Rng. */
   sampler: Sampler;
-  /** How guesses are accepted when sampling; greedy sampling always verifies greedily. */
+  /** How guesses are accepted when sampling (default coupled); greedy sampling always verifies greedily. */
   verification?: Exclude<Verification, 'greedy'>;
   /** Called after each step with the number of tokens it produced (for stats and the UI). */
   onStep?: (accepted: number) => void;
@@ -127,8 +127,11 @@ export class PpdDecoder {
   private readonly steps: CompiledStep[];
   /** The root alone, without prompt tokens (what a one-row budget allows), compiled on first use. */
   private bareRootStep?: CompiledStep;
-  /** The cached tokens (for context lookup) and the lookup's adaptive length; absent without lookup. */
-  private readonly lookup?: { context: ContextLookup; length: DraftLength };
+  /**
+   * The cached tokens (for context lookup), the lookup's adaptive length, and its record: chain
+   * tokens accepted, and chains cut short by a rejection (for stepOptions); absent without lookup.
+   */
+  private readonly lookup?: { context: ContextLookup; length: DraftLength; accepted: number; cut: number };
   /** The adapter's prompt head laid out for the model's graph; absent for an adapter without one. */
   private readonly head?: PromptHeadFeeds;
 
@@ -148,7 +151,7 @@ export class PpdDecoder {
     }
     this.steps = o.trees.trees.map((tree) => this.compile(compileTree(tree, this.shape)));
     if (o.lookup !== undefined && !(Number.isInteger(o.lookup) && o.lookup >= 0)) throw new InputError(`lookup must be an integer >= 0 (most tokens per step), got ${o.lookup}`);
-    if (o.lookup !== undefined && o.lookup > 0) this.lookup = { context: new ContextLookup(), length: new DraftLength(o.lookup) };
+    if (o.lookup !== undefined && o.lookup > 0) this.lookup = { context: new ContextLookup(), length: new DraftLength(o.lookup), accepted: 0, cut: 0 };
   }
 
   /** Drops every cached row at index >= length (rolling back to an accepted prefix). */
@@ -171,18 +174,20 @@ export class PpdDecoder {
   }
 
   /**
-   * The slice of the prompt from `start` as rows (decode/rows.ts); the last slice carries the
-   * prompt tokens' rows, which see every prompt token and each other by the adapter's attention.
+   * The slice of the prompt from `start` as rows (decode/rows.ts), at most `maxRows` prompt rows
+   * (a scheduler's budget; default PREFILL_CHUNK); the last slice carries the prompt tokens'
+   * rows, which see every prompt token and each other by the adapter's attention.
    */
-  planPrefill(ids: readonly number[], start: number): PrefillChunk {
+  planPrefill(ids: readonly number[], start: number, maxRows?: number): PrefillChunk {
     const { adapter } = this.o;
     const { promptTokens: N, virtualTokens: Vt } = adapter;
-    return prefillChunk(this.model, ids, start, {
+    const trailing = {
       embeds: adapter.embeddings,
       positionOffsets: Array.from({ length: N * Vt }, (_, r) => Math.floor(r / Vt)), // prompt token i sits at position L + i (PPD.md §2)
       visibility: promptVisibility(N, Vt, adapter.config.attention),
       ...(this.head ? { promptHead: { feeds: this.head, rows: Int8Array.from({ length: N * Vt }, (_, r) => Math.floor(r / Vt)) } } : {}),
-    });
+    };
+    return prefillChunk(this.model, ids, start, trailing, maxRows);
   }
 
   /**
@@ -230,6 +235,34 @@ export class PpdDecoder {
     return { step, tokens, chain };
   }
 
+  /**
+   * What a step from `root` with `guesses` yields at each row budget up to `maxRows`, for a batch
+   * scheduler's row budget: the rows `propose` would use and the tokens the step is expected to
+   * emit. A tree's expected tokens are the tree set's expected accepted length for its d (from the
+   * accuracy table); a lookup chain of l tokens adds a + a² + ... + a^l, with a the share of chain
+   * tokens this sequence has had accepted (a rejection ends a chain; (accepted + 1) / (accepted +
+   * cut + 2), so a fresh sequence starts at 1/2). The two are added: where the tree and the chain
+   * guess the same token this overstates a little.
+   */
+  stepOptions(root: number, guesses: number[][], maxRows: number): { rows: number; expectedTokens: number }[] {
+    const available = this.lookup ? this.lookup.context.propose(root, this.lookup.length.current).length : 0;
+    const a = this.lookup ? (this.lookup.accepted + 1) / (this.lookup.accepted + this.lookup.cut + 2) : 0;
+    const chainGain = (l: number) => (a === 1 ? l : (a * (1 - a ** l)) / (1 - a));
+    const options: { rows: number; expectedTokens: number }[] = [];
+    const largest = Math.max(...this.steps.map((step) => step.buffers.rows)) + available;
+    for (let m = 1, used = 0; m <= Math.min(maxRows, largest); m++) {
+      let d = guesses.length;
+      while (d >= 0 && this.steps[d]!.buffers.rows > m) d--;
+      const treeRows = d >= 0 ? this.steps[d]!.buffers.rows : 1;
+      const treeTokens = d >= 0 ? this.o.trees.expectedAcceptedLength[d]! : 1;
+      const chain = Math.min(m - treeRows, available);
+      if (treeRows + chain <= used) continue; // this budget uses no more rows than a smaller one
+      used = treeRows + chain;
+      options.push({ rows: used, expectedTokens: treeTokens + chainGain(chain) });
+    }
+    return options;
+  }
+
   /** The step's rows: token and prompt-row embeddings, positions after the cache, the tree's mask block. */
   buildInput({ step, tokens }: Proposal): RowsPlan {
     const C = this.model.config.hiddenSize;
@@ -249,7 +282,10 @@ export class PpdDecoder {
     const { sampler } = this.o;
     if (sampler.greedy) return verifyGreedy(nodes, logitsOf);
     if (this.o.verification === 'typical') return verifyTypical(nodes, logitsOf, { temperature: sampler.options.temperature }, sampler.rng);
-    return verifyRejection(nodes, logitsOf, sampler.options, sampler.rng);
+    if (this.o.verification === 'rejection') return verifyRejection(nodes, logitsOf, sampler.options, sampler.rng);
+    const verdict = verifyCoupled(nodes, logitsOf, sampler.options, (depth) => sampler.uniform(depth));
+    sampler.advance(verdict.acceptedNodes.length);
+    return verdict;
   }
 
   /**
@@ -267,7 +303,12 @@ export class PpdDecoder {
     const accepted = acceptedRows.slice(1).map((row) => proposal.tokens[row]!);
     if (this.lookup) {
       this.lookup.context.push(proposal.tokens[0]!, ...accepted);
-      if (proposal.chain.length > 0) this.lookup.length.update(commonPrefix(proposal.chain, accepted), proposal.chain.length);
+      if (proposal.chain.length > 0) {
+        const taken = commonPrefix(proposal.chain, accepted);
+        this.lookup.length.update(taken, proposal.chain.length);
+        this.lookup.accepted += taken;
+        if (taken < proposal.chain.length) this.lookup.cut++;
+      }
     }
     const logits = acceptedRows.map((row) => out.logits.subarray(row * V, (row + 1) * V));
     return { verdict, tokens: [...accepted, verdict.bonusToken], logits, guesses };

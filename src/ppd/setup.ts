@@ -64,14 +64,14 @@ export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: Ppd
   const tell = options.onNotice ?? ((line) => process.stderr.write(`${line}\n`));
   if (!existsSync(treesPath)) {
     if (options.trees !== undefined) throw missingTrees(treesPath, join(adapterDir, ACCURACY_FILE));
-    return { adapter, trees: builtTrees(adapter, adapterDir, tell), verification: options.verification ?? 'rejection', lookup: options.lookup ?? DEFAULT_LOOKUP_TOKENS };
+    return { adapter, trees: builtTrees(adapter, adapterDir, tell), verification: options.verification ?? 'coupled', lookup: options.lookup ?? DEFAULT_LOOKUP_TOKENS };
   }
   if (notice !== undefined) tell(notice);
   return {
     adapter,
     trees: loadTreeSet(treesPath),
     treesFile: treesPath,
-    verification: options.verification ?? 'rejection',
+    verification: options.verification ?? 'coupled',
     lookup: options.lookup ?? lookup ?? DEFAULT_LOOKUP_TOKENS,
   };
 }

@@ -8,8 +8,10 @@
  * with a bonus token drawn from the model at the last accepted node, so a step always emits
  * (accepted guesses) + 1 tokens.
  *
- * Three policies, each a pure function of (tree, logits, rng):
+ * Four policies, each a pure function of (tree, logits, random numbers):
  * - `verifyGreedy`: a guess is accepted iff it is the argmax. Output equals greedy decoding.
+ * - `verifyCoupled`: a guess is accepted iff it is the token the sampler draws there with the
+ *   number plain sampling would use for it. Output equals plain sampling with the same seed.
  * - `verifyTypical`: Medusa's typical acceptance, as the PPD reference samples. Fast and lenient;
  *   it does NOT preserve the model's sampling distribution.
  * - `verifyRejection`: recursive rejection sampling over the tree (SpecInfer / EAGLE style, for
@@ -24,6 +26,7 @@ import { InputError } from '../errors.ts';
 import type { Rng } from '../sampling/rng.ts';
 import {
   argmax,
+  sampleAt,
   sampleFrom,
   samplingOptions,
   toProbabilities,
@@ -70,20 +73,45 @@ export interface TypicalOptions {
  * read.
  */
 export function verifyGreedy(nodes: readonly CandidateNode[], logitsOf: LogitsOf): Verdict {
+  return verifyChosen(nodes, logitsOf, (logits) => argmax(logits));
+}
+
+/**
+ * Coupled verification: greedy verification's walk with the argmax replaced by the token the
+ * model's sampler draws there. The token at depth d below the root (d = 0: the first new token)
+ * is drawn from toProbabilities(logits, sampling) with the number `uniformAt(d)`, the one plain
+ * sampling would use for that token (Sampler.uniform), and a guess is accepted iff it is that
+ * draw. So a step emits exactly the tokens plain sampling with the same numbers emits, whatever
+ * the tree or the lookup chain: every token has the model's sampling distribution, a seeded
+ * request gives the same text with PPD or without, alone or in any batch, and a guess of
+ * probability p is accepted with probability p, as recursive rejection accepts it. The caller
+ * uses up acceptedNodes.length numbers afterwards (Sampler.advance).
+ */
+export function verifyCoupled(nodes: readonly CandidateNode[], logitsOf: LogitsOf, sampling: SamplingOptions, uniformAt: (depth: number) => number): Verdict {
+  const options = samplingOptions(sampling);
+  return verifyChosen(nodes, logitsOf, (logits, depth) => sampleAt(toProbabilities(logits, options), uniformAt(depth)));
+}
+
+/**
+ * The walk greedy and coupled verification share: at each node the model's token is
+ * `choose(logits, depth)` (depth 0 at the root); children holding it are accepted, the longest
+ * accepted path is kept, and the token chosen at its last node is the bonus.
+ */
+function verifyChosen(nodes: readonly CandidateNode[], logitsOf: LogitsOf, choose: (logits: Float32Array, depth: number) => number): Verdict {
   const children = childrenOf(nodes);
-  // The longest accepted chain below `node` (excluding it), and the argmax at its end.
-  const longestBelow = (node: number): { chain: number[]; bonusToken: number } => {
+  // The longest accepted chain below `node` (excluding it), and the token chosen at its end.
+  const longestBelow = (node: number, depth: number): { chain: number[]; bonusToken: number } => {
     const logits = logitsOf(node);
-    const best = argmax(logits);
-    let result = { chain: [] as number[], bonusToken: best };
+    const chosen = choose(logits, depth);
+    let result = { chain: [] as number[], bonusToken: chosen };
     for (const child of children[node]) {
-      if (tokenIn(nodes, child, logits.length) !== best) continue;
-      const below = longestBelow(child);
+      if (tokenIn(nodes, child, logits.length) !== chosen) continue;
+      const below = longestBelow(child, depth + 1);
       if (below.chain.length + 1 > result.chain.length) result = { chain: [child, ...below.chain], bonusToken: below.bonusToken };
     }
     return result;
   };
-  const { chain, bonusToken } = longestBelow(0);
+  const { chain, bonusToken } = longestBelow(0, 0);
   return { acceptedNodes: [0, ...chain], bonusToken };
 }
 

@@ -4,7 +4,8 @@
  * Split into pure pieces so each can be tested and reused on its own: `toProbabilities` (the
  * filtered distribution a sampler draws from, also what distribution-preserving speculative
  * verification compares against; `toProbabilitiesNaive` is its plain reference, for the tests),
- * `sampleFrom` (one draw), `argmax` (greedy). `Sampler` just composes them with a seeded Rng.
+ * `sampleFrom` / `sampleAt` (one draw), `argmax` (greedy). `Sampler` just composes them with a
+ * seeded Rng.
  * Not logits processors that look at history (repetition penalty), and not stopping
  * (generate/stop.ts).
  *
@@ -347,10 +348,15 @@ function applyTopPNaive(weights: Float64Array, topP: number): void {
  * order; a uniform draw that lands past the rounded total picks the last token with mass.
  */
 export function sampleFrom(probs: Float32Array, rng: Rng): number {
+  return sampleAt(probs, rng.next());
+}
+
+/** `sampleFrom` with its uniform number `uniform` in [0, 1) given: the token the inverse CDF maps it to. */
+export function sampleAt(probs: Float32Array, uniform: number): number {
   let total = 0;
   for (let i = 0; i < probs.length; i++) total += probs[i];
   if (!(total > 0)) throw new ModelError('cannot sample: the probabilities sum to 0');
-  const u = rng.next() * total;
+  const u = uniform * total;
   let cumulative = 0;
   let last = 0;
   for (let i = 0; i < probs.length; i++) {
@@ -362,10 +368,19 @@ export function sampleFrom(probs: Float32Array, rng: Rng): number {
   return last;
 }
 
-/** Picks the next token from logits with fixed options and its own seeded Rng. */
+/**
+ * Picks the next token from logits with fixed options and its own seeded Rng. Token i of a
+ * sequence is drawn with the i-th number of the Rng (one per token, inverse CDF), and `uniform(k)`
+ * shows the numbers of tokens still to come without using them up: that is what lets coupled
+ * verification (ppd/verify.ts) emit exactly the tokens this sampler would, several at a time.
+ * Verifiers that draw from `rng` directly (rejection, typical) must not be mixed with `uniform`
+ * in one sequence.
+ */
 export class Sampler {
   readonly options: SamplingOptions;
   readonly rng: Rng;
+  /** Numbers drawn from `rng` for the next tokens, not yet used: ahead[k] is for the token k places ahead. */
+  private readonly ahead: number[] = [];
 
   /** `rng` overrides the one seeded from `options.seed` (e.g. one resumed with Rng.fromState). */
   constructor(options: Partial<SamplingOptions> = {}, rng?: Rng) {
@@ -377,9 +392,23 @@ export class Sampler {
     return this.options.temperature === 0;
   }
 
-  /** The next token id for one position's logits (Float32Array[V]); advances the Rng. */
+  /** The next token id for one position's logits (Float32Array[V]); uses up that token's number. */
   sample(logits: Float32Array): number {
     if (this.greedy) return argmax(logits);
-    return sampleFrom(toProbabilities(logits, this.options), this.rng);
+    const token = sampleAt(toProbabilities(logits, this.options), this.uniform(0));
+    this.advance(1);
+    return token;
+  }
+
+  /** The uniform number of the token `k` places ahead (0 = the next one), drawn if need be, not used up. */
+  uniform(k: number): number {
+    while (this.ahead.length <= k) this.ahead.push(this.rng.next());
+    return this.ahead[k]!;
+  }
+
+  /** Uses up the numbers of the next `tokens` tokens (a step emitted that many). */
+  advance(tokens: number): void {
+    this.uniform(tokens - 1);
+    this.ahead.splice(0, tokens);
   }
 }

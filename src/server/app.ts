@@ -21,7 +21,10 @@ import { basename, resolve } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { InputError } from '../errors.ts';
 import type { Generation } from '../generate/generate.ts';
+import { latencyCurve, measureLatency, type LatencyCurve } from '../decode/latency.ts';
 import { generationFromIds } from '../generate/request.ts';
+import { BatchScheduler } from '../generate/scheduler.ts';
+import type { LlamaModel } from '../model/llama-model.ts';
 import type { LoadedModel } from '../checkpoint/load.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
 import { requireTokenizer } from '../checkpoint/load.ts';
@@ -66,7 +69,17 @@ export interface ServerOptions {
    * allows any. Others get 403.
    */
   allowedHosts?: readonly string[];
-  /** Generations running at once (default 1: one already uses every core). */
+  /**
+   * Decode concurrent generations through shared forwards (generate/scheduler.ts; default true).
+   * False: each generation runs its own forwards, `concurrency` of them at once.
+   */
+  batching?: boolean;
+  /** L(n) for the batch's row budget; default: measured when the server starts (`measureServerLatency`). */
+  latency?: LatencyCurve;
+  /**
+   * Generations running at once: with batching, the sequences of one batch (default 8); without,
+   * generations decoding side by side (default 1: one already uses every core).
+   */
   concurrency?: number;
   /** Requests that may wait for a slot; more get 429 (default 8). */
   maxWaiting?: number;
@@ -80,7 +93,22 @@ export interface ServerOptions {
   onBug?: (error: unknown) => void;
 }
 
-export const SERVER_DEFAULTS = { concurrency: 1, maxWaiting: 8, timeoutSeconds: 600, bodyLimitBytes: 1 << 20, defaultMaxTokens: 256 } as const;
+export const SERVER_DEFAULTS = { batching: true, maxWaiting: 8, timeoutSeconds: 600, bodyLimitBytes: 1 << 20, defaultMaxTokens: 256 } as const;
+/** Sequences in one batch unless told (--concurrency); one at a time without batching. */
+export const DEFAULT_BATCH_SEQUENCES = 8;
+
+/**
+ * L(n) as the server measures it when it starts without one: one forward of n rows after a cache
+ * of 64 rows (or a quarter of a short context), n from 1 to 64, one round to warm up and the
+ * median of three. A few dozen forwards: a fraction of a second for the bundled model, seconds
+ * for a billion parameters.
+ */
+export async function measureServerLatency(model: LlamaModel): Promise<LatencyCurve> {
+  const context = model.config.maxPositionEmbeddings;
+  const past = Math.min(64, Math.floor(context / 4));
+  const grid = [1, 2, 4, 8, 16, 32, 64].filter((n) => past + n <= context);
+  return latencyCurve(await measureLatency(model, { grid, contexts: [past], warmupRounds: 1, repeats: 3 }));
+}
 
 /** Longest time a client may take to send its request (headers and body). */
 const RECEIVE_TIMEOUT_MS = 30_000;
@@ -92,8 +120,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const limits = { contextLength: loaded.config.maxPositionEmbeddings, vocabSize: loaded.config.vocabSize };
   const schemas = { completion: completionSchema(limits), chat: chatSchema(limits) };
   const defaults = { maxTokens: Math.min(settings.defaultMaxTokens, limits.contextLength) };
-  const queue = new RequestQueue(settings.concurrency, settings.maxWaiting);
+  const queue = new RequestQueue(settings.concurrency ?? (settings.batching ? DEFAULT_BATCH_SEQUENCES : 1), settings.maxWaiting);
   const metrics = new ServerMetrics(queue);
+  // Built when the server is ready: its row budget needs L(n), measured then unless given.
+  let batch: BatchScheduler | undefined;
   const onBug = options.onBug ?? ((error: unknown) => console.error(error));
   const keyIsValid = options.apiKey === undefined ? undefined : bearerCheck(options.apiKey);
   const hostIsServed = hostCheck(options.allowedHosts);
@@ -111,7 +141,13 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     closing = true;
   });
   // listen() (and ready()) resolve once the tokenizer thread runs, so no request waits for it.
-  app.addHook('onReady', () => tokenizer.start());
+  app.addHook('onReady', async () => {
+    await tokenizer.start();
+    if (settings.batching) {
+      const latency = options.latency ?? (await measureServerLatency(loaded.model));
+      batch = new BatchScheduler(loaded.model, { latency, onForward: (step) => metrics.forward(step) });
+    }
+  });
   app.addHook('onClose', () => tokenizer.close());
 
   app.addHook('onRequest', async (request, reply) => {
@@ -174,7 +210,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         if (cancel.signal.aborted) return cancelled(cancel, reply);
         throw error;
       }
-      const generation = generationFromIds(loaded, ids, { ...request, ppd: mode === 'ppd' ? options.ppd : undefined, signal: cancel.signal });
+      const generation = generationFromIds(loaded, ids, { ...request, ppd: mode === 'ppd' ? options.ppd : undefined, signal: cancel.signal, batch });
       let release;
       try {
         release = await queue.acquire(cancel.signal);
@@ -276,6 +312,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     model: modelId,
     ppd: options.ppd !== undefined,
     auth: keyIsValid !== undefined,
+    batching: settings.batching,
     queue: { active: queue.active, waiting: queue.depth, concurrency: queue.concurrency, max_waiting: queue.maxWaiting },
   });
   app.get('/health', async () => ({ status: 'ok', ...healthBody() }));

@@ -1,13 +1,15 @@
 /**
  * The server's Prometheus metrics (prom-client, one registry per server): requests by route and
- * status, generations by outcome, token and step counters per decoding mode, and gauges for
- * tokens per second, mean accepted tokens per step and the queue. Also the process's standard
+ * status, generations by outcome, token and step counters per decoding mode, gauges for tokens
+ * per second, mean accepted tokens per step and the queue, and with batching histograms of the
+ * sequences, rows and time of each shared forward. Also the process's standard
  * metrics (resident memory, CPU, heap), which is how the serve benchmark watches memory.
  *
  * Rates over a window are the scraper's job (rate(ppd_generated_tokens_total) /
  * rate(ppd_generation_seconds_total)); the two gauges give the same ratio since start.
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ForwardStep } from '../generate/scheduler.ts';
 import type { GenerationResult } from '../generate/generate.ts';
 import type { DecodingMode } from './openai.ts';
 import type { RequestQueue } from './queue.ts';
@@ -22,6 +24,9 @@ export class ServerMetrics {
   private readonly generatedTokens: Counter<'mode'>;
   private readonly steps: Counter<'mode'>;
   private readonly seconds: Counter<'mode'>;
+  private readonly batchSequences: Histogram;
+  private readonly forwardRows: Histogram;
+  private readonly forwardSeconds: Histogram;
   /** The same sums as the counters, readable synchronously for the ratio gauges. */
   private readonly totals = new Map(MODES.map((m) => [m, { tokens: 0, steps: 0, seconds: 0 }]));
 
@@ -33,6 +38,10 @@ export class ServerMetrics {
     this.generatedTokens = new Counter({ name: 'ppd_generated_tokens_total', help: 'New tokens of finished generations', labelNames: ['mode'], registers });
     this.steps = new Counter({ name: 'ppd_decoding_steps_total', help: 'Forwards that produced tokens (the prompt forward included)', labelNames: ['mode'], registers });
     this.seconds = new Counter({ name: 'ppd_generation_seconds_total', help: 'Wall time spent generating', labelNames: ['mode'], registers });
+    // Batching (generate/scheduler.ts): what each shared forward carried and took.
+    this.batchSequences = new Histogram({ name: 'ppd_batch_sequences', help: 'Sequences per forward when batching', buckets: [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64], registers });
+    this.forwardRows = new Histogram({ name: 'ppd_forward_rows', help: 'Input rows per forward when batching (decoding rows, trees, prompt chunks)', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers });
+    this.forwardSeconds = new Histogram({ name: 'ppd_forward_seconds', help: 'Wall time of one forward when batching', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5], registers });
     const totals = this.totals;
     new Gauge({
       name: 'ppd_tokens_per_second',
@@ -86,6 +95,13 @@ export class ServerMetrics {
     t.tokens += s.newTokens;
     t.steps += s.steps;
     t.seconds += s.seconds;
+  }
+
+  /** One shared forward of the batch scheduler. */
+  forward(step: ForwardStep): void {
+    this.batchSequences.observe(step.sequences);
+    this.forwardRows.observe(step.rows);
+    this.forwardSeconds.observe(step.seconds);
   }
 
   get contentType(): string {

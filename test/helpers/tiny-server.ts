@@ -7,6 +7,7 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { LoadedModel } from '../../src/checkpoint/load.ts';
+import { LatencyCurve } from '../../src/decode/latency.ts';
 import type { LlamaModel } from '../../src/model/llama-model.ts';
 import { PromptAdapter } from '../../src/ppd/adapter.ts';
 import type { PpdSetup } from '../../src/ppd/setup.ts';
@@ -25,7 +26,7 @@ const ACCURACIES = [0, 1, 2].map((i) => Array.from({ length: 6 }, (_, k) => 0.45
 /** An untrained adapter and a small tree set: greedy output still equals plain decoding. */
 export function tinyPpdSetup(loaded: LoadedModel): PpdSetup {
   const adapter = PromptAdapter.initialise(loaded.config, (ids) => loaded.model.embed(ids), [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't' });
-  return { adapter, trees: buildTreeSet(ACCURACIES, { budget: 12, promptTokens: 3, virtualTokens: 1 }), verification: 'rejection' };
+  return { adapter, trees: buildTreeSet(ACCURACIES, { budget: 12, promptTokens: 3, virtualTokens: 1 }), verification: 'coupled' };
 }
 
 export interface RunningServer {
@@ -33,8 +34,19 @@ export interface RunningServer {
   url: string;
 }
 
+/**
+ * L(n) for the tests' batching servers, so that starting one does not measure it (slowed models
+ * would make that slow): flat for a few rows, then rising, as on a CPU.
+ */
+export const TEST_LATENCY = new LatencyCurve([
+  { rows: 1, ms: 1 },
+  { rows: 8, ms: 1.3 },
+  { rows: 32, ms: 3 },
+  { rows: 256, ms: 20 },
+]);
+
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
-  const app = buildServer(options);
+  const app = buildServer({ latency: TEST_LATENCY, ...options });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
   return { app, url: `http://127.0.0.1:${port}` };
