@@ -45,7 +45,12 @@ import { InputError } from '../src/errors.ts';
 import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { parameterCount } from '../src/model/config.ts';
 import { writeRandomModel } from '../src/checkpoint/random-init.ts';
+import { allocateRows } from '../src/generate/row-budget.ts';
+import type { LatencyCurve } from '../src/decode/latency.ts';
+import { PREFILL_CHUNK } from '../src/decode/rows.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
+import { PpdDecoder } from '../src/ppd/decode.ts';
+import { Sampler } from '../src/sampling/sampler.ts';
 import { loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
 import { buildServer, DEFAULT_BATCH_SEQUENCES, measureServerLatency } from '../src/server/app.ts';
@@ -72,6 +77,11 @@ export interface ServeBenchReport {
   workload: { clients: number[]; secondsEach: number; maxTokens: number; prompts: number; batchSequences: number; requests: 'streamed, greedy' };
   /** L(n) the batching server measured when it started (its row budget's input), ms. */
   latency: { rows: number; ms: number }[];
+  /**
+   * What the row budget gives each of `sequences` PPD sequences with every guess list in hand,
+   * from that L(n) and the served tree set (trees only: a fresh sequence has no lookup record).
+   */
+  rowBudget: { sequences: number; /** Mean over the sequences. */ rowsEach: number; expectedTokensEach: number; predictedTokensPerSecond: number }[];
   references: { mismatchesPpdVsPlain: number };
   configurations: Configuration[];
   /** Batching over no batching, per mode and client count. */
@@ -189,6 +199,23 @@ async function listen(app: FastifyInstance): Promise<string> {
   return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 }
 
+/**
+ * The row budget's choice for 1..max PPD sequences at full guess lists: rows and expected tokens
+ * per sequence, and the predicted total tokens/s (Σ expected tokens / L(rows)).
+ */
+function rowBudgetTable(served: Served, latency: LatencyCurve, counts: readonly number[]): ServeBenchReport['rowBudget'] {
+  const decoder = new PpdDecoder(served.loaded.model, { ...served.ppd, sampler: new Sampler({ temperature: 0 }) });
+  const full = Array.from({ length: served.ppd.adapter.promptTokens }, () => [] as number[]);
+  const options = decoder.stepOptions(0, full, PREFILL_CHUNK);
+  const tokensAt = (rows: number) => options.filter((o) => o.rows <= rows).at(-1)!.expectedTokens;
+  return counts.map((sequences) => {
+    const budgets = allocateRows(Array.from({ length: sequences }, () => options), latency, 0, PREFILL_CHUNK);
+    const rows = budgets.reduce((n, b) => n + b, 0);
+    const tokens = budgets.reduce((n, b) => n + tokensAt(b), 0);
+    return { sequences, rowsEach: rows / sequences, expectedTokensEach: tokens / sequences, predictedTokensPerSecond: (tokens * 1000) / latency.at(rows) };
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Clients.
 
@@ -273,7 +300,15 @@ function markdown(r: ServeBenchReport, chartFile: string): string {
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...r.configurations.map(configRow),
     '',
+    '## Row budget',
+    '',
     `L(n) the batching server measured at start (its row budget's input): ${r.latency.map((p) => `${p.rows} rows ${fmt(p.ms, 2)} ms`).join(', ')}.`,
+    '',
+    'What the row budget (docs/BATCHING.md) gives each of B PPD sequences holding every guess list, from that L(n) and the served tree set (trees only; a fresh sequence has no lookup record):',
+    '',
+    '| sequences B | rows each | expected tokens each | predicted total tokens/s |',
+    '| --- | --- | --- | --- |',
+    ...r.rowBudget.map((b) => `| ${b.sequences} | ${fmt(b.rowsEach, 1)} | ${fmt(b.expectedTokensEach, 2)} | ${fmt(b.predictedTokensPerSecond, 0)} |`),
     '',
     `Memory (resident, whole process: servers and clients): peak ${bytes(r.memory.firstHalfPeak)} in the first half of the run and ${bytes(r.memory.secondHalfPeak)} in the second (${r.memory.samples} samples).`,
     '',
@@ -371,6 +406,7 @@ async function main(argv: string[]): Promise<void> {
       },
       workload: { clients: plan.clients, secondsEach: plan.seconds, maxTokens: plan.maxTokens, prompts: prompts.length, batchSequences: DEFAULT_BATCH_SEQUENCES, requests: 'streamed, greedy' },
       latency: latency.points.map((p) => ({ ...p })),
+      rowBudget: rowBudgetTable(served, latency, plan.clients),
       references: { mismatchesPpdVsPlain },
       configurations,
       speedups,

@@ -9,8 +9,8 @@
  * - the scheduler (generate/scheduler.ts): concurrent generations, plain and PPD, short prompts
  *   and prompts longer than a prefill chunk, joining at different times, give exactly the greedy
  *   text each gives alone, and seeded sampling the same text alone, batched, with PPD or without;
- *   a generation that stops early leaves and gives its pages back; a failing forward fails the
- *   generations in it and the next ones run.
+ *   a generation that stops early leaves and gives its pages back; a failing forward (or a step
+ *   that cannot be planned) fails the generations in it and the next ones run.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -258,6 +258,25 @@ describe('scheduler', () => {
     }
     const after = await generate(PROMPTS[0]!, 0, { sampling: { temperature: 0 }, batch });
     const alone = await generate(PROMPTS[0]!, 0, { sampling: { temperature: 0 } });
+    assert.deepEqual(after.ids, alone.ids);
+    assert.equal(batch.size, 0);
+  });
+
+  test('a step that cannot be planned fails its generations instead of leaving them waiting; the next ones run', async () => {
+    const embed = loaded.model.embed;
+    let calls = 0;
+    loaded.model.embed = function (this: typeof loaded.model, ids) {
+      if (++calls === 4) throw new Error('embedding table gone');
+      return embed.call(this, ids);
+    };
+    try {
+      const outcomes = await Promise.allSettled(PROMPTS.slice(0, 2).map((p) => generate(p, 0, { sampling: { temperature: 0 }, batch })));
+      assert.ok(outcomes.some((o) => o.status === 'rejected' && /embedding table gone/.test(String(o.reason))));
+    } finally {
+      loaded.model.embed = embed;
+    }
+    const after = await generate(PROMPTS[1]!, 1, { sampling: { temperature: 0 }, batch });
+    const alone = await generate(PROMPTS[1]!, 1, { sampling: { temperature: 0 } });
     assert.deepEqual(after.ids, alone.ids);
     assert.equal(batch.size, 0);
   });

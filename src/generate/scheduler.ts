@@ -208,7 +208,13 @@ export class BatchScheduler {
           await new Promise<void>((resolve) => (this.wake = resolve));
           continue;
         }
-        await this.step(wanted);
+        try {
+          await this.step(wanted);
+        } catch (error) {
+          // Planning failed (step() routes a forward's failure itself): fail the sequences it
+          // was planning for rather than leave their consumers waiting for a chunk.
+          for (const member of wanted) member.fail(error);
+        }
         // Let consumers take their chunks and ask for the next before the next step is planned.
         await new Promise((resolve) => setImmediate(resolve));
       }

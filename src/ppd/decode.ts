@@ -8,7 +8,7 @@
  *   buildInput  the step's rows (decode/rows.ts): embeddings, positions after the cache, and
  *               which rows each row sees;
  *   forward     one model forward over them (`forwardRows`; a scheduler may batch it);
- *   verify      greedy, typical or distribution-preserving rejection over the tree;
+ *   verify      greedy, coupled (plain sampling's tokens), typical or rejection over the tree;
  *   keep        the accepted rows' keys/values into the cache, the next guess lists from the
  *               prompt tokens of the last accepted node (whose count picks the next tree).
  * What does not change from step to step (rows, mask block, position offsets, the verifiers'
