@@ -4,11 +4,12 @@
  *   put them, truncation and release giving pages back, growth keeping every row;
  * - one batched forward (decode/batch.ts) over a prompt chunk, a plain step and a tree step of
  *   three sequences equals each run alone, and the kept rows continue each sequence exactly;
+ *   with an adapter's prompt head, its rows are merged row for row (plans with and without);
  * - the row budget (generate/row-budget.ts): whole trees while the forward's latency is flat,
  *   one row each when it is steep, smaller trees per sequence as sequences are added;
  * - the scheduler (generate/scheduler.ts): concurrent generations, plain and PPD, short prompts
  *   and prompts longer than a prefill chunk, joining at different times, give exactly the greedy
- *   text each gives alone, and seeded sampling the same text alone, batched, with PPD or without;
+ *   text each gives alone (also with a prompt-head adapter), and seeded sampling the same text alone, batched, with PPD or without;
  *   a generation that stops early leaves and gives its pages back; a failing forward (or a step
  *   that cannot be planned) fails the generations in it and the next ones run.
  */
@@ -27,9 +28,12 @@ import { allocateRows } from '../src/generate/row-budget.ts';
 import { BatchScheduler, type ForwardStep } from '../src/generate/scheduler.ts';
 import { KVCache } from '../src/model/kv-cache.ts';
 import { KVPages, PAGE_ROWS } from '../src/model/kv-pages.ts';
+import { promptHeadFeeds } from '../src/model/prompt-head.ts';
+import { Rng } from '../src/sampling/rng.ts';
 import { argmax } from '../src/sampling/sampler.ts';
+import { PromptAdapter } from '../src/ppd/adapter.ts';
 import type { PpdSetup } from '../src/ppd/setup.ts';
-import { assertClose, memorySource, randomWeights, tinyConfig } from './helpers/tiny-model.ts';
+import { assertClose, maxAbsDiff, memorySource, randomWeights, tinyConfig } from './helpers/tiny-model.ts';
 import { TEST_LATENCY, tinyPpdSetup, writeTinyModel } from './helpers/tiny-server.ts';
 
 const TOL = 2e-4;
@@ -134,6 +138,53 @@ describe('one forward for several sequences', () => {
   });
 });
 
+describe('one forward for several sequences, with a prompt head', () => {
+  const config = tinyConfig({ vocabSize: 40 });
+  const N = 2;
+  let headed: Awaited<ReturnType<typeof loadLlamaModel>>;
+  before(async () => {
+    headed = await loadLlamaModel(config, memorySource(config, randomWeights(config, 5)), { cacheDir: false, threads: 1, promptHead: N });
+  });
+  after(() => headed.release());
+
+  test('the plans\' prompt-head rows are merged row for row (-1 for plans without one): each sequence gets what it gets alone', async () => {
+    const C = config.hiddenSize;
+    const rng = new Rng(3);
+    const random = (n: number) => Float32Array.from({ length: n }, () => rng.next() - 0.5);
+    const feeds = promptHeadFeeds(random(N * C * C), random(N * C), N, C);
+    const store = new KVPages(config.numLayers, config.numKvHeads, config.headDim, 1);
+    const prompts = [[3, 9, 1], [5, 5, 30, 12], [11, 4, 8, 2, 7]];
+    const seqs = prompts.map(() => store.sequence());
+    const alone = prompts.map(() => new KVCache(config.numLayers, config.numKvHeads, config.headDim));
+    for (const [s, ids] of prompts.entries()) {
+      const out = await forwardRows(headed, alone[s]!, prefillChunk(headed, ids, 0).rows);
+      alone[s]!.append(out.keys, out.values);
+      seqs[s]!.append(out.keys, out.values);
+    }
+    // A token row that sees two prompt rows' worth of random embeddings: rows (token, prompt 0, prompt 1).
+    const headPlan = (token: number, rows: number[]): RowsPlan => {
+      const embeds = new Float32Array(3 * C);
+      embeds.set(headed.embed([token]), 0);
+      embeds.set(random(2 * C), C);
+      return { embeds, positionOffsets: Int32Array.of(0, 1, 2), block: Uint8Array.of(1, 0, 0, 1, 1, 0, 1, 0, 1), promptHead: { feeds, rows } };
+    };
+    const plans: RowsPlan[] = [headPlan(6, [-1, 0, 1]), { embeds: headed.embed([17]), positionOffsets: Int32Array.of(0), block: Uint8Array.of(1) }, headPlan(9, [-1, 1, 0])];
+    const batched = await forwardBatch(headed, store, plans.map((plan, s) => ({ plan, past: seqs[s]!.storeRows() })));
+    for (const [s, plan] of plans.entries()) {
+      const ref = await forwardRows(headed, alone[s]!, plan);
+      assertClose(batched[s]!.logits, ref.logits, TOL, `sequence ${s} logits`);
+      if (plan.promptHead) {
+        // The head moves the prompt rows' logits: dropping it in the merge would be seen.
+        const { promptHead: _, ...without } = plan;
+        const bare = await forwardRows(headed, alone[s]!, without);
+        assert.ok(maxAbsDiff(bare.logits, ref.logits) > 100 * TOL, `sequence ${s}: the head changes its prompt rows`);
+      }
+    }
+    const other = { ...plans[2]!, promptHead: { feeds: promptHeadFeeds(random(N * C * C), random(N * C), N, C), rows: [-1, 0, 1] } };
+    await assert.rejects(forwardBatch(headed, store, [plans[0]!, other].map((plan, s) => ({ plan, past: seqs[s]!.storeRows() }))), /different prompt heads/);
+  });
+});
+
 describe('row budget', () => {
   // A tree whose rows buy expected tokens at a falling rate, and a plain sequence.
   const tree = [
@@ -215,6 +266,25 @@ describe('scheduler', () => {
     assert.ok(steps.some((s) => s.prefillRows > 0 && s.sequences > 1), 'prompts were prefilled beside decoding sequences');
     assert.ok(steps.every((s) => s.rows <= 64 + ppd.adapter.promptTokens), 'no forward past the row limit');
     assert.equal(batch.size, 0, 'every sequence left');
+  });
+
+  test('with a prompt-head adapter, concurrent greedy PPD and plain generations give exactly the text each gives alone', async () => {
+    const headed = await loadModel(join(root, 'tiny'), { cacheDir: false, threads: 1, promptHead: 3 });
+    try {
+      const adapter = PromptAdapter.initialise(headed.config, (ids) => headed.model.embed(ids), [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't', head: true });
+      const rng = new Rng(9);
+      for (const p of [adapter.head!.weight, adapter.head!.bias]) for (let i = 0; i < p.length; i++) p[i] = 0.4 * (rng.next() - 0.5);
+      const headPpd: PpdSetup = { ...ppd, adapter };
+      const headBatch = new BatchScheduler(headed.model, { latency, maxRows: 64 });
+      const run = (prompt: string, i: number, inBatch: boolean) =>
+        generationFromIds(headed, promptIds(headed, prompt), { maxTokens: 20, ppd: i % 2 === 0 ? headPpd : undefined, sampling: { temperature: 0 }, batch: inBatch ? headBatch : undefined }).complete();
+      const alone: GenerationResult[] = [];
+      for (const [i, p] of PROMPTS.entries()) alone.push(await run(p, i, false));
+      const batched = await Promise.all(PROMPTS.map((p, i) => run(p, i, true)));
+      batched.forEach((r, i) => assert.deepEqual(r.ids, alone[i]!.ids, `prompt ${i}`));
+    } finally {
+      await headed.model.release();
+    }
   });
 
   test('seeded sampling gives the same text alone, batched, with PPD or without', async () => {

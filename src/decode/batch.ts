@@ -8,13 +8,16 @@
  * entries get -inf before the softmax, so another sequence's rows add exactly zero to a row's
  * attention; what can differ from running the plan alone is only the order in which the
  * non-zero terms are summed (the row's keys sit elsewhere in a longer row of scores).
+ * An adapter's prompt head is per row: the plans' `promptHead.rows` are concatenated (-1, no
+ * prompt token, for the rows of plans without one) and the head's feeds, which every plan that
+ * has a head must share (one adapter: PpdDecoder lays it out once), are passed once.
  *
  * Shape legend: T = rows of the batch (Σ n), E = the store's rows in use (its `length`), S = E + T,
  * V = vocabulary, K = key/value heads, D = head dim.
  */
 import { InputError } from '../errors.ts';
 import type { PastRows } from '../model/kv-cache.ts';
-import type { ForwardOutput, LlamaModel } from '../model/llama-model.ts';
+import type { ForwardOutput, LlamaModel, PromptHeadRows } from '../model/llama-model.ts';
 import type { RowsPlan } from './rows.ts';
 
 export interface BatchPart {
@@ -55,7 +58,7 @@ export async function forwardBatch(model: LlamaModel, store: PastRows, parts: re
       mask.set(plan.block.subarray(t * n, (t + 1) * n), row + E + o);
     }
   });
-  const out = await model.forward({ embeds, positions, mask, cache: store });
+  const out = await model.forward({ embeds, positions, mask, cache: store, ...batchPromptHead(parts, offsets, T) });
   const size = K * D;
   return parts.map(({ plan }, i) => {
     const n = plan.positionOffsets.length;
@@ -66,4 +69,19 @@ export async function forwardBatch(model: LlamaModel, store: PastRows, parts: re
       values: out.values.map((v) => v.subarray(o * size, (o + n) * size)),
     };
   });
+}
+
+/** The batch's prompt-head input: the plans' rows side by side, -1 for plans without a head; none when no plan has one. */
+function batchPromptHead(parts: readonly BatchPart[], offsets: readonly number[], T: number): { promptHead?: PromptHeadRows } {
+  const feeds = parts.find((p) => p.plan.promptHead)?.plan.promptHead!.feeds;
+  if (feeds === undefined) return {};
+  const rows = new Int8Array(T).fill(-1);
+  parts.forEach(({ plan }, i) => {
+    const head = plan.promptHead;
+    if (!head) return;
+    if (head.feeds !== feeds) throw new InputError('forwardBatch: the plans carry different prompt heads; one forward takes one adapter\'s head');
+    if (head.rows.length !== plan.positionOffsets.length) throw new InputError(`forwardBatch: a plan of ${plan.positionOffsets.length} rows has ${head.rows.length} prompt-head rows`);
+    rows.set(head.rows, offsets[i]!);
+  });
+  return { promptHead: { feeds, rows } };
 }

@@ -55,6 +55,13 @@ export interface PpdOptions {
   lookup?: number;
 }
 
+/**
+ * An adapter head's layout for the graph, made once per head: every decoder of one adapter feeds
+ * the same object, which is how a batched forward (decode/batch.ts) knows its sequences share one
+ * head. (A head's weights do not change while it decodes; training makes no decoders.)
+ */
+const HEAD_FEEDS = new WeakMap<object, PromptHeadFeeds>();
+
 /** A tree compiled for this adapter: its buffers and the step input's fixed part. */
 interface CompiledStep {
   buffers: TreeBuffers;
@@ -147,7 +154,9 @@ export class PpdDecoder {
       if (model.promptHeadTokens !== N) {
         throw new ModelError(`this adapter has a prompt head for ${N} prompt tokens, and the model was ${model.promptHeadTokens === undefined ? 'opened without one' : `opened for ${model.promptHeadTokens}`}: load the model with promptHead: ${N} (the CLI does so for --ppd)`);
       }
-      this.head = promptHeadFeeds(head.weight, head.bias, N, model.config.hiddenSize);
+      let feeds = HEAD_FEEDS.get(head);
+      if (!feeds) HEAD_FEEDS.set(head, (feeds = promptHeadFeeds(head.weight, head.bias, N, model.config.hiddenSize)));
+      this.head = feeds;
     }
     this.steps = o.trees.trees.map((tree) => this.compile(compileTree(tree, this.shape)));
     if (o.lookup !== undefined && !(Number.isInteger(o.lookup) && o.lookup >= 0)) throw new InputError(`lookup must be an integer >= 0 (most tokens per step), got ${o.lookup}`);
