@@ -178,14 +178,17 @@ describe('cancellation', () => {
 
 describe('time limit', () => {
   test('past its time limit a request is cancelled: 504 whole, an error event streamed, 504 while queued', async () => {
-    const { url } = await serve({ timeoutSeconds: 0.4, concurrency: 1, maxWaiting: 2 });
+    // A second: under a loaded machine, tokenizing and queueing can take a good part of a
+    // shorter limit, and a request timed out before its generation starts counts no aborted
+    // generation (the metric check below). The generations need 3 s and more (FORWARD_MS each).
+    const { url } = await serve({ timeoutSeconds: 1, concurrency: 1, maxWaiting: 2 });
     const whole = await post(`${url}/v1/completions`, { prompt: 'slow', max_tokens: 200, temperature: 0 });
     assert.equal(whole.status, 504);
     assert.equal((await whole.json()).error.type, 'timeout_error');
 
     const streamed = post(`${url}/v1/completions`, { prompt: 'slow', max_tokens: 200, temperature: 0, stream: true });
     // Long enough that it cannot finish in the moment between the stream's time-out and its own.
-    const queued = post(`${url}/v1/completions`, { prompt: 'queued', max_tokens: 100, temperature: 0 });
+    const queued = post(`${url}/v1/completions`, { prompt: 'queued', max_tokens: 150, temperature: 0 });
     const events = await readEvents(await streamed);
     assert.equal(events.at(-1), '[DONE]');
     const error = events.at(-2) as { error: { type: string; code: string } };
