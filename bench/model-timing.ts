@@ -184,7 +184,7 @@ export async function measureDecode(subjects: Subject[], steps: number, label: s
 
 /**
  * L(T) for each T of `rows` over each subject's past of `cache.length` rows (nothing appended).
- * Rounds go through every T in turn (report/timing.ts, every other round backwards), so a slow
+ * Rounds go through every T in turn, smallest first (report/timing.ts), so a slow
  * spell of the machine lands on all T alike instead of skewing one ratio; LATENCY_WARMUP_ROUNDS
  * rounds go untimed. Returns each subject's samples by T.
  */
@@ -203,6 +203,7 @@ export async function measureLatency(subjects: Subject[], rows: readonly number[
     {
       warmupRounds: LATENCY_WARMUP_ROUNDS,
       repeats,
+      alternate: false,
       groupOrder: (round) => turnOrder(subjects.length, round),
       beforeGroup: (i) => settle(subjects, subjects[i]!),
       onCall: () => progress.tick(),

@@ -28,5 +28,8 @@ test('timeInRounds: every call once per round, alternating direction, in the giv
     'before 0', 'a0', 'a1', 'before 1', 'b0', 'b1',
   ]);
   assert.deepEqual(samples.map((group) => group.map((s) => s.length)), [[2, 2], [2, 2]]);
+  log.length = 0;
+  await timeInRounds([[call('a0'), call('a1')]], { warmupRounds: 0, repeats: 2, alternate: false });
+  assert.deepEqual(log, ['a0', 'a1', 'a0', 'a1']);
   assert.ok(samples.flat(2).every((ms) => ms >= 0));
 });

@@ -28,6 +28,11 @@ export interface RoundsPlan {
   repeats: number;
   /** Which groups take their turn, in what order, in round `round` (default: all, in order). */
   groupOrder?: (round: number) => number[];
+  /**
+   * Every other round runs a group's calls backwards (default), so no call always runs right
+   * after the same one; false keeps one order (the engine benchmark's L(T) sweep always did).
+   */
+  alternate?: boolean;
   /** Runs before a group's turn, untimed (e.g. letting another session's threads go quiet). */
   beforeGroup?: (group: number) => Promise<void>;
   /** Called after every call, timed or not (progress). */
@@ -36,8 +41,8 @@ export interface RoundsPlan {
 
 /**
  * Times every call of every group once per round: groups[g][i] is one measured case (e.g. one
- * forward of n rows over context g). Within a group, every other round runs backwards, so no call
- * always runs right after the same one. Returns the kept samples in ms, [group][call][repeat].
+ * forward of n rows over context g). Within a group, every other round runs backwards unless
+ * `alternate` is false. Returns the kept samples in ms, [group][call][repeat].
  */
 export async function timeInRounds(groups: readonly (readonly (() => Promise<unknown>)[])[], plan: RoundsPlan): Promise<number[][][]> {
   const samples = groups.map((calls) => calls.map(() => [] as number[]));
@@ -45,7 +50,7 @@ export async function timeInRounds(groups: readonly (readonly (() => Promise<unk
     for (const g of plan.groupOrder?.(round) ?? groups.keys()) {
       await plan.beforeGroup?.(g);
       const calls = groups[g]!;
-      const order = round % 2 === 0 ? [...calls.keys()] : [...calls.keys()].reverse();
+      const order = round % 2 === 0 || plan.alternate === false ? [...calls.keys()] : [...calls.keys()].reverse();
       for (const i of order) {
         const start = performance.now();
         await calls[i]!();
