@@ -12,7 +12,7 @@ import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { InputError, PpdError } from '../src/errors.ts';
+import { exitOnPpdError, InputError } from '../src/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import { writeLineChart, type LineChart } from '../src/report/plot.ts';
 import type { Spread } from '../src/report/timing.ts';
@@ -51,10 +51,10 @@ export async function runBenchmark(main: (argv: string[]) => Promise<void>): Pro
   try {
     await main(process.argv.slice(2));
   } catch (error) {
-    if (!(error instanceof PpdError) && !(error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) throw error;
-    console.error(`error: ${error.message}`);
-    // Exit now: a model or llama.cpp context opened before the error would keep the process (and the CPU lock) alive.
-    process.exit(1);
+    // An unknown flag (node:util's parseArgs) is bad input too. Exiting at once matters here: a
+    // model or llama.cpp context opened before the error would keep the process (and the CPU lock) alive.
+    const parseArgs = error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS');
+    exitOnPpdError(parseArgs ? new InputError(error.message) : error);
   }
 }
 

@@ -17,7 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { bundlePage, ORT_FILES, ortFilePath, pageModel } from '../src/browser/build.ts';
 import { DEFAULT_MODEL } from '../src/cli/demo.ts';
-import { PpdError } from '../src/errors.ts';
+import { exitOnPpdError, PpdError } from '../src/errors.ts';
 import { DEFAULT_LOOKUP_TOKENS, TREES_FILE } from '../src/ppd/adapter-folder.ts';
 import { ISOLATION_HEADERS } from '../src/server/browser.ts';
 
@@ -67,10 +67,4 @@ async function main(): Promise<void> {
   process.stdout.write(`wrote ${out}: the page (index.html), onnxruntime-web, ${manifest.model.name}${manifest.adapter ? ' and its PPD adapter' : ''}; serve it with COOP/COEP headers for WebAssembly threads\n`);
 }
 
-main().catch((error) => {
-  if (error instanceof PpdError) {
-    process.stderr.write(`error: ${error.message}\n`);
-    process.exit(1);
-  }
-  throw error;
-});
+main().catch(exitOnPpdError);

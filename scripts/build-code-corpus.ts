@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { list } from 'tar';
 import type { z } from 'zod';
-import { FormatError, PpdError } from '../src/errors.ts';
+import { exitOnPpdError, FormatError, PpdError } from '../src/errors.ts';
 import { DOCUMENT_SEPARATOR, SPLITS, assignSplits, type CorpusDocument, type Split } from '../src/data/corpus.ts';
 import { countDocuments, writeSplitFiles, type Counts } from '../src/data/corpus-files.ts';
 import {
@@ -291,7 +291,5 @@ function main(): void {
 try {
   main();
 } catch (err) {
-  if (!(err instanceof PpdError)) throw err;
-  console.error(`error: ${err.message}`);
-  process.exit(1);
+  exitOnPpdError(err);
 }

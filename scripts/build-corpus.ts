@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
-import { FormatError, PpdError } from '../src/errors.ts';
+import { exitOnPpdError, FormatError, PpdError } from '../src/errors.ts';
 import {
   DOCUMENT_SEPARATOR,
   HELD_OUT,
@@ -360,7 +360,5 @@ function main(): void {
 try {
   main();
 } catch (err) {
-  if (!(err instanceof PpdError)) throw err;
-  console.error(`error: ${err.message}`);
-  process.exit(1);
+  exitOnPpdError(err);
 }

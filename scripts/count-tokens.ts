@@ -10,7 +10,7 @@
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { documentsOf, cachedTokenStream } from '../src/data/tokenize.ts';
-import { PpdError } from '../src/errors.ts';
+import { exitOnPpdError } from '../src/errors.ts';
 import { writeJsonAtomic } from '../src/format/atomic.ts';
 import { openForReading } from '../src/format/file-io.ts';
 import { readJsonObject, readTextFile } from '../src/format/text-file.ts';
@@ -68,9 +68,7 @@ new Command('count-tokens')
     try {
       main(files, flags);
     } catch (err) {
-      if (!(err instanceof PpdError)) throw err;
-      process.stderr.write(`error: ${err.message}\n`);
-      process.exitCode = 1;
+      exitOnPpdError(err);
     }
   })
   .parse();

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { integer } from '../src/cli/options.ts';
 import { END_OF_TEXT, parseSplitFile } from '../src/data/corpus.ts';
-import { PpdError } from '../src/errors.ts';
+import { exitOnPpdError } from '../src/errors.ts';
 import { readTextFile } from '../src/format/text-file.ts';
 import { writeJsonAtomic } from '../src/format/atomic.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
@@ -86,9 +86,7 @@ new Command('train-tokenizer')
     try {
       main(file, flags);
     } catch (err) {
-      if (!(err instanceof PpdError)) throw err;
-      process.stderr.write(`error: ${err.message}\n`);
-      process.exitCode = 1;
+      exitOnPpdError(err);
     }
   })
   .parse();

@@ -25,3 +25,14 @@ export class ModelError extends PpdError {}
 
 /** A caller passed an argument that cannot be used (empty prompt, id out of vocabulary, flag). */
 export class InputError extends PpdError {}
+
+/**
+ * How a command-line program (the `ppd` CLI, scripts/, benchmarks) ends on an error: a PpdError
+ * becomes one `error: <message>` line on stderr and exit code 1, at once (an open model or
+ * session would otherwise keep the process alive); anything else is a bug, rethrown with its stack.
+ */
+export function exitOnPpdError(error: unknown): never {
+  if (!(error instanceof PpdError)) throw error;
+  process.stderr.write(`error: ${error.message}\n`);
+  process.exit(1);
+}

@@ -4,7 +4,7 @@
  * keeps its stack trace.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { PpdError } from '../errors.ts';
+import { exitOnPpdError } from '../errors.ts';
 import { DEFAULT_MEASURED_MARGIN } from '../calibrate/choice.ts';
 import { calibrateCommand, integerList } from './calibrate.ts';
 import { convertAdapterCommand } from './adapter.ts';
@@ -278,9 +278,5 @@ program
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  if (error instanceof PpdError) {
-    process.stderr.write(`error: ${error.message}\n`);
-    process.exit(1);
-  }
-  throw error;
+  exitOnPpdError(error);
 }
