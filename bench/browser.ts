@@ -16,14 +16,16 @@
  * WebAssembly may use threads); the server only hands out files, the page computes. Two pages
  * stay open, one per thread count, each with its model loaded in its worker. Prompts are the
  * openings of held-out documents (bench/prompts.ts, as bench:ppd). Every prompt is generated
- * greedily by four decoders per thread count: Node plain, Node PPD, page plain, page PPD, taken
- * in turn (the order reversed every other round) after three warm-up generations each (the
- * page's WebAssembly gets optimised as it runs), so that both sides share the machine's noise. PPD is the adapter's trees.json with the default context
- * lookup (8) on both sides — the setup `npm run build:browser` ships. Tokens/s is
- * `Generation`'s own figure on both sides (end to end, prefill included; in the page it is
- * measured inside the worker by the same code), and every generation runs to the token limit
- * past EOS (the page's eos=0), so both sides time generations of the same length. The page must reproduce Node's greedy ids and PPD
- * must reproduce plain: any mismatch is reported and the run exits with code 1.
+ * greedily by three decoders per thread count — plain, PPD (the adapter's trees.json with the
+ * default context lookup, 8: what `npm run build:browser` ships, and what `ppd serve` uses
+ * where no calibration profile fits the machine) and the context lookup alone (a root-only tree
+ * set) — each in Node and in the page, taken in turn (the order reversed every other round)
+ * after three warm-up generations each (the page's WebAssembly gets optimised as it runs), so
+ * that both sides share the machine's noise. Tokens/s is `Generation`'s own figure on both
+ * sides (end to end, prefill included; in the page it is measured inside the worker by the same
+ * code), and every generation runs to the token limit past EOS (the page's eos=0), so both
+ * sides time generations of the same length. The page must reproduce Node's greedy ids and
+ * PPD must reproduce plain: any mismatch is reported and the run exits with code 1.
  *
  * First token: a fresh browser profile opens the page with its defaults (provider auto, which is
  * WebAssembly here, threads = cores) and generates as soon as the model is ready; opening → ready
@@ -34,8 +36,8 @@
  * the page within 15 % of Node's; first token within 5 s with cached graphs) are reported, never
  * asserted. Chromium's CPU counts as the benchmark's own in the load figures.
  */
+import { existsSync, mkdtempSync } from 'node:fs';
 import { promptHeadOf } from '../src/ppd/adapter-files.ts';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -44,11 +46,13 @@ import { InputError } from '../src/errors.ts';
 import { startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { parameterCount } from '../src/model/config.ts';
+import { lookupAlone } from '../src/ppd/adapter-folder.ts';
 import { DEFAULT_LOOKUP_TOKENS, loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { Progress } from '../src/report/progress.ts';
 import { buildServer } from '../src/server/app.ts';
 import {
   BUSY_MACHINE_CORES,
+  childProcesses,
   describeMachine,
   fmt,
   machineSection,
@@ -92,8 +96,8 @@ export interface BrowserBenchReport {
   identity: { runs: number; identical: number; mismatches: string[] };
   /** One row per thread count and decoder. */
   throughput: ThroughputRow[];
-  /** Per thread count: PPD's speedup over plain on each side. */
-  speedups: { threads: number; node: number; page: number; pageOverNode: number }[];
+  /** Per thread count and PPD decoder: its speedup over plain on each side. */
+  speedups: { threads: number; decoder: Decoder; node: number; page: number; pageOverNode: number }[];
   firstToken: FirstTokenRun[];
   targets: { name: string; target: string; measured: string; met: boolean }[];
   /** CPU other processes used during the timed generations (Chromium counted as the benchmark's). */
@@ -102,7 +106,10 @@ export interface BrowserBenchReport {
   perPrompt: { prompt: number; threads: number; decoder: Decoder; node: RunFigures; page: RunFigures }[];
 }
 
-export type Decoder = 'plain' | 'ppd';
+/** plain; PPD with the adapter's trees.json and the context lookup; the context lookup alone. */
+export type Decoder = 'plain' | 'ppd' | 'lookup';
+const DECODERS: readonly Decoder[] = ['plain', 'ppd', 'lookup'];
+const DECODER_NAMES: Record<Decoder, string> = { plain: 'plain', ppd: 'PPD (trees + lookup)', lookup: 'lookup alone' };
 
 export interface RunFigures {
   newTokens: number;
@@ -157,7 +164,8 @@ async function openPage(browser: Browser, url: string): Promise<Page> {
 }
 
 async function generateOnPage(page: Page, prompt: string, decoder: Decoder, maxTokens: number): Promise<PageRun> {
-  if ((await page.isChecked('#ppd')) !== (decoder === 'ppd')) await page.click('#ppd');
+  if ((await page.isChecked('#ppd')) !== (decoder !== 'plain')) await page.click('#ppd');
+  if ((await page.isChecked('#prompt-tokens')) !== (decoder !== 'lookup')) await page.click('#prompt-tokens');
   await page.fill('#max-tokens', String(maxTokens));
   await page.click('#clear');
   await page.fill('#input', prompt);
@@ -190,22 +198,19 @@ async function main(argv: string[]): Promise<void> {
   for (const threads of THREADS) node.set(threads, await loadModel(modelDir, { threads, needsTokenizer: true, promptHead: promptHeadOf(adapterDir) }));
   const first = node.get(1)!;
   const ppd: PpdSetup = loadPpdSetup(first.config, adapterDir, { trees: join(adapterDir, TREES_FILE), lookup: DEFAULT_LOOKUP_TOKENS });
+  const setups: Record<Exclude<Decoder, 'plain'>, PpdSetup> = { ppd, lookup: lookupAlone(ppd, DEFAULT_LOOKUP_TOKENS) };
+  const nodeSetup = (decoder: Decoder) => (decoder === 'plain' ? undefined : setups[decoder]);
   const app = buildServer({ loaded: first, ppd, adapterDir });
   const url = `${await app.listen({ host: '127.0.0.1', port: 0 })}/browser/`;
-  const profile = mkdtempSync(join(tmpdir(), 'ppd-bench-browser-profile-'));
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
-  const browser = context.browser() ?? (await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS }));
-  const chromiumPids = () => {
-    const pid = (context as unknown as { _browser?: { _process?: { pid?: number } } })._browser?._process?.pid;
-    return pid === undefined ? [] : [pid];
-  };
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 
   try {
     // First token: a fresh profile, the page's defaults, then a second visit.
     const firstToken: FirstTokenRun[] = [];
     const prompts = selectPrompts(first, promptCount);
+    const visits = await browser.newContext(); // a fresh profile: empty caches
     for (const visit of ['first', 'second'] as const) {
-      const page = await context.newPage();
+      const page = await visits.newPage();
       await page.goto(`${url}?eos=0`);
       await page.locator('#status[data-state="ready"], #status[data-state="error"]').waitFor({ timeout: 300_000 });
       const runtime = page.locator('#runtime');
@@ -221,18 +226,19 @@ async function main(argv: string[]): Promise<void> {
       });
       await page.close();
     }
+    await visits.close();
 
     const pages = new Map<number, Page>();
-    for (const threads of THREADS) pages.set(threads, await openPage(browser as Browser, `${url}?provider=wasm&threads=${threads}&eos=0`));
+    for (const threads of THREADS) pages.set(threads, await openPage(browser, `${url}?provider=wasm&threads=${threads}&eos=0`));
     const ortWeb = ((await pages.get(1)!.locator('#runtime').textContent()) ?? '').match(/onnxruntime-web ([\d.]+)/)?.[1] ?? 'unknown';
 
     // Warm-up, WARMUP_ROUNDS generations per decoder on each side: Chromium first runs
     // WebAssembly through its baseline compiler and swaps in optimised code as functions get hot
     // (the first 64-token generation ran at well under half the speed of the third here).
     for (const threads of THREADS) {
-      for (const decoder of range(WARMUP_ROUNDS).flatMap(() => ['plain', 'ppd'] as const)) {
+      for (const decoder of range(WARMUP_ROUNDS).flatMap(() => DECODERS)) {
         await generateOnPage(pages.get(threads)!, prompts[0]!.text, decoder, maxTokens);
-        await startGeneration(withoutEos(node.get(threads)!), { prompt: prompts[0]!.text, maxTokens, ppd: decoder === 'ppd' ? ppd : undefined }).complete();
+        await startGeneration(withoutEos(node.get(threads)!), { prompt: prompts[0]!.text, maxTokens, ppd: nodeSetup(decoder) }).complete();
       }
     }
 
@@ -240,7 +246,7 @@ async function main(argv: string[]): Promise<void> {
     const mismatches: string[] = [];
     let identityRuns = 0;
     const progress = new Progress('bench:browser', prompts.length * THREADS.length, 'prompt×threads');
-    const endTimed = watchLoad(chromiumPids);
+    const endTimed = watchLoad(childProcesses);
     for (const prompt of prompts) {
       for (const threads of THREADS) {
         const runs = new Map<string, { ids: number[]; steps: number; tps: number[] }>();
@@ -249,16 +255,11 @@ async function main(argv: string[]): Promise<void> {
           if (seen) seen.tps.push(tps);
           else runs.set(key, { ids, steps, tps: [tps] });
         };
-        const order = [
-          ['node', 'plain'],
-          ['page', 'plain'],
-          ['node', 'ppd'],
-          ['page', 'ppd'],
-        ] as const;
+        const order = DECODERS.flatMap((decoder) => [['node', decoder] as const, ['page', decoder] as const]);
         for (let round = 0; round < repeats; round++) {
           for (const [side, decoder] of round % 2 === 0 ? order : [...order].reverse()) {
             if (side === 'node') {
-              const result = await startGeneration(withoutEos(node.get(threads)!), { prompt: prompt.text, maxTokens, ppd: decoder === 'ppd' ? ppd : undefined }).complete();
+              const result = await startGeneration(withoutEos(node.get(threads)!), { prompt: prompt.text, maxTokens, ppd: nodeSetup(decoder) }).complete();
               record(`node ${decoder}`, result.ids, result.stats.steps, result.stats.tokensPerSecond);
             } else {
               const result = await generateOnPage(pages.get(threads)!, prompt.text, decoder, maxTokens);
@@ -267,11 +268,11 @@ async function main(argv: string[]): Promise<void> {
           }
         }
         const reference = runs.get('node plain')!.ids;
-        for (const key of ['page plain', 'node ppd', 'page ppd']) {
+        for (const key of ['page plain', 'node ppd', 'page ppd', 'node lookup', 'page lookup']) {
           identityRuns++;
           if (JSON.stringify(runs.get(key)!.ids) !== JSON.stringify(reference)) mismatches.push(`prompt ${prompt.number}, ${threads} thread(s): ${key} differs from Node plain`);
         }
-        for (const decoder of ['plain', 'ppd'] as const) {
+        for (const decoder of DECODERS) {
           const figures = (side: 'node' | 'page'): RunFigures => {
             const r = runs.get(`${side} ${decoder}`)!;
             return { newTokens: r.ids.length, steps: r.steps, tokensPerSecond: median(r.tps), tokensPerSecondPerRepeat: r.tps };
@@ -286,7 +287,7 @@ async function main(argv: string[]): Promise<void> {
 
     const throughput: ThroughputRow[] = [];
     for (const threads of THREADS) {
-      for (const decoder of ['plain', 'ppd'] as const) {
+      for (const decoder of DECODERS) {
         const rows = perPrompt.filter((r) => r.threads === threads && r.decoder === decoder);
         const nodeTps = median(rows.map((r) => r.node.tokensPerSecond));
         const pageTps = median(rows.map((r) => r.page.tokensPerSecond));
@@ -296,11 +297,13 @@ async function main(argv: string[]): Promise<void> {
       }
     }
     const row = (threads: number, decoder: Decoder) => throughput.find((r) => r.threads === threads && r.decoder === decoder)!;
-    const speedups = THREADS.map((threads) => {
-      const nodeSpeedup = row(threads, 'ppd').nodeTokensPerSecond / row(threads, 'plain').nodeTokensPerSecond;
-      const pageSpeedup = row(threads, 'ppd').pageTokensPerSecond / row(threads, 'plain').pageTokensPerSecond;
-      return { threads, node: nodeSpeedup, page: pageSpeedup, pageOverNode: pageSpeedup / nodeSpeedup };
-    });
+    const speedups = THREADS.flatMap((threads) =>
+      (['ppd', 'lookup'] as const).map((decoder) => {
+        const nodeSpeedup = row(threads, decoder).nodeTokensPerSecond / row(threads, 'plain').nodeTokensPerSecond;
+        const pageSpeedup = row(threads, decoder).pageTokensPerSecond / row(threads, 'plain').pageTokensPerSecond;
+        return { threads, decoder, node: nodeSpeedup, page: pageSpeedup, pageOverNode: pageSpeedup / nodeSpeedup };
+      }),
+    );
     const warm = firstToken.find((f) => f.visit === 'second')!;
     const targets = [
       ...THREADS.map((threads) => ({
@@ -310,7 +313,7 @@ async function main(argv: string[]): Promise<void> {
         met: row(threads, 'plain').pageOverNode >= 0.5,
       })),
       ...speedups.map((s) => ({
-        name: `PPD speedup in the page vs in Node, ${s.threads} thread${s.threads === 1 ? '' : 's'}`,
+        name: `${DECODER_NAMES[s.decoder]}: speedup in the page vs in Node, ${s.threads} thread${s.threads === 1 ? '' : 's'}`,
         target: 'within 15 %',
         measured: `${fmt(s.page, 2)}× vs ${fmt(s.node, 2)}× (${s.pageOverNode >= 1 ? '+' : ''}${fmt((s.pageOverNode - 1) * 100, 0)} %)`,
         met: Math.abs(s.pageOverNode - 1) <= 0.15,
@@ -325,7 +328,7 @@ async function main(argv: string[]): Promise<void> {
       date: started.toISOString(),
       durationSeconds: (performance.now() - runStart) / 1000,
       machine: describeMachine(2),
-      browser: { name: 'Chromium (headless, Debian)', version: browser?.version() ?? 'unknown', ortWeb, provider: 'wasm' },
+      browser: { name: 'Chromium (headless, Debian)', version: browser.version(), ortWeb, provider: 'wasm' },
       model: { dir: repoPath(modelDir), parameters: parameterCount(first.config) },
       adapter: { dir: repoPath(adapterDir), trees: TREES_FILE, lookup: DEFAULT_LOOKUP_TOKENS },
       workload: {
@@ -345,7 +348,7 @@ async function main(argv: string[]): Promise<void> {
     const paths = await writeReportFiles(outDir, 'browser', report, markdown(report), 'browser.svg', {
       title: `ppd in the page (onnxruntime-web ${ortWeb}, WebAssembly) vs Node (onnxruntime-node), tokens/s`,
       mark: 'bar',
-      x: { title: throughput.map((r, i) => `${i + 1} = ${r.decoder === 'ppd' ? 'PPD' : 'plain'}, ${r.threads} thread${r.threads === 1 ? '' : 's'}`).join('; ') },
+      x: { title: throughput.map((r, i) => `${i + 1} = ${DECODER_NAMES[r.decoder]}, ${r.threads}t`).join('; ') },
       y: { title: 'tokens/s (median over prompts)' },
       series: ['node', 'page'].map((side) => ({
         name: side === 'node' ? 'Node (onnxruntime-node, CPU)' : 'page (onnxruntime-web, WebAssembly)',
@@ -360,10 +363,9 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = 1;
     }
   } finally {
-    await context.close();
+    await browser.close();
     await app.close();
     for (const loaded of node.values()) await loaded.model.release();
-    rmSync(profile, { recursive: true, force: true });
   }
 }
 
@@ -398,11 +400,11 @@ function markdown(r: BrowserBenchReport): string {
     '',
     '| threads | decoder | Node | page | page / Node | tokens per step |',
     '| --- | --- | --- | --- | --- | --- |',
-    ...r.throughput.map((t) => `| ${t.threads} | ${t.decoder === 'ppd' ? 'PPD' : 'plain'} | ${fmt(t.nodeTokensPerSecond)} | ${fmt(t.pageTokensPerSecond)} | ${fmt(t.pageOverNode, 2)}× | ${fmt(t.tokensPerStep, 2)} |`),
+    ...r.throughput.map((t) => `| ${t.threads} | ${DECODER_NAMES[t.decoder]} | ${fmt(t.nodeTokensPerSecond)} | ${fmt(t.pageTokensPerSecond)} | ${fmt(t.pageOverNode, 2)}× | ${fmt(t.tokensPerStep, 2)} |`),
     '',
-    '| threads | PPD speedup in Node | in the page | page / Node |',
-    '| --- | --- | --- | --- |',
-    ...r.speedups.map((s) => `| ${s.threads} | ${fmt(s.node, 2)}× | ${fmt(s.page, 2)}× | ${fmt(s.pageOverNode, 2)} |`),
+    '| threads | decoder | speedup over plain in Node | in the page | page / Node |',
+    '| --- | --- | --- | --- | --- |',
+    ...r.speedups.map((s) => `| ${s.threads} | ${DECODER_NAMES[s.decoder]} | ${fmt(s.node, 2)}× | ${fmt(s.page, 2)}× | ${fmt(s.pageOverNode, 2)} |`),
     '',
     '![tokens/s](browser.svg)',
     '',

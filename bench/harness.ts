@@ -161,6 +161,25 @@ function cpuJiffies(): { busy: number; total: number } | null {
   return { busy, total: busy + idle! + iowait! };
 }
 
+/** This process's child processes (a browser it drives, a bundler's service), from /proc; [] off Linux. */
+export function childProcesses(): number[] {
+  try {
+    return readdirSync('/proc')
+      .filter((name) => /^\d+$/.test(name))
+      .filter((pid) => {
+        try {
+          const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+          return Number(text.slice(text.lastIndexOf(')') + 2).split(' ')[1]) === process.pid;
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /**
  * CPU seconds (user + system) used so far by the processes `roots` and all their descendants,
  * from /proc (0 off Linux). Processes that ended meanwhile are not counted.

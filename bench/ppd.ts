@@ -43,7 +43,7 @@ import { startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { parameterCount } from '../src/model/config.ts';
 import { DEFAULT_LOOKUP_TOKENS, loadGuessingPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
-import { buildTreeSet } from '../src/ppd/tree-builder.ts';
+import { lookupAlone } from '../src/ppd/adapter-folder.ts';
 import { compileTree } from '../src/ppd/tree-buffers.ts';
 import { Progress } from '../src/report/progress.ts';
 import type { SamplingOptions } from '../src/sampling/sampler.ts';
@@ -337,10 +337,7 @@ const GREEDY_COMPARISONS: readonly ComparisonName[] = ['greedy', 'greedy, PPD + 
 function setupFor(setup: PpdSetup, guesses: Guesses): PpdSetup {
   if (guesses === 'prompt') return { ...setup, lookup: 0 };
   if (guesses === 'prompt+lookup') return { ...setup, lookup: DEFAULT_LOOKUP_TOKENS };
-  const { promptTokens, virtualTokens, attention } = setup.adapter.config;
-  // Budget 1 leaves no row for a guess or a prompt token, whatever the accuracy table says.
-  const rootOnly = buildTreeSet(Array.from({ length: promptTokens }, () => [0]), { budget: 1, promptTokens, virtualTokens, attention });
-  return { ...setup, trees: rootOnly, lookup: DEFAULT_LOOKUP_TOKENS };
+  return lookupAlone(setup, DEFAULT_LOOKUP_TOKENS);
 }
 
 async function generate(loaded: LoadedModel, setup: PpdSetup, decoder: Decoder, prompt: Prompt, maxTokens: number): Promise<GenerationResult> {

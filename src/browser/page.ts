@@ -3,7 +3,7 @@
  * itself runs in a Web Worker (worker.ts), so the page stays responsive while a forward runs.
  *
  * Query parameters preset the controls (for links, tests and bench:browser): provider
- * (auto|wasm|webgpu), threads, ppd (0|1), lookup; eos=0 runs every generation to max tokens,
+ * (auto|wasm|webgpu), threads, ppd (0|1), prompt_tokens (0|1), lookup; eos=0 runs every generation to max tokens,
  * past end-of-sequence (bench:browser times generations of one length, as bench:ppd does).
  */
 import type { ExecutionProvider, FromWorker, ModelInfo, ModelSource, ToWorker } from './protocol.ts';
@@ -30,6 +30,7 @@ function presetControls(): void {
   $('threads').disabled = !isolated;
   if (params.has('ppd')) ppdSwitch.checked = params.get('ppd') === '1';
   if (params.has('lookup')) $('lookup').value = params.get('lookup')!;
+  if (params.has('prompt_tokens')) $('prompt-tokens').checked = params.get('prompt_tokens') === '1';
 }
 
 /** WebGPU when the browser has it and gives an adapter; WebAssembly otherwise. */
@@ -132,6 +133,7 @@ function onReady(info: ModelInfo): void {
   $('runtime').dataset.readySeconds = String(performance.now() / 1000); // since the page was opened
   $('chat-label').hidden = !info.hasChatTemplate;
   ppdSwitch.disabled = info.ppd === undefined;
+  $('prompt-tokens').disabled = info.ppd === undefined;
   $('ppd-label').title = info.ppd ? `${info.ppd.promptTokens} prompt tokens, trees ${info.ppd.trees}` : 'this model has no PPD adapter';
   if (!info.ppd) ppdSwitch.checked = false;
   else if (!params.has('lookup')) $('lookup').value = String(info.ppd.lookup);
@@ -160,6 +162,7 @@ function generate(prompt: string): void {
     chat: $('chat').checked && !$('chat-label').hidden,
     maxTokens: Number($('max-tokens').value),
     ppd: ppdSwitch.checked && !ppdSwitch.disabled,
+    promptTokens: $('prompt-tokens').checked,
     lookup: Number($('lookup').value),
     temperature: Number($('temperature').value),
     seed: 0,

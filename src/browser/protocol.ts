@@ -56,6 +56,8 @@ export interface GenerateRequest {
   chat: boolean;
   maxTokens: number;
   ppd: boolean;
+  /** PPD guesses from the adapter's prompt tokens (its trees); false: from the context lookup alone. */
+  promptTokens: boolean;
   /** Most context-lookup tokens per PPD step (0: none). */
   lookup: number;
   temperature: number;

@@ -15,7 +15,7 @@ import type { Folder } from '../format/readable-file.ts';
 import { newCache, prefill } from '../decode/autoregressive.ts';
 import { startGeneration } from '../generate/request.ts';
 import { modelFromFiles, type LoadedModel } from '../checkpoint/loaded-model.ts';
-import { readPpdSetup } from '../ppd/adapter-folder.ts';
+import { lookupAlone, readPpdSetup } from '../ppd/adapter-folder.ts';
 import { adapterPromptHead } from '../ppd/adapter.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
 import { cacheStorageGraphs, webRuntime, type OrtWeb } from '../runtime/ort-web.ts';
@@ -185,7 +185,8 @@ async function generate(request: GenerateRequest): Promise<void> {
   if (!loaded) throw new PpdError('no model is loaded');
   if (running) throw new PpdError('a generation is already running');
   running = new AbortController();
-  const ppd = request.ppd && loaded.ppd ? { ...loaded.ppd, lookup: request.lookup } : undefined;
+  const setup = loaded.ppd && (request.promptTokens ? { ...loaded.ppd, lookup: request.lookup } : lookupAlone(loaded.ppd, request.lookup));
+  const ppd = request.ppd ? setup : undefined;
   try {
     const model = request.ignoreEos ? { ...loaded.model, eosIds: [] } : loaded.model;
     const generation = startGeneration(model, {

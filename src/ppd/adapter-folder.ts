@@ -10,6 +10,7 @@ import type { LlamaConfig } from '../model/config.ts';
 import { PromptAdapter } from './adapter.ts';
 import type { Verification } from './decode.ts';
 import { readTreeSet, type PpdTreeSet } from './tree.ts';
+import { buildTreeSet } from './tree-builder.ts';
 
 /** The files of an adapter folder besides the adapter's own (adapter.ts): trees and the accuracy table. */
 export const TREES_FILE = 'trees.json';
@@ -50,6 +51,17 @@ export function readPpdSetup(base: LlamaConfig, folder: Folder, options: FolderS
     verification: options.verification ?? 'coupled',
     lookup: options.lookup ?? DEFAULT_LOOKUP_TOKENS,
   };
+}
+
+/**
+ * `setup` guessing with the context lookup alone (up to `lookup` tokens a step): a root-only tree
+ * set, so no row goes to a prompt token or its guesses.
+ */
+export function lookupAlone(setup: PpdSetup, lookup: number): PpdSetup {
+  const { promptTokens, virtualTokens, attention } = setup.adapter.config;
+  // Budget 1 leaves no row for a guess or a prompt token, whatever the accuracy table says.
+  const rootOnly = buildTreeSet(Array.from({ length: promptTokens }, () => [0]), { budget: 1, promptTokens, virtualTokens, attention });
+  return { ...setup, trees: rootOnly, treesFile: undefined, lookup };
 }
 
 /** The error for a tree-set file that is not there, with the command that makes one. */
