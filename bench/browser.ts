@@ -43,6 +43,7 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { InputError } from '../src/errors.ts';
+import { newCache, prefill } from '../src/generate/autoregressive.ts';
 import { startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { parameterCount } from '../src/model/config.ts';
@@ -64,6 +65,7 @@ import {
   repoPath,
   runBenchmark,
   shownPath,
+  timed,
   watchLoad,
   warnIfBusy,
   writeReportFiles,
@@ -76,6 +78,9 @@ const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const THREADS = [1, 2] as const;
 const WARMUP_ROUNDS = 3;
+/** Rows of the forwards timed against T, and how often each is timed. */
+const ROWS = [1, 2, 4, 8, 16, 32];
+const ROW_REPEATS = 30;
 
 // ---------------------------------------------------------------------------------------------
 // Report schema (docs/bench/browser.json). Times in seconds, rates per second.
@@ -99,6 +104,8 @@ export interface BrowserBenchReport {
   /** Per thread count and PPD decoder: its speedup over plain on each side. */
   speedups: { threads: number; decoder: Decoder; node: number; page: number; pageOverNode: number }[];
   firstToken: FirstTokenRun[];
+  /** One forward over T new rows (no cache) against T: where PPD's many-row steps cost more in the page. */
+  rows: RowsLatency[];
   targets: { name: string; target: string; measured: string; met: boolean }[];
   /** CPU other processes used during the timed generations (Chromium counted as the benchmark's). */
   load: PhaseLoad;
@@ -128,6 +135,14 @@ export interface ThroughputRow {
   pageOverNode: number;
   /** Mean tokens per forward (the prompt's forward included), the same on both sides. */
   tokensPerStep: number;
+}
+
+export interface RowsLatency {
+  threads: number;
+  rows: number;
+  /** Median of ROW_REPEATS forwards, milliseconds. */
+  nodeMs: number;
+  pageMs: number;
 }
 
 export interface FirstTokenRun {
@@ -174,6 +189,33 @@ async function generateOnPage(page: Page, prompt: string, decoder: Decoder, maxT
   await reply.waitFor({ timeout: 300_000 });
   const stats = JSON.parse((await reply.getAttribute('data-stats'))!);
   return { ids: JSON.parse((await reply.getAttribute('data-ids'))!), steps: stats.steps, tokensPerSecond: stats.tokensPerSecond, firstTokenSeconds: stats.firstTokenSeconds };
+}
+
+/**
+ * Latency of one forward over T rows after no cache (a prefill of T tokens), by T: Node's engine
+ * through `prefill`, the page's through its parity hook (the worker runs the same prefill).
+ */
+async function rowLatencies(loaded: LoadedModel, page: Page, threads: number): Promise<RowsLatency[]> {
+  const ids = (n: number) => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % loaded.config.vocabSize);
+  const nodeMs = async (T: number) => {
+    const times: number[] = [];
+    for (let r = 0; r < ROW_REPEATS; r++) times.push(await timed(() => prefill(loaded.model, ids(T), newCache(loaded.model))));
+    return median(times);
+  };
+  // A string, not a function: the bench runs through tsx, whose helpers the page does not have.
+  const pageMs = (T: number): Promise<number> =>
+    page.evaluate(`(async () => {
+      const ids = ${JSON.stringify(ids(T))};
+      const times = [];
+      for (let r = 0; r < ${ROW_REPEATS}; r++) { const t = performance.now(); await globalThis.ppdLogits(ids); times.push(performance.now() - t); }
+      times.sort((a, b) => a - b);
+      return times.length % 2 ? times[times.length >> 1] : (times[times.length / 2 - 1] + times[times.length / 2]) / 2;
+    })()`);
+  await nodeMs(16);
+  await pageMs(16);
+  const out: RowsLatency[] = [];
+  for (const rows of ROWS) out.push({ threads, rows, nodeMs: await nodeMs(rows), pageMs: await pageMs(rows) });
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -284,6 +326,8 @@ async function main(argv: string[]): Promise<void> {
     }
     const load = endTimed();
     progress.stop();
+    const rows: RowsLatency[] = [];
+    for (const threads of THREADS) rows.push(...(await rowLatencies(node.get(threads)!, pages.get(threads)!, threads)));
 
     const throughput: ThroughputRow[] = [];
     for (const threads of THREADS) {
@@ -341,6 +385,7 @@ async function main(argv: string[]): Promise<void> {
       throughput,
       speedups,
       firstToken,
+      rows,
       targets,
       load,
       perPrompt,
@@ -407,6 +452,17 @@ function markdown(r: BrowserBenchReport): string {
     ...r.speedups.map((s) => `| ${s.threads} | ${DECODER_NAMES[s.decoder]} | ${fmt(s.node, 2)}× | ${fmt(s.page, 2)}× | ${fmt(s.pageOverNode, 2)} |`),
     '',
     '![tokens/s](browser.svg)',
+    '',
+    '## Forward latency against rows',
+    '',
+    'One forward over T new rows (a prefill of T tokens, no cache), median of ' + ROW_REPEATS + ' after warm-up: a PPD step verifies several rows at once, so its cost relative to a one-token step decides its speedup.',
+    '',
+    '| threads | T | Node ms | page ms | Node L(T)/L(1) | page L(T)/L(1) |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...r.rows.map((x) => {
+      const one = r.rows.find((y) => y.threads === x.threads && y.rows === 1)!;
+      return `| ${x.threads} | ${x.rows} | ${fmt(x.nodeMs, 2)} | ${fmt(x.pageMs, 2)} | ${fmt(x.nodeMs / one.nodeMs, 2)} | ${fmt(x.pageMs / one.pageMs, 2)} |`;
+    }),
     '',
     '## First token after opening the page',
     '',
