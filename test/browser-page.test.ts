@@ -59,13 +59,20 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
+/**
+ * How long the page may take to load a model or finish a generation before the test calls it
+ * stuck: generous, since a shared machine under load (or SwiftShader compiling WebGPU shaders)
+ * is slow; this catches a page that never answers, it does not time anything.
+ */
+const STUCK_MS = 300_000;
+
 /** Opens the page (at `url`, default the server's) and waits until its model is ready (or it failed). */
 async function openPage(query: string, url = `${server.url}/browser/`): Promise<{ page: Page; problems: string[] }> {
   const page = await browser!.newPage();
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(error.message));
   await page.goto(`${url}?${query}`);
-  await page.locator('#status[data-state="ready"], #status[data-state="error"]').waitFor({ timeout: 60_000 });
+  await page.locator('#status[data-state="ready"], #status[data-state="error"]').waitFor({ timeout: STUCK_MS });
   return { page, problems };
 }
 
@@ -77,7 +84,7 @@ async function generate(page: Page, prompt: string, usePpd: boolean): Promise<{ 
   await page.fill('#input', prompt);
   await page.click('#send');
   const reply = page.locator('.message.assistant').nth(before);
-  await reply.and(page.locator('[data-state="done"]')).waitFor({ timeout: 60_000 });
+  await reply.and(page.locator('[data-state="done"]')).waitFor({ timeout: STUCK_MS });
   const stats = JSON.parse((await reply.getAttribute('data-stats'))!);
   const runs = await reply.locator('.run').evaluateAll((spans) => spans.map((s) => Number((s as HTMLElement).dataset.tokens)));
   return { ids: JSON.parse((await reply.getAttribute('data-ids'))!), mode: (await reply.getAttribute('data-mode'))!, tau: stats.tau, runs };
@@ -120,7 +127,7 @@ test('a bad file picked from disk is one readable error on the page', { skip }, 
   writeFileSync(bad, 'this is not a GGUF file');
   await page.setInputFiles('#pick-gguf', bad);
   const error = page.locator('.message.error').last();
-  await error.waitFor({ timeout: 30_000 });
+  await error.waitFor({ timeout: STUCK_MS });
   assert.match((await error.textContent())!, /^error: bad\.gguf: not a GGUF file/);
   assert.equal(await page.locator('#status').getAttribute('data-state'), 'error');
 
@@ -129,7 +136,7 @@ test('a bad file picked from disk is one readable error on the page', { skip }, 
   mkdirSync(folder);
   writeFileSync(join(folder, 'tokenizer.json'), '{}');
   await page.setInputFiles('#pick-folder', folder);
-  await page.locator('.message.error').nth(1).waitFor({ timeout: 30_000 });
+  await page.locator('.message.error').nth(1).waitFor({ timeout: STUCK_MS });
   assert.match((await page.locator('.message.error').nth(1).textContent())!, /^error: no-config\/config\.json: file not found/);
   await page.close();
 });
