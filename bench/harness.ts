@@ -12,6 +12,8 @@ import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { exitOnPpdError, InputError } from '../src/errors.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import { writeLineChart, type LineChart } from '../src/report/plot.ts';
@@ -34,16 +36,22 @@ export interface BenchArgs {
  * `--quick` and `--threads N`, the flags every benchmark takes, plus a benchmark's own string
  * flags (`extra`, names without dashes), returned unchecked in `flags` for it to validate.
  */
-export function parseBenchArgs(argv: string[], extra: readonly string[] = []): BenchArgs & { flags: Record<string, string | undefined> } {
+export function parseBenchArgs(
+  argv: string[],
+  extra: readonly string[] = [],
+  switchNames: readonly string[] = [],
+): BenchArgs & { flags: Record<string, string | undefined>; switches: Record<string, boolean> } {
   const options: Record<string, { type: 'string' | 'boolean' }> = { quick: { type: 'boolean' }, threads: { type: 'string' } };
   for (const name of extra) options[name] = { type: 'string' };
+  for (const name of switchNames) options[name] = { type: 'boolean' };
   const { values } = parseArgs({ args: argv, options });
   const threads = values.threads === undefined ? defaultThreads() : Number(values.threads);
   if (!Number.isInteger(threads) || threads < 1) {
     throw new InputError(`--threads must be a positive integer, got ${JSON.stringify(values.threads)}`);
   }
   const flags = Object.fromEntries(extra.map((name) => [name, values[name] as string | undefined]));
-  return { quick: values.quick === true, threads, flags };
+  const switches = Object.fromEntries(switchNames.map((name) => [name, values[name] === true]));
+  return { quick: values.quick === true, threads, flags, switches };
 }
 
 /** Runs a benchmark's main; bad input (a PpdError, an unknown flag) ends as one line, not a stack. */
@@ -269,6 +277,47 @@ export const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) =
 
 /** Deterministic, spread-out token ids (the values do not change the cost of a forward). */
 export const tokenIds = (n: number, V: number, salt: number) => range(n).map((i) => (i * 7919 + salt * 104729) % V);
+
+// ---------------------------------------------------------------------------------------------
+// Memory.
+
+/**
+ * The process's resident memory after a full garbage collection, so that a load's growth is its
+ * own memory and not the garbage of reading and converting weights (V8 hides `gc` unless asked).
+ * On Linux also its two parts (/proc/self/status): anonymous memory, which only this process
+ * holds (ONNX Runtime's packed weights, the JS heap), and file-backed pages, mapped files the
+ * kernel may drop and read back (a model file llama.cpp maps, the initializers ORT maps and
+ * keeps): null elsewhere.
+ */
+export interface Resident {
+  rssBytes: number;
+  anonBytes: number | null;
+  fileBytes: number | null;
+}
+
+export async function residentMemory(): Promise<Resident> {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+  await new Promise((resolve) => setTimeout(resolve, 50)); // backing stores are freed just after
+  const rssBytes = process.memoryUsage().rss;
+  let status = '';
+  try {
+    status = readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    return { rssBytes, anonBytes: null, fileBytes: null };
+  }
+  const kib = (key: string) => {
+    const match = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
+    return match ? Number(match[1]) * 1024 : null;
+  };
+  return { rssBytes, anonBytes: kib('RssAnon'), fileBytes: kib('RssFile') };
+}
+
+/** b - a, part by part (a part unknown in either is unknown). */
+export function residentGrowth(a: Resident, b: Resident): Resident {
+  const minus = (x: number | null, y: number | null) => (x === null || y === null ? null : x - y);
+  return { rssBytes: b.rssBytes - a.rssBytes, anonBytes: minus(b.anonBytes, a.anonBytes), fileBytes: minus(b.fileBytes, a.fileBytes) };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Formats and the Markdown machine table.

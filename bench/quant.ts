@@ -37,8 +37,6 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { documentsOf, tokenizeDocuments } from '../src/data/tokenize.ts';
 import { perplexity } from '../src/eval/perplexity.ts';
@@ -63,6 +61,7 @@ import {
   positiveInt,
   REPO_ROOT,
   repoPath,
+  residentMemory,
   runBenchmark,
   shownPath,
   warnIfBusy,
@@ -162,7 +161,7 @@ export interface AccuracySection {
   /** Tokens scored (all but the first of the tokens read). */
   tokens: number;
   /** The GGUF files the gguf variants load, written for this run and removed after. */
-  ggufExports: { type: 'Q8_0' | 'Q4_0'; bytes: number; tensorTypes: Record<string, number>; f16Fallbacks: string[] }[];
+  ggufExports: { type: GgufType; bytes: number; tensorTypes: Record<string, number>; f16Fallbacks: string[] }[];
   variants: AccuracyResult[];
   load: PhaseLoad;
 }
@@ -194,8 +193,11 @@ export interface LlamaCppReference {
 // ---------------------------------------------------------------------------------------------
 // What is measured, and how often.
 
-type PrecisionId = 'f32' | 'q8' | 'q4' | 'gguf Q8_0' | 'gguf Q4_0';
-type VariantId = 'f32' | 'q8' | 'q4' | 'q8, f32 products' | 'q4, f32 products' | 'gguf Q8_0' | 'gguf Q4_0';
+/** The GGUF file types exported from models/ppd-base: every quantized type ppd writes, and the usual mixes. */
+const GGUF_TYPES = ['Q8_0', 'Q6_K', 'Q5_K_M', 'Q5_1', 'Q5_0', 'Q4_K_M', 'Q4_1', 'Q4_0', 'Q3_K_M', 'Q2_K'] as const;
+type GgufType = (typeof GGUF_TYPES)[number];
+type PrecisionId = 'f32' | 'q8' | 'q4' | `gguf ${GgufType}`;
+type VariantId = 'f32' | 'q8' | 'q4' | 'q8, f32 products' | 'q4, f32 products' | `gguf ${GgufType}` | 'gguf Q4_K_M, f32 products';
 
 /** How one variant of a model is loaded: from the checkpoint (optionally quantized) or from a GGUF export. */
 interface Variant {
@@ -203,7 +205,7 @@ interface Variant {
   description: string;
   weights: string;
   products: AccuracyResult['products'];
-  gguf?: 'Q8_0' | 'Q4_0';
+  gguf?: GgufType;
   quantize?: QuantizeMode;
   matmul?: QuantizedMatmul;
 }
@@ -214,14 +216,20 @@ const VARIANTS: readonly Variant[] = [
   { id: 'q4', description: '--quantize q4: 4-bit blocks of 32 (Q4_0 rounding; LM head 8-bit), int8 products', weights: 'q4', products: 'int8', quantize: 'q4' },
   { id: 'q8, f32 products', description: 'q8 weights, rows kept f32 (accuracy_level 0): the weight rounding alone', weights: 'q8', products: 'f32', quantize: 'q8', matmul: 'f32' },
   { id: 'q4, f32 products', description: 'q4 weights, rows kept f32 (accuracy_level 0): the weight rounding alone', weights: 'q4', products: 'f32', quantize: 'q4', matmul: 'f32' },
-  { id: 'gguf Q8_0', description: '`ppd convert --type q8_0` export, its Q8_0 blocks passed through, int8 products', weights: 'GGUF Q8_0', products: 'int8', gguf: 'Q8_0' },
-  { id: 'gguf Q4_0', description: '`ppd convert --type q4_0` export, its Q4_0 blocks passed through, int8 products', weights: 'GGUF Q4_0', products: 'int8', gguf: 'Q4_0' },
+  ...GGUF_TYPES.map((type): Variant => ({
+    id: `gguf ${type}`,
+    description: `\`ppd convert --type ${type.toLowerCase()}\` export, its blocks passed through exactly, int8 products`,
+    weights: `GGUF ${type}`,
+    products: 'int8',
+    gguf: type,
+  })),
+  { id: 'gguf Q4_K_M, f32 products', description: 'the Q4_K_M export with rows kept f32 (accuracy_level 0): its weight rounding alone', weights: 'GGUF Q4_K_M', products: 'f32', gguf: 'Q4_K_M', matmul: 'f32' },
 ];
 const variant = (id: VariantId) => VARIANTS.find((v) => v.id === id)!;
 
 /** Precisions timed on the random shape, and on models/ppd-base (where the GGUF exports exist). */
 const RANDOM_PRECISIONS: readonly PrecisionId[] = ['f32', 'q8', 'q4'];
-const BASE_PRECISIONS: readonly PrecisionId[] = ['f32', 'q8', 'q4', 'gguf Q8_0', 'gguf Q4_0'];
+const BASE_PRECISIONS: readonly PrecisionId[] = ['f32', 'q8', 'q4', 'gguf Q8_0', 'gguf Q4_0', 'gguf Q4_K_M'];
 
 const LATENCY_ROWS = [1, 2, 4, 8, 16, 32];
 /** As models/ppd-base/perplexity-test.json was scored. */
@@ -277,17 +285,8 @@ interface Contender {
   load: () => Promise<{ model: LlamaModel; ms: number }>;
 }
 
-/**
- * Process RSS after a full garbage collection, so that a load's growth is the model's own memory
- * and not the garbage of generating and quantizing its weights (without it, q8 "grew" by less than
- * q4). V8 hides `gc` unless asked for it.
- */
-async function rssAfterCollection(): Promise<number> {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
-  await new Promise((resolve) => setTimeout(resolve, 50)); // backing stores are freed just after
-  return process.memoryUsage().rss;
-}
+/** Process RSS after a full garbage collection (harness.ts). */
+const rssAfterCollection = async (): Promise<number> => (await residentMemory()).rssBytes;
 
 async function timedLoad(load: () => Promise<LlamaModel>): Promise<{ model: LlamaModel; ms: number }> {
   const start = performance.now();
@@ -369,13 +368,13 @@ async function loadVariant(v: Variant, ggufFiles: Map<string, string>, threads: 
   return loadModel(variantPath(v, ggufFiles), { threads, cacheDir: false, quantize: v.quantize, matmul: v.matmul, needsTokenizer: true });
 }
 
-/** Writes models/ppd-base as GGUF Q8_0 and Q4_0 into `dir`, as `ppd convert --to gguf` would. */
+/** Writes models/ppd-base as every GGUF_TYPES file into `dir`, as `ppd convert --to gguf` would. */
 function exportGguf(dir: string): { files: Map<string, string>; exports: AccuracySection['ggufExports'] } {
   const files = new Map<string, string>();
   const exports: AccuracySection['ggufExports'] = [];
   const model = openModelDir(DEFAULT_MODEL);
   try {
-    for (const type of ['Q8_0', 'Q4_0'] as const) {
+    for (const type of GGUF_TYPES) {
       const path = join(dir, `ppd-base-${type.toLowerCase()}.gguf`);
       const summary = writeLlamaGguf(model, path, type);
       files.set(type, path);
@@ -543,7 +542,7 @@ function markdown(r: QuantReport): string {
     '',
     'GGUF exports (written for this run, removed after): ' +
       a.ggufExports
-        .map((e) => `${e.type} ${bytes(e.bytes)} (${Object.entries(e.tensorTypes).map(([t, n]) => `${n} ${t}`).join(', ')}${e.f16Fallbacks.length > 0 ? `; F16 because their rows are not whole blocks: ${e.f16Fallbacks.length} matrices, e.g. \`${e.f16Fallbacks[0]}\`` : ''})`)
+        .map((e) => `${e.type} ${bytes(e.bytes)} (${Object.entries(e.tensorTypes).map(([t, n]) => `${n} ${t}`).join(', ')}${e.f16Fallbacks.length > 0 ? `; ${e.f16Fallbacks.length} matrices fell back to another type because their rows are not whole blocks of theirs, e.g. \`${e.f16Fallbacks[0]}\`` : ''})`)
         .join('; ') +
       '.',
     '',

@@ -181,6 +181,14 @@ describe('every type as BlockQuantized (MatMulNBits layout)', () => {
       for (let r = 0; r < rows; r++) {
         assert.deepEqual([...got.subarray(r * cols, (r + 1) * cols)], [...flat.subarray(order[r]! * cols, (order[r]! + 1) * cols)], `${type} row ${r}`);
       }
+      // The K-quants' minimums as integer codes under one dmin per super-block (what the graph's
+      // second MatMulNBits multiplies by): the same offsets, exactly.
+      assert.equal(bq.offsetCodes !== undefined, layout.offsetGroup !== undefined);
+      if (bq.offsetCodes) {
+        const { codes, scales, group } = bq.offsetCodes;
+        assert.equal(group * layout.subBlock, layout.blockSize);
+        assert.deepEqual([...codes.keys()].map((i) => Math.fround(scales[Math.floor(i / group)]! * codes[i]!)), [...bq.offsets!]);
+      }
     });
   }
 });

@@ -131,6 +131,24 @@ export class LlamaCppPeer {
     }
   }
 
+  /**
+   * A sequence holding `past`, for timing batches after it: `run(batch)` evaluates the batch (one
+   * llama_decode of batch.length rows; node-llama-cpp asks logits of its last row only) and then
+   * erases it, so every batch sees the same past. llama.cpp's L(T) and, with an empty past, its
+   * prompt processing. Close it before generating on this peer again.
+   */
+  async batchTimer(past: readonly number[]): Promise<{ run(batch: readonly number[]): Promise<void>; close(): void }> {
+    const sequence = this.context.getSequence();
+    if (past.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(past as Token[]);
+    return {
+      run: async (batch) => {
+        await sequence.evaluateWithoutGeneratingNewTokens(batch as Token[]);
+        await sequence.eraseContextTokenRanges([{ start: past.length, end: past.length + batch.length }]);
+      },
+      close: () => sequence.dispose(),
+    };
+  }
+
   private predictor(kind: Predictor): TokenPredictor | undefined {
     if (kind === 'none') return undefined;
     if (kind === 'lookup') return new InputLookupTokenPredictor();

@@ -53,6 +53,12 @@ export interface BlockQuantized {
   zeroPoint: number;
   /** [rows, ceil(cols / blockSize)], subtracted after scaling (GGUF's minimums); absent: none. */
   offsets?: Float32Array;
+  /**
+   * The same offsets as integers under one scale per `group` blocks, where they have that form
+   * (the K-quants' dmin * min): offsets[r, b] = scales[r, floor(b / group)] * codes[r, b]. Lets
+   * the graph multiply by them in 4/8 bits instead of F32.
+   */
+  offsetCodes?: { codes: Uint8Array; scales: Float32Array; group: number };
 }
 
 export interface TensorSource {

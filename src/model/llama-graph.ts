@@ -198,10 +198,23 @@ class LlamaGraph {
   /**
    * x [T, cols] times the block-quantized W [rows, cols], transposed: [T, rows]. MatMulNBits
    * takes the codes, scales and (where the zero point is not its default) zero points; a
-   * weight with offsets (GGUF's minimums) also subtracts sum_b blockSum(x)[b] * offset[n, b], a
-   * product 1/blockSize the size of the main one, exactly what the offsets contribute.
+   * weight with offsets (GGUF's minimums) also subtracts sum_b blockSum(x)[b] * offset[n, b],
+   * exactly what the offsets contribute: in 4/8 bits where they are integers under a shared
+   * scale (integerOffsets), else as an F32 product 1/blockSize the size of the main one.
    */
   private matMulNBits(x: string, tensorName: string, w: BlockQuantized): string {
+    const g = this.g;
+    const blocks = Math.ceil(w.cols / w.blockSize);
+    const product = this.nBits(x, tensorName, { bits: w.bits, blockSize: w.blockSize, rows: w.rows, cols: w.cols, data: w.data, scales: w.scales, zeroPoint: w.zeroPoint });
+    if (!w.offsets) return product;
+    const integer = this.integerOffsets(x, tensorName, w);
+    if (integer) return g.op('Sub', [product, integer]);
+    const offsetsT = g.initializer(`${tensorName}.offsets`, transpose(w.offsets, w.rows, blocks), [blocks, w.rows]); // [blocks, rows]
+    return g.op('Sub', [product, g.op('MatMul', [this.blockSums(x, w.blockSize, w.cols), offsetsT])]);
+  }
+
+  /** One MatMulNBits node: x [T, w.cols] times w [rows, cols] transposed, [T, rows]. */
+  private nBits(x: string, tensorName: string, w: BlockQuantized): string {
     const g = this.g;
     const matmul = this.weights.kind === 'initializers' ? this.weights.matmul : 'int8';
     const blocks = Math.ceil(w.cols / w.blockSize);
@@ -212,10 +225,37 @@ class LlamaGraph {
     ];
     if (w.zeroPoint !== zeroPoint(w.bits)) inputs.push(g.initializer(`${tensorName}.zero_points`, zeroPoints(w, blocks), [w.rows * Math.ceil((blocks * w.bits) / 8)]));
     const attrs = { K: w.cols, N: w.rows, bits: w.bits, block_size: w.blockSize, accuracy_level: ACCURACY_LEVEL[matmul] };
-    const product = g.op('MatMulNBits', inputs, attrs, MS_DOMAIN);
-    if (!w.offsets) return product;
-    const offsetsT = g.initializer(`${tensorName}.offsets`, transpose(w.offsets, w.rows, blocks), [blocks, w.rows]); // [blocks, rows]
-    return g.op('Sub', [product, g.op('MatMul', [this.blockSums(x, w.blockSize, w.cols), offsetsT])]);
+    return g.op('MatMulNBits', inputs, attrs, MS_DOMAIN);
+  }
+
+  /**
+   * The offsets' product when they are integers under one scale per super-block (the K-quants:
+   * offset = dmin * min): a second MatMulNBits over the input's sums of `width`-element groups,
+   * 16 groups to a super-block, so that one of its blocks (16 columns) is one super-block under
+   * its dmin and each group's code is its sub-block's min. Exact in the weights, and 1/width the
+   * size of the main product; undefined where the shapes do not allow it (the F32 product then).
+   */
+  private integerOffsets(x: string, tensorName: string, w: BlockQuantized): string | undefined {
+    if (!w.offsetCodes) return undefined;
+    const { codes, scales, group } = w.offsetCodes;
+    const superBlock = w.blockSize * group;
+    const width = superBlock / 16;
+    if (!Number.isInteger(width) || w.blockSize % width !== 0 || w.cols % superBlock !== 0) return undefined;
+    const columns = w.cols / width; // this product's K
+    const perSubBlock = w.blockSize / width;
+    const subBlocks = w.cols / w.blockSize; // per row
+    const bits = codes.every((c) => c < 16) ? 4 : 8;
+    const data = new Uint8Array((w.rows * columns * bits) / 8);
+    for (let r = 0; r < w.rows; r++) {
+      for (let c = 0; c < columns; c++) {
+        const code = codes[r * subBlocks + Math.floor(c / perSubBlock)]!;
+        const at = r * columns + c;
+        if (bits === 8) data[at] = code;
+        else data[at >> 1]! |= c & 1 ? code << 4 : code; // element 2i: low nibble, 2i + 1: high
+      }
+    }
+    const offsets = { bits, blockSize: 16, rows: w.rows, cols: columns, data, scales, zeroPoint: 0 } as const;
+    return this.nBits(this.blockSums(x, width, w.cols), `${tensorName}.offset_codes`, offsets);
   }
 
   /** Sums of x [T, cols] over blocks of `blockSize` columns: [T, cols / blockSize], built once per x and size. */
@@ -451,7 +491,7 @@ export interface InferenceOptions extends QuantizeOptions {
 }
 
 /** Bump when the graph changes, so graphs compiled and cached by older code are not reused. */
-export const GRAPH_VERSION = 'llama-graph-3'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets)
+export const GRAPH_VERSION = 'llama-graph-4'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers
 
 /**
  * A graph built from a checkpoint's weights, as a runtime opens it. `variant` names what

@@ -25,6 +25,9 @@
  *   Q5_K     256    176    32     5            0      dmin * mn     d * sc * q - dmin * mn   (6-bit sc, mn)
  *   Q6_K     256    210    16     6           32        -           d * sc * (q - 32)        (int8 sc)
  *
+ * The K-quants' offsets are integers too (mn, 4 or 6 bits) under one F16 dmin per super-block;
+ * Codes keeps that form beside the values, so the graph can multiply by them as integers.
+ *
  * Where the bits of one element live inside a block is each decoder's business; the comments
  * there say how. A tensor is its rows' blocks back to back; blocks run along a row (ne0).
  */
@@ -46,6 +49,14 @@ export interface Codes {
   scales: Float32Array;
   /** [n / subBlock], subtracted after scaling; absent for types without a minimum. */
   offsets?: Float32Array;
+  /**
+   * The K-quants' offsets as integers under one scale per super-block: offsets[s] =
+   * offsetScales[floor(s / offsetGroup)] * offsetCodes[s] (dmin * min), exactly. Absent for
+   * Q4_1/Q5_1, whose minimums are free F16 values.
+   */
+  offsetCodes?: Uint8Array;
+  offsetScales?: Float32Array;
+  offsetGroup?: number;
 }
 
 /** Writes block b's codes from codes[e0] on and its sub-blocks' scales (and offsets) from [s0] on. */
@@ -60,6 +71,8 @@ export interface CodeLayout {
   zeroPoint: number;
   hasOffsets: boolean;
   decode: BlockDecoder;
+  /** Sub-blocks under one minimum scale (dmin), for the K-quants with minimums. */
+  offsetGroup?: number;
 }
 
 /** The F16 at bytes[at], little-endian. */
@@ -130,9 +143,11 @@ function crumbs256(bytes: Uint8Array, at: number, codes: Uint8Array, e0: number)
 const decodeQ2_K: BlockDecoder = (bytes, at, out, e0, s0) => {
   const d = f16At(bytes, at + 80);
   const dmin = f16At(bytes, at + 82);
+  out.offsetScales![s0 / 16] = dmin;
   for (let s = 0; s < 16; s++) {
     out.scales[s0 + s] = fround(d * (bytes[at + s]! & 0xf));
     out.offsets![s0 + s] = fround(dmin * (bytes[at + s]! >> 4));
+    out.offsetCodes![s0 + s] = bytes[at + s]! >> 4;
   }
   crumbs256(bytes, at + 16, out.codes, e0);
 };
@@ -176,10 +191,12 @@ export function kScaleMin(bytes: Uint8Array, at: number, j: number): [number, nu
 function kScalesOffsets(bytes: Uint8Array, at: number, out: Codes, s0: number): void {
   const d = f16At(bytes, at);
   const dmin = f16At(bytes, at + 2);
+  out.offsetScales![s0 / 8] = dmin;
   for (let j = 0; j < 8; j++) {
     const [scale, min] = kScaleMin(bytes, at + 4, j);
     out.scales[s0 + j] = fround(d * scale);
     out.offsets![s0 + j] = fround(dmin * min);
+    out.offsetCodes![s0 + j] = min;
   }
 }
 
@@ -238,10 +255,10 @@ export const CODE_LAYOUTS: Record<QuantType, CodeLayout> = {
   Q4_1: { blockSize: 32, blockBytes: 20, subBlock: 32, codeBits: 4, zeroPoint: 0, hasOffsets: true, decode: decodeQ4_1 },
   Q5_0: { blockSize: 32, blockBytes: 22, subBlock: 32, codeBits: 5, zeroPoint: 16, hasOffsets: false, decode: decodeQ5_0 },
   Q5_1: { blockSize: 32, blockBytes: 24, subBlock: 32, codeBits: 5, zeroPoint: 0, hasOffsets: true, decode: decodeQ5_1 },
-  Q2_K: { blockSize: 256, blockBytes: 84, subBlock: 16, codeBits: 2, zeroPoint: 0, hasOffsets: true, decode: decodeQ2_K },
+  Q2_K: { blockSize: 256, blockBytes: 84, subBlock: 16, codeBits: 2, zeroPoint: 0, hasOffsets: true, decode: decodeQ2_K, offsetGroup: 16 },
   Q3_K: { blockSize: 256, blockBytes: 110, subBlock: 16, codeBits: 3, zeroPoint: 4, hasOffsets: false, decode: decodeQ3_K },
-  Q4_K: { blockSize: 256, blockBytes: 144, subBlock: 32, codeBits: 4, zeroPoint: 0, hasOffsets: true, decode: decodeQ4_K },
-  Q5_K: { blockSize: 256, blockBytes: 176, subBlock: 32, codeBits: 5, zeroPoint: 0, hasOffsets: true, decode: decodeQ5_K },
+  Q4_K: { blockSize: 256, blockBytes: 144, subBlock: 32, codeBits: 4, zeroPoint: 0, hasOffsets: true, decode: decodeQ4_K, offsetGroup: 8 },
+  Q5_K: { blockSize: 256, blockBytes: 176, subBlock: 32, codeBits: 5, zeroPoint: 0, hasOffsets: true, decode: decodeQ5_K, offsetGroup: 8 },
   Q6_K: { blockSize: 256, blockBytes: 210, subBlock: 16, codeBits: 6, zeroPoint: 32, hasOffsets: false, decode: decodeQ6_K },
 };
 
@@ -258,6 +275,9 @@ export function decodeCodes(type: QuantType, bytes: Uint8Array, elements: number
     codes: new Uint8Array(elements),
     scales: new Float32Array(subBlocks),
     offsets: layout.hasOffsets ? new Float32Array(subBlocks) : undefined,
+    ...(layout.offsetGroup === undefined
+      ? {}
+      : { offsetCodes: new Uint8Array(subBlocks), offsetScales: new Float32Array(subBlocks / layout.offsetGroup), offsetGroup: layout.offsetGroup }),
   };
   const subPerBlock = layout.blockSize / layout.subBlock;
   for (let b = 0; b < elements / layout.blockSize; b++) {

@@ -127,11 +127,17 @@ export function toBlockQuantized(type: QuantType, bytes: Uint8Array, rows: numbe
   const data = new Uint8Array(rows * packedRow);
   const scales = new Float32Array(rows * subBlocks);
   const offsets = layout.hasOffsets ? new Float32Array(rows * subBlocks) : undefined;
+  const group = layout.offsetGroup;
+  const offsetCodes = group === undefined ? undefined : { codes: new Uint8Array(rows * subBlocks), scales: new Float32Array((rows * subBlocks) / group), group };
   for (let r = 0; r < rows; r++) {
     const from = sourceRow ? sourceRow[r]! : r;
     const row = decodeCodes(type, bytes.subarray(from * rowBytes, (from + 1) * rowBytes), cols);
     scales.set(row.scales, r * subBlocks);
     if (offsets) offsets.set(row.offsets!, r * subBlocks);
+    if (offsetCodes) {
+      offsetCodes.codes.set(row.offsetCodes!, r * subBlocks);
+      offsetCodes.scales.set(row.offsetScales!, (r * subBlocks) / group!);
+    }
     if (bits === 8) {
       data.set(row.codes, r * packedRow);
       continue;
@@ -140,5 +146,5 @@ export function toBlockQuantized(type: QuantType, bytes: Uint8Array, rows: numbe
     // rows are contiguous, so this pairs up the whole row.
     for (let i = 0; i < packedRow; i++) data[r * packedRow + i] = row.codes[2 * i]! | (row.codes[2 * i + 1]! << 4);
   }
-  return { bits, blockSize: layout.subBlock, rows, cols, data, scales, zeroPoint: layout.zeroPoint, offsets };
+  return { bits, blockSize: layout.subBlock, rows, cols, data, scales, zeroPoint: layout.zeroPoint, offsets, ...(offsetCodes ? { offsetCodes } : {}) };
 }
