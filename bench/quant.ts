@@ -11,6 +11,8 @@
  *                                          written to a temporary folder so the published report stays
  *   --tokens N                             held-out tokens scored for perplexity (16384)
  *   --repeats N                            timed rounds of the latency sweep (9)
+ *   --accuracy                             the accuracy section alone (nothing timed, so it can run
+ *                                          beside other work): docs/bench/quant-accuracy.{json,md}
  *   --threads N                            ONNX Runtime intra-op threads (default: all cores)
  *
  * What it measures:
@@ -20,12 +22,12 @@
  *             over a 64-row past, for T = 1..32. The three take turns round by round
  *             (model-timing.ts), so the machine's noise lands on all of them alike and the ratios
  *             (L(16)/L(1), speed over f32) are fair even where the absolute figures are not. The
- *             same for models/ppd-base, with its GGUF Q8_0 and Q4_0 exports (stored blocks passed
- *             straight to MatMulNBits) beside ppd's own q8 and q4.
+ *             same for models/ppd-base, with its GGUF Q8_0, Q4_0 and Q4_K_M exports (stored blocks
+ *             passed straight to MatMulNBits) beside ppd's own q8 and q4.
  *   accuracy  held-out perplexity of models/ppd-base on the first --tokens tokens of
  *             data/corpus/test.txt (window 512, stride 256, as its model card) for f32, q8, q4,
- *             q8 and q4 with f32 products (accuracy_level 0: the weight rounding alone), and the
- *             GGUF Q8_0 and Q4_0 exports.
+ *             q8 and q4 with f32 products (accuracy_level 0: the weight rounding alone), every
+ *             GGUF type `ppd convert` writes (GGUF_TYPES), and Q4_K_M with f32 products.
  *   reference llama.cpp's own figures as issue #8 quotes them, printed beside ours: quoted, not
  *             measured by this script.
  *
@@ -34,11 +36,12 @@
  *
  * Shape legend: T = rows in one forward, P = rows in the KV cache.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { documentsOf, tokenizeDocuments } from '../src/data/tokenize.ts';
+import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import { perplexity } from '../src/eval/perplexity.ts';
 import { writeLlamaGguf } from '../src/checkpoint/gguf-export.ts';
 import { openModelDir } from '../src/checkpoint/model-dir.ts';
@@ -259,11 +262,13 @@ interface Plan {
   decodeSteps: number;
   latencyRepeats: number;
   tokens: number;
+  /** --accuracy: perplexities only. */
+  accuracyOnly: boolean;
 }
 
 function planFromArgs(argv: string[]): Plan {
   // --quick and --threads are read and checked by the harness; the rest are this benchmark's.
-  const { quick, threads, flags } = parseBenchArgs(argv, ['tokens', 'repeats']);
+  const { quick, threads, flags, switches } = parseBenchArgs(argv, ['tokens', 'repeats'], ['accuracy']);
   return {
     mode: quick ? 'quick' : 'full',
     threads,
@@ -272,6 +277,7 @@ function planFromArgs(argv: string[]): Plan {
     decodeSteps: quick ? 8 : 16,
     latencyRepeats: positiveInt('repeats', flags.repeats, quick ? 2 : 9),
     tokens: positiveInt('tokens', flags.tokens, quick ? 1024 : 16384),
+    accuracyOnly: switches.accuracy === true,
   };
 }
 
@@ -513,19 +519,9 @@ function referenceSection(r: QuantReport): string[] {
   return lines;
 }
 
-function markdown(r: QuantReport): string {
-  const a = r.accuracy;
-  const [random, base] = r.speed as [SpeedSection, SpeedSection];
-  const lines: string[] = [
-    '# Quantized compute benchmark',
-    '',
-    `Command: \`${r.command}\` (${r.mode} run, ${r.date}, ${fmt(r.durationSeconds, 0)} s). Data: \`quant.json\` (schema \`${r.schema}\`, see \`bench/quant.ts\`).`,
-    '',
-    `## Speed: ${random.name} shape, random weights`,
-    '',
-    ...speedTables(random),
-    `![L(T)/L(1) against T per precision](${SVG_NAME})`,
-    '',
+/** The accuracy section: perplexity per variant and the GGUF exports. */
+function accuracyLines(a: AccuracySection): string[] {
+  return [
     `## Accuracy: held-out perplexity of ${a.model}`,
     '',
     `The first ${a.tokens} tokens of \`${a.file}\` (held out from training; documents as BOS + text + EOS), window ${a.window}, stride ${a.stride}.`,
@@ -546,6 +542,23 @@ function markdown(r: QuantReport): string {
         .join('; ') +
       '.',
     '',
+  ];
+}
+
+function markdown(r: QuantReport): string {
+  const a = r.accuracy;
+  const [random, base] = r.speed as [SpeedSection, SpeedSection];
+  const lines: string[] = [
+    '# Quantized compute benchmark',
+    '',
+    `Command: \`${r.command}\` (${r.mode} run, ${r.date}, ${fmt(r.durationSeconds, 0)} s). Data: \`quant.json\` (schema \`${r.schema}\`, see \`bench/quant.ts\`).`,
+    '',
+    `## Speed: ${random.name} shape, random weights`,
+    '',
+    ...speedTables(random),
+    `![L(T)/L(1) against T per precision](${SVG_NAME})`,
+    '',
+    ...accuracyLines(a),
     `## Speed: ${base.name} (trained), with its GGUF exports`,
     '',
     "A model this small runs a forward in a few milliseconds, which overheads (dispatching the graph's nodes, attention, the TypeScript around each call) " +
@@ -596,8 +609,33 @@ function writeReport(report: QuantReport, outDir: string): Promise<string[]> {
 // ---------------------------------------------------------------------------------------------
 // Main.
 
+/** --accuracy: the bundled model's perplexity per variant and GGUF type, written as quant-accuracy.*. */
+async function accuracyOnly(plan: Plan, command: string, date: string): Promise<void> {
+  const ggufDir = mkdtempSync(join(tmpdir(), 'ppd-bench-quant-'));
+  let accuracy: AccuracySection;
+  try {
+    accuracy = await benchAccuracy(plan, exportGguf(ggufDir));
+  } finally {
+    rmSync(ggufDir, { recursive: true, force: true });
+  }
+  const report = { schema: 'ppd.bench.quant-accuracy/1', mode: plan.mode, command, date, machine: describeMachine(plan.threads), accuracy };
+  const markdown = [
+    '# Quantized weights: held-out perplexity per type',
+    '',
+    `Command: \`${command}\` (${plan.mode} run, ${date}). Data: \`quant-accuracy.json\` (the accuracy section of \`bench/quant.ts\`'s report). Perplexity is deterministic; nothing here is timed but the indicative scoring seconds.`,
+    '',
+    ...accuracyLines(accuracy),
+    ...machineSection(report.machine, accuracy.load),
+  ].join('\n');
+  mkdirSync(plan.outDir, { recursive: true });
+  writeJsonAtomic(join(plan.outDir, 'quant-accuracy.json'), report);
+  writeFileAtomic(join(plan.outDir, 'quant-accuracy.md'), markdown);
+  console.log(`wrote ${shownPath(join(plan.outDir, 'quant-accuracy.json'))} and quant-accuracy.md`);
+}
+
 async function main(argv: string[]): Promise<void> {
   const plan = planFromArgs(argv);
+  if (plan.accuracyOnly) return accuracyOnly(plan, `npm run bench:quant${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`, new Date().toISOString());
   const date = new Date().toISOString();
   const endRun = watchLoad();
   const machine = describeMachine(plan.threads);
