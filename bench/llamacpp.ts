@@ -29,8 +29,8 @@
  * when any). Beside the decoders, both engines' single forwards, taking turns round by round:
  * prefill (PREFILL_ROWS prompt rows from an empty cache) and L(T), T rows over a past of
  * PAST_ROWS rows, for T = 1..32 (llama.cpp: one llama_decode of the batch, erased after); and
- * each engine's resident memory after loading the file and running its warm-up (the process's
- * RSS growth, anonymous and file-backed parts). Note that node-llama-cpp restarts llama.cpp's compute threads on every evaluation
+ * each engine's resident memory after loading the file and running a warm-up, each in a process
+ * of its own (bench/memory-probe.ts: RSS growth, anonymous and file-backed parts). Note that node-llama-cpp restarts llama.cpp's compute threads on every evaluation
  * call, which costs small models much; single-thread figures are reported too for that reason.
  * Results: docs/bench/llamacpp.{json,md,svg} (llamacpp-<folder>.* for another --model). With
  * --add, the run's configurations (--types x --thread-counts) join those already in that report,
@@ -70,8 +70,6 @@ import {
   range,
   REPO_ROOT,
   repoPath,
-  residentGrowth,
-  residentMemory,
   runBenchmark,
   tokenIds,
   writeReportFiles,
@@ -143,7 +141,7 @@ export interface ConfigurationResult {
   threads: number;
   /** The run that measured this configuration (with --add, configurations come from several runs). */
   run: { command: string; date: string };
-  /** RSS growth of the process while each engine loaded the file and ran its warm-up (harness.ts). */
+  /** RSS growth while each engine loaded the file and ran a warm-up, each in a fresh process (memory-probe.ts). */
   memory: { ppd: Resident; llamaCpp: Resident };
   /** Both engines' forwards, taking turns (see the file header). */
   forwards: { prefillRows: number; pastRows: number; repeats: number; ppd: ForwardTimes; llamaCpp: ForwardTimes; load: PhaseLoad };
@@ -332,6 +330,16 @@ function firstDivergence(prompt: number, ours: readonly number[], theirs: readon
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
+/**
+ * An engine's memory after loading `file` and a warm-up, each in a fresh process (memory-probe.ts):
+ * this process has loaded models before, whose freed memory a later load would reuse unseen.
+ */
+function probeMemory(engine: 'ppd' | 'llama.cpp', file: string, threads: number, plan: Plan): Resident {
+  const head = engine === 'ppd' ? loadOptions(plan, threads).promptHead : undefined;
+  const args = ['--import', 'tsx', join(REPO_ROOT, 'bench', 'memory-probe.ts'), engine, file, String(threads), ...(head === undefined ? [] : [String(head)])];
+  return JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })) as Resident;
+}
+
 /** How every load of the run opens the model: the same graph each time (one compilation, cached), with the adapter's prompt head. */
 const loadOptions = (plan: Plan, threads: number) => ({ threads, needsTokenizer: true, promptHead: plan.adapterDir === undefined ? undefined : promptHeadOf(plan.adapterDir) });
 
@@ -346,15 +354,9 @@ async function runConfiguration(
 ): Promise<ConfigurationResult> {
   const gguf = ggufOf(plan.modelDir, type);
   const draftGguf = plan.draftDir === undefined ? null : ggufOf(plan.draftDir, type);
-  // Each engine's memory: its load and a warm-up generation (llama.cpp maps the file and touches
-  // its pages as it runs; ONNX Runtime packs its weights at load), measured one after the other.
-  const before = await residentMemory();
+  const memory = { ppd: probeMemory('ppd', gguf.file, threads, plan), llamaCpp: probeMemory('llama.cpp', gguf.file, threads, plan) };
   const loaded = await loadModel(gguf.file, loadOptions(plan, threads));
-  await runPpd(loaded, undefined, prompts[0]!, WARMUP_TOKENS);
-  const afterPpd = await residentMemory();
   const peer = await LlamaCppPeer.open(gguf.file, { threads, contextSize: 512, draftPath: draftGguf?.file });
-  await peer.generate(promptIds(loaded, prompts[0]!.text), WARMUP_TOKENS, []);
-  const memory = { ppd: residentGrowth(before, afterPpd), llamaCpp: residentGrowth(afterPpd, await residentMemory()) };
   try {
     const guessing = plan.adapterDir === undefined ? undefined : loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads, lookup: 0, onNotice: () => {} });
     const product = plan.adapterDir === undefined ? undefined : loadPpdSetup(loaded.config, plan.adapterDir, { threads, onNotice: () => {} });
@@ -570,7 +572,7 @@ function forwardsTable(c: ConfigurationResult): string[] {
   const cells = (t: ForwardTimes) => t.latency.map((x) => `${fmt(x.latency.medianMs, 1)} (${fmt(x.ratioToT1, 2)})`).join(' | ');
   return [
     `Single forwards, both engines taking turns (${f.repeats} timed rounds, medians; other processes used ${otherCpu(f.load)}): prefill = ${f.prefillRows} prompt rows from an empty cache; ` +
-      `L(T) = T rows over a past of ${f.pastRows}, ms (L(T)/L(1)). Memory = RSS growth while the engine loaded the file and ran a ${WARMUP_TOKENS}-token warm-up (× the GGUF file).`,
+      `L(T) = T rows over a past of ${f.pastRows}, ms (L(T)/L(1)). Memory = RSS growth while the engine loaded the file and ran a 16-row prompt and 16 steps, each engine in a fresh process (× the GGUF file).`,
     '',
     `| engine | memory after load | prefill tok/s | ${LATENCY_ROWS.map((T) => `L(${T})`).join(' | ')} |`,
     `| --- | --- | --- | ${LATENCY_ROWS.map(() => '---').join(' | ')} |`,

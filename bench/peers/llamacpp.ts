@@ -49,7 +49,7 @@ export const DRAFT_DEFAULTS = { maxTokens: 16, minConfidence: 0.6 } as const;
 let shared: Promise<Llama> | undefined;
 
 /** One llama.cpp instance per process: its binary loads once (about half a second). */
-function llamaInstance(): Promise<Llama> {
+export function llamaInstance(): Promise<Llama> {
   shared ??= getLlama({ gpu: false, build: 'never', progressLogs: false, logLevel: LlamaLogLevel.error, skipDownload: true });
   return shared;
 }
