@@ -72,7 +72,7 @@ import {
   type Machine,
   type PhaseLoad,
 } from './harness.ts';
-import { CORPUS_FILE, selectPrompts, type Prompt } from './prompts.ts';
+import { heldOutTextFor, selectPrompts, type Prompt } from './prompts.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -249,7 +249,8 @@ async function main(argv: string[]): Promise<void> {
   try {
     // First token: a fresh profile, the page's defaults, then a second visit.
     const firstToken: FirstTokenRun[] = [];
-    const prompts = selectPrompts(first, promptCount);
+    const promptFile = heldOutTextFor(first);
+    const prompts = selectPrompts(first, promptCount, promptFile);
     const visits = await browser.newContext(); // a fresh profile: empty caches
     for (const visit of ['first', 'second'] as const) {
       const page = await visits.newPage();
@@ -376,7 +377,7 @@ async function main(argv: string[]): Promise<void> {
       model: { dir: repoPath(modelDir), parameters: parameterCount(first.config) },
       adapter: { dir: repoPath(adapterDir), trees: TREES_FILE, lookup: DEFAULT_LOOKUP_TOKENS },
       workload: {
-        corpusFile: repoPath(CORPUS_FILE),
+        corpusFile: repoPath(promptFile),
         prompts: prompts.map((p: Prompt) => ({ prompt: p.number, document: p.document, tokens: p.tokens })),
         maxTokens,
         repeats,

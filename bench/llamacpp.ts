@@ -85,7 +85,7 @@ import { DRAFT_DEFAULTS, LlamaCppPeer, type Predictor } from './peers/llamacpp.t
 import { FILE_TYPES, type FileType } from '../src/checkpoint/gguf-mixes.ts';
 import { KVCache } from '../src/model/kv-cache.ts';
 import { causalMask, type LlamaModel } from '../src/model/llama-model.ts';
-import { CORPUS_FILE, selectPrompts, type Prompt } from './prompts.ts';
+import { heldOutTextFor, selectPrompts, type Prompt } from './prompts.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Report schema (docs/bench/llamacpp.json).
@@ -639,7 +639,8 @@ async function main(argv: string[]): Promise<void> {
   // Prompts from a load of the first GGUF file (its tokenizer and config are the folder's; the
   // first configuration reuses its compiled graph).
   const reference = await loadModel(ggufOf(plan.modelDir, plan.types[0]!).file, loadOptions(plan, 1));
-  const prompts = selectPrompts(reference, plan.prompts);
+  const promptFile = heldOutTextFor(reference);
+  const prompts = selectPrompts(reference, plan.prompts, promptFile);
   const parameters = parameterCount(reference.config);
   await reference.model.release();
 
@@ -653,7 +654,7 @@ async function main(argv: string[]): Promise<void> {
   const progress = new Progress('generations and forwards', plan.types.length * plan.threadCounts.length * (prompts.length * plan.repeats * decoders.length + forwardCalls), 'runs');
   const command = `npm run bench:llamacpp${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
   const workload: LlamaCppBenchReport['workload'] = {
-    corpusFile: repoPath(CORPUS_FILE),
+    corpusFile: repoPath(promptFile),
     prompts: prompts.map((p) => ({ prompt: p.number, document: p.document, tokens: p.tokens })),
     maxTokens: plan.maxTokens,
     repeats: plan.repeats,

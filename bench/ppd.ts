@@ -7,12 +7,20 @@
  *   npm run bench:ppd                       full run: models/ppd-base with its adapter models/ppd-base/ppd
  *   npm run bench:ppd -- --quick            smoke check: 2 prompts, 16 new tokens, 1 repeat; written
  *                                           to a temporary folder so the published report stays
- *   --model DIR --ppd DIR                   another model / adapter folder (with its trees.json)
- *   --max-tokens N --prompts N --repeats N  new tokens per generation (96), prompts (16), timed
- *                                           repeats of each generation (2; the median time counts)
+ *   --model DIR --ppd ADAPTER               another model folder / adapter folder (default DIR/ppd)
+ *   --prompts FILE                          prompts from this text (a split file's documents, or
+ *                                           plain text's paragraphs: README.md, "Text files");
+ *                                           default: the test split of the corpus made for the
+ *                                           model's tokenizer (src/data/bundled-corpora.ts); a
+ *                                           model with another tokenizer must name its own
+ *   --out DIR                               where the report goes (default docs/bench; --quick: a
+ *                                           temporary folder)
+ *   --max-tokens N --count N --repeats N    new tokens per generation (96), prompts (16; `--prompts
+ *                                           N` says the same), timed repeats of each generation (2;
+ *                                           the median time counts)
  *   --threads N                             ONNX Runtime intra-op threads (default: all cores)
  *
- * What it measures. Prompts are the openings of held-out documents of data/corpus/test.txt,
+ * What it measures. Prompts are the openings of held-out documents (the model's corpus's test split by default),
  * evenly spaced over the split (its documents come grouped by source, so the first few are all
  * Bible chapters), each cut at a sentence (else word) end to 32–64 tokens, skipping on to the next
  * document where one ends before that (a whole document invites EOS). Every prompt is generated
@@ -40,7 +48,7 @@ import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
 import { InputError } from '../src/errors.ts';
 import type { FinishReason, GenerationResult } from '../src/generate/generate.ts';
 import { startGeneration } from '../src/generate/request.ts';
-import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
+import { loadModel, tokenizerAt, type LoadedModel } from '../src/checkpoint/load.ts';
 import { parameterCount } from '../src/model/config.ts';
 import { DEFAULT_LOOKUP_TOKENS, loadGuessingPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { lookupAlone } from '../src/ppd/adapter-folder.ts';
@@ -67,7 +75,8 @@ import {
   type PhaseLoad,
 } from './harness.ts';
 import { spread } from '../src/report/timing.ts';
-import { CORPUS_FILE, selectPrompts, type Prompt } from './prompts.ts';
+import { selectPrompts, type Prompt } from './prompts.ts';
+import { BUNDLED_CORPORA, defaultHeldOutFile, heldOutFile } from '../src/data/bundled-corpora.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Report schema (docs/bench/ppd.json). Times in seconds, rates per second, sizes in bytes,
@@ -257,6 +266,8 @@ interface Plan {
   outDir: string;
   modelDir: string;
   adapterDir: string;
+  /** The text the prompts are cut from. */
+  promptFile: string;
   prompts: number;
   maxTokens: number;
   repeats: number;
@@ -272,7 +283,7 @@ const SVG_NAME = 'ppd-per-prompt.svg';
 
 function planFromArgs(argv: string[]): Plan {
   // --quick and --threads are read and checked by the harness; the rest are this benchmark's.
-  const { quick, threads, flags: values } = parseBenchArgs(argv, ['model', 'ppd', 'max-tokens', 'prompts', 'repeats']);
+  const { quick, threads, flags: values } = parseBenchArgs(argv, ['model', 'ppd', 'max-tokens', 'prompts', 'count', 'repeats', 'out']);
   const modelDir = values.model ?? DEFAULT_MODEL;
   const adapterDir = values.ppd ?? (values.model === undefined ? DEFAULT_ADAPTER : join(modelDir, 'ppd'));
   if (!existsSync(join(modelDir, 'config.json'))) {
@@ -281,13 +292,19 @@ function planFromArgs(argv: string[]): Plan {
   if (!existsSync(join(adapterDir, TREES_FILE))) {
     throw new InputError(`${adapterDir}: no PPD adapter with ${TREES_FILE} here (make one with \`ppd train-prompts\`, or name one with --ppd DIR)`);
   }
+  // --prompts N is how many prompts, as in the other benchmarks; anything else names a file.
+  const promptsIsCount = values.prompts !== undefined && /^\d+$/.test(values.prompts);
+  if (promptsIsCount && values.count !== undefined) throw new InputError(`--prompts ${values.prompts} and --count ${values.count} both give the number of prompts; give it once`);
+  const promptFile = promptsIsCount ? undefined : values.prompts;
+  if (promptFile !== undefined && !existsSync(promptFile)) throw new InputError(`--prompts ${promptFile}: no such file (a text file of prompts, or a number of prompts)`);
   return {
     mode: quick ? 'quick' : 'full',
     threads,
-    outDir: quick ? join(tmpdir(), 'ppd-bench-ppd-quick') : join(REPO_ROOT, 'docs', 'bench'),
+    outDir: values.out ?? (quick ? join(tmpdir(), 'ppd-bench-ppd-quick') : join(REPO_ROOT, 'docs', 'bench')),
     modelDir,
     adapterDir,
-    prompts: positiveInt('prompts', values.prompts, quick ? 2 : 16),
+    promptFile: promptFile ?? defaultHeldOutFile(tokenizerAt(modelDir), modelDir, '--prompts FILE'),
+    prompts: positiveInt(promptsIsCount ? 'prompts' : 'count', promptsIsCount ? values.prompts : values.count, quick ? 2 : 16),
     maxTokens: positiveInt('max-tokens', values['max-tokens'], quick ? 16 : 96),
     repeats: positiveInt('repeats', values.repeats, quick ? 1 : 2),
   };
@@ -571,7 +588,7 @@ function markdown(r: PpdBenchReport): string {
     '',
     '## How it was measured',
     '',
-    `${w.prompts.length} prompts: the openings of documents ${w.prompts.map((p) => p.document).join(', ')} of \`${w.corpusFile}\` (held out from training), evenly spaced over the split, ` +
+    `${w.prompts.length} prompts: the openings of documents ${w.prompts.map((p) => p.document).join(', ')} of \`${w.corpusFile}\`${BUNDLED_CORPORA.some((c) => repoPath(heldOutFile(c)) === w.corpusFile) ? ' (held out from training)' : ''}, evenly spaced over the file, ` +
       `each cut at a sentence or word end to ${w.promptTokens.min}–${w.promptTokens.max} tokens (mean ${fmt(w.promptTokens.mean)}). ` +
       `Up to ${w.maxTokens} new tokens each; EOS ends a generation early. Sampling seeds: ${w.sampling.seedOfPrompt}. ` +
       `One warm-up generation (${w.warmupTokens} tokens) per decoder, then per prompt ${w.repeats} round${w.repeats === 1 ? '' : 's'} of the ${DECODERS.length} decoders, interleaved ` +
@@ -619,7 +636,7 @@ async function main(argv: string[]): Promise<void> {
   try {
     // The machine's calibrated trees; trees.json where the calibration chose plain decoding.
     const { setup, plainChosen } = loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads: plan.threads });
-    const prompts = selectPrompts(loaded, plan.prompts);
+    const prompts = selectPrompts(loaded, plan.prompts, plan.promptFile);
     process.stderr.write(
       `PPD benchmark (${plan.mode}): ${repoPath(plan.modelDir)} + ${repoPath(plan.adapterDir)}, ${prompts.length} prompts × ${plan.maxTokens} tokens × ${plan.repeats} repeat${plan.repeats === 1 ? '' : 's'}, ` +
         `${machine.cpuModel}, ${machine.cores} cores, ${plan.threads} threads, ORT ${machine.onnxruntime}\n`,
@@ -700,7 +717,7 @@ async function main(argv: string[]): Promise<void> {
         },
       },
       workload: {
-        corpusFile: repoPath(CORPUS_FILE),
+        corpusFile: repoPath(plan.promptFile),
         prompts: prompts.map((p) => ({ prompt: p.number, document: p.document, tokens: p.tokens, text: p.text })),
         promptTokens: { min: Math.min(...promptTokens), max: Math.max(...promptTokens), mean: mean(promptTokens) },
         maxTokens: plan.maxTokens,

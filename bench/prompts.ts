@@ -1,19 +1,35 @@
 /**
- * Benchmark prompts: the openings of held-out documents (data/corpus/test.txt unless told), evenly spaced
- * over the split (its documents come grouped by source, so the first few are all Bible
- * chapters), each cut at a sentence (else word) end to PROMPT_TOKENS.min..max tokens, skipping on
- * to the next document where one ends before that (a whole document invites EOS). Shared by
- * bench:ppd and bench:spec, so their figures are measured on the same prompts.
+ * Benchmark prompts: the openings of held-out documents, evenly spaced over the split (its
+ * documents come grouped by source, so the first few are all of one kind), each cut at a
+ * sentence (else word) end to PROMPT_TOKENS.min..max tokens, skipping on to the next document
+ * where one ends before that (a whole document invites EOS). A plain-text file (no <|endoftext|>
+ * separators) offers its paragraphs instead (src/data/tokenize.ts, promptSourcesOf). The split
+ * is the test split of the corpus in this repository that the model's tokenizer was made for
+ * (heldOutTextFor). Shared by the benchmarks, so their figures are measured on the same prompts.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { documentsOf } from '../src/data/tokenize.ts';
+import { bundledHeldOutFor } from '../src/data/bundled-corpora.ts';
+import { promptSourcesOf } from '../src/data/tokenize.ts';
 import { FormatError } from '../src/errors.ts';
 import { promptIds } from '../src/generate/request.ts';
 import type { LoadedModel } from '../src/checkpoint/load.ts';
-import { REPO_ROOT } from './harness.ts';
+import { REPO_ROOT, repoPath } from './harness.ts';
 
-export const CORPUS_FILE = join(REPO_ROOT, 'data', 'corpus', 'test.txt');
+/** The held-out text for a model that reads none of the corpora here (random-weight shapes): any text does for them. */
+const FALLBACK_TEXT = join(REPO_ROOT, 'data', 'corpus', 'test.txt');
+
+/**
+ * The held-out text a benchmark cuts prompts from (or scores) for `loaded`: the test split of the
+ * corpus made for its tokenizer (src/data/bundled-corpora.ts), so a retrained bundled model is
+ * measured on its own kind of text; for any other model data/corpus's, with a note saying so.
+ */
+export function heldOutTextFor(loaded: LoadedModel): string {
+  const file = loaded.tokenizer === undefined ? undefined : bundledHeldOutFor(loaded.tokenizer);
+  if (file !== undefined) return file;
+  process.stderr.write(`note: ${repoPath(loaded.dir)} reads none of this repository's corpora with their tokenizer; its prompts come from ${repoPath(FALLBACK_TEXT)}\n`);
+  return FALLBACK_TEXT;
+}
 export const PROMPT_TOKENS = { min: 32, max: 64 };
 
 export interface Prompt {
@@ -53,12 +69,12 @@ function openingOf(loaded: LoadedModel, doc: string): { text: string; tokens: nu
 }
 
 /**
- * `count` prompts from documents spread evenly over a split file (default: the bundled corpus's
- * test split), each moved on to the next long-enough document when needed.
+ * `count` prompts from documents spread evenly over a text file (heldOutTextFor's, or the user's),
+ * each moved on to the next long-enough document when needed.
  */
-export function selectPrompts(loaded: LoadedModel, count: number, file = CORPUS_FILE): Prompt[] {
-  if (!existsSync(file)) throw new FormatError(file, file === CORPUS_FILE ? 'not found (it is committed; restore it with git)' : 'not found');
-  const docs = documentsOf(readFileSync(file, 'utf8'));
+export function selectPrompts(loaded: LoadedModel, count: number, file: string): Prompt[] {
+  if (!existsSync(file)) throw new FormatError(file, 'not found');
+  const docs = promptSourcesOf(readFileSync(file, 'utf8'));
   const prompts: Prompt[] = [];
   let next = 0;
   for (const start of evenlySpaced(count, docs.length)) {

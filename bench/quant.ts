@@ -24,8 +24,8 @@
  *             (L(16)/L(1), speed over f32) are fair even where the absolute figures are not. The
  *             same for models/ppd-base, with its GGUF Q8_0, Q4_0 and Q4_K_M exports (stored blocks
  *             passed straight to MatMulNBits) beside ppd's own q8 and q4.
- *   accuracy  held-out perplexity of models/ppd-base on the first --tokens tokens of
- *             data/corpus/test.txt (window 512, stride 256, as its model card) for f32, q8, q4,
+ *   accuracy  held-out perplexity of models/ppd-base on the first --tokens tokens of the
+ *             test split of its corpus (window 512, stride 256, as its model card) for f32, q8, q4,
  *             q8 and q4 with f32 products (accuracy_level 0: the weight rounding alone), every
  *             GGUF type `ppd convert` writes (GGUF_TYPES), and Q4_K_M with f32 products.
  *   reference llama.cpp's own figures as issue #8 quotes them, printed beside ours: quoted, not
@@ -92,7 +92,7 @@ import {
   type RandomShape,
   type Subject,
 } from './model-timing.ts';
-import { CORPUS_FILE } from './prompts.ts';
+import { heldOutTextFor } from './prompts.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Report schema (docs/bench/quant.json). Times in milliseconds, sizes in bytes, rates per second,
@@ -402,19 +402,21 @@ async function benchBaseSpeed(plan: Plan, ggufFiles: Map<string, string>): Promi
 }
 
 /** The first `tokens + 1` tokens of the test split, documents as training saw them (BOS + text + EOS). */
-function heldOutIds(loaded: LoadedModel, tokens: number): number[] {
-  const all = tokenizeDocuments(requireTokenizer(loaded), documentsOf(readFileSync(CORPUS_FILE, 'utf8')));
+function heldOutIds(loaded: LoadedModel, file: string, tokens: number): number[] {
+  const all = tokenizeDocuments(requireTokenizer(loaded), documentsOf(readFileSync(file, 'utf8')));
   return Array.from(all.subarray(0, tokens + 1));
 }
 
 async function benchAccuracy(plan: Plan, gguf: ReturnType<typeof exportGguf>): Promise<AccuracySection> {
   const endPhase = watchLoad();
   let ids: number[] | undefined;
+  let file: string | undefined;
   const measured: Omit<AccuracyResult, 'nllOverF32' | 'perplexityOverF32'>[] = [];
   for (const v of VARIANTS) {
     const loaded = await loadVariant(v, gguf.files, plan.threads);
     try {
-      ids ??= heldOutIds(loaded, plan.tokens);
+      file ??= heldOutTextFor(loaded);
+      ids ??= heldOutIds(loaded, file, plan.tokens);
       const progress = new Progress(`perplexity ${v.id}`, ids.length - 1, 'tok');
       const start = performance.now();
       const result = await perplexity(loaded.model, ids, { window: PERPLEXITY_WINDOW, stride: PERPLEXITY_STRIDE, onProgress: (done) => progress.update(done) });
@@ -428,7 +430,7 @@ async function benchAccuracy(plan: Plan, gguf: ReturnType<typeof exportGguf>): P
   const f32 = measured[0]!;
   return {
     model: repoPath(DEFAULT_MODEL),
-    file: repoPath(CORPUS_FILE),
+    file: repoPath(file!),
     window: PERPLEXITY_WINDOW,
     stride: PERPLEXITY_STRIDE,
     tokens: ids!.length - 1,

@@ -57,7 +57,7 @@ import { buildServer, DEFAULT_BATCH_SEQUENCES, measureServerLatency } from '../s
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
 import { quantiles, streamCompletion, type Quantiles, type StreamOutcome } from './client.ts';
 import { BUSY_MACHINE_CORES, bytes, describeMachine, fmt, machineSection, otherCpu, parseBenchArgs, positiveInt, REPO_ROOT, repoPath, runBenchmark, shownPath, watchLoad, writeReportFiles, type Machine, type PhaseLoad } from './harness.ts';
-import { selectPrompts } from './prompts.ts';
+import { heldOutTextFor, selectPrompts } from './prompts.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Report schema (docs/bench/serve.json). Times in seconds, rates per second, sizes in bytes.
@@ -172,7 +172,7 @@ async function openModel(plan: Plan): Promise<Served> {
   if (plan.modelDir !== undefined) {
     const loaded = await loadModel(plan.modelDir, { threads: plan.threads, needsTokenizer: true, promptHead: promptHeadOf(plan.adapterDir!) });
     const ppd = loadPpdSetup(loaded.config, plan.adapterDir!, { threads: plan.threads, modelDir: plan.modelDir });
-    const prompts = selectPrompts(loaded, plan.prompts).map((p) => p.text);
+    const prompts = selectPrompts(loaded, plan.prompts, heldOutTextFor(loaded)).map((p) => p.text);
     return { loaded, ppd, prompts, cleanup: () => loaded.model.release() };
   }
   const dir = mkdtempSync(join(tmpdir(), 'ppd-bench-serve-model-'));

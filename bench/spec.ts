@@ -67,7 +67,7 @@ import {
   type PhaseLoad,
 } from './harness.ts';
 import { spread } from '../src/report/timing.ts';
-import { CORPUS_FILE, PROMPT_TOKENS, selectPrompts, type Prompt } from './prompts.ts';
+import { heldOutTextFor, PROMPT_TOKENS, selectPrompts, type Prompt } from './prompts.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Report schema (docs/bench/spec.json). Times in seconds, rates per second, sizes in bytes.
@@ -456,7 +456,8 @@ async function main(argv: string[]): Promise<void> {
       ppdSd,
     };
     const rssAfterLoadBytes = process.memoryUsage().rss;
-    const prompts = selectPrompts(target, plan.prompts);
+    const promptFile = heldOutTextFor(target);
+    const prompts = selectPrompts(target, plan.prompts, promptFile);
     const modes = [
       { name: 'greedy' as const, sampling: GREEDY },
       { name: 'sampling' as const, sampling: SAMPLING },
@@ -529,7 +530,7 @@ async function main(argv: string[]): Promise<void> {
       draftAdapter,
       draftTokens: plan.draftTokens,
       workload: {
-        corpusFile: repoPath(CORPUS_FILE),
+        corpusFile: repoPath(promptFile),
         prompts: prompts.map((p) => ({ prompt: p.number, document: p.document, tokens: p.tokens, text: p.text })),
         maxTokens: plan.maxTokens,
         repeats: plan.repeats,

@@ -96,6 +96,28 @@ test('BOS default follows add_bos_token, then the post-processor template', () =
   assert.equal(Tokenizer.fromJson(noTemplate, noFlag).addBosByDefault, false);
 });
 
+test('without tokenizer_config.json, BOS is what tokenizer.json\'s post-processor adds, whatever its kind', () => {
+  const withProcessor = (post_processor: object | null) => Tokenizer.fromJson({ ...(byteFallbackTokenizerJson() as object), post_processor });
+  const template = { type: 'TemplateProcessing', single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }], pair: [], special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } } };
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
+  const cases: [string, object | null, number | null][] = [
+    ['TemplateProcessing "<s> $A"', template, 1],
+    ['RobertaProcessing', { type: 'RobertaProcessing', cls: ['<s>', 1], sep: ['</s>', 2], trim_offsets: true, add_prefix_space: false }, 1],
+    ['BertProcessing', { type: 'BertProcessing', cls: ['<s>', 1], sep: ['</s>', 2] }, 1],
+    ['Sequence [ByteLevel, TemplateProcessing]', { type: 'Sequence', processors: [byteLevel, template] }, 1],
+    ['ByteLevel alone (adds nothing)', byteLevel, null],
+    ['no post-processor', null, null],
+  ];
+  for (const [what, processor, bos] of cases) {
+    const t = withProcessor(processor);
+    assert.equal(t.bosId, bos, what);
+    assert.equal(t.addBosByDefault, bos !== null, what);
+    assert.deepEqual(t.encode('Hi').slice(0, bos === null ? 1 : 2), bos === null ? [259] : [1, 259], what);
+  }
+  // tokenizer_config.json's add_bos_token still wins over the post-processor.
+  assert.equal(Tokenizer.fromJson({ ...(byteFallbackTokenizerJson() as object), post_processor: template }, { add_bos_token: false }).addBosByDefault, false);
+});
+
 test('fromFile: loads tokenizer.json; FormatError names a missing or malformed file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ppd-tok-'));
   const good = join(dir, 'tokenizer.json');

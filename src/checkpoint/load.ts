@@ -6,12 +6,13 @@
  */
 import { openModelDir } from './model-dir.ts';
 import type { TensorSource } from '../format/tensor-source.ts';
-import { modelFromFiles, type LoadedModel, type ModelFileOptions } from './loaded-model.ts';
+import { modelFromFiles, tokenizerOf, type LoadedModel, type ModelFileOptions } from './loaded-model.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import type { InferenceOptions } from '../model/llama-graph.ts';
 import { LlamaModel } from '../model/llama-model.ts';
 import type { CompileOptions } from '../runtime/compile.ts';
 import { nodeRuntime, type RuntimeOptions } from '../runtime/ort.ts';
+import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 
 export { requireTokenizer, tokenizerOf, type LoadedModel } from './loaded-model.ts';
 
@@ -32,4 +33,11 @@ export async function loadModel(dir: string, options: ModelLoadOptions = {}): Pr
   } finally {
     files.tensors.close();
   }
+}
+
+/** The tokenizer of the model at `dir` (folder or .gguf), without compiling it; undefined when it has none. */
+export function tokenizerAt(dir: string): Tokenizer | undefined {
+  const files = openModelDir(dir);
+  files.tensors.close();
+  return tokenizerOf(files);
 }

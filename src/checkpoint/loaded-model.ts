@@ -41,11 +41,27 @@ export async function modelFromFiles(files: ModelDir, runtime: Runtime, options:
   return { dir, config: files.config, model, tokenizer, eosIds };
 }
 
-/** The tokenizer of an opened model: its tokenizer.json file, or the one a GGUF file carries; undefined without. */
+/**
+ * The tokenizer of an opened model: its tokenizer.json file, or the one a GGUF file carries;
+ * undefined without. A folder without tokenizer_config.json takes BOS from tokenizer.json's
+ * post-processor (tokenizer.ts), and the BOS and EOS tokens it still lacks from config.json's
+ * bos_token_id / eos_token_id, so documents in training and evaluation streams keep their
+ * delimiters; whether encode() adds BOS stays the post-processor's decision, as in transformers.
+ */
 export function tokenizerOf(files: ModelDir): Tokenizer | undefined {
-  if (files.folder && files.tokenizerFile) return Tokenizer.fromFile(files.folder.open(TOKENIZER_FILE), files.tokenizerConfig, files.chatTemplate);
-  if (files.tokenizerJson) return Tokenizer.fromJson(files.tokenizerJson, files.tokenizerConfig, files.chatTemplate, files.dir);
-  return undefined;
+  const tokenizer = files.folder && files.tokenizerFile ? Tokenizer.fromFile(files.folder.open(TOKENIZER_FILE), files.tokenizerConfig, files.chatTemplate) : undefined;
+  if (tokenizer === undefined) {
+    return files.tokenizerJson ? Tokenizer.fromJson(files.tokenizerJson, files.tokenizerConfig, files.chatTemplate, files.dir) : undefined;
+  }
+  if (files.tokenizerConfig !== undefined) return tokenizer;
+  const named = (id: number | undefined) => (id === undefined ? undefined : tokenizer.idToToken(id));
+  const bos = tokenizer.bosToken ?? named(files.config.bosTokenId);
+  const eos = tokenizer.eosToken ?? named(files.config.eosTokenIds[0]);
+  if (bos === tokenizer.bosToken && eos === tokenizer.eosToken) return tokenizer;
+  const special: Record<string, string> = {};
+  if (bos != null) special.bos_token = bos;
+  if (eos != null) special.eos_token = eos;
+  return Tokenizer.fromJson(tokenizer.source.tokenizerJson, special, files.chatTemplate, tokenizer.source.origin);
 }
 
 /** The loaded model's tokenizer, or a ModelError saying the command needs one. */

@@ -9,18 +9,18 @@ import { InvalidArgumentError } from 'commander';
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { basename, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chooseTreeSize, decide, sizesToCheck, type Choice } from '../calibrate/choice.ts';
 import { sizeGrid } from '../calibrate/grid.ts';
 import { generationCount, generationRuns, heldOutPrompts, latencyForwards, measuredSize, measureLatency, type Candidate, type HeldOutPrompt, type LatencyRow } from '../calibrate/measure.ts';
 import { fileDigest, machineSignature, PROFILE_SCHEMA, PROFILES_DIR, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../ppd/hardware-profile.ts';
 import { REPORT_SCHEMA, writeReport, type CalibrationReport } from '../calibrate/report.ts';
 import { tauCurve, treeSetFor, type AdapterShape, type TauPoint } from '../calibrate/tau.ts';
-import { documentsOf } from '../data/tokenize.ts';
+import { defaultHeldOutFile } from '../data/bundled-corpora.ts';
+import { promptSourcesOf } from '../data/tokenize.ts';
 import { InputError } from '../errors.ts';
 import { readTextFile } from '../format/text-file.ts';
 import { openModelDir } from '../checkpoint/model-dir.ts';
-import { loadModel, type LoadedModel } from '../checkpoint/load.ts';
+import { loadModel, tokenizerAt, type LoadedModel } from '../checkpoint/load.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import type { QuantizeMode } from '../format/quantize.ts';
 import { PromptAdapter } from '../ppd/adapter.ts';
@@ -32,8 +32,6 @@ import { loadTreeSet } from '../ppd/tree-files.ts';
 import { Progress } from '../report/progress.ts';
 import { defaultThreads } from '../runtime/ort.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const DEFAULT_HELD_OUT = join(ROOT, 'data', 'corpus', 'test.txt');
 /** Held-out prompts are document openings of at least this many tokens. */
 const PROMPT_MIN_TOKENS = 32;
 /** Folder in the adapter for reports. */
@@ -135,7 +133,7 @@ function readInputs(f: CalibrateFlags): Inputs {
   if (longest > positions) throw new InputError(`--contexts ${Math.max(...f.contexts)} + --max-n ${f.maxN} = ${longest} rows exceed ${latencyDir}'s ${positions} positions`);
 
   // L(n) of another model says nothing about this one's generations: no check then.
-  const dataFile = f.latencyModel === undefined && f.prompts > 0 ? (f.data ?? DEFAULT_HELD_OUT) : undefined;
+  const dataFile = f.latencyModel === undefined && f.prompts > 0 ? (f.data ?? defaultHeldOutFile(tokenizerAt(f.model), f.model, '--data FILE', ', or skip the end-to-end check with --prompts 0')) : undefined;
   if (dataFile !== undefined && !existsSync(dataFile)) throw new InputError(`${dataFile}: no held-out text here; name one with --data FILE, or skip the check with --prompts 0`);
 
   return {
@@ -230,8 +228,8 @@ export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
   const loaded = await loadModel(inputs.latencyDir, { threads: inputs.threads, quantize: f.quantize, needsTokenizer: inputs.dataFile !== undefined, promptHead: promptHeadOf(f.ppd) });
   try {
     // Prompts first: a file without usable prompts should fail before minutes of timing.
-    const prompts = inputs.dataFile === undefined ? [] : heldOutPrompts(loaded, documentsOf(readTextFile(inputs.dataFile)), f.prompts, PROMPT_MIN_TOKENS);
-    if (inputs.dataFile !== undefined && prompts.length === 0) throw new InputError(`${inputs.dataFile}: no document goes on past a ${PROMPT_MIN_TOKENS}-token opening; name other text with --data`);
+    const prompts = inputs.dataFile === undefined ? [] : heldOutPrompts(loaded, promptSourcesOf(readTextFile(inputs.dataFile)), f.prompts, PROMPT_MIN_TOKENS);
+    if (inputs.dataFile !== undefined && prompts.length === 0) throw new InputError(`${inputs.dataFile}: no document (or, in plain text, paragraph) goes on past a ${PROMPT_MIN_TOKENS}-token opening; name other text with --data`);
     process.stderr.write(`calibrating ${shown(f.ppd)} on ${shown(inputs.latencyDir)}: ${inputs.grid.length} step sizes 1..${f.maxN}, contexts ${f.contexts.join(', ')}, ${inputs.threads} threads${f.quantize ? `, ${f.quantize} weights` : ''}\n`);
 
     const { latency, tau } = await measureCurves(loaded, inputs, f);

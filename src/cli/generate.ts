@@ -5,7 +5,7 @@
 import { startGeneration } from '../generate/request.ts';
 import type { GenerationStats } from '../generate/generate.ts';
 import { loadModel } from '../checkpoint/load.ts';
-import { loadPpdSetup } from '../ppd/setup.ts';
+import { loadPpdSetup, plainDecodingNote } from '../ppd/setup.ts';
 import { promptHeadOf } from '../ppd/adapter-files.ts';
 import { loadDraft } from '../spec/setup.ts';
 import { InputError } from '../errors.ts';
@@ -38,7 +38,7 @@ export function statsLine(s: GenerationStats): string {
   return (
     `prompt ${s.promptTokens} tokens, generated ${s.newTokens} tokens in ${s.seconds.toFixed(2)} s ` +
     `(${s.tokensPerSecond.toFixed(1)} tokens/s, first token after ${s.prefillSeconds.toFixed(2)} s), ` +
-    `${s.steps} steps, ${s.tau.toFixed(2)} tokens/step, stopped by ${s.finishReason}`
+    `${s.steps} steps, ${s.tau.toFixed(2)} tokens/step, ${s.decoder} decoding, stopped by ${s.finishReason}`
   );
 }
 
@@ -50,6 +50,8 @@ export async function generateCommand(flags: GenerateFlags): Promise<void> {
   const runtime = { threads: flags.threads, quantize: flags.quantize };
   const loaded = await loadModel(flags.model, { ...runtime, needsTokenizer: true, promptHead: flags.ppd ? promptHeadOf(flags.ppd) : undefined });
   const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, ...runtime, modelDir: flags.model }) : undefined;
+  const plainNote = ppd && plainDecodingNote(ppd, flags.ppd!, flags);
+  if (plainNote) process.stderr.write(`${plainNote}\n`);
   const draft = flags.draft ? await loadDraft(loaded, flags.draft, { ppd: flags.draftPpd, draftTokens: flags.draftTokens, ...runtime }) : undefined;
   const generation = startGeneration(loaded, {
     ppd,

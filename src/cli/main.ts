@@ -5,6 +5,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { exitOnPpdError } from '../errors.ts';
+import { END_OF_TEXT } from '../data/corpus.ts';
 import { DEFAULT_MEASURED_MARGIN } from '../calibrate/choice.ts';
 import { calibrateCommand, integerList } from './calibrate.ts';
 import { convertAdapterCommand } from './adapter.ts';
@@ -33,6 +34,16 @@ const lookup = () =>
     '--lookup <n>',
     `with --ppd: most tokens per step guessed by context lookup (the tokens that followed the last few tokens where they occurred before), verified beside the tree; 0 = off (default: what \`ppd calibrate\` measured best here, else ${DEFAULT_LOOKUP_TOKENS})`,
   ).argParser(integer(0, 64));
+// How --train/--valid/--data/--file texts divide into documents (data/tokenize.ts; README.md, "Text files").
+const TEXT_FILES_HELP = `
+Text files: a file containing ${END_OF_TEXT} is a split file, its documents separated by it
+(ppd's corpora put it on a line of its own between blank lines; a line of its own, or inline as
+in GPT-2-style dumps, works too). Any other text is ONE document (ppd says so in a note). Each
+document is tokenized as BOS + text + EOS.`;
+// Where prompts come from in a --data file of held-out text (calibrate).
+const PROMPT_FILES_HELP = `
+Prompt text (--data): prompts are the openings of documents spread evenly over a split file (see
+\`ppd perplexity --help\`); in plain text, of its paragraphs (blocks between blank lines).`;
 // Commands that differentiate through the model (pretrain, train-prompts, and eval-prompts,
 // whose prompt graph is a gradient graph) keep f32 weights: they refuse --quantize in one line.
 /** The cut points of distillation examples, shared by train-prompts and eval-prompts. */
@@ -145,7 +156,8 @@ program
 program
   .command('pretrain')
   .description('train a model from scratch on a text corpus (resumable)')
-  .requiredOption('--train <file>', 'training text (a corpus split file or plain text)')
+  .addHelpText('after', TEXT_FILES_HELP)
+  .requiredOption('--train <file>', 'training text (a split file or plain text: see below)')
   .requiredOption('--valid <file>', 'held-out text for periodic evaluation')
   .requiredOption('--config <file>', 'config.json of the model to train (tie_word_embeddings: true)')
   .requiredOption('--tokenizer <dir>', 'folder with tokenizer.json and tokenizer_config.json')
@@ -174,8 +186,9 @@ program
 program
   .command('perplexity')
   .description('held-out perplexity of a model on a text file (sliding window)')
+  .addHelpText('after', TEXT_FILES_HELP)
   .requiredOption('--model <path>', 'Hugging Face model folder or .gguf file')
-  .requiredOption('--file <text>', 'text to score (a corpus split file is scored per document)')
+  .requiredOption('--file <text>', 'text to score (a split file document by document, BOS + text + EOS each: see below)')
   .option('--window <n>', 'tokens per window (default min(512, context))', integer(2))
   .option('--stride <n>', 'new tokens scored per window (default window/2)', integer(1))
   .option('--max-tokens <n>', 'score only the first n tokens', integer(2))
@@ -187,6 +200,7 @@ program
 program
   .command('train-prompts')
   .description('train PPD prompt tokens for a model by self-distillation, then measure them and build trees')
+  .addHelpText('after', TEXT_FILES_HELP)
   .requiredOption('--model <path>', 'base model folder or .gguf file')
   .requiredOption('--train <file>', 'training text (corpus split file or plain text)')
   .requiredOption('--valid <file>', 'held-out text')
@@ -213,6 +227,7 @@ program
 program
   .command('eval-prompts')
   .description('top-1..top-10 accuracy of each prompt token on held-out text')
+  .addHelpText('after', TEXT_FILES_HELP)
   .requiredOption('--model <path>', 'base model folder or .gguf file')
   .requiredOption('--ppd <adapter>', 'adapter folder')
   .requiredOption('--data <file>', 'held-out text')
@@ -249,6 +264,7 @@ tree
 program
   .command('calibrate')
   .description('pick the tree size for this machine: profile forward latency L(n), predict τ(n)/L(n), check on held-out prompts, write a hardware profile')
+  .addHelpText('after', PROMPT_FILES_HELP)
   .requiredOption('--model <path>', 'base model folder or .gguf file')
   .requiredOption('--ppd <adapter>', 'adapter folder (with accuracy.json); the profile and report are written into it')
   .option('--max-n <n>', 'largest step size (input rows) to profile', integer(1, 4096), 256)
@@ -258,7 +274,7 @@ program
   .option('--prompts <n>', 'held-out prompts for the end-to-end check (0 = skip it)', integer(0, 1000), 8)
   .option('--max-tokens <n>', 'new tokens per held-out generation', integer(1, 100_000), 64)
   .option('--gen-repeats <n>', 'timed generations per prompt and decoder (median counts)', integer(1, 100), 1)
-  .option('--data <file>', 'held-out text for the check (default: data/corpus/test.txt)')
+  .option('--data <file>', 'held-out text for the check (default: test.txt of the corpus here made for the model\'s tokenizer: data/corpus, data/prose-corpus or data/code-corpus; other models must name theirs)')
   .option('--check-sizes <list>', 'step sizes to check end to end besides the chosen one and its neighbours', integerList(1, 4096))
   .option('--tolerance <share>', 'take the smallest n within this share of the best predicted speed', number(0, 0.5), 0)
   .option('--margin <share>', 'after the check: decode plainly unless a checked size beats plain by this share', number(0, 0.5), DEFAULT_MEASURED_MARGIN)

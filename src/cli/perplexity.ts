@@ -1,9 +1,9 @@
 /**
  * `ppd perplexity`: held-out perplexity of any model on a text file, with a sliding window for
- * texts longer than the window. Corpus split files are scored document by document (BOS + text
- * + EOS), like training saw them.
+ * texts longer than the window. The text's documents (a split file's, else the whole text as one:
+ * data/tokenize.ts) are scored each as BOS + text + EOS, like training saw them.
  */
-import { documentsOf, tokenizeDocuments } from '../data/tokenize.ts';
+import { documentsOf, noteTextFile, tokenizeDocuments } from '../data/tokenize.ts';
 import { perplexity } from '../eval/perplexity.ts';
 import { requireTokenizer, loadModel } from '../checkpoint/load.ts';
 import { Progress } from '../report/progress.ts';
@@ -24,6 +24,7 @@ export interface PerplexityFlags {
 
 export async function perplexityCommand(flags: PerplexityFlags): Promise<void> {
   const text = readTextFile(flags.file);
+  noteTextFile(flags.file, text);
   const loaded = await loadModel(flags.model, { threads: flags.threads, quantize: flags.quantize, needsTokenizer: true });
   const all = tokenizeDocuments(requireTokenizer(loaded), documentsOf(text));
   const ids = Array.from(flags.maxTokens ? all.subarray(0, flags.maxTokens) : all);

@@ -4,7 +4,7 @@
  */
 import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { cachedTokenStream } from '../data/tokenize.ts';
+import { cachedTokenStream, noteTextFile } from '../data/tokenize.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
 import { openForReading } from '../format/file-io.ts';
 import { readJsonObject, readTextFile } from '../format/text-file.ts';
@@ -43,6 +43,7 @@ export interface PretrainFlags {
 
 function tokenStream(tokenizer: Tokenizer, tokenizerKey: string, file: string, cacheDir: string): Int32Array {
   const text = readTextFile(file);
+  noteTextFile(file, text);
   let bar: Progress | undefined;
   const ids = cachedTokenStream(tokenizer, tokenizerKey, text, cacheDir, (done, total) => {
     bar ??= new Progress(`tokenising ${file}`, total, 'docs');

@@ -8,7 +8,7 @@ import { InputError } from '../errors.ts';
 import { checkPpdOnlyFlags } from './options.ts';
 import { loadModel } from '../checkpoint/load.ts';
 import type { QuantizeMode } from '../format/quantize.ts';
-import { loadPpdSetup } from '../ppd/setup.ts';
+import { loadPpdSetup, plainDecodingNote } from '../ppd/setup.ts';
 import { promptHeadOf } from '../ppd/adapter-files.ts';
 import { buildServer } from '../server/app.ts';
 import { checkApiKey } from '../server/auth.ts';
@@ -45,6 +45,8 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   if (flags.apiKey !== undefined) checkApiKey(flags.apiKey);
   const loaded = await loadModel(flags.model, { threads: flags.threads, quantize: flags.quantize, needsTokenizer: true, promptHead: flags.ppd ? promptHeadOf(flags.ppd) : undefined });
   const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, threads: flags.threads, quantize: flags.quantize, modelDir: flags.model }) : undefined;
+  const plainNote = ppd && plainDecodingNote(ppd, flags.ppd!, flags);
+  if (plainNote) process.stderr.write(`${plainNote}\n`);
   const app = buildServer({
     loaded,
     ppd,

@@ -382,8 +382,22 @@ export function formatSplitFile(docs: readonly CorpusDocument[]): string {
   return docs.length === 0 ? '' : docs.map((doc) => doc.text).join(DOCUMENT_SEPARATOR) + '\n';
 }
 
-/** The documents' texts of a split file; the inverse of formatSplitFile. */
+/**
+ * END_OF_TEXT wherever it stands, with up to two line breaks on either side: the blank lines of
+ * DOCUMENT_SEPARATOR, or one (a line of its own, as in TinyStories' text files), or none (inline,
+ * as GPT-2-style dumps join documents). A third line break stays with the document it ends or
+ * begins, so the parse is the exact inverse of formatSplitFile.
+ */
+const SEPARATOR_PATTERN = /(?:\r?\n){0,2}<\|endoftext\|>(?:\r?\n){0,2}/;
+
+/**
+ * The documents' texts of a split file: the inverse of formatSplitFile, and lenient with files
+ * written by hand or by other tools (see SEPARATOR_PATTERN). Documents holding only whitespace
+ * (a separator at the start or end of the file, two in a row) are dropped.
+ */
 export function parseSplitFile(text: string): string[] {
-  if (text === '') return [];
-  return text.replace(/\n$/, '').split(DOCUMENT_SEPARATOR);
+  return text
+    .replace(/\r?\n$/, '')
+    .split(SEPARATOR_PATTERN)
+    .filter((doc) => doc.trim() !== '');
 }

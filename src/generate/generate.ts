@@ -30,6 +30,9 @@ export interface GenerateLimits {
 
 export type FinishReason = 'eos' | 'stop' | 'length' | 'context' | 'aborted';
 
+/** Which decoder produced the tokens: plain also when a PPD setup had nothing to guess with (ppd/adapter-folder.ts guessesNothing). */
+export type DecoderKind = 'plain' | 'ppd' | 'speculative';
+
 export interface GenerationStats {
   promptTokens: number;
   newTokens: number;
@@ -44,6 +47,7 @@ export interface GenerationStats {
   /** Mean tokens produced per forward (newTokens / steps): 1 for plain decoding, more with PPD. */
   tau: number;
   finishReason: FinishReason;
+  decoder: DecoderKind;
 }
 
 export interface Piece {
@@ -78,6 +82,8 @@ export class Generation implements AsyncIterable<Piece> {
     private readonly tokenizer: Tokenizer,
     private readonly promptTokens: number,
     private readonly limits: GenerateLimits,
+    /** What `stream` decodes with, reported in the stats. */
+    private readonly decoder: DecoderKind = 'plain',
   ) {
     checkLimits(promptTokens, limits);
   }
@@ -150,6 +156,7 @@ export class Generation implements AsyncIterable<Piece> {
         tokensPerSecond: seconds > 0 ? ids.length / seconds : 0,
         tau: steps > 0 ? ids.length / steps : 0,
         finishReason: finishReason ?? 'aborted',
+        decoder: this.decoder,
       },
     };
   }

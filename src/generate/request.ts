@@ -10,6 +10,7 @@ import { encodePrompt, type Prompt } from '../tokenizer/prompt.ts';
 import { autoregressive } from '../decode/autoregressive.ts';
 import { ppdDecode } from '../ppd/decode.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
+import { guessesNothing } from '../ppd/adapter-folder.ts';
 import type { DraftSetup } from '../spec/setup.ts';
 import { speculativeDecode } from '../spec/speculative.ts';
 import { Generation } from './generate.ts';
@@ -47,10 +48,9 @@ export function generationFromIds(loaded: LoadedModel, ids: number[], request: O
   const sampler = new Sampler(request.sampling ?? { temperature: 0 });
   if (request.ppd && request.draft) throw new InputError('PPD on the target and a draft model cannot be combined; give the draft its own PPD adapter instead');
   const onStep = request.onStep;
-  // A tree set of budget 1 has no room for guesses: it is how a calibration says plain decoding
-  // is fastest on this machine, and plain decoding does that step without PPD's bookkeeping,
-  // unless a context lookup still adds its chain of guesses to every step.
-  const ppd = request.ppd && (request.ppd.trees.budget > 1 || (request.ppd.lookup ?? 0) > 0) ? request.ppd : undefined;
+  // A setup with nothing to guess with (a calibration that chose plain decoding here) decodes
+  // plainly, without PPD's bookkeeping; the stats say which decoder ran.
+  const ppd = request.ppd && !guessesNothing(request.ppd) ? request.ppd : undefined;
   if (request.batch && request.draft) throw new InputError('speculative decoding does not run in a batch');
   const stream = request.batch
     ? request.batch.stream({ ids, sampler, ppd })
@@ -59,12 +59,13 @@ export function generationFromIds(loaded: LoadedModel, ids: number[], request: O
       : ppd
         ? ppdDecode(loaded.model, ids, { ...ppd, sampler, onStep })
         : autoregressive(loaded.model, ids, sampler);
-  return new Generation(stream, requireTokenizer(loaded), ids.length, {
+  const limits = {
     context: ids.slice(-4),
     maxTokens: request.maxTokens,
     contextLength: loaded.config.maxPositionEmbeddings,
     eosIds: loaded.eosIds,
     stop: request.stop,
     signal: request.signal,
-  });
+  };
+  return new Generation(stream, requireTokenizer(loaded), ids.length, limits, request.draft ? 'speculative' : ppd ? 'ppd' : 'plain');
 }

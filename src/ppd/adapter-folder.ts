@@ -32,6 +32,15 @@ export interface PpdSetup {
   lookup?: number;
 }
 
+/**
+ * Whether a setup leaves PPD nothing to guess with: a tree set of budget 1 (no row beside the
+ * root: how a calibration says plain decoding is fastest on this machine) and no context lookup.
+ * A generation then decodes plainly (generate/request.ts), without PPD's bookkeeping.
+ */
+export function guessesNothing(setup: PpdSetup): boolean {
+  return setup.trees.budget <= 1 && (setup.lookup ?? 0) === 0;
+}
+
 export interface FolderSetupOptions {
   /** The tree-set file in the folder (default trees.json). */
   trees?: string;

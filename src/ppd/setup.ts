@@ -17,7 +17,7 @@ import { configHashes, PromptAdapter } from './adapter.ts';
 import { loadAdapter } from './adapter-files.ts';
 import { loadTreeSet } from './tree-files.ts';
 import { readAccuracyTable } from './accuracy.ts';
-import { ACCURACY_FILE, DEFAULT_LOOKUP_TOKENS, missingTrees, TREES_FILE, type PpdSetup } from './adapter-folder.ts';
+import { ACCURACY_FILE, DEFAULT_LOOKUP_TOKENS, guessesNothing, missingTrees, TREES_FILE, type PpdSetup } from './adapter-folder.ts';
 import type { PpdTreeSet } from './tree.ts';
 import { buildTreeSet, priorAccuracyTable } from './tree-builder.ts';
 
@@ -74,6 +74,20 @@ export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: Ppd
     verification: options.verification ?? 'coupled',
     lookup: options.lookup ?? lookup ?? DEFAULT_LOOKUP_TOKENS,
   };
+}
+
+/**
+ * The one-line note for a setup that leaves PPD nothing to guess with (guessesNothing), with
+ * which generation decodes plainly, naming why: this machine's calibration chose plain decoding,
+ * or the named trees have budget 1 and the lookup is off. Undefined when PPD decodes.
+ */
+export function plainDecodingNote(setup: PpdSetup, adapterDir: string, options: Pick<PpdSetupOptions, 'trees'> = {}): string | undefined {
+  if (!guessesNothing(setup)) return undefined;
+  const trees = setup.treesFile ?? join(adapterDir, TREES_FILE);
+  const fromProfile = options.trees === undefined && trees !== join(adapterDir, TREES_FILE);
+  return fromProfile
+    ? `note: this machine's calibration chose plain decoding for ${adapterDir} (${trees}: budget 1, no context lookup), so --ppd decodes one token per forward here; --lookup N or --trees ${join(adapterDir, TREES_FILE)} decode with PPD anyway`
+    : `note: ${trees} has budget 1 and the context lookup is off: nothing to guess, so --ppd decodes one token per forward`;
 }
 
 /** Trees for a folder that has none: from its accuracy.json, else from the prior guess; the notice says which. */

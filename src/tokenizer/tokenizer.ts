@@ -27,6 +27,8 @@ interface HfTokenizer {
   decoder: HfDecoder | null;
   normalizer: { normalize(text: string): string } | null;
   get_vocab(withAddedTokens: boolean): Map<string, number>;
+  /** tokenizer.json's post_processor as the library built it (TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel, Sequence), or null. */
+  post_processor: { post_process(tokens: string[], pair: string[] | null, addSpecialTokens: boolean): { tokens: string[] } } | null;
 }
 
 interface HfDecoder {
@@ -64,16 +66,20 @@ function tokenContent(value: unknown): string | null {
   return null;
 }
 
-/** Whether tokenizer.json's post-processor template puts `bos` first (LLaMA-3 style files). */
-function templateStartsWith(postProcessor: unknown, bos: string): boolean {
-  if (postProcessor === null || typeof postProcessor !== 'object') return false;
-  const p = postProcessor as Json;
-  if (p.type === 'Sequence' && Array.isArray(p.processors)) {
-    return p.processors.some((q) => templateStartsWith(q, bos));
-  }
-  if (p.type !== 'TemplateProcessing' || !Array.isArray(p.single)) return false;
-  const first = p.single[0] as Json | undefined;
-  return tokenContent((first?.SpecialToken as Json | undefined)?.id) === bos;
+/** Stands for the text in leadingSpecialTokens: no vocabulary holds it. */
+const TEXT_MARK = '\u0000ppd:text\u0000';
+
+/**
+ * The special tokens tokenizer.json's post-processor puts before a text, found by running it as
+ * @huggingface/tokenizers does when special tokens are added (what transformers' encode does):
+ * a TemplateProcessing's tokens before $A, Roberta's or Bert's cls, nothing for ByteLevel, each of
+ * a Sequence in turn.
+ */
+function leadingSpecialTokens(hf: HfTokenizer): string[] {
+  if (hf.post_processor === null) return [];
+  const { tokens } = hf.post_processor.post_process([TEXT_MARK], null, true);
+  const at = tokens.indexOf(TEXT_MARK);
+  return at < 0 ? [] : tokens.slice(0, at);
 }
 
 /**
@@ -108,20 +114,18 @@ export class Tokenizer {
     /** What this tokenizer was built from (`Tokenizer.fromSource` builds it again). */
     readonly source: TokenizerSource,
   ) {
-    const tokenizerJson = source.tokenizerJson as Json;
     const config = source.tokenizerConfig as Json;
     keepByteOrderMarks(hf.decoder);
     this.vocabSize = hf.model?.vocab.length ?? 0;
-    this.bosToken = tokenContent(config.bos_token);
+    // tokenizer_config's add_bos_token is what LlamaTokenizer obeys; files without it (LLaMA-3),
+    // or folders without tokenizer_config.json at all, add BOS through tokenizer.json's
+    // post-processor, which then also names the BOS token when the config does not.
+    const leading = leadingSpecialTokens(hf)[0] ?? null;
+    this.bosToken = tokenContent(config.bos_token) ?? leading;
     this.eosToken = tokenContent(config.eos_token);
     this.bosId = this.bosToken === null ? null : (hf.token_to_id(this.bosToken) ?? null);
     this.eosId = this.eosToken === null ? null : (hf.token_to_id(this.eosToken) ?? null);
-    // tokenizer_config's add_bos_token is what LlamaTokenizer obeys; files without it (LLaMA-3)
-    // add BOS through the post-processor template instead.
-    this.addBosByDefault =
-      typeof config.add_bos_token === 'boolean'
-        ? config.add_bos_token
-        : this.bosToken !== null && templateStartsWith(tokenizerJson.post_processor, this.bosToken);
+    this.addBosByDefault = typeof config.add_bos_token === 'boolean' ? config.add_bos_token : this.bosToken !== null && leading === this.bosToken;
     if (this.addBosByDefault && this.bosId === null) {
       throw new FormatError(source.origin, `BOS token ${JSON.stringify(this.bosToken)} is not in the vocabulary`);
     }
