@@ -40,8 +40,8 @@ export function packWindows(tokens: ArrayLike<number>, starts: readonly number[]
 
 /**
  * Random window starts from a seeded, resumable generator. A window is any run of the stream, so
- * it may straddle documents (BOS text EOS BOS text ...): on data/corpus about a quarter of
- * 513-token windows hold an EOS (docs/ARCHITECTURE.md, "Training"). That is deliberate and the
+ * it may straddle documents (BOS text EOS BOS text ...): a quarter to a half of 513-token
+ * windows hold an EOS on the corpora here (docs/ARCHITECTURE.md, "Training"). That is deliberate and the
  * usual packing (GPT-3 packs documents so, unmasked; nanoGPT samples windows so): the model is
  * trained with EOS in its stream, so it learns to end a document and to begin the next one after
  * BOS, and attention is not reset at the boundary. What must not cross a document end is a
