@@ -3,12 +3,13 @@
  * model: a folder without tokenizer_config.json keeps its BOS; `generate --ppd` says when it
  * decodes plainly, and --json's stats say which decoder ran; `ppd calibrate` and bench:ppd take
  * the bundled corpus's text by default only for a model with its tokenizer; bench:ppd takes the
- * user's model, adapter, prompts and output folder.
+ * user's model, adapter, prompts and output folder; eval-prompts measures the file it is given
+ * and says what it overwrites.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { openModelDir } from '../src/checkpoint/model-dir.ts';
@@ -155,4 +156,28 @@ test('ppd perplexity on plain text: the note says it is one document', async () 
   const run = await runPpd(work, ['perplexity', '--model', modelDir, '--file', text, '--json', '--threads', '1']);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stderr, /^note: .*plain\.txt has no <\|endoftext\|> separator, so it is read as one document/m);
+});
+
+describe('eval-prompts on the user\'s text', () => {
+  test('another --data file is another teacher set, never the cached one of the first; replacing accuracy.json is said; plain text gets the one-document note', async () => {
+    const adapter = join(work, 'eval-adapter');
+    cpSync(adapterDir, adapter, { recursive: true });
+    const story = (i: number) => `Story ${i}: the fox and the dog met by the river every morning, and talked about the weather for a while.`;
+    const split = join(work, 'stories.txt');
+    writeFileSync(split, [1, 2, 3].map(story).join('\n<|endoftext|>\n') + '\n');
+    const plain = join(work, 'essay.txt');
+    writeFileSync(plain, 'An essay on rivers. Rivers run to the sea, and the sea does not fill; the water comes back as rain and runs again.\n');
+    const args = (data: string) => ['eval-prompts', '--model', modelDir, '--ppd', adapter, '--data', data, '--sequences', '2', '--prefix-length', '16', '--generated', '6', '--threads', '1', '--json'];
+    const teacherSets = () => readdirSync(join(adapter, 'cache')).filter((name) => name.startsWith('teachers-'));
+
+    const first = await runPpdOk(work, args(split));
+    assert.match(first.stderr, new RegExp(`replacing ${join(adapter, 'accuracy.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} with the table measured on .*stories\\.txt`));
+    assert.doesNotMatch(first.stderr, /^note: .*read as one document/m);
+    assert.equal(teacherSets().length, 1);
+
+    const second = await runPpdOk(work, args(plain));
+    assert.match(second.stderr, /^note: .*essay\.txt has no <\|endoftext\|> separator, so it is read as one document/m);
+    assert.equal(teacherSets().length, 2, 'the second file\'s teacher set is its own, not the first file\'s from the cache');
+    assert.equal(JSON.parse(readFileSync(join(adapter, 'accuracy.json'), 'utf8')).source, plain);
+  });
 });

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { cachedTokenStream } from '../data/tokenize.ts';
+import { cachedTokenStream, noteTextFile } from '../data/tokenize.ts';
 import { FormatError, InputError } from '../errors.ts';
 import { readTextFile } from '../format/text-file.ts';
 import { pickReferenceTrees, readReferenceTreeFile, treeSetFromReference } from '../ppd/reference-trees.ts';
@@ -64,6 +64,7 @@ interface TeacherSettings {
 async function teacherSequences(loaded: LoadedModel, file: string, cacheDir: string, name: string, o: TeacherSettings): Promise<TeacherSequences> {
   const tokenizer = requireTokenizer(loaded);
   const text = readTextFile(file);
+  noteTextFile(file, text);
   const files = openModelDir(loaded.dir);
   const modelStamp = files.tensors.stamp ?? files.tensors.origin;
   files.tensors.close();
