@@ -43,6 +43,23 @@ function compileInto(dir: string, graph: GraphSpec): void {
   writeFileSync(join(dir, MODEL_FILE), graph.build(fileSink(join(dir, DATA_FILE))));
 }
 
+/**
+ * Renames a compiled `staging` folder to `finalDir`. Processes compiling the same graph at once
+ * (a server and a CLI, a test's parallel commands) race here: the first rename wins and the
+ * others keep its folder, which a rename publishes complete. Removing a `finalDir` that holds a
+ * model would pull the files from under the process that just published them (and fail with
+ * ENOTEMPTY when a third renames in meanwhile); only a leftover without its model is removed.
+ */
+function publish(staging: string, finalDir: string): void {
+  if (existsSync(finalDir) && !existsSync(join(finalDir, MODEL_FILE))) rmSync(finalDir, { recursive: true, force: true });
+  try {
+    renameSync(staging, finalDir);
+  } catch (error) {
+    if (!existsSync(join(finalDir, MODEL_FILE))) throw error;
+    rmSync(staging, { recursive: true, force: true });
+  }
+}
+
 export function compileGraph(graph: GraphSpec, options: CompileOptions = {}): CompiledModel {
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   if (cacheDir === false) {
@@ -57,8 +74,7 @@ export function compileGraph(graph: GraphSpec, options: CompileOptions = {}): Co
     const staging = mkdtempSync(join(cacheDir, '.staging-'));
     try {
       compileInto(staging, graph);
-      rmSync(finalDir, { recursive: true, force: true });
-      renameSync(staging, finalDir);
+      publish(staging, finalDir);
     } catch (error) {
       rmSync(staging, { recursive: true, force: true });
       throw error;
