@@ -27,7 +27,7 @@ import { writeRandomModel } from '../src/checkpoint/random-init.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
 import { quantiles, streamCompletion, type Quantiles, type StreamOutcome } from './client.ts';
 import { describeMachine, fmt, machineSection, parseBenchArgs, positiveInt, REPO_ROOT, repoPath, runBenchmark, shownPath, watchLoad, type Machine, type PhaseLoad } from './harness.ts';
-import { selectPrompts } from './prompts.ts';
+import { heldOutTextFor, selectPrompts } from './prompts.ts';
 
 const CONFIG = join(REPO_ROOT, 'deploy', 'haproxy.cfg');
 const BALANCER = 'http://127.0.0.1:8080';
@@ -100,7 +100,7 @@ function planFromArgs(argv: string[]): Plan {
 async function modelAndPrompts(plan: Plan): Promise<{ modelDir: string; prompts: string[]; cleanup: () => void }> {
   if (plan.modelDir !== undefined) {
     const loaded = await loadModel(plan.modelDir, { threads: 1, needsTokenizer: true });
-    const prompts = selectPrompts(loaded, plan.prompts).map((p) => p.text);
+    const prompts = selectPrompts(loaded, plan.prompts, heldOutTextFor(loaded)).map((p) => p.text);
     await loaded.model.release();
     return { modelDir: plan.modelDir, prompts, cleanup: () => {} };
   }
