@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Trains the bundled PPD adapter (models/ppd-base/ppd) for the default model by self-distillation,
-# measures its accuracy table on held-out text and builds its dynamic trees. About 6 minutes on
-# 2 cores. PPD_MODEL=models/ppd-draft trains the draft model's adapter the same way.
+# Trains the bundled PPD adapter (models/ppd-base/ppd) for the default model by self-distillation
+# on teacher sequences from the code corpus, with a prompt head (docs/PROMPT-TOKENS.md), measures
+# its accuracy table on held-out text and builds its dynamic trees. About 15 minutes on 2 cores. PPD_MODEL=models/ppd-draft trains the draft model's adapter the same way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model="${PPD_MODEL:-models/ppd-base}"
 mkdir -p "$model/ppd/cache"
 cp -n runs/*/tokens-*.i32 "$model/ppd/cache/" 2>/dev/null || true # token streams already made by pretraining
 npx tsx src/cli/main.ts train-prompts --model "$model" \
-  --train data/corpus/train.txt --valid data/corpus/valid.txt --out "$model/ppd" \
-  --prompt-tokens 3 --virtual-tokens 1 --attention ensemble \
-  --sequences 2000 --valid-sequences 64 --prefix-length 64 --generated 128 --top-k 32 \
-  --steps 1000 --batch 4 --lr 1e-2 --seed 0 --budget "${PPD_BUDGET:-8}"
+  --train data/code-corpus/train.txt --valid data/code-corpus/valid.txt --out "$model/ppd" \
+  --prompt-tokens 3 --virtual-tokens 1 --attention ensemble --head \
+  --sequences 800 --valid-sequences 48 --prefix-length 64 --generated 128 --top-k 32 \
+  --steps 600 --batch 4 --lr 1e-2 --seed 0 --budget "${PPD_BUDGET:-8}"

@@ -22,6 +22,7 @@ import { extname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
+import { promptHeadOf } from '../src/ppd/adapter-files.ts';
 import { newCache, prefill } from '../src/decode/autoregressive.ts';
 import { promptIds, startGeneration } from '../src/generate/request.ts';
 import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
@@ -32,7 +33,7 @@ const CHROMIUM = '/usr/bin/chromium';
 const skip = !existsSync(CHROMIUM) && !process.env.CI ? `${CHROMIUM} is missing; run scripts/install-browser.sh to run this test` : false;
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu'];
 
-const PROMPTS = ['And the LORD spake unto Moses, saying,', 'It was the best of times, it was the worst of times,'];
+const PROMPTS = ['import { readFileSync } from "node:fs";\n', 'export function parse(text: string): string[] {\n'];
 const MAX_TOKENS = 32;
 
 let root: string;
@@ -44,7 +45,7 @@ let browser: BrowserContext | undefined;
 before(async () => {
   if (skip) return;
   root = mkdtempSync(join(tmpdir(), 'ppd-browser-page-'));
-  loaded = await loadModel(DEFAULT_MODEL, { threads: 1, needsTokenizer: true });
+  loaded = await loadModel(DEFAULT_MODEL, { threads: 1, needsTokenizer: true, promptHead: promptHeadOf(DEFAULT_ADAPTER) });
   // The adapter's own trees (not this machine's calibration) and the default context lookup.
   ppd = loadPpdSetup(loaded.config, DEFAULT_ADAPTER, { trees: join(DEFAULT_ADAPTER, TREES_FILE) });
   server = await startServer({ loaded, ppd, adapterDir: DEFAULT_ADAPTER });

@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
+import { promptHeadOf } from '../src/ppd/adapter-files.ts';
 import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { startGeneration } from '../src/generate/request.ts';
 import { DEFAULT_LOOKUP_TOKENS, loadPpdSetup } from '../src/ppd/setup.ts';
@@ -19,7 +20,7 @@ let golden: Golden;
 
 before(async () => {
   golden = readGolden();
-  loaded = await loadModel(DEFAULT_MODEL, { threads: 1 });
+  loaded = await loadModel(DEFAULT_MODEL, { threads: 1, promptHead: promptHeadOf(DEFAULT_ADAPTER) });
 });
 
 after(async () => {

@@ -25,6 +25,8 @@ import { statsLine } from './generate.ts';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const DEFAULT_MODEL = join(ROOT, 'models', 'ppd-base');
 export const DEFAULT_ADAPTER = join(DEFAULT_MODEL, 'ppd');
+/** The bundled model's corpus (its train/valid/test split files and README). */
+export const DEFAULT_CORPUS = join(ROOT, 'data', 'code-corpus');
 /** The opening of a held-out document (data/corpus/test.txt), which training never saw. */
 const PROMPT = 'And it came to pass, when Saul was returned from following the Philistines, that';
 
