@@ -79,6 +79,19 @@ test('an interrupted run resumed from its checkpoint ends bit for bit like an un
   for (const dir of [straightDir, resumedDir]) rmSync(dir, { recursive: true, force: true });
 });
 
+test('a resumed run may change its planned length: the schedule follows the new plan and the change is recorded', async () => {
+  const runDir = tempDir();
+  await pretrain({ settings: settings(8), train: stream, valid, runDir, resume: false, threads: 1, stopAfterStep: 3 });
+  const lrs: number[] = [];
+  const shorter = await pretrain({ settings: settings(5), train: stream, valid, runDir, resume: true, threads: 1, onProgress: (p) => lrs.push(p.lr) });
+  assert.equal(shorter.step, 5);
+  assert.equal(shorter.finished, true);
+  assert.deepEqual(shorter.reschedules, [{ atStep: 3, fromSteps: 8, toSteps: 5 }]);
+  const schedule = { ...settings(5).schedule, totalSteps: 5 };
+  assert.deepEqual(lrs, [learningRate(schedule, 3), learningRate(schedule, 4)]);
+  rmSync(runDir, { recursive: true, force: true });
+});
+
 test('the learning-rate schedule warms up linearly then decays by cosine to its floor', () => {
   const s = { peakLr: 1, warmupSteps: 4, totalSteps: 14, minLrRatio: 0.1 };
   assert.deepEqual([0, 1, 2, 3].map((i) => learningRate(s, i)), [0.25, 0.5, 0.75, 1]);

@@ -125,6 +125,7 @@ export async function pretrainCommand(flags: PretrainFlags): Promise<void> {
     wallSeconds: result.seconds,
     parameters: parameterCount(config),
     history: result.history,
+    reschedules: result.reschedules,
   });
   process.stderr.write(
     `${result.finished ? 'finished' : 'stopped'} at step ${result.step}/${flags.steps} after ${(result.seconds / 60).toFixed(1)} min; ` +

@@ -73,7 +73,15 @@ export interface PretrainResult {
   step: number;
   finished: boolean;
   history: { step: number; loss: number; validLoss?: number; seconds: number }[];
+  /** Each resume that changed the planned step count (the cosine schedule follows the new plan from there). */
+  reschedules: Reschedule[];
   seconds: number;
+}
+
+export interface Reschedule {
+  atStep: number;
+  fromSteps: number;
+  toSteps: number;
 }
 
 /** GPT-2 style init: N(0, 0.02), residual output projections scaled by 1/sqrt(2 layers); norms 1. */
@@ -172,12 +180,17 @@ export async function pretrain(run: PretrainRun): Promise<PretrainResult> {
   let step = 0;
   let samplerState: number | RngState = s.seed;
   let history: PretrainResult['history'] = [];
+  let reschedules: Reschedule[] = [];
   let secondsBefore = 0;
   const resumed = run.resume ? loadCheckpoint(run.runDir, optimizer) : undefined;
   if (resumed) {
-    if (JSON.stringify(resumed.state.settings) !== JSON.stringify(s)) {
-      throw new InputError(`${run.runDir}: the checkpoint was made with other settings; resume with the same ones or use a new folder`);
+    // Only the planned length may change on resume (a run that must end sooner or go on longer).
+    const saved = resumed.state.settings as PretrainSettings;
+    if (JSON.stringify({ ...saved, steps: s.steps }) !== JSON.stringify(s)) {
+      throw new InputError(`${run.runDir}: the checkpoint was made with other settings; resume with the same ones (only --steps may change) or use a new folder`);
     }
+    reschedules = (resumed.state.reschedules as Reschedule[] | undefined) ?? [];
+    if (saved.steps !== s.steps) reschedules.push({ atStep: Number(resumed.state.step), fromSteps: saved.steps, toSteps: s.steps });
     params = resumed.params;
     step = Number(resumed.state.step);
     samplerState = resumed.state.samplerState as RngState;
@@ -193,7 +206,7 @@ export async function pretrain(run: PretrainRun): Promise<PretrainResult> {
       params,
       shapes,
       optimizer,
-      state: { settings: s, step, samplerState: sampler.rng.state(), history, seconds: elapsed() },
+      state: { settings: s, step, samplerState: sampler.rng.state(), history, reschedules, seconds: elapsed() },
     });
 
   let finished = step >= s.steps;
@@ -221,7 +234,7 @@ export async function pretrain(run: PretrainRun): Promise<PretrainResult> {
   } finally {
     await session.release();
   }
-  return { config, params, shapes, step, finished, history, seconds: elapsed() };
+  return { config, params, shapes, step, finished, history, reschedules, seconds: elapsed() };
 }
 
 /**
