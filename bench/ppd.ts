@@ -41,6 +41,7 @@
  * R = input rows of one tree step, M = tree nodes (root + candidates).
  */
 import { promptHeadOf } from '../src/ppd/adapter-files.ts';
+import { distinctNgramShare } from '../src/eval/repetition.ts';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -152,6 +153,8 @@ export interface RunResult {
   tokensPerSecond: number;
   /** Every repeat produced the same ids (decoding is deterministic for a fixed seed). */
   reproducible: boolean;
+  /** Share of the new tokens' 4-grams that are distinct (1 = no repetition; a loop scores low). */
+  distinctFourGrams: number;
 }
 
 export interface PromptComparison {
@@ -201,6 +204,8 @@ export interface Aggregate {
   /** Σ (new tokens − 1) / Σ (forwards − 1) over the prompts (PPD). */
   tauOverall: number;
   identicalOutputs: number;
+  /** Median over the prompts of plain decoding's distinct 4-gram share (the text's quality, not PPD's). */
+  plainDistinctFourGramsMedian: number;
 }
 
 export interface Mismatch {
@@ -279,6 +284,8 @@ const GREEDY = { temperature: 0, topP: 1, topK: 0 };
 /** Prompt p (1-based) samples with seed SEED_BASE + p, in every decoder and repeat. */
 const SEED_BASE = 1000;
 const TARGETS = { tau: 2.5, speedup: 2, memoryShare: 0.0001 };
+/** Issue 18's targets for the bundled model: PPD alone (no lookup) and its greedy text. */
+const MODEL_TARGETS = { tauAlone: 2.0, speedupAlone: 1.3, distinctFourGrams: 0.8 };
 const SVG_NAME = 'ppd-per-prompt.svg';
 
 function planFromArgs(argv: string[]): Plan {
@@ -394,6 +401,7 @@ function runResult(results: GenerationResult[]): RunResult {
     secondsPerRepeat,
     tokensPerSecond: seconds > 0 ? first.stats.newTokens / seconds : 0,
     reproducible: results.every((r) => sameIds(r.ids, first.ids)),
+    distinctFourGrams: distinctNgramShare(first.ids, 4),
   };
 }
 
@@ -419,6 +427,7 @@ function aggregate(prompts: PromptComparison[]): Aggregate {
     tauMean: mean(prompts.map((p) => p.ppd.tauPerStep)),
     tauOverall: sum(prompts.map((p) => p.ppd.newTokens - 1)) / sum(prompts.map((p) => p.ppd.steps - 1)),
     identicalOutputs: prompts.filter((p) => p.identical).length,
+    plainDistinctFourGramsMedian: spread(prompts.map((p) => p.plain.distinctFourGrams)).medianMs,
   };
 }
 
@@ -476,6 +485,9 @@ function targets(greedy: Aggregate, withLookup: Aggregate, memory: MemoryOverhea
     target('τ, greedy PPD + context lookup (not PPD alone)', withLookup.tauMean, '>=', TARGETS.tau, 'tokens/step'),
     target('speedup, greedy PPD + context lookup (not PPD alone)', withLookup.speedupMedian, '>=', TARGETS.speedup, 'x'),
     target('memory overhead, share of the f32 weights', memory.share, '<=', TARGETS.memoryShare, 'share'),
+    target('τ, greedy PPD alone (issue 18)', greedy.tauMean, '>=', MODEL_TARGETS.tauAlone, 'tokens/step'),
+    target('speedup, greedy PPD alone (issue 18)', greedy.speedupMedian, '>=', MODEL_TARGETS.speedupAlone, 'x'),
+    target('greedy text: distinct 4-grams of the new tokens (median over prompts; issue 18)', greedy.plainDistinctFourGramsMedian, '>=', MODEL_TARGETS.distinctFourGrams, 'share'),
   ];
 }
 
