@@ -11,8 +11,8 @@
 #
 # Resumable: a run that stops continues with its checkpoint. CORPORA="code prose" picks some.
 # Smaller budgets on a busy machine: STOP_AT=400 stops every pretraining at that step (resumable;
-# a later, larger STOP_AT continues it), PROMPT_SEQUENCES and PROMPT_STEPS shrink the prompt-token
-# training (defaults 1000 and 500).
+# a later, larger STOP_AT continues it), PROMPT_SEQUENCES, PROMPT_VALID_SEQUENCES and PROMPT_STEPS
+# shrink the prompt-token training (defaults 1000, 40 and 500).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ppd() { npx tsx src/cli/main.ts "$@"; }
@@ -38,7 +38,7 @@ for corpus in ${CORPORA:-default prose code}; do
     cp -n "$run"/tokens-*.i32 "$run/model/ppd/cache/" 2>/dev/null || true
     ppd train-prompts --model "$run/model" --train "$data/train.txt" --valid "$data/valid.txt" --out "$run/model/ppd" \
       --prompt-tokens 3 --virtual-tokens 1 --attention ensemble \
-      --sequences ${PROMPT_SEQUENCES:-1000} --valid-sequences 40 --prefix-length 64 --generated 128 --top-k 32 \
+      --sequences ${PROMPT_SEQUENCES:-1000} --valid-sequences ${PROMPT_VALID_SEQUENCES:-40} --prefix-length 64 --generated 128 --top-k 32 \
       --steps ${PROMPT_STEPS:-500} --batch 4 --lr 1e-2 --seed 0 --budget 8 ${THREADS:+--threads $THREADS}
   fi
 done
