@@ -17,7 +17,7 @@ import { newCache } from '../src/decode/autoregressive.ts';
 import { GOLDEN_FILE, REGENERATE, weightsDigest } from '../test/helpers/golden.ts';
 
 const MIN_MARGIN = 1e-3;
-const { values } = parseArgs({ options: { prompt: { type: 'string', default: 'And the LORD spake unto Moses, saying,' }, 'max-tokens': { type: 'string', default: '32' } } });
+const { values } = parseArgs({ options: { prompt: { type: 'string', default: "// nunjucks/src/precompile.js\n'use strict';\n\nvar fs = require('fs');\nvar path = require('path');\n" }, 'max-tokens': { type: 'string', default: '32' } } });
 const prompt = values.prompt!;
 const maxTokens = Number(values['max-tokens']);
 

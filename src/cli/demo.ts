@@ -27,8 +27,8 @@ export const DEFAULT_MODEL = join(ROOT, 'models', 'ppd-base');
 export const DEFAULT_ADAPTER = join(DEFAULT_MODEL, 'ppd');
 /** The bundled model's corpus (its train/valid/test split files and README). */
 export const DEFAULT_CORPUS = join(ROOT, 'data', 'code-corpus');
-/** The opening of a held-out document (data/corpus/test.txt), which training never saw. */
-const PROMPT = 'And it came to pass, when Saul was returned from following the Philistines, that';
+/** The opening of a held-out document (data/code-corpus/test.txt), from a package training never saw. */
+const PROMPT = "// npm-registry-fetch/lib/index.js\n'use strict'\n\nconst { HttpErrorAuthOTP } = require('./errors.js')\nconst checkResponse = require('./check-response.js')\n";
 
 const RANDOM_SHAPE = {
   model_type: 'llama',
