@@ -40,6 +40,10 @@ const evals = (training.history as { step: number; validLoss?: number }[]).filte
 const last = evals.at(-1);
 
 const name = basename(dir);
+/** Resumes that changed the planned length (ppd pretrain --resume --steps). */
+const reschedules = ((training.reschedules ?? []) as { atStep: number; fromSteps: number; toSteps: number }[])
+  .map((r) => ` (planned ${r.fromSteps} until step ${r.atStep}, then ${r.toSteps}: the cosine schedule follows the new plan from there)`)
+  .join('');
 const card = `# ${name}
 
 A small LLaMA-architecture language model trained from scratch by ppd on this project's machine,
@@ -53,7 +57,7 @@ so that ppd has a real model to decode with (no model can be downloaded here). $
 | context | ${config.maxPositionEmbeddings} tokens (trained on windows of ${s.seqLen}) |
 | data | ${dataDescription()}; see \`${corpus}/README.md\` |
 | training tokens | ${training.trainTokens} in the training split; ${training.tokensSeen} seen (${(training.tokensSeen / training.trainTokens).toFixed(2)} epochs) |
-| steps | ${training.stepsDone} of ${s.steps} planned${training.finished ? '' : ' (stopped early, by its time budget or an interruption; `--resume` continues the schedule)'}, ${s.seqLen * s.batchWindows * s.accumulation} tokens per step |
+| steps | ${training.stepsDone} of ${s.steps} planned${training.finished ? '' : ' (stopped early, by its time budget or an interruption; `--resume` continues the schedule)'}${reschedules}, ${s.seqLen * s.batchWindows * s.accumulation} tokens per step |
 | optimiser | AdamW (β 0.9/0.95, weight decay ${s.weightDecay}), peak lr ${s.schedule.peakLr}, ${s.schedule.warmupSteps} warm-up steps, cosine to ${s.schedule.minLrRatio}× peak, clipping at ${s.clipNorm} |
 | wall time | ${(training.wallSeconds / 60).toFixed(0)} min on 2 CPU cores, shared with other jobs for part of the run (ONNX Runtime, ppd's own autodiff) |
 | held-out loss | ${last ? `${last.validLoss!.toFixed(3)} nats/token on the validation split at step ${last.step}` : 'n/a'} |
