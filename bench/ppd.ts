@@ -232,7 +232,7 @@ export interface TreeBufferSize {
 }
 
 export interface MemoryOverhead {
-  /** N·Vt·C f32. */
+  /** N·Vt·C f32, plus the prompt head's N·(C² + C) f32 when the adapter has one. */
   adapterBytes: number;
   trees: TreeBufferSize[];
   treeBufferBytes: number;
@@ -452,7 +452,8 @@ function memoryOverhead(loaded: LoadedModel, setup: PpdSetup): MemoryOverhead {
       3 * b.guesses.length; // row, depth, rank
     return { guessDepth: tree.guessDepth, rows: b.rows, nodes: b.nodeRows.length, maskBytes: b.mask.byteLength, indexBytes: indexEntries * int32 };
   });
-  const adapterBytes = setup.adapter.embeddings.length * Float32Array.BYTES_PER_ELEMENT;
+  const head = setup.adapter.head;
+  const adapterBytes = (setup.adapter.embeddings.length + (head ? head.weight.length + head.bias.length : 0)) * Float32Array.BYTES_PER_ELEMENT;
   const treeBufferBytes = sum(trees.map((t) => t.maskBytes + t.indexBytes));
   const weightBytes = parameterCount(loaded.config) * Float32Array.BYTES_PER_ELEMENT;
   return { adapterBytes, trees, treeBufferBytes, overheadBytes: adapterBytes + treeBufferBytes, weightBytes, share: (adapterBytes + treeBufferBytes) / weightBytes };
@@ -585,7 +586,7 @@ function markdown(r: PpdBenchReport): string {
     '',
     '| what | bytes |',
     '| --- | --- |',
-    `| prompt embeddings | ${bytes(m.adapterBytes)} |`,
+    `| prompt embeddings (and prompt head) | ${bytes(m.adapterBytes)} |`,
     ...m.trees.map((tb) => `| tree d = ${tb.guessDepth} (R = ${tb.rows}, M = ${tb.nodes}): mask + index | ${bytes(tb.maskBytes)} + ${bytes(tb.indexBytes)} |`),
     `| **total** | **${bytes(m.overheadBytes)}** (${m.overheadBytes} B) |`,
     `| model weights, f32 | ${bytes(m.weightBytes)} |`,
