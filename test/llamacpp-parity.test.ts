@@ -117,18 +117,38 @@ describe('llama.cpp parity', () => {
     }
   });
 
-  // Q4_K_M: ppd multiplies in f32 (the stored weights exactly), so the two differ only by
-  // llama.cpp's 8-bit rounding of the activations, which a trained model's margins absorb.
+  // F32: the same weights and the same arithmetic up to summation order, so the same greedy ids.
+  // Q4_K_M: ppd multiplies in f32 (the stored weights exactly) where llama.cpp rounds activations
+  // to 8 bits, so a step where the model's top two logits nearly tie may go either way (the
+  // bundled model repeats itself and has such steps). The invariant there: along llama.cpp's
+  // continuation, every token it picks is ppd's argmax or within NEAR_TIE of ppd's best logit.
+  const NEAR_TIE = 0.05;
+  const PROMPTS = ["const fs = require('fs')", 'export function parse(text: string) {', '// lib/index.js', 'import { describe, it } from'];
   for (const [type, matmul] of [['F32', undefined], ['Q4_K_M', 'f32']] as const) {
-    test(`the bundled model exported ${type}: llama.cpp continues 4 prompts greedily with exactly ppd's ids`, { skip: !existsSync(join(BUNDLED, 'model.safetensors')) && 'no bundled model' }, async () => {
+    const exact = type === 'F32';
+    const claim = exact ? "with exactly ppd's ids" : "with ppd's argmax at every step, ties within quantisation noise aside";
+    test(`the bundled model exported ${type}: llama.cpp continues 4 prompts greedily ${claim}`, { skip: !existsSync(join(BUNDLED, 'model.safetensors')) && 'no bundled model' }, async () => {
       const file = exportGguf(BUNDLED, type);
       const loaded = await loadModel(file, { threads: 1, needsTokenizer: true, cacheDir: false, ...(matmul ? { matmul } : {}) });
       const peer = await LlamaCppPeer.open(file, { threads: 1, contextSize: 256 });
       try {
-        for (const prompt of ['And it came to pass', 'Call me Ishmael. Some years ago', 'The President said that', 'HACKER, n.']) {
-          const ours = await startGeneration({ ...loaded, eosIds: [] }, { prompt, maxTokens: 32, sampling: { temperature: 0 } }).complete();
-          const theirs = await peer.generate(promptIds(loaded, prompt), 32, []);
-          assert.deepEqual(theirs.ids, ours.ids, `prompt ${JSON.stringify(prompt)}`);
+        for (const prompt of PROMPTS) {
+          const prompted = promptIds(loaded, prompt);
+          const theirs = await peer.generate(prompted, 32, []);
+          if (exact) {
+            const ours = await startGeneration({ ...loaded, eosIds: [] }, { prompt, maxTokens: 32, sampling: { temperature: 0 } }).complete();
+            assert.deepEqual(theirs.ids, ours.ids, `prompt ${JSON.stringify(prompt)}`);
+            continue;
+          }
+          // One uncached forward over the prompt and llama.cpp's continuation: row t scores token t + 1.
+          const all = [...prompted, ...theirs.ids];
+          const out = await loaded.model.forward({ embeds: loaded.model.embed(all), positions: all.map((_, i) => i), mask: causalMask(all.length, 0), cache: newCache(loaded.model) });
+          const V = loaded.config.vocabSize;
+          theirs.ids.forEach((id, i) => {
+            const row = out.logits.subarray((prompted.length - 1 + i) * V, (prompted.length + i) * V);
+            const best = row.reduce((m, x) => Math.max(m, x), -Infinity);
+            assert.ok(best - row[id]! <= NEAR_TIE, `prompt ${JSON.stringify(prompt)}, token ${i}: llama.cpp picked ${id}, ${(best - row[id]!).toFixed(4)} below ppd's best logit`);
+          });
         }
       } finally {
         await peer.close();
