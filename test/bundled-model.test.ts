@@ -9,7 +9,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_ADAPTER, DEFAULT_CORPUS, DEFAULT_MODEL } from '../src/cli/demo.ts';
+import { DEFAULT_ADAPTER, DEFAULT_MODEL } from '../src/cli/demo.ts';
+import { bundledHeldOutFor } from '../src/data/bundled-corpora.ts';
 import { promptHeadOf } from '../src/ppd/adapter-files.ts';
 import { documentsOf, tokenizeDocuments } from '../src/data/tokenize.ts';
 import { perplexity } from '../src/eval/perplexity.ts';
@@ -21,7 +22,8 @@ import { DEFAULT_LOOKUP_TOKENS, loadPpdSetup } from '../src/ppd/setup.ts';
 let loaded: LoadedModel;
 /** Median share of distinct 4-grams in 128 greedy tokens below which the gate fails. */
 const MIN_DISTINCT_4GRAMS = 0.25;
-const testText = readFileSync(join(DEFAULT_CORPUS, 'test.txt'), 'utf8');
+/** The test split of the corpus the bundled model's tokenizer was made for. */
+let testText: string;
 
 /** `count` held-out document openings spread over the test split (its documents come grouped by package). */
 function heldOutPrompts(count: number, chars: number): string[] {
@@ -31,6 +33,9 @@ function heldOutPrompts(count: number, chars: number): string[] {
 
 before(async () => {
   loaded = await loadModel(DEFAULT_MODEL, { promptHead: promptHeadOf(DEFAULT_ADAPTER) });
+  const heldOut = bundledHeldOutFor(loaded.tokenizer!);
+  assert.ok(heldOut, 'the bundled model reads one of the corpora here');
+  testText = readFileSync(heldOut, 'utf8');
 });
 
 after(async () => {

@@ -25,8 +25,6 @@ import { statsLine } from './generate.ts';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const DEFAULT_MODEL = join(ROOT, 'models', 'ppd-base');
 export const DEFAULT_ADAPTER = join(DEFAULT_MODEL, 'ppd');
-/** The bundled model's corpus (its train/valid/test split files and README). */
-export const DEFAULT_CORPUS = join(ROOT, 'data', 'code-corpus');
 /** The opening of a held-out document (data/code-corpus/test.txt), from a package training never saw. */
 const PROMPT = "// npm-registry-fetch/lib/index.js\n'use strict'\n\nconst { HttpErrorAuthOTP } = require('./errors.js')\nconst checkResponse = require('./check-response.js')\n";
 
