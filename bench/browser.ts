@@ -239,7 +239,7 @@ async function main(argv: string[]): Promise<void> {
   const node = new Map<number, LoadedModel>();
   for (const threads of THREADS) node.set(threads, await loadModel(modelDir, { threads, needsTokenizer: true, promptHead: promptHeadOf(adapterDir) }));
   const first = node.get(1)!;
-  const ppd: PpdSetup = loadPpdSetup(first.config, adapterDir, { trees: join(adapterDir, TREES_FILE), lookup: DEFAULT_LOOKUP_TOKENS });
+  const ppd: PpdSetup = loadPpdSetup(first.config, adapterDir, { trees: join(adapterDir, TREES_FILE), lookup: DEFAULT_LOOKUP_TOKENS, ngram: 'off' });
   const setups: Record<Exclude<Decoder, 'plain'>, PpdSetup> = { ppd, lookup: lookupAlone(ppd, DEFAULT_LOOKUP_TOKENS) };
   const nodeSetup = (decoder: Decoder) => (decoder === 'plain' ? undefined : setups[decoder]);
   const app = buildServer({ loaded: first, ppd, adapterDir });

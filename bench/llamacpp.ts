@@ -358,7 +358,7 @@ async function runConfiguration(
   const loaded = await loadModel(gguf.file, loadOptions(plan, threads));
   const peer = await LlamaCppPeer.open(gguf.file, { threads, contextSize: 512, draftPath: draftGguf?.file });
   try {
-    const guessing = plan.adapterDir === undefined ? undefined : loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads, lookup: 0, onNotice: () => {} });
+    const guessing = plan.adapterDir === undefined ? undefined : loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads, lookup: 0, ngram: 'off', onNotice: () => {} });
     const product = plan.adapterDir === undefined ? undefined : loadPpdSetup(loaded.config, plan.adapterDir, { threads, onNotice: () => {} });
     const ctx = { loaded, setups: { guessing: guessing?.setup, product }, peer, ids: new Map(prompts.map((p) => [p.number, promptIds(loaded, p.text)])) };
     for (const d of decoders) await runDecoder(d, ctx, prompts[0]!, WARMUP_TOKENS);

@@ -32,6 +32,9 @@
  * warm-up generation per decoder. Times are end to end (prefill included), as `Generation` reports
  * them; EOS ends a generation as it would for a user, so new-token counts are reported too.
  *
+ * An adapter folder's static n-gram table (ngram.bin) is left out of every decoder here:
+ * bench:ngram measures what it adds.
+ *
  * Greedy PPD must reproduce plain greedy decoding token for token: a mismatch is reported at the
  * top of the report and on stderr, and the run exits with code 1 (after writing the report).
  * The targets (τ >= 2.5, greedy speedup >= 2×, memory overhead <= 0.01 %) are reported, never
@@ -648,7 +651,7 @@ async function main(argv: string[]): Promise<void> {
   const loaded = await loadModel(plan.modelDir, { threads: plan.threads, needsTokenizer: true, promptHead: promptHeadOf(plan.adapterDir) });
   try {
     // The machine's calibrated trees; trees.json where the calibration chose plain decoding.
-    const { setup, plainChosen } = loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads: plan.threads });
+    const { setup, plainChosen } = loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads: plan.threads, ngram: 'off' });
     const prompts = selectPrompts(loaded, plan.prompts, plan.promptFile);
     process.stderr.write(
       `PPD benchmark (${plan.mode}): ${repoPath(plan.modelDir)} + ${repoPath(plan.adapterDir)}, ${prompts.length} prompts × ${plan.maxTokens} tokens × ${plan.repeats} repeat${plan.repeats === 1 ? '' : 's'}, ` +

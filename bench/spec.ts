@@ -451,7 +451,7 @@ async function main(argv: string[]): Promise<void> {
     const setups: Setups = {
       target,
       // The machine's calibrated trees, or trees.json where calibration chose plain decoding (the report names the file).
-      ppd: loadGuessingPpdSetup(target.config, plan.adapterDir, { verification: 'rejection', lookup: 0, threads: plan.threads, modelDir: plan.modelDir }).setup,
+      ppd: loadGuessingPpdSetup(target.config, plan.adapterDir, { verification: 'rejection', lookup: 0, ngram: 'off', threads: plan.threads, modelDir: plan.modelDir }).setup,
       sd: { ...ppdSd, ppd: undefined },
       ppdSd,
     };

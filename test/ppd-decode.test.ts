@@ -1,14 +1,15 @@
 /**
  * PPD decoding on tiny random models against plain decoding of the same model:
  * - greedy PPD emits exactly the greedy autoregressive tokens, for 60 prompts, several trees
- *   (chains, wide and deep, V = 1 and 2, every attention variant), including across EOS, stop
- *   strings and the token limit when run through `Generation`, and when its calls are driven
- *   one by one under a changing row budget (as a batching scheduler does);
+ *   (chains, wide and deep, V = 1 and 2, every attention variant), with chains drafted by the
+ *   context lookup and by a static n-gram table, including across EOS, stop strings and the
+ *   token limit when run through `Generation`, and when its calls are driven one by one under a
+ *   changing row budget (as a batching scheduler does);
  * - sampled PPD with coupled verification (the default) emits exactly the tokens plain sampling
  *   with the same seed emits, so it has the model's distribution and reproduces seeds;
  * - sampled PPD (rejection verification) has the model's own sampling distribution: the joint
- *   distribution of the first two tokens matches exact enumeration (chi-square, fixed seed), and
- *   its first tree steps do accept guesses.
+ *   distribution of the first two tokens matches exact enumeration (chi-square, fixed seed),
+ *   without and with a drafted chain, and its first tree steps do accept guesses.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,7 +23,10 @@ import { loadModel, type LoadedModel, loadLlamaModel } from '../src/checkpoint/l
 import { causalMask, LlamaModel } from '../src/model/llama-model.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
 import { PpdDecoder, ppdDecode } from '../src/ppd/decode.ts';
+import type { DraftOutcome } from '../src/ppd/draft.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
+import { countNgrams, NgramTable, type NgramBinding } from '../src/ppd/ngram-table.ts';
+import { loadNgramTable, saveNgramTable } from '../src/ppd/ngram-files.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { Sampler, toProbabilities } from '../src/sampling/sampler.ts';
 import { BYTE_MODEL_SHAPE, writeByteModel } from './helpers/byte-model.ts';
@@ -43,10 +47,33 @@ before(async () => {
 const table = () => weights.get('model.embed_tokens.weight')!;
 
 /**
- * Greedy PPD against greedy plain decoding of `m` on `prompts` random prompts, 30 tokens each;
- * returns the mean tokens per step. `lookup`: context-lookup tokens per step (0 = none).
+ * A static n-gram table of `model`'s own greedy continuations of `count` random prompts (as
+ * `ppd ngram build` makes one), through the file format.
  */
-async function assertGreedyPpdMatches(m: LlamaModel, budget: number, V: 1 | 2, attention: 'ensemble' | 'decoder' | 'encoder', prompts: number, lookup = 0): Promise<number> {
+async function ownTable(model: LlamaModel, count: number, seed: number, vocab: number): Promise<NgramTable> {
+  const rng = new Rng(seed);
+  const sequences = [];
+  for (let p = 0; p < count; p++) {
+    const prompt = Array.from({ length: 2 + Math.floor(rng.next() * 6) }, () => Math.floor(rng.next() * vocab));
+    sequences.push({ ids: [...prompt, ...(await take(autoregressive(model, prompt, new Sampler({ temperature: 0 })), 24))], countFrom: prompt.length });
+  }
+  const binding: NgramBinding = { vocabSize: vocab, tokenizer: '0000000000000000', configHash: 'test' };
+  const dir = mkdtempSync(join(tmpdir(), 'ppd-decode-ngram-'));
+  try {
+    const path = join(dir, 'ngram.bin');
+    saveNgramTable(path, NgramTable.encode(countNgrams(sequences, { maxNgram: 4, minCount: 2, topK: 4 }), { binding, minCount: 2, topK: 4, source: {}, created: new Date(0).toISOString() }));
+    return loadNgramTable(path);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Greedy PPD against greedy plain decoding of `m` on `prompts` random prompts, 30 tokens each;
+ * returns the mean tokens per step. `lookup`: context-lookup tokens per step (0 = none); `ngram`:
+ * a static n-gram table drafting up to 6 tokens per step.
+ */
+async function assertGreedyPpdMatches(m: LlamaModel, budget: number, V: 1 | 2, attention: 'ensemble' | 'decoder' | 'encoder', prompts: number, lookup = 0, ngram?: NgramTable): Promise<number> {
   const adapter = PromptAdapter.initialise(config, table(), [5, 6, 7], { promptTokens: 3, virtualTokens: V, attention, initText: 't' });
   const trees = buildTreeSet(ACC, { budget, promptTokens: 3, virtualTokens: V, attention });
   const rng = new Rng(budget);
@@ -55,11 +82,11 @@ async function assertGreedyPpdMatches(m: LlamaModel, budget: number, V: 1 | 2, a
   for (let p = 0; p < prompts; p++) {
     const prompt = Array.from({ length: 2 + Math.floor(rng.next() * 10) }, () => Math.floor(rng.next() * 40));
     const plain = await take(autoregressive(m, prompt, new Sampler({ temperature: 0 })), 30);
-    const ppd = await take(ppdDecode(m, prompt, { adapter, trees, lookup, sampler: new Sampler({ temperature: 0 }), onStep: (n) => ((steps += 1), (produced += n)) }), 30);
+    const ppd = await take(ppdDecode(m, prompt, { adapter, trees, lookup, ngram: ngram && { table: ngram, tokens: 6 }, sampler: new Sampler({ temperature: 0 }), onStep: (n) => ((steps += 1), (produced += n)) }), 30);
     assert.deepEqual(ppd, plain, `prompt ${prompt.join(',')}`);
   }
   // The trees must really be exercised: several tokens accepted in some steps.
-  if (budget > 1 || lookup > 0) assert.ok(produced / steps > 1.05, `mean tokens per step ${produced / steps}`);
+  if (budget > 1 || lookup > 0 || ngram) assert.ok(produced / steps > 1.05, `mean tokens per step ${produced / steps}`);
   return produced / steps;
 }
 
@@ -80,6 +107,16 @@ test('greedy PPD with a context-lookup chain equals greedy decoding, and the cha
     const without = await assertGreedyPpdMatches(model, budget, V, attention, 12);
     const withLookup = await assertGreedyPpdMatches(model, budget, V, attention, 12, 6);
     assert.ok(withLookup > without + 0.05, `budget ${budget}: ${withLookup.toFixed(2)} tokens/step with lookup, ${without.toFixed(2)} without`);
+  }
+});
+
+test('greedy PPD with a static n-gram table of the model\'s own generations equals greedy decoding, and the table adds accepted tokens', async () => {
+  const table = await ownTable(model, 40, 77, 40);
+  for (const [budget, V, attention] of [[1, 1, 'ensemble'], [8, 1, 'ensemble'], [16, 2, 'decoder']] as const) {
+    const without = await assertGreedyPpdMatches(model, budget, V, attention, 8);
+    const withTable = await assertGreedyPpdMatches(model, budget, V, attention, 8, 0, table);
+    assert.ok(withTable > without + 0.05, `budget ${budget}: ${withTable.toFixed(2)} tokens/step with the table, ${without.toFixed(2)} without`);
+    await assertGreedyPpdMatches(model, budget, V, attention, 4, 6, table); // beside the context lookup
   }
 });
 
@@ -211,16 +248,20 @@ test('sampled PPD keeps the model distribution: first two tokens match exact enu
   }
 
   const runs = 3000;
-  // Without and with a context-lookup chain (the prompt's tokens recur in a 5-token vocabulary,
-  // so the chain is proposed at every step and sits beside the tree's guesses).
-  for (const lookup of [0, 3]) {
+  // Without and with a drafted chain: by context lookup (the prompt's tokens recur in a 5-token
+  // vocabulary, so the chain is proposed at every step and sits beside the tree's guesses), and
+  // by a static n-gram table of the model's greedy text alone.
+  const table = await ownTable(m, 30, 5, 5);
+  for (const [lookup, ngram] of [[0, undefined], [3, undefined], [0, table]] as const) {
     const counts = new Array<number>(25).fill(0);
     const sampler = new Sampler({ ...sampling, seed: 12345 });
     let stepsAccepting = 0; // first tree steps that accepted at least one guess
+    const drafts = { steps: 0, accepted: 0 }; // steps whose chain came from the table, and its tokens accepted
+    const onDraft = (d: DraftOutcome) => d.source === 'ngram' && ((drafts.steps += 1), (drafts.accepted += d.accepted));
     for (let r = 0; r < runs; r++) {
       const produced: number[] = [];
       const onStep = (n: number) => produced.push(n);
-      const [a, b] = await take(ppdDecode(m, prompt, { adapter, trees, sampler, lookup, verification: 'rejection', onStep }), 2);
+      const [a, b] = await take(ppdDecode(m, prompt, { adapter, trees, sampler, lookup, ngram: ngram && { table: ngram, tokens: 3 }, verification: 'rejection', onStep, onDraft }), 2);
       counts[a! * 5 + b!]!++;
       if (produced[1]! > 1) stepsAccepting++;
     }
@@ -228,11 +269,13 @@ test('sampled PPD keeps the model distribution: first two tokens match exact enu
     // sample the model's distribution, through its bonus tokens alone): with 5 tokens and top-3
     // guesses, a good share of first steps accept one.
     assert.ok(stepsAccepting > runs / 10, `lookup ${lookup}: ${stepsAccepting} of ${runs} first steps accepted a guess`);
+    // With the table: its chain is really drafted and verified (and sometimes accepted).
+    if (ngram) assert.ok(drafts.steps > runs / 4 && drafts.accepted > runs / 20, `table chains: ${drafts.steps} steps, ${drafts.accepted} tokens accepted`);
     // Chi-square over cells with enough expected mass (rare cells pooled into one).
     const { chi, cells } = chiSquare(counts, exact, runs);
     // Fixed seed, so the statistic is one fixed number; 3x the degrees of freedom is far beyond
     // chance for a right sampler (p < 1e-6 for df >= 10) and far below what a biased one gives.
-    assert.ok(chi < 3 * (cells - 1), `lookup ${lookup}: chi-square ${chi.toFixed(1)} over ${cells} cells`);
+    assert.ok(chi < 3 * (cells - 1), `lookup ${lookup}${ngram ? ', n-gram table' : ''}: chi-square ${chi.toFixed(1)} over ${cells} cells`);
   }
   await m.release();
 });

@@ -13,7 +13,7 @@ import { after, describe, test } from 'node:test';
 import { FormatError, InputError } from '../src/errors.ts';
 import { parseTree, parseTreeSet, treeRows, type PpdTree, type PpdTreeSet } from '../src/ppd/tree.ts';
 import { loadTree, loadTreeSet, saveTree, saveTreeSet } from '../src/ppd/tree-files.ts';
-import { compileTree, withLookupChain, type CompileOptions, type TreeBuffers } from '../src/ppd/tree-buffers.ts';
+import { compileTree, withDraftChain, type CompileOptions, type TreeBuffers } from '../src/ppd/tree-buffers.ts';
 import {
   allocatePrompts, allocatePromptsExhaustive, allocationValue, buildTreeSet, endProbabilities, expectedAcceptedLength,
   pathProbability, RESTART, topPaths,
@@ -57,13 +57,13 @@ describe('compileTree: hand-drawn trees', () => {
     assert.deepEqual(b.guesses, [{ row: 1, depth: 1, rank: 0 }, { row: 2, depth: 2, rank: 0 }]);
   });
 
-  test('a lookup chain of 2 beside root → [0] with one prompt token on the candidate', () => {
+  test('a drafted chain of 2 beside root → [0] with one prompt token on the candidate', () => {
     const base = compileTree(tree(1, 0, [[[0], 1]]), N3V1); // rows: root, [0], prompt of [0]
-    const b = withLookupChain(base, 2);
+    const b = withDraftChain(base, 2);
     assert.equal(b.rows, 5);
     assert.deepEqual(b.source.slice(3), [
-      { kind: 'lookup', node: 2, depth: 1 },
-      { kind: 'lookup', node: 3, depth: 2 },
+      { kind: 'draft', node: 2, depth: 1 },
+      { kind: 'draft', node: 3, depth: 2 },
     ]);
     assert.deepEqual([...b.positionOffset], [0, 1, 2, 1, 2]);
     // The chain sees the root and its own earlier rows, nothing of the tree; the tree not the chain.
@@ -75,8 +75,8 @@ describe('compileTree: hand-drawn trees', () => {
     assert.deepEqual([...b.nodeRows], [0, 1, 3, 4]);
     assert.deepEqual(b.promptRows, [[], [[2]], [], []]);
     assert.deepEqual(b.guesses, base.guesses);
-    assert.equal(withLookupChain(base, 0), base);
-    assert.throws(() => withLookupChain(base, -1), InputError);
+    assert.equal(withDraftChain(base, 0), base);
+    assert.throws(() => withDraftChain(base, -1), InputError);
   });
 
   test('a two-level branching tree given out of order, prompt tokens on some nodes', () => {

@@ -78,7 +78,7 @@ export async function demoCommand(flags: { maxTokens: number }): Promise<void> {
   }
   const loaded = await loadModel(DEFAULT_MODEL, { promptHead: promptHeadOf(DEFAULT_ADAPTER) });
   // Prompt tokens alone: the machine's calibrated trees, or trees.json where it chose plain.
-  const { setup: guessing, plainChosen } = loadGuessingPpdSetup(loaded.config, DEFAULT_ADAPTER, { lookup: 0 });
+  const { setup: guessing, plainChosen } = loadGuessingPpdSetup(loaded.config, DEFAULT_ADAPTER, { lookup: 0, ngram: 'off' });
   // What `generate --ppd` does here: the machine's trees (budget 1 if it chose plain) + lookup.
   const product = loadPpdSetup(loaded.config, DEFAULT_ADAPTER, { onNotice: () => {} });
   const request: TextRequest = { prompt: PROMPT, maxTokens: flags.maxTokens };

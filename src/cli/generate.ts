@@ -9,7 +9,9 @@ import { loadPpdSetup, plainDecodingNote } from '../ppd/setup.ts';
 import { promptHeadOf } from '../ppd/adapter-files.ts';
 import { loadDraft } from '../spec/setup.ts';
 import { InputError } from '../errors.ts';
-import { checkPpdOnlyFlags } from './options.ts';
+import { checkPpdOnlyFlags, ppdFlags } from './options.ts';
+import { draftsLine } from './ngram.ts';
+import { addDraft, emptyDraftTally } from '../ppd/draft.ts';
 import type { QuantizeMode } from '../format/quantize.ts';
 
 export interface GenerateFlags {
@@ -29,6 +31,8 @@ export interface GenerateFlags {
   trees?: string;
   verification?: 'coupled' | 'typical' | 'rejection';
   lookup?: number;
+  ngram?: string;
+  ngramTokens?: number;
   draft?: string;
   draftPpd?: string;
   draftTokens: number;
@@ -49,13 +53,15 @@ export async function generateCommand(flags: GenerateFlags): Promise<void> {
   // --quantize applies to every model loaded here: the target and the draft.
   const runtime = { threads: flags.threads, quantize: flags.quantize };
   const loaded = await loadModel(flags.model, { ...runtime, needsTokenizer: true, promptHead: flags.ppd ? promptHeadOf(flags.ppd) : undefined });
-  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, ...runtime, modelDir: flags.model }) : undefined;
+  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { ...ppdFlags(flags), ...runtime, modelDir: flags.model, tokenizer: loaded.tokenizer }) : undefined;
   const plainNote = ppd && plainDecodingNote(ppd, flags.ppd!, flags);
   if (plainNote) process.stderr.write(`${plainNote}\n`);
   const draft = flags.draft ? await loadDraft(loaded, flags.draft, { ppd: flags.draftPpd, draftTokens: flags.draftTokens, ...runtime }) : undefined;
+  const drafts = emptyDraftTally();
   const generation = startGeneration(loaded, {
     ppd,
     draft,
+    onDraft: (outcome) => addDraft(drafts, outcome),
     prompt: flags.chat ? [{ role: 'user', content: flags.prompt }] : flags.prompt,
     maxTokens: flags.maxTokens,
     sampling: { temperature: flags.temperature, topP: flags.topP, topK: flags.topK, seed: flags.seed },
@@ -63,11 +69,14 @@ export async function generateCommand(flags: GenerateFlags): Promise<void> {
   });
   if (flags.json) {
     const { text, ids, stats } = await generation.complete();
-    process.stdout.write(JSON.stringify({ text, ids, stats }) + '\n');
+    // drafts: the chains verified beside the tree, per source (with --ppd), and the table's file and bytes in memory.
+    const drafted = ppd ? { drafts: { ...drafts, ngramTable: ppd.ngram ? { file: ppd.ngram.file, bytes: ppd.ngram.table.bytes } : null } } : {};
+    process.stdout.write(JSON.stringify({ text, ids, stats, ...drafted }) + '\n');
   } else {
     for await (const piece of generation) process.stdout.write(piece.text);
     process.stdout.write('\n');
     process.stderr.write(statsLine(generation.result.stats) + '\n');
+    if (ppd && (ppd.lookup || ppd.ngram)) process.stderr.write(draftsLine(drafts, ppd.ngram) + '\n');
   }
   await loaded.model.release();
   await draft?.model.release();

@@ -17,10 +17,12 @@ import { perplexityCommand } from './perplexity.ts';
 import { evalPromptsCommand, trainPromptsCommand, treeBuildCommand, treeConvertCommand } from './prompts.ts';
 import { pretrainCommand } from './pretrain.ts';
 import { infoCommand, logitsCommand } from './inspect.ts';
+import { DEFAULT_NGRAM_GENERATE, ngramBuildCommand, ngramInfoCommand } from './ngram.ts';
+import { NGRAM_MAX_CONTEXT } from '../ppd/ngram-table.ts';
 import { choice, collect, hostList, idList, integer, number, threadCount } from './options.ts';
 import { QUANTIZE_MODES } from '../format/quantize.ts';
 import { DEFAULT_DRAFT_TOKENS } from '../spec/setup.ts';
-import { DEFAULT_LOOKUP_TOKENS } from '../ppd/setup.ts';
+import { DEFAULT_LOOKUP_TOKENS, DEFAULT_NGRAM_TOKENS } from '../ppd/setup.ts';
 
 const program = new Command('ppd')
   .description('Parallel Prompt Decoding for LLaMA-family models, on ONNX Runtime')
@@ -44,6 +46,13 @@ document is tokenized as BOS + text + EOS.`;
 const PROMPT_FILES_HELP = `
 Prompt text (--data): prompts are the openings of documents spread evenly over a split file (see
 \`ppd perplexity --help\`); in plain text, of its paragraphs (blocks between blank lines).`;
+const ngram = () =>
+  new Option(
+    '--ngram <file|off>',
+    'with --ppd: a static n-gram table (`ppd ngram build`) whose guesses, the continuations the model itself wrote most often after the last few tokens, are verified beside the tree where it knows a longer context than the context lookup matches; off = none (default: the adapter folder\'s ngram.bin when it has one, unless this machine\'s calibration chose plain decoding)',
+  );
+const ngramTokens = () =>
+  new Option('--ngram-tokens <n>', `with --ppd: most tokens per step the n-gram table may guess; 0 = off (default ${DEFAULT_NGRAM_TOKENS})`).argParser(integer(0, 64));
 // Commands that differentiate through the model (pretrain, train-prompts, and eval-prompts,
 // whose prompt graph is a gradient graph) keep f32 weights: they refuse --quantize in one line.
 /** The cut points of distillation examples, shared by train-prompts and eval-prompts. */
@@ -72,6 +81,8 @@ program
   .option('--trees <file>', 'tree set for --ppd (default: this machine\'s profile from `ppd calibrate`, else trees.json in the adapter folder)')
   .option('--verification <kind>', 'with --ppd and sampling: coupled (default: the text plain sampling with the same seed gives), rejection (also keeps the model distribution) or typical', choice(['coupled', 'rejection', 'typical'] as const))
   .addOption(lookup())
+  .addOption(ngram())
+  .addOption(ngramTokens())
   .option('--draft <path>', 'speculative decoding: this smaller model (folder or .gguf, same tokenizer) drafts, --model verifies')
   .option('--draft-ppd <adapter>', 'with --draft: the draft drafts with Parallel Prompt Decoding, using this adapter folder')
   .option('--draft-tokens <k>', 'with --draft: most tokens drafted per step (adapts within 1..k)', integer(1, 64), DEFAULT_DRAFT_TOKENS)
@@ -87,6 +98,8 @@ program
   .option('--trees <file>', 'tree set for --ppd (default: this machine\'s profile from `ppd calibrate`, else trees.json in the adapter folder)')
   .option('--verification <kind>', 'with --ppd and sampling: coupled (default: the text plain sampling with the same seed gives), rejection (also keeps the model distribution) or typical', choice(['coupled', 'rejection', 'typical'] as const))
   .addOption(lookup())
+  .addOption(ngram())
+  .addOption(ngramTokens())
   .option('--host <address>', 'address to listen on (beyond loopback, set --api-key)', '127.0.0.1')
   .option('--port <n>', 'port to listen on (0: any free port)', integer(0, 65535), 8080)
   .addOption(new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1/* and /metrics').env('PPD_API_KEY'))
@@ -260,6 +273,32 @@ tree
   .option('--virtual-tokens <n>', "virtual tokens per prompt token (default: the adapter's, else 1)", integer(1, 64))
   .option('--attention <kind>', "attention among prompt tokens (default: the adapter's, else ensemble)", choice(['ensemble', 'decoder', 'encoder'] as const))
   .action(treeConvertCommand);
+
+const ngramCommand = program.command('ngram').description('static n-gram tables: guesses from the model\'s own generations, verified beside the tree');
+ngramCommand
+  .command('build')
+  .description('count which tokens the model itself writes after each context of 1..4 tokens, from its greedy continuations of prompts cut from a text; resumable')
+  .requiredOption('--model <path>', 'Hugging Face model folder or .gguf file')
+  .option('--ppd <adapter>', 'the adapter folder: the table goes to ADAPTER/ngram.bin, and generations decode with the context lookup (same ids, faster)')
+  .requiredOption('--data <file>', 'text to cut prompts from (a corpus split file or plain text; e.g. data/corpus/train.txt)')
+  .option('--out <file>', 'where to write the table (default: ADAPTER/ngram.bin)')
+  .option('--generate <n>', 'new tokens to generate in all', integer(1, 1_000_000_000), DEFAULT_NGRAM_GENERATE)
+  .option('--length <n>', 'most new tokens per generation', integer(1, 1_000_000), 128)
+  .option('--prompt-tokens <n>', 'most prompt tokens per generation', integer(1, 1_000_000), 64)
+  .option('--seed <s>', 'which prompts are cut', integer(0), 0)
+  .option('--max-ngram <n>', 'longest context counted (tokens)', integer(1, NGRAM_MAX_CONTEXT), 4)
+  .option('--min-count <n>', 'contexts seen fewer times are left out', integer(1, 1_000_000), 2)
+  .option('--top <n>', 'continuations kept per context', integer(1, 1000), 4)
+  .option('--text', "also count the text's own n-grams (its token stream is cached in a cache/ folder beside the table)")
+  .addOption(threads())
+  .addOption(quantize())
+  .action(ngramBuildCommand);
+ngramCommand
+  .command('info')
+  .description('what an n-gram table holds and what it was built for')
+  .requiredOption('--table <file>', 'the table, e.g. models/ppd-base/ppd/ngram.bin')
+  .option('--json', 'print the header as JSON')
+  .action(ngramInfoCommand);
 
 program
   .command('calibrate')

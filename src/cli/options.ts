@@ -5,6 +5,7 @@
 import { InvalidArgumentError } from 'commander';
 import { availableParallelism } from 'node:os';
 import { InputError } from '../errors.ts';
+import type { PpdSetupOptions } from '../ppd/setup.ts';
 
 export function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (text: string): number => {
@@ -73,9 +74,16 @@ export function hostList(text: string): string[] {
 }
 
 /** The flags that only mean something with --ppd: each given without it is one error line. */
-export function checkPpdOnlyFlags(flags: { ppd?: string; trees?: string; verification?: string; lookup?: number }): void {
+export function checkPpdOnlyFlags(flags: { ppd?: string; trees?: string; verification?: string; lookup?: number; ngram?: string; ngramTokens?: number }): void {
   if (flags.ppd) return;
   if (flags.trees !== undefined) throw new InputError('--trees needs --ppd ADAPTER: the trees are what PPD verifies each step');
   if (flags.verification !== undefined) throw new InputError('--verification needs --ppd ADAPTER: it chooses how PPD accepts sampled guesses');
   if (flags.lookup !== undefined) throw new InputError('--lookup needs --ppd ADAPTER: the context lookup is verified within PPD steps');
+  if (flags.ngram !== undefined) throw new InputError('--ngram needs --ppd ADAPTER: the n-gram table\'s guesses are verified within PPD steps');
+  if (flags.ngramTokens !== undefined) throw new InputError('--ngram-tokens needs --ppd ADAPTER: the n-gram table\'s guesses are verified within PPD steps');
+}
+
+/** The --ppd decoding flags generate and serve share, as loadPpdSetup takes them. */
+export function ppdFlags(flags: { trees?: string; verification?: 'typical' | 'rejection'; lookup?: number; ngram?: string; ngramTokens?: number }): PpdSetupOptions {
+  return { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, ngram: flags.ngram, ngramTokens: flags.ngramTokens };
 }

@@ -5,7 +5,8 @@
  */
 import { isIP } from 'node:net';
 import { InputError } from '../errors.ts';
-import { checkPpdOnlyFlags } from './options.ts';
+import { checkPpdOnlyFlags, ppdFlags } from './options.ts';
+import { describeTable } from './ngram.ts';
 import { loadModel } from '../checkpoint/load.ts';
 import type { QuantizeMode } from '../format/quantize.ts';
 import { loadPpdSetup, plainDecodingNote } from '../ppd/setup.ts';
@@ -19,6 +20,8 @@ export interface ServeFlags {
   trees?: string;
   verification?: 'coupled' | 'typical' | 'rejection';
   lookup?: number;
+  ngram?: string;
+  ngramTokens?: number;
   host: string;
   port: number;
   apiKey?: string;
@@ -44,7 +47,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   checkPpdOnlyFlags(flags);
   if (flags.apiKey !== undefined) checkApiKey(flags.apiKey);
   const loaded = await loadModel(flags.model, { threads: flags.threads, quantize: flags.quantize, needsTokenizer: true, promptHead: flags.ppd ? promptHeadOf(flags.ppd) : undefined });
-  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, threads: flags.threads, quantize: flags.quantize, modelDir: flags.model }) : undefined;
+  const ppd = flags.ppd ? loadPpdSetup(loaded.config, flags.ppd, { ...ppdFlags(flags), threads: flags.threads, quantize: flags.quantize, modelDir: flags.model, tokenizer: loaded.tokenizer }) : undefined;
   const plainNote = ppd && plainDecodingNote(ppd, flags.ppd!, flags);
   if (plainNote) process.stderr.write(`${plainNote}\n`);
   const app = buildServer({
@@ -71,7 +74,7 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
     const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EADDRNOTAVAIL' ? 'no such local address' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
     throw new InputError(`cannot listen on ${flags.host}:${flags.port}: ${why}`);
   }
-  const decoding = `${ppd ? `PPD with ${flags.ppd}` : 'plain decoding'}, ${flags.batching === false ? 'no batching' : 'batching'}`;
+  const decoding = `${ppd ? `PPD with ${flags.ppd}${ppd.ngram ? `, ${describeTable(ppd.ngram)}` : ''}` : 'plain decoding'}, ${flags.batching === false ? 'no batching' : 'batching'}`;
   process.stdout.write(`serving ${flags.model} (${decoding}) at ${url}; chat page at ${url}/, in-browser page at ${url}/browser/, API at ${url}/v1\n`);
   if (!isLoopback(flags.host) && !flags.apiKey) {
     process.stderr.write(`warning: listening on ${flags.host} without --api-key: anyone who can reach this port can use the model\n`);

@@ -8,7 +8,7 @@ import { requireTokenizer, type LoadedModel } from '../checkpoint/loaded-model.t
 import { Sampler, type SamplingOptions } from '../sampling/sampler.ts';
 import { encodePrompt, type Prompt } from '../tokenizer/prompt.ts';
 import { autoregressive } from '../decode/autoregressive.ts';
-import { ppdDecode } from '../ppd/decode.ts';
+import { ppdDecode, type PpdOptions } from '../ppd/decode.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
 import { guessesNothing } from '../ppd/adapter-folder.ts';
 import type { DraftSetup } from '../spec/setup.ts';
@@ -32,6 +32,8 @@ export interface TextRequest {
   onStep?: (tokens: number) => void;
   /** Decode in this scheduler's batch, sharing forwards with the other generations in it (not with `draft`). */
   batch?: BatchScheduler;
+  /** With `ppd`: called after each step whose drafted chain (context lookup, n-gram table) was verified, with how it fared. */
+  onDraft?: PpdOptions['onDraft'];
 }
 
 /** The prompt's token ids: BOS as the tokenizer adds it for raw text, as the template writes it for chat. */
@@ -57,7 +59,7 @@ export function generationFromIds(loaded: LoadedModel, ids: number[], request: O
     : request.draft
       ? speculativeDecode(loaded.model, ids, { draft: request.draft, sampler, onStep: onStep && ((step) => onStep(step.tokens)) })
       : ppd
-        ? ppdDecode(loaded.model, ids, { ...ppd, sampler, onStep })
+        ? ppdDecode(loaded.model, ids, { ...ppd, sampler, onStep, onDraft: request.onDraft })
         : autoregressive(loaded.model, ids, sampler);
   const limits = {
     context: ids.slice(-4),

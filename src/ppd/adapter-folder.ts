@@ -10,7 +10,8 @@ import type { LlamaConfig } from '../model/config.ts';
 import { PromptAdapter } from './adapter.ts';
 import type { Verification } from './decode.ts';
 import { readTreeSet, type PpdTreeSet } from './tree.ts';
-import { buildTreeSet } from './tree-builder.ts';
+import { rootOnlyTreeSet } from './tree-builder.ts';
+import type { NgramTable } from './ngram-table.ts';
 
 /** The files of an adapter folder besides the adapter's own (adapter.ts): trees and the accuracy table. */
 export const TREES_FILE = 'trees.json';
@@ -20,6 +21,12 @@ export const ACCURACY_FILE = 'accuracy.json';
  * why 8: docs/ARCHITECTURE.md, "One PPD step".
  */
 export const DEFAULT_LOOKUP_TOKENS = 8;
+/**
+ * Most tokens per step the static n-gram table (ngram-table.ts) may draft where the context
+ * lookup finds nothing, unless `--ngram-tokens` says otherwise (the chain adapts within it, DraftLength);
+ * why 8: docs/NGRAM.md.
+ */
+export const DEFAULT_NGRAM_TOKENS = 8;
 
 export interface PpdSetup {
   adapter: PromptAdapter;
@@ -30,15 +37,17 @@ export interface PpdSetup {
   verification: Exclude<Verification, 'greedy'>;
   /** Most context-lookup tokens per step (PpdOptions.lookup); absent or 0: none. */
   lookup?: number;
+  /** The static n-gram table drafting where the context lookup finds nothing (PpdOptions.ngram), and its file; absent: none. */
+  ngram?: { table: NgramTable; tokens: number; file: string };
 }
 
 /**
  * Whether a setup leaves PPD nothing to guess with: a tree set of budget 1 (no row beside the
- * root: how a calibration says plain decoding is fastest on this machine) and no context lookup.
- * A generation then decodes plainly (generate/request.ts), without PPD's bookkeeping.
+ * root: how a calibration says plain decoding is fastest on this machine), no context lookup and
+ * no n-gram table. A generation then decodes plainly (generate/request.ts), without PPD's bookkeeping.
  */
 export function guessesNothing(setup: PpdSetup): boolean {
-  return setup.trees.budget <= 1 && (setup.lookup ?? 0) === 0;
+  return setup.trees.budget <= 1 && (setup.lookup ?? 0) === 0 && (setup.ngram?.tokens ?? 0) === 0;
 }
 
 export interface FolderSetupOptions {
@@ -67,10 +76,7 @@ export function readPpdSetup(base: LlamaConfig, folder: Folder, options: FolderS
  * set, so no row goes to a prompt token or its guesses.
  */
 export function lookupAlone(setup: PpdSetup, lookup: number): PpdSetup {
-  const { promptTokens, virtualTokens, attention } = setup.adapter.config;
-  // Budget 1 leaves no row for a guess or a prompt token, whatever the accuracy table says.
-  const rootOnly = buildTreeSet(Array.from({ length: promptTokens }, () => [0]), { budget: 1, promptTokens, virtualTokens, attention });
-  return { ...setup, trees: rootOnly, treesFile: undefined, lookup };
+  return { ...setup, trees: rootOnlyTreeSet(setup.adapter), treesFile: undefined, lookup };
 }
 
 /** The error for a tree-set file that is not there, with the command that makes one. */

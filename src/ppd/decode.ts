@@ -3,8 +3,9 @@
  * autoregressive decoding: same model, same `Generation` on top, several tokens per forward.
  *
  * One step reads as Medusa's loop, five calls:
- *   propose     the tree for the d guess lists the last step left (plus a context-lookup chain),
- *               within a row budget: which token fills each row;
+ *   propose     the tree for the d guess lists the last step left (plus a chain drafted by the
+ *               context lookup or the static n-gram table, draft.ts), within a row budget:
+ *               which token fills each row;
  *   buildInput  the step's rows (decode/rows.ts): embeddings, positions after the cache, and
  *               which rows each row sees;
  *   forward     one model forward over them (`forwardRows`; a scheduler may batch it);
@@ -31,9 +32,9 @@ import { Sampler, topKIndices } from '../sampling/sampler.ts';
 import type { PromptAdapter } from './adapter.ts';
 import { promptVisibility } from './prompt-mask.ts';
 import { TREE_SCHEMA, type PpdTree, type PpdTreeSet } from './tree.ts';
-import { compileTree, withLookupChain, type TreeBuffers } from './tree-buffers.ts';
-import { ContextLookup } from './lookup.ts';
-import { DraftLength } from '../decode/draft-length.ts';
+import { compileTree, withDraftChain, type TreeBuffers } from './tree-buffers.ts';
+import { ChainDraft, type Draft, type DraftOutcome } from './draft.ts';
+import type { DraftThresholds, NgramTable } from './ngram-table.ts';
 import { verifyCoupled, verifyGreedy, verifyRejection, verifyTypical, type CandidateNode, type Verdict } from './verify.ts';
 
 export type Verification = 'greedy' | 'coupled' | 'typical' | 'rejection';
@@ -53,6 +54,14 @@ export interface PpdOptions {
    * model has been accepting (DraftLength).
    */
   lookup?: number;
+  /**
+   * A static n-gram table (ngram-table.ts) that drafts the chain where it knows a longer context
+   * than the context lookup matched (draft.ts), and the most tokens it may propose per step
+   * (adapting likewise); absent: none.
+   */
+  ngram?: { table: NgramTable; tokens: number; thresholds?: DraftThresholds };
+  /** Called after each step whose chain was drafted, with how it fared (statistics). */
+  onDraft?: (outcome: DraftOutcome) => void;
 }
 
 /**
@@ -67,11 +76,11 @@ interface CompiledStep {
   buffers: TreeBuffers;
   /** [R, C] the prompt rows' embeddings in place; token rows are filled per step. */
   embedsTemplate: Float32Array;
-  /** Rows that take a token (root, candidates, lookup chain), in row order. */
+  /** Rows that take a token (root, candidates, drafted chain), in row order. */
   tokenRows: Int32Array;
   /** [R] each row's prompt token (for a prompt head), -1 for token rows. */
   promptIndex: Int8Array;
-  /** This step with a lookup chain of k tokens, by k, compiled on first use. */
+  /** This step with a drafted chain of k tokens, by k, compiled on first use. */
   chains: Map<number, CompiledStep>;
 }
 
@@ -81,8 +90,8 @@ export interface Proposal {
   readonly step: CompiledStep;
   /** [R] the token of each row; -1 for prompt rows. */
   readonly tokens: Int32Array;
-  /** The context-lookup chain (its rows follow the tree's). */
-  readonly chain: number[];
+  /** The drafted chain (its rows follow the tree's) and its source. */
+  readonly draft: Draft;
 }
 
 /** What one step produced. */
@@ -94,13 +103,8 @@ export interface StepResult {
   logits: Float32Array[];
   /** The next step's guess lists, from the prompt tokens of the last accepted node. */
   guesses: number[][];
-}
-
-/** How many leading entries of `a` and `b` agree. */
-function commonPrefix(a: readonly number[], b: readonly number[]): number {
-  let n = 0;
-  while (n < a.length && n < b.length && a[n] === b[n]) n++;
-  return n;
+  /** How the drafted chain fared; absent when the step had none. */
+  draft?: DraftOutcome;
 }
 
 /** Averaged logits of each prompt token: rows[i][j] → [count, V] (i < count). */
@@ -124,7 +128,7 @@ function checkTrees(adapter: PromptAdapter, trees: PpdTreeSet): void {
 }
 
 /**
- * One sequence's PPD state (its cache, its lookup context) and its moves: `prefill`, then `step`
+ * One sequence's PPD state (its cache, its drafted chain's context) and its moves: `prefill`, then `step`
  * (propose, buildInput, forward, verify, keep; each also callable alone, so that a scheduler can
  * run the forward for several sequences at once). Also driven by the speculative drafter
  * (spec/drafter.ts), which rolls back between steps.
@@ -135,10 +139,10 @@ export class PpdDecoder {
   /** The root alone, without prompt tokens (what a one-row budget allows), compiled on first use. */
   private bareRootStep?: CompiledStep;
   /**
-   * The cached tokens (for context lookup), the lookup's adaptive length, and its record: chain
-   * tokens accepted, and chains cut short by a rejection (for stepOptions); absent without lookup.
+   * The chain drafted beside the tree: the cached tokens, the sources' adaptive lengths, and the
+   * record of chain tokens accepted and chains cut short (for stepOptions).
    */
-  private readonly lookup?: { context: ContextLookup; length: DraftLength; accepted: number; cut: number };
+  private readonly draft: ChainDraft;
   /** The adapter's prompt head laid out for the model's graph; absent for an adapter without one. */
   private readonly head?: PromptHeadFeeds;
 
@@ -159,14 +163,13 @@ export class PpdDecoder {
       this.head = feeds;
     }
     this.steps = o.trees.trees.map((tree) => this.compile(compileTree(tree, this.shape)));
-    if (o.lookup !== undefined && !(Number.isInteger(o.lookup) && o.lookup >= 0)) throw new InputError(`lookup must be an integer >= 0 (most tokens per step), got ${o.lookup}`);
-    if (o.lookup !== undefined && o.lookup > 0) this.lookup = { context: new ContextLookup(), length: new DraftLength(o.lookup), accepted: 0, cut: 0 };
+    this.draft = new ChainDraft(o);
   }
 
   /** Drops every cached row at index >= length (rolling back to an accepted prefix). */
   truncate(length: number): void {
     this.cache.truncate(length);
-    this.lookup?.context.truncate(length);
+    if (this.draft.active) this.draft.truncate(length);
   }
 
   /**
@@ -207,7 +210,7 @@ export class PpdDecoder {
     const T = chunk.promptRows;
     this.cache.append(out.keys, out.values, Array.from({ length: T }, (_, i) => i));
     if (!chunk.last) return undefined;
-    this.lookup?.context.push(...ids);
+    if (this.draft.active) this.draft.push(...ids);
     const V = this.model.config.vocabSize;
     const { promptTokens: N, virtualTokens: Vt } = this.o.adapter;
     const promptRows = Array.from({ length: N }, (_, i) => Array.from({ length: Vt }, (_, j) => T + i * Vt + j));
@@ -223,10 +226,10 @@ export class PpdDecoder {
   }
 
   /**
-   * Which tree, which lookup chain, and the token of every row. The tree is the one for d =
+   * Which tree, which drafted chain, and the token of every row. The tree is the one for d =
    * guesses.length; with `maxRows` (a scheduler's row budget for this sequence), the largest
    * tree for d or fewer guess lists that fits, else the root alone (one row, no prompt tokens:
-   * the next step then has no guesses), and a lookup chain only in the rows left.
+   * the next step then has no guesses), and a chain only in the rows left.
    */
   propose(root: number, guesses: number[][], maxRows = Infinity): Proposal {
     if (!(maxRows >= 1)) throw new InputError(`a step needs at least one row, got a budget of ${maxRows}`);
@@ -234,28 +237,28 @@ export class PpdDecoder {
     for (let d = guesses.length; d >= 0 && tree === undefined; d--) if (this.steps[d]!.buffers.rows <= maxRows) tree = this.steps[d]!;
     tree ??= this.bareRoot();
     const room = maxRows - tree.buffers.rows;
-    const chain = this.lookup && room > 0 ? this.lookup.context.propose(root, Math.min(room, this.lookup.length.current)) : [];
-    const step = chain.length === 0 ? tree : this.withChain(tree, chain.length);
+    const draft = this.draft.propose(root, room);
+    const step = draft.tokens.length === 0 ? tree : this.withChain(tree, draft.tokens.length);
     const b = step.buffers;
     const tokens = new Int32Array(b.rows).fill(-1);
     tokens[0] = root;
     for (const g of b.guesses) tokens[g.row] = guesses[g.depth - 1]![g.rank]!;
-    b.source.forEach((src, r) => src.kind === 'lookup' && (tokens[r] = chain[src.depth - 1]!));
-    return { step, tokens, chain };
+    b.source.forEach((src, r) => src.kind === 'draft' && (tokens[r] = draft.tokens[src.depth - 1]!));
+    return { step, tokens, draft };
   }
 
   /**
    * What a step from `root` with `guesses` yields at each row budget up to `maxRows`, for a batch
    * scheduler's row budget: the rows `propose` would use and the tokens the step is expected to
    * emit. A tree's expected tokens are the tree set's expected accepted length for its d (from the
-   * accuracy table); a lookup chain of l tokens adds a + a² + ... + a^l, with a the share of chain
-   * tokens this sequence has had accepted (a rejection ends a chain; (accepted + 1) / (accepted +
-   * cut + 2), so a fresh sequence starts at 1/2). The two are added: where the tree and the chain
+   * accuracy table); a drafted chain (context lookup or n-gram table) of l tokens adds a + a² + ...
+   * + a^l, with a the share of chain tokens this sequence has had accepted (a rejection ends a
+   * chain; ChainDraft.acceptedShare, so a fresh sequence starts at 1/2). The two are added: where the tree and the chain
    * guess the same token this overstates a little.
    */
   stepOptions(root: number, guesses: number[][], maxRows: number): { rows: number; expectedTokens: number }[] {
-    const available = this.lookup ? this.lookup.context.propose(root, this.lookup.length.current).length : 0;
-    const a = this.lookup ? (this.lookup.accepted + 1) / (this.lookup.accepted + this.lookup.cut + 2) : 0;
+    const available = this.draft.propose(root, Infinity).tokens.length;
+    const a = this.draft.acceptedShare;
     const chainGain = (l: number) => (a === 1 ? l : (a * (1 - a ** l)) / (1 - a));
     const options: { rows: number; expectedTokens: number }[] = [];
     const largest = Math.max(...this.steps.map((step) => step.buffers.rows)) + available;
@@ -299,7 +302,7 @@ export class PpdDecoder {
 
   /**
    * Keeps the accepted rows' keys/values (everything else of the step is dropped), feeds the
-   * lookup, and takes the next guess lists from the last accepted node's prompt tokens. `out` is
+   * drafted chain's context, and takes the next guess lists from the last accepted node's prompt tokens. `out` is
    * this sequence's slice of the forward: logits [R, V], keys/values per layer [R, K, D].
    */
   keep(proposal: Proposal, verdict: Verdict, out: ForwardOutput): StepResult {
@@ -310,17 +313,14 @@ export class PpdDecoder {
     const lastNode = b.source[acceptedRows.at(-1)!]!.node;
     const guesses = this.guessLists(promptLogits(out.logits, b.promptRows[lastNode]!, V));
     const accepted = acceptedRows.slice(1).map((row) => proposal.tokens[row]!);
-    if (this.lookup) {
-      this.lookup.context.push(proposal.tokens[0]!, ...accepted);
-      if (proposal.chain.length > 0) {
-        const taken = commonPrefix(proposal.chain, accepted);
-        this.lookup.length.update(taken, proposal.chain.length);
-        this.lookup.accepted += taken;
-        if (taken < proposal.chain.length) this.lookup.cut++;
-      }
+    let draft: DraftOutcome | undefined;
+    if (this.draft.active) {
+      this.draft.push(proposal.tokens[0]!, ...accepted);
+      draft = this.draft.record(proposal.draft, accepted);
+      if (draft) this.o.onDraft?.(draft);
     }
     const logits = acceptedRows.map((row) => out.logits.subarray(row * V, (row + 1) * V));
-    return { verdict, tokens: [...accepted, verdict.bonusToken], logits, guesses };
+    return { verdict, tokens: [...accepted, verdict.bonusToken], logits, guesses, ...(draft ? { draft } : {}) };
   }
 
   private get shape() {
@@ -328,10 +328,10 @@ export class PpdDecoder {
     return { promptTokens, virtualTokens, attention };
   }
 
-  /** `tree` with a lookup chain of `chain` tokens. */
+  /** `tree` with a drafted chain of `chain` tokens. */
   private withChain(tree: CompiledStep, chain: number): CompiledStep {
     let step = tree.chains.get(chain);
-    if (step === undefined) tree.chains.set(chain, (step = this.compile(withLookupChain(tree.buffers, chain))));
+    if (step === undefined) tree.chains.set(chain, (step = this.compile(withDraftChain(tree.buffers, chain))));
     return step;
   }
 

@@ -11,7 +11,8 @@
  * decoding and rejection sampling keeps the model's distribution (the proposal is a
  * deterministic function of the past, like the prompt tokens' guesses).
  *
- * Not here: how many tokens to propose (decode.ts adapts it with DraftLength) and the rows.
+ * Not here: how many tokens to propose (draft.ts adapts it with DraftLength), the static n-gram
+ * table that proposes where this finds nothing (ngram-table.ts), and the rows.
  */
 import { InputError } from '../errors.ts';
 
@@ -28,6 +29,11 @@ export class ContextLookup {
 
   get length(): number {
     return this.tokens.length;
+  }
+
+  /** The held tokens (the static n-gram table reads its context from them, draft.ts). */
+  get held(): readonly number[] {
+    return this.tokens;
   }
 
   push(...ids: number[]): void {
@@ -48,7 +54,12 @@ export class ContextLookup {
    * [] when no suffix recurs.
    */
   propose(next: number, count: number): number[] {
-    if (count <= 0) return [];
+    return this.draft(next, count).tokens;
+  }
+
+  /** `propose`, and the length of the suffix that recurred (0 when none did): how close a look the proposal took. */
+  draft(next: number, count: number): { tokens: number[]; context: number } {
+    if (count <= 0) return { tokens: [], context: 0 };
     const seq = this.tokens;
     const end = seq.length + 1; // the sequence is seq ++ [next]
     const at = (i: number) => (i === seq.length ? next : seq[i]!);
@@ -61,11 +72,11 @@ export class ContextLookup {
         // Past the end of what is known, the text is assumed to go on repeating with the same
         // period (end − e): a loop of 5 tokens still yields `count` guesses, not 5.
         const period = end - e;
-        const proposal: number[] = [];
-        for (let k = 0; k < count; k++) proposal.push(k < period ? at(e + k) : proposal[k - period]!);
-        return proposal;
+        const tokens: number[] = [];
+        for (let k = 0; k < count; k++) tokens.push(k < period ? at(e + k) : tokens[k - period]!);
+        return { tokens, context: n };
       }
     }
-    return [];
+    return { tokens: [], context: 0 };
   }
 }

@@ -5,7 +5,10 @@
  * (hardware-profile.ts), else `trees.json` in the folder, the safe default. A folder without
  * trees (the PPD reference implementation's adapters come without) decodes with trees built for
  * DEFAULT_TREE_BUDGET rows from its accuracy.json, or from a prior guess where it has none, and
- * says so. The setup itself and reading it from any Folder (the browser's) are adapter-folder.ts's.
+ * says so. The static n-gram table that drafts beside the trees (ngram-table.ts) is the file
+ * the caller names, else the folder's ngram.bin when it has one, checked against the model's
+ * tokenizer and config. The setup
+ * itself and reading it from any Folder (the browser's) are adapter-folder.ts's.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,11 +20,14 @@ import { configHashes, PromptAdapter } from './adapter.ts';
 import { loadAdapter } from './adapter-files.ts';
 import { loadTreeSet } from './tree-files.ts';
 import { readAccuracyTable } from './accuracy.ts';
-import { ACCURACY_FILE, DEFAULT_LOOKUP_TOKENS, guessesNothing, missingTrees, TREES_FILE, type PpdSetup } from './adapter-folder.ts';
+import { ACCURACY_FILE, DEFAULT_LOOKUP_TOKENS, DEFAULT_NGRAM_TOKENS, guessesNothing, missingTrees, TREES_FILE, type PpdSetup } from './adapter-folder.ts';
+import { bindingOf } from './ngram-table.ts';
+import { adapterNgramFile, loadNgramTable } from './ngram-files.ts';
+import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import type { PpdTreeSet } from './tree.ts';
 import { buildTreeSet, priorAccuracyTable } from './tree-builder.ts';
 
-export { DEFAULT_LOOKUP_TOKENS, TREES_FILE, type PpdSetup } from './adapter-folder.ts';
+export { DEFAULT_LOOKUP_TOKENS, DEFAULT_NGRAM_TOKENS, TREES_FILE, type PpdSetup } from './adapter-folder.ts';
 
 /** Input rows per step of the trees built for an adapter folder that has none (train-prompts' default budget). */
 export const DEFAULT_TREE_BUDGET = 16;
@@ -32,6 +38,12 @@ export interface PpdSetupOptions {
   verification?: PpdSetup['verification'];
   /** Most context-lookup tokens per step (default: what this machine's profile measured best, else DEFAULT_LOOKUP_TOKENS; 0 = none). */
   lookup?: number;
+  /** A static n-gram table file, or 'off' (default: the adapter folder's ngram.bin when it has one). */
+  ngram?: string;
+  /** Most n-gram-table tokens per step (default DEFAULT_NGRAM_TOKENS; 0 = none). */
+  ngramTokens?: number;
+  /** The model's tokenizer: an n-gram table must have been built with the same one (checked when given). */
+  tokenizer?: Tokenizer;
   /** ONNX Runtime threads the model runs with (default: defaultThreads()): part of the machine signature. */
   threads?: number;
   /** The model's weight quantization (`--quantize`), absent for f32: part of the machine signature too. */
@@ -61,19 +73,36 @@ export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterD
 export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: PpdSetupOptions = {}): PpdSetup {
   const adapter = loadAdapter(adapterDir, base);
   const { path: treesPath, lookup, notice } = treesFileFor(base, adapter, adapterDir, options);
-  const tell = options.onNotice ?? ((line) => process.stderr.write(`${line}\n`));
+  // Notices wait until every file has been read: a bad one is then the only line printed.
+  const notices: string[] = [];
+  let setup: PpdSetup;
   if (!existsSync(treesPath)) {
     if (options.trees !== undefined) throw missingTrees(treesPath, join(adapterDir, ACCURACY_FILE));
-    return { adapter, trees: builtTrees(adapter, adapterDir, tell), verification: options.verification ?? 'coupled', lookup: options.lookup ?? DEFAULT_LOOKUP_TOKENS };
+    setup = { adapter, trees: builtTrees(adapter, adapterDir, (line) => notices.push(line)), verification: options.verification ?? 'coupled', lookup: options.lookup ?? DEFAULT_LOOKUP_TOKENS };
+  } else {
+    if (notice !== undefined) notices.push(notice);
+    setup = { adapter, trees: loadTreeSet(treesPath), treesFile: treesPath, verification: options.verification ?? 'coupled', lookup: options.lookup ?? lookup ?? DEFAULT_LOOKUP_TOKENS };
   }
-  if (notice !== undefined) tell(notice);
-  return {
-    adapter,
-    trees: loadTreeSet(treesPath),
-    treesFile: treesPath,
-    verification: options.verification ?? 'coupled',
-    lookup: options.lookup ?? lookup ?? DEFAULT_LOOKUP_TOKENS,
-  };
+  setup = { ...setup, ...ngramFor(base, adapterDir, options, setup) };
+  const tell = options.onNotice ?? ((line) => process.stderr.write(`${line}\n`));
+  notices.forEach(tell);
+  return setup;
+}
+
+/**
+ * The static n-gram table to decode with: `--ngram FILE` (or none with 'off'), else the adapter
+ * folder's own when it has one, up to `--ngram-tokens` (else DEFAULT_NGRAM_TOKENS) per step.
+ * `ppd calibrate` does not measure the table: where it chose plain decoding outright (a root-only
+ * tree set and no context lookup: no guess paid on this machine), the folder's table is left out
+ * too, and only `--ngram FILE` brings it back.
+ */
+function ngramFor(base: LlamaConfig, adapterDir: string, options: PpdSetupOptions, setup: PpdSetup): Pick<PpdSetup, 'ngram'> {
+  if (options.ngram === 'off') return {};
+  const tokens = options.ngramTokens ?? DEFAULT_NGRAM_TOKENS;
+  const file = options.ngram ?? (guessesNothing(setup) ? undefined : adapterNgramFile(adapterDir));
+  if (file === undefined || tokens === 0) return {};
+  const table = loadNgramTable(file, { binding: bindingOf(base, options.tokenizer), modelDir: options.modelDir ?? '<model dir>' });
+  return { ngram: { table, tokens, file } };
 }
 
 /**

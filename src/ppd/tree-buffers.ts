@@ -26,8 +26,8 @@ export type RowSource =
   | { kind: 'root'; node: 0 }
   | { kind: 'candidate'; node: number; depth: number; rank: number }
   | { kind: 'prompt'; node: number; prompt: number; virtual: number }
-  /** Token `depth` of a context-lookup chain hanging from the root (see withLookupChain). */
-  | { kind: 'lookup'; node: number; depth: number };
+  /** Token `depth` of a drafted chain hanging from the root (see withDraftChain; draft.ts). */
+  | { kind: 'draft'; node: number; depth: number };
 
 export interface TreeBuffers {
   /** R. */
@@ -49,7 +49,7 @@ export interface TreeBuffers {
   /**
    * The verifiers' view of the tree (verify.ts), fixed for the tree: node k (0 = the root) is row
    * `verifyRows[k]` and its parent is node `verifyParents[k]`. Nodes are numbered in the order the
-   * retrieval paths first reach them, so a lookup chain's nodes come before the tree's.
+   * retrieval paths first reach them, so a drafted chain's nodes come before the tree's.
    */
   verifyRows: Int32Array;
   verifyParents: Int32Array;
@@ -149,14 +149,14 @@ export function compileTree(tree: PpdTree, options: CompileOptions): TreeBuffers
 }
 
 /**
- * The buffers of `b` plus a chain of `length` context-lookup rows (lookup.ts) hanging from the
- * root: row R + j holds the chain's token j + 1 at offset j + 1 and sees the root and the chain
+ * The buffers of `b` plus a chain of `length` drafted rows (draft.ts: context lookup or static
+ * n-gram table) hanging from the root: row R + j holds the chain's token j + 1 at offset j + 1 and sees the root and the chain
  * rows before it. Chain nodes carry no prompt tokens (a step that accepts the chain's end takes
  * the next tree for 0 guessing positions). The chain's path comes first in `retrievePaths`, so
  * where a chain token equals a tree guess the verifiers meet the chain's node first.
  */
-export function withLookupChain(b: TreeBuffers, length: number): TreeBuffers {
-  if (!(Number.isInteger(length) && length >= 0)) throw new InputError(`lookup chain length must be an integer >= 0, got ${length}`);
+export function withDraftChain(b: TreeBuffers, length: number): TreeBuffers {
+  if (!(Number.isInteger(length) && length >= 0)) throw new InputError(`drafted chain length must be an integer >= 0, got ${length}`);
   if (length === 0) return b;
   const R = b.rows + length;
   const M = b.nodeRows.length;
@@ -170,7 +170,7 @@ export function withLookupChain(b: TreeBuffers, length: number): TreeBuffers {
   const retrievePaths = [[0, ...chainRows], ...b.retrievePaths];
   return {
     rows: R,
-    source: [...b.source, ...chainRows.map((_, j): RowSource => ({ kind: 'lookup', node: M + j, depth: j + 1 }))],
+    source: [...b.source, ...chainRows.map((_, j): RowSource => ({ kind: 'draft', node: M + j, depth: j + 1 }))],
     positionOffset: Int32Array.from([...b.positionOffset, ...chainRows.map((_, j) => j + 1)]),
     mask,
     retrievePaths,

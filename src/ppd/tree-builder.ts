@@ -392,3 +392,13 @@ function toTree(t: StateTree, guessDepth: number, topK: number): PpdTree {
     candidates: order.map((i) => ({ path: [...t.candidates[i]!.path], prompts: t.prompts[i + 1]! })),
   };
 }
+
+/**
+ * The tree set of budget 1 for an adapter's shape: the root alone, no guess and no prompt token
+ * in any step, whatever the accuracy. PPD decodes with it when only a drafted chain (context
+ * lookup, n-gram table) guesses.
+ */
+export function rootOnlyTreeSet(shape: { promptTokens: number; virtualTokens: number; config: { attention: AttentionVariant } }): PpdTreeSet {
+  const { promptTokens, virtualTokens } = shape;
+  return buildTreeSet(Array.from({ length: promptTokens }, () => [0]), { budget: 1, promptTokens, virtualTokens, attention: shape.config.attention });
+}
