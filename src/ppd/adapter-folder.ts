@@ -37,7 +37,7 @@ export interface PpdSetup {
   verification: Exclude<Verification, 'greedy'>;
   /** Most context-lookup tokens per step (PpdOptions.lookup); absent or 0: none. */
   lookup?: number;
-  /** The static n-gram table drafting where the context lookup finds nothing (PpdOptions.ngram), and its file; absent: none. */
+  /** The static n-gram table drafting beside the tree (PpdOptions.ngram), and its file; absent: none. */
   ngram?: { table: NgramTable; tokens: number; file: string };
 }
 
