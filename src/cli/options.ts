@@ -84,6 +84,6 @@ export function checkPpdOnlyFlags(flags: { ppd?: string; trees?: string; verific
 }
 
 /** The --ppd decoding flags generate and serve share, as loadPpdSetup takes them. */
-export function ppdFlags(flags: { trees?: string; verification?: 'typical' | 'rejection'; lookup?: number; ngram?: string; ngramTokens?: number }): PpdSetupOptions {
+export function ppdFlags(flags: { trees?: string; verification?: PpdSetupOptions['verification']; lookup?: number; ngram?: string; ngramTokens?: number }): PpdSetupOptions {
   return { trees: flags.trees, verification: flags.verification, lookup: flags.lookup, ngram: flags.ngram, ngramTokens: flags.ngramTokens };
 }
