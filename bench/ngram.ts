@@ -8,7 +8,7 @@
  *   npm run bench:ngram -- --quick            smoke check: 2 prompts, 16 tokens, 1 repeat, temporary folder
  *   --model DIR --ppd DIR                     another model / adapter folder (with its trees.json)
  *   --ngram FILE                              the table (default: ADAPTER/ngram.bin)
- *   --data FILE                               held-out text the prompts open (default data/corpus/test.txt)
+ *   --data FILE                               held-out text the prompts open (default: the test split of the model's corpus)
  *   --prompts N --max-tokens N --repeats N    prompts (8), new tokens each (128), timed repeats (3; median)
  *   --threads N                               ONNX Runtime intra-op threads (default: all cores)
  *
@@ -56,7 +56,7 @@ import {
   type Machine,
   type PhaseLoad,
 } from './harness.ts';
-import { CORPUS_FILE, selectPrompts, type Prompt } from './prompts.ts';
+import { heldOutTextFor, selectPrompts, type Prompt } from './prompts.ts';
 
 export interface NgramBenchReport {
   schema: 'ppd.bench.ngram/1';
@@ -117,7 +117,8 @@ interface Plan {
   modelDir: string;
   adapterDir: string;
   ngramFile: string;
-  dataFile: string;
+  /** Absent: the held-out text of the model's own corpus (heldOutTextFor). */
+  dataFile?: string;
   prompts: number;
   maxTokens: number;
   repeats: number;
@@ -140,7 +141,7 @@ function planFromArgs(argv: string[]): Plan {
     modelDir,
     adapterDir,
     ngramFile,
-    dataFile: flags.data ?? CORPUS_FILE,
+    dataFile: flags.data,
     prompts: positiveInt('prompts', flags.prompts, quick ? 2 : 8),
     maxTokens: positiveInt('max-tokens', flags['max-tokens'], quick ? 16 : 128),
     repeats: positiveInt('repeats', flags.repeats, quick ? 1 : 3),
@@ -233,7 +234,8 @@ async function main(argv: string[]): Promise<void> {
       modelDir: plan.modelDir,
     });
     const table = setup.ngram!.table;
-    const prompts = selectPrompts(loaded, plan.prompts, plan.dataFile);
+    const dataFile = plan.dataFile ?? heldOutTextFor(loaded);
+    const prompts = selectPrompts(loaded, plan.prompts, dataFile);
     process.stderr.write(`n-gram benchmark (${plan.mode}): ${repoPath(plan.modelDir)}, ${repoPath(plan.ngramFile)}, ${prompts.length} prompts × ${plan.maxTokens} tokens × ${plan.repeats} repeats, ${machine.cpuModel}, ${plan.threads} threads\n`);
     await warnIfBusy();
     for (const decoder of DECODERS) await generate(loaded, setup, decoder, prompts[0]!, Math.min(WARMUP_TOKENS, plan.maxTokens));
@@ -298,7 +300,7 @@ async function main(argv: string[]): Promise<void> {
         tokensPerStep: setup.ngram!.tokens,
       },
       memory: { adapterBytes, tableBytes: table.bytes, shareOfWeightsWithout: adapterBytes / weightBytes, shareOfWeightsWith: (adapterBytes + table.bytes) / weightBytes },
-      workload: { dataFile: repoPath(plan.dataFile), prompts: prompts.map((p) => ({ prompt: p.number, document: p.document, tokens: p.tokens })), maxTokens: plan.maxTokens, repeats: plan.repeats },
+      workload: { dataFile: repoPath(dataFile), prompts: prompts.map((p) => ({ prompt: p.number, document: p.document, tokens: p.tokens })), maxTokens: plan.maxTokens, repeats: plan.repeats },
       decoders,
       mismatches,
       load,
