@@ -16,10 +16,11 @@
  * WebAssembly may use threads); the server only hands out files, the page computes. Two pages
  * stay open, one per thread count, each with its model loaded in its worker. Prompts are the
  * openings of held-out documents (bench/prompts.ts, as bench:ppd). Every prompt is generated
- * greedily by three decoders per thread count — plain, PPD (the adapter's trees.json with the
- * default context lookup, 8: what `npm run build:browser` ships, and what `ppd serve` uses
- * where no calibration profile fits the machine) and the context lookup alone (a root-only tree
- * set) — each in Node and in the page, taken in turn (the order reversed every other round)
+ * greedily by three decoders per thread count — plain, PPD with the default context lookup (8)
+ * and each side's own trees (Node: what `generate --ppd` picks, this machine's calibration
+ * profile for the thread count, else trees.json; the page: trees it sizes from its own forward
+ * latencies, ppd/quick-calibration.ts) and the context lookup alone (a root-only tree set) —
+ * each in Node and in the page, taken in turn (the order reversed every other round)
  * after three warm-up generations each (the page's WebAssembly gets optimised as it runs), so
  * that both sides share the machine's noise. Tokens/s is `Generation`'s own figure on both
  * sides (end to end, prefill included; in the page it is measured inside the worker by the same
@@ -49,6 +50,8 @@ import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { parameterCount } from '../src/model/config.ts';
 import { lookupAlone } from '../src/ppd/adapter-folder.ts';
 import { DEFAULT_LOOKUP_TOKENS, loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
+import { treeRows } from '../src/ppd/tree.ts';
+import type { TreesInfo } from '../src/browser/protocol.ts';
 import { Progress } from '../src/report/progress.ts';
 import { buildServer } from '../src/server/app.ts';
 import {
@@ -95,7 +98,12 @@ export interface BrowserBenchReport {
   machine: Machine;
   browser: { name: string; version: string; ortWeb: string; provider: 'wasm' };
   model: { dir: string; parameters: number };
-  adapter: { dir: string; trees: string; lookup: number };
+  /**
+   * PPD's trees on each side, per thread count: Node's are what `generate --ppd` picks (this
+   * machine's calibration profile for the thread count, else trees.json); the page's are sized
+   * in the page from its own forward latencies (ppd/quick-calibration.ts).
+   */
+  adapter: { dir: string; lookup: number; trees: { threads: number; node: string; page: string }[] };
   workload: { corpusFile: string; prompts: { prompt: number; document: number; tokens: number }[]; maxTokens: number; repeats: number };
   /** Page ids against Node's (plain and PPD), and PPD against plain, on every prompt and thread count. */
   identity: { runs: number; identical: number; mismatches: string[] };
@@ -113,10 +121,10 @@ export interface BrowserBenchReport {
   perPrompt: { prompt: number; threads: number; decoder: Decoder; node: RunFigures; page: RunFigures }[];
 }
 
-/** plain; PPD with the adapter's trees.json and the context lookup; the context lookup alone. */
+/** plain; PPD with each side's own trees and the context lookup; the context lookup alone. */
 export type Decoder = 'plain' | 'ppd' | 'lookup';
 const DECODERS: readonly Decoder[] = ['plain', 'ppd', 'lookup'];
-const DECODER_NAMES: Record<Decoder, string> = { plain: 'plain', ppd: 'PPD (trees + lookup)', lookup: 'lookup alone' };
+const DECODER_NAMES: Record<Decoder, string> = { plain: 'plain', ppd: 'PPD (own trees + lookup)', lookup: 'lookup alone' };
 
 export interface RunFigures {
   newTokens: number;
@@ -165,6 +173,8 @@ interface PageRun {
   steps: number;
   tokensPerSecond: number;
   firstTokenSeconds: number | null;
+  /** A PPD run's trees, as the worker reports them. */
+  trees?: TreesInfo;
 }
 
 async function openPage(browser: Browser, url: string): Promise<Page> {
@@ -188,7 +198,14 @@ async function generateOnPage(page: Page, prompt: string, decoder: Decoder, maxT
   const reply = page.locator('.message.assistant[data-state="done"]').first();
   await reply.waitFor({ timeout: 300_000 });
   const stats = JSON.parse((await reply.getAttribute('data-stats'))!);
-  return { ids: JSON.parse((await reply.getAttribute('data-ids'))!), steps: stats.steps, tokensPerSecond: stats.tokensPerSecond, firstTokenSeconds: stats.firstTokenSeconds };
+  const trees = await reply.getAttribute('data-trees');
+  return {
+    ids: JSON.parse((await reply.getAttribute('data-ids'))!),
+    steps: stats.steps,
+    tokensPerSecond: stats.tokensPerSecond,
+    firstTokenSeconds: stats.firstTokenSeconds,
+    ...(trees ? { trees: JSON.parse(trees) as TreesInfo } : {}),
+  };
 }
 
 /**
@@ -239,9 +256,11 @@ async function main(argv: string[]): Promise<void> {
   const node = new Map<number, LoadedModel>();
   for (const threads of THREADS) node.set(threads, await loadModel(modelDir, { threads, needsTokenizer: true, promptHead: promptHeadOf(adapterDir) }));
   const first = node.get(1)!;
-  const ppd: PpdSetup = loadPpdSetup(first.config, adapterDir, { trees: join(adapterDir, TREES_FILE), lookup: DEFAULT_LOOKUP_TOKENS, ngram: 'off' });
-  const setups: Record<Exclude<Decoder, 'plain'>, PpdSetup> = { ppd, lookup: lookupAlone(ppd, DEFAULT_LOOKUP_TOKENS) };
-  const nodeSetup = (decoder: Decoder) => (decoder === 'plain' ? undefined : setups[decoder]);
+  // Node's PPD is what `generate --ppd` picks at each thread count (no n-gram table: the page has none).
+  const nodePpd = new Map<number, PpdSetup>(THREADS.map((threads) => [threads, loadPpdSetup(first.config, adapterDir, { threads, lookup: DEFAULT_LOOKUP_TOKENS, ngram: 'off', onNotice: () => {} })]));
+  const nodeSetup = (decoder: Decoder, threads: number) =>
+    decoder === 'plain' ? undefined : decoder === 'ppd' ? nodePpd.get(threads)! : lookupAlone(nodePpd.get(threads)!, DEFAULT_LOOKUP_TOKENS);
+  const ppd = loadPpdSetup(first.config, adapterDir, { trees: join(adapterDir, TREES_FILE), lookup: DEFAULT_LOOKUP_TOKENS, ngram: 'off' });
   const app = buildServer({ loaded: first, ppd, adapterDir });
   const url = `${await app.listen({ host: '127.0.0.1', port: 0 })}/browser/`;
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
@@ -281,10 +300,11 @@ async function main(argv: string[]): Promise<void> {
     for (const threads of THREADS) {
       for (const decoder of range(WARMUP_ROUNDS).flatMap(() => DECODERS)) {
         await generateOnPage(pages.get(threads)!, prompts[0]!.text, decoder, maxTokens);
-        await startGeneration(withoutEos(node.get(threads)!), { prompt: prompts[0]!.text, maxTokens, ppd: nodeSetup(decoder) }).complete();
+        await startGeneration(withoutEos(node.get(threads)!), { prompt: prompts[0]!.text, maxTokens, ppd: nodeSetup(decoder, threads) }).complete();
       }
     }
 
+    const pageTrees = new Map<number, string>();
     const perPrompt: BrowserBenchReport['perPrompt'] = [];
     const mismatches: string[] = [];
     let identityRuns = 0;
@@ -302,10 +322,11 @@ async function main(argv: string[]): Promise<void> {
         for (let round = 0; round < repeats; round++) {
           for (const [side, decoder] of round % 2 === 0 ? order : [...order].reverse()) {
             if (side === 'node') {
-              const result = await startGeneration(withoutEos(node.get(threads)!), { prompt: prompt.text, maxTokens, ppd: nodeSetup(decoder) }).complete();
+              const result = await startGeneration(withoutEos(node.get(threads)!), { prompt: prompt.text, maxTokens, ppd: nodeSetup(decoder, threads) }).complete();
               record(`node ${decoder}`, result.ids, result.stats.steps, result.stats.tokensPerSecond);
             } else {
               const result = await generateOnPage(pages.get(threads)!, prompt.text, decoder, maxTokens);
+              if (result.trees) pageTrees.set(threads, pageTreesText(result.trees));
               record(`page ${decoder}`, result.ids, result.steps, result.tokensPerSecond);
             }
           }
@@ -375,7 +396,11 @@ async function main(argv: string[]): Promise<void> {
       machine: describeMachine(2),
       browser: { name: 'Chromium (headless, Debian)', version: browser.version(), ortWeb, provider: 'wasm' },
       model: { dir: repoPath(modelDir), parameters: parameterCount(first.config) },
-      adapter: { dir: repoPath(adapterDir), trees: TREES_FILE, lookup: DEFAULT_LOOKUP_TOKENS },
+      adapter: {
+        dir: repoPath(adapterDir),
+        lookup: DEFAULT_LOOKUP_TOKENS,
+        trees: THREADS.map((threads) => ({ threads, node: nodeTreesText(nodePpd.get(threads)!), page: pageTrees.get(threads) ?? 'not reported' })),
+      },
       workload: {
         corpusFile: repoPath(promptFile),
         prompts: prompts.map((p: Prompt) => ({ prompt: p.number, document: p.document, tokens: p.tokens })),
@@ -415,6 +440,19 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+/** Node's PPD trees in a few words: their file and widest tree. */
+function nodeTreesText(setup: PpdSetup): string {
+  const rows = Math.max(...setup.trees.trees.map((tree) => treeRows(tree, setup.trees.virtualTokens)));
+  return `${setup.treesFile === undefined ? 'built trees' : `\`${repoPath(setup.treesFile)}\``} (${rows === 1 ? 'root only: the context lookup alone' : `up to ${rows} rows`})`;
+}
+
+/** The page's PPD trees in a few words (the worker's TreesInfo). */
+function pageTreesText(trees: TreesInfo): string {
+  const fastest = trees.fastest ? `, best predicted ${fmt(trees.fastest.speedup, 2)}× at ${trees.fastest.n} rows` : '';
+  const what = trees.rows === 1 ? 'root only: the context lookup alone' : `up to ${trees.rows} rows`;
+  return `${trees.source === 'page' ? 'sized in the page' : 'the adapter file'} (${what}${fastest})`;
+}
+
 /** Generations that run to max tokens past EOS, as the page's eos=0 does: every run is as long. */
 const withoutEos = (loaded: LoadedModel): LoadedModel => ({ ...loaded, eosIds: [] });
 
@@ -429,7 +467,7 @@ function markdown(r: BrowserBenchReport): string {
     '# ppd in the browser against Node',
     '',
     `\`${r.command}\`, ${r.date}, ${fmt(r.durationSeconds, 0)} s. ${r.browser.name} ${r.browser.version}, onnxruntime-web ${r.browser.ortWeb} (WebAssembly) against onnxruntime-node ${r.machine.onnxruntime} (CPU), on ${r.machine.cpuModel}.`,
-    `Model \`${r.model.dir}\` (${fmt(r.model.parameters / 1e6, 2)}M parameters); PPD = adapter \`${r.adapter.dir}\` with its ${r.adapter.trees} and context lookup ${r.adapter.lookup}, on both sides.`,
+    `Model \`${r.model.dir}\` (${fmt(r.model.parameters / 1e6, 2)}M parameters); PPD = adapter \`${r.adapter.dir}\` with context lookup ${r.adapter.lookup} and each side's own trees: ${r.adapter.trees.map((t) => `${t.threads} thread${t.threads === 1 ? '' : 's'}: Node ${t.node}, page ${t.page}`).join('; ')}.`,
     `${r.workload.prompts.length} held-out prompts × ${r.workload.maxTokens} new tokens, greedy, median of ${r.workload.repeats} timed runs each; each figure below is the median over the prompts.`,
     '',
     r.identity.mismatches.length === 0

@@ -18,7 +18,7 @@ import { perplexity } from '../src/eval/perplexity.ts';
 import { distinctNgramShare } from '../src/eval/repetition.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import { generationFromIds, promptIds } from '../src/generate/request.ts';
-import { readAccuracyTable } from '../src/ppd/accuracy.ts';
+import { readAccuracyTable } from '../src/ppd/accuracy-files.ts';
 import { Progress } from '../src/report/progress.ts';
 
 const CORPORA: Record<string, { data: string; title: string }> = {

@@ -1,7 +1,7 @@
 /**
  * What `ppd serve` hands the in-browser page (/browser/), without a browser: the page, its
  * bundle and ORT's files under COOP/COEP; a manifest naming the served model's and adapter's
- * files and the tree set and lookup the server decodes with; only those files, revalidated by
+ * files (its accuracy table among them) and the tree set and lookup the server decodes with; only those files, revalidated by
  * ETag; and, with an API key, the model's files behind it as /v1 is (the page and manifest not).
  */
 import { after, before, test } from 'node:test';
@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import type { BrowserManifest } from '../src/browser/protocol.ts';
 import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { saveAdapter } from '../src/ppd/adapter-files.ts';
+import { writeAccuracyFile } from '../src/ppd/accuracy-files.ts';
+import { ACCURACY_FILE } from '../src/ppd/adapter-folder.ts';
 import { TREES_FILE } from '../src/ppd/setup.ts';
 import { saveTreeSet } from '../src/ppd/tree-files.ts';
 import { buildServer } from '../src/server/app.ts';
@@ -28,6 +30,7 @@ before(async () => {
   const setup = tinyPpdSetup(loaded);
   saveAdapter(setup.adapter, adapterDir);
   saveTreeSet(join(adapterDir, TREES_FILE), setup.trees);
+  writeAccuracyFile(join(adapterDir, ACCURACY_FILE), [[0.5, 0.1]], 10, 'test');
 });
 
 after(async () => {
@@ -60,7 +63,8 @@ test('the page, its bundle, ORT and the model files, cross-origin isolated', asy
     assert.equal(manifest.auth, false);
     assert.equal(manifest.model.name, 'tiny');
     assert.deepEqual(manifest.model.files.sort(), ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
-    assert.deepEqual(manifest.adapter, { path: 'adapter/', files: ['adapter_config.json', 'adapter.safetensors', TREES_FILE], trees: TREES_FILE, lookup: 5 });
+    // The accuracy table too: the page sizes its own trees from it (ppd/quick-calibration.ts).
+    assert.deepEqual(manifest.adapter, { path: 'adapter/', files: ['adapter_config.json', 'adapter.safetensors', ACCURACY_FILE, TREES_FILE], trees: TREES_FILE, lookup: 5 });
 
     const weights = await app.inject({ url: '/browser/model/model.safetensors' });
     assert.equal(weights.statusCode, 200);
@@ -68,6 +72,7 @@ test('the page, its bundle, ORT and the model files, cross-origin isolated', asy
     assert.ok(etag);
     assert.equal((await app.inject({ url: '/browser/model/model.safetensors', headers: { 'if-none-match': etag } })).statusCode, 304);
     assert.equal((await app.inject({ url: `/browser/adapter/${TREES_FILE}` })).statusCode, 200);
+    assert.deepEqual((await app.inject({ url: `/browser/adapter/${ACCURACY_FILE}` })).json().accuracy, [[0.5, 0.1]]);
     for (const url of ['/browser/model/../../etc/passwd', '/browser/model/training.json', '/browser/ort/ort.node.min.js', '/browser/nothing.js']) {
       assert.equal((await app.inject({ url })).statusCode, 404, url);
     }

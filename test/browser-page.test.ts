@@ -17,6 +17,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { TreesInfo } from '../src/browser/protocol.ts';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -78,7 +79,7 @@ async function openPage(query: string, url = `${server.url}/browser/`): Promise<
 }
 
 /** Generates from `prompt` on the page; the ids, mode and stats it reports. */
-async function generate(page: Page, prompt: string, usePpd: boolean): Promise<{ ids: number[]; mode: string; tau: number; runs: number[] }> {
+async function generate(page: Page, prompt: string, usePpd: boolean): Promise<{ ids: number[]; mode: string; tau: number; runs: number[]; trees: TreesInfo | null }> {
   if ((await page.isChecked('#ppd')) !== usePpd) await page.click('#ppd');
   await page.fill('#max-tokens', String(MAX_TOKENS));
   const before = await page.locator('.message.assistant').count();
@@ -88,7 +89,8 @@ async function generate(page: Page, prompt: string, usePpd: boolean): Promise<{ 
   await reply.and(page.locator('[data-state="done"]')).waitFor({ timeout: STUCK_MS });
   const stats = JSON.parse((await reply.getAttribute('data-stats'))!);
   const runs = await reply.locator('.run').evaluateAll((spans) => spans.map((s) => Number((s as HTMLElement).dataset.tokens)));
-  return { ids: JSON.parse((await reply.getAttribute('data-ids'))!), mode: (await reply.getAttribute('data-mode'))!, tau: stats.tau, runs };
+  const trees = await reply.getAttribute('data-trees');
+  return { ids: JSON.parse((await reply.getAttribute('data-ids'))!), mode: (await reply.getAttribute('data-mode'))!, tau: stats.tau, runs, trees: trees === null ? null : JSON.parse(trees) };
 }
 
 test('the page runs the bundled model in the browser: greedy ids equal Node, PPD equals plain, the graph is cached', { skip }, async () => {
@@ -109,6 +111,9 @@ test('the page runs the bundled model in the browser: greedy ids equal Node, PPD
     assert.equal(withPpd.mode, 'ppd');
     assert.deepEqual(withPpd.ids, node.ids, `browser PPD ids differ from plain for ${JSON.stringify(prompt)}`);
     assert.equal(withPpd.runs.reduce((a, b) => a + b, 0), withPpd.ids.length);
+    // The served adapter has an accuracy table: the page sized its trees from its own forward latencies.
+    assert.equal(withPpd.trees?.source, 'page');
+    assert.ok(withPpd.trees.rows >= 1 && withPpd.trees.fastest!.speedup > 0);
   }
   assert.deepEqual(problems, []);
   await page.close();

@@ -1,6 +1,6 @@
 /**
  * Hardware calibration (src/calibrate/): the pure parts on synthetic curves (the step-size grid,
- * the choice of n, the sizes checked end to end), the hardware profile's schema, which trees
+ * the choice of n, the sizes checked end to end, the quick choice a browser page makes), the hardware profile's schema, which trees
  * decoding picks (matching profile, another machine's, a stale one, --trees), and one whole
  * `ppd calibrate` run on a tiny random model, after which decoding uses its profile.
  */
@@ -11,11 +11,13 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chooseTreeSize, decide, predict, sizesToCheck, type CurvePoint } from '../src/calibrate/choice.ts';
-import { gridStep, nearestInGrid, sizeGrid } from '../src/calibrate/grid.ts';
+import { chooseTreeSize, decide, predict, sizesToCheck, type CurvePoint } from '../src/ppd/tree-size-choice.ts';
+import { gridStep, nearestInGrid, sizeGrid } from '../src/ppd/tree-size-grid.ts';
 import { measureLatency } from '../src/calibrate/measure.ts';
 import { fileDigest, machineSignature, parseProfile, profilePath, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../src/ppd/hardware-profile.ts';
-import { tauCurve } from '../src/calibrate/tau.ts';
+import { tauCurve, treeSetFor } from '../src/ppd/tree-size-tau.ts';
+import { QUICK_GRID, QUICK_MARGIN, quickDecision, quickTreeChoice } from '../src/ppd/quick-calibration.ts';
+import { treeRows, type PpdTreeSet } from '../src/ppd/tree.ts';
 import { calibrateCommand, type CalibrateFlags } from '../src/cli/calibrate.ts';
 import { FormatError, InputError } from '../src/errors.ts';
 import { openModelDir } from '../src/checkpoint/model-dir.ts';
@@ -339,6 +341,56 @@ test('L(n): one row per n with a spread per context, from a tiny model', async (
   } finally {
     await model.release();
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// The quick choice (a browser page's: a short L(n) measurement and the prediction alone)
+
+describe('quick tree choice', () => {
+  /** L(n) rows as measureLatency returns them, from ms per n. */
+  const rowsOf = (latencyMs: (n: number) => number) => QUICK_GRID.map((n) => ({ n, perContext: [], meanMs: latencyMs(n) }));
+  const widest = (set: PpdTreeSet) => Math.max(...set.trees.map((tree) => treeRows(tree, set.virtualTokens)));
+
+  test('cheap rows: the fastest predicted size and the trees the builder makes for it', () => {
+    const choice = quickDecision(rowsOf(() => 2), ACC, SHAPE);
+    assert.equal(choice.n, 16);
+    assert.equal(choice.fastest.n, 16);
+    assert.deepEqual(choice.trees, treeSetFor(ACC, 16, SHAPE));
+    assert.deepEqual(choice.predictions.map((p) => p.n), [...QUICK_GRID]);
+  });
+
+  test('rows costing as much as plain steps: no tree pays, root-only trees (the context lookup alone)', () => {
+    const choice = quickDecision(rowsOf((n) => 2 * n), ACC, SHAPE);
+    assert.equal(choice.n, 1);
+    assert.equal(widest(choice.trees), 1);
+    assert.equal(choice.trees.promptTokens, SHAPE.promptTokens);
+  });
+
+  test('a tree predicted faster than plain, but by less than the margin, is not taken; with margin 1 it is', () => {
+    // τ(2) from the builder; L(2) set so that the predicted speedup at n = 2 is 1.1 and every larger n is slower.
+    const tau2 = tauCurve(ACC, [2], SHAPE)[0]!.tau;
+    const choice = quickDecision(rowsOf((n) => (n === 1 ? 1 : n === 2 ? tau2 / 1.1 : 10 * n)), ACC, SHAPE);
+    assert.ok(QUICK_MARGIN > 1.1);
+    assert.equal(choice.fastest.n, 2);
+    assert.ok(Math.abs(choice.fastest.speedup - 1.1) < 1e-9);
+    assert.equal(choice.n, 1);
+    assert.equal(quickDecision(rowsOf((n) => (n === 1 ? 1 : n === 2 ? tau2 / 1.1 : 10 * n)), ACC, SHAPE, 1).n, 2);
+  });
+
+  test('measured on a model: L(n) for every size of the grid, and trees of the chosen size', async () => {
+    const config = tinyConfig({ maxPositionEmbeddings: 40 });
+    const model = await loadLlamaModel(config, memorySource(config, randomWeights(config, 3)), { cacheDir: false, threads: 1 });
+    try {
+      let forwards = 0;
+      const choice = await quickTreeChoice(model, ACC, SHAPE, () => forwards++);
+      assert.deepEqual(choice.latency.map((r) => r.n), [...QUICK_GRID]);
+      assert.equal(forwards, QUICK_GRID.length * 3);
+      assert.ok(choice.latency.every((r) => r.meanMs > 0));
+      assert.equal(widest(choice.trees) <= choice.n, true);
+    } finally {
+      await model.release();
+    }
+  });
 });
 
 describe('ppd calibrate on a tiny random model', () => {

@@ -27,7 +27,7 @@ import { pickReferenceTrees, readReferenceTreeFile, treeSetFromReference } from 
 import { loadPpdSetup } from '../src/ppd/setup.ts';
 import { saveTreeSet } from '../src/ppd/tree-files.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
-import { writeAccuracyFile } from '../src/ppd/accuracy.ts';
+import { writeAccuracyFile } from '../src/ppd/accuracy-files.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { runPpdOk } from './helpers/cli.ts';
 import { BYTE_MODEL_SHAPE, writeByteModel } from './helpers/byte-model.ts';

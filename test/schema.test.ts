@@ -16,7 +16,7 @@ import {
 } from '../src/format/schema.ts';
 import { readJsonWithSchema } from '../src/format/text-file.ts';
 import { CONFIG_FAMILY_NAMES, parseLlamaConfig } from '../src/model/config.ts';
-import { readAccuracyTable } from '../src/ppd/accuracy.ts';
+import { readAccuracyTable } from '../src/ppd/accuracy-files.ts';
 import { PromptAdapter } from '../src/ppd/adapter.ts';
 import { loadAdapter, loadAdapterConfig, saveAdapter } from '../src/ppd/adapter-files.ts';
 import { tinyConfig } from './helpers/tiny-model.ts';

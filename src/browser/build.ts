@@ -13,6 +13,7 @@ import { basename, join, relative, resolve, sep } from 'node:path';
 import { build } from 'esbuild';
 import { readJsonObject } from '../format/text-file.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../ppd/adapter.ts';
+import { ACCURACY_FILE } from '../ppd/adapter-folder.ts';
 import type { BrowserManifest } from './protocol.ts';
 
 const SOURCE = new URL('./', import.meta.url);
@@ -115,6 +116,8 @@ export function pageModel(options: PageModelOptions): { manifest: BrowserManifes
   let trees = '';
   if (options.adapter) {
     for (const name of [ADAPTER_CONFIG, ADAPTER_WEIGHTS]) adapter.set(name, resolve(options.adapter.dir, name));
+    // The accuracy table lets the page size its own trees (ppd/quick-calibration.ts).
+    if (existsSync(join(options.adapter.dir, ACCURACY_FILE))) adapter.set(ACCURACY_FILE, resolve(options.adapter.dir, ACCURACY_FILE));
     const inside = relative(resolve(options.adapter.dir), resolve(options.adapter.treesFile));
     trees = inside.startsWith('..') ? basename(inside) : inside.split(sep).join('/');
     adapter.set(trees, resolve(options.adapter.treesFile));

@@ -6,7 +6,7 @@
  * (auto|wasm|webgpu), threads, ppd (0|1), prompt_tokens (0|1), lookup; eos=0 runs every generation to max tokens,
  * past end-of-sequence (bench:browser times generations of one length, as bench:ppd does).
  */
-import type { ExecutionProvider, FromWorker, ModelInfo, ModelSource, ToWorker } from './protocol.ts';
+import type { ExecutionProvider, FromWorker, ModelInfo, ModelSource, ToWorker, TreesInfo } from './protocol.ts';
 
 const $ = <T extends HTMLElement = HTMLInputElement>(id: string) => document.getElementById(id) as T;
 const log = $<HTMLElement>('log');
@@ -195,14 +195,22 @@ function onDone(done: Extract<FromWorker, { type: 'done' }>): void {
   const s = done.stats;
   const meta = document.createElement('span');
   meta.className = 'meta';
-  meta.textContent = `${done.mode === 'ppd' ? 'PPD' : 'plain'} · ${s.tokensPerSecond.toFixed(1)} tokens/s · ${s.tau.toFixed(2)} tokens/step · ${s.steps} steps · ${s.finishReason}`;
+  meta.textContent = `${done.mode === 'ppd' ? `PPD${done.trees ? ` (${treesText(done.trees)})` : ''}` : 'plain'} · ${s.tokensPerSecond.toFixed(1)} tokens/s · ${s.tau.toFixed(2)} tokens/step · ${s.steps} steps · ${s.finishReason}`;
   bubble.append(meta);
   // The outcome as data, for whoever reads the page (the browser test, bench:browser).
   bubble.dataset.ids = JSON.stringify(done.ids);
   bubble.dataset.mode = done.mode;
+  if (done.trees) bubble.dataset.trees = JSON.stringify(done.trees);
   bubble.dataset.stats = JSON.stringify({ ...s, firstTokenSeconds: live.first > 0 ? (live.first - live.start) / 1000 : null });
   bubble.dataset.state = 'done';
   finishRun(s.finishReason === 'aborted' ? 'stopped' : 'done');
+}
+
+/** How the trees of a PPD generation were chosen, in a few words. */
+function treesText(trees: TreesInfo): string {
+  const fastest = trees.fastest ? `; best predicted ${trees.fastest.speedup.toFixed(2)}× at ${trees.fastest.n} rows` : '';
+  if (trees.source === 'file') return `trees of up to ${trees.rows} rows from the adapter`;
+  return trees.rows === 1 ? `no prompt-token tree pays on this page${fastest}: context lookup alone` : `trees of up to ${trees.rows} rows sized for this page${fastest}`;
 }
 
 function finishRun(state: string): void {

@@ -87,11 +87,21 @@ export interface ModelInfo {
   loadSeconds: number;
 }
 
+/** Which trees a PPD generation with prompt tokens decoded with. */
+export interface TreesInfo {
+  /** 'page': chosen in this page from its own forward latencies (ppd/quick-calibration.ts); 'file': the manifest's tree-set file. */
+  source: 'page' | 'file';
+  /** Input rows of the set's widest tree; 1: no prompt-token rows (the context lookup alone). */
+  rows: number;
+  /** The page's measurement: the fastest predicted size and its predicted speedup over plain decoding. */
+  fastest?: { n: number; speedup: number };
+}
+
 export type FromWorker =
   | { type: 'progress'; stage: string; done: number; total: number }
   | { type: 'ready'; model: ModelInfo }
   /** One decoding step: its accepted ids and the text that became final with them. */
   | { type: 'piece'; text: string; ids: number[] }
-  | { type: 'done'; text: string; ids: number[]; stats: GenerationStats; mode: 'ppd' | 'plain' }
+  | { type: 'done'; text: string; ids: number[]; stats: GenerationStats; mode: 'ppd' | 'plain'; trees?: TreesInfo }
   | { type: 'logits'; logits: Float32Array }
   | { type: 'error'; message: string };

@@ -15,11 +15,14 @@ import type { Folder } from '../format/readable-file.ts';
 import { newCache, prefill } from '../decode/autoregressive.ts';
 import { startGeneration } from '../generate/request.ts';
 import { modelFromFiles, type LoadedModel } from '../checkpoint/loaded-model.ts';
-import { lookupAlone, readPpdSetup } from '../ppd/adapter-folder.ts';
+import { ACCURACY_FILE, lookupAlone, readPpdSetup } from '../ppd/adapter-folder.ts';
 import { adapterPromptHead } from '../ppd/adapter.ts';
+import { readAccuracyTableIn, type AccuracyTable } from '../ppd/accuracy.ts';
+import { QUICK_GRID, quickTreeChoice } from '../ppd/quick-calibration.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
+import { treeRows } from '../ppd/tree.ts';
 import { cacheStorageGraphs, webRuntime, type OrtWeb } from '../runtime/ort-web.ts';
-import type { BrowserManifest, FromWorker, GenerateRequest, LoadRequest, LogitsRequest, ModelInfo, ToWorker } from './protocol.ts';
+import type { BrowserManifest, FromWorker, GenerateRequest, LoadRequest, LogitsRequest, ModelInfo, ToWorker, TreesInfo } from './protocol.ts';
 
 /** The worker's global scope, as far as ppd uses it (lib.webworker.d.ts is not loaded). */
 const scope = self as unknown as {
@@ -28,7 +31,16 @@ const scope = self as unknown as {
 };
 const post = (message: FromWorker) => scope.postMessage(message);
 
-let loaded: { model: LoadedModel; ppd?: PpdSetup } | undefined;
+interface Loaded {
+  model: LoadedModel;
+  ppd?: PpdSetup;
+  /** The adapter's accuracy table, when its folder has one: the page then sizes its own trees. */
+  accuracy?: AccuracyTable;
+  /** The prompt-token setup, once decided (pageTrees). */
+  promptTokenSetup?: { setup: PpdSetup; trees: TreesInfo };
+}
+
+let loaded: Loaded | undefined;
 let running: AbortController | undefined;
 
 scope.onmessage = ({ data }) => {
@@ -65,7 +77,8 @@ async function load(request: LoadRequest): Promise<void> {
     });
     const model = await modelFromFiles(files, runtime, { needsTokenizer: true, promptHead: adapter && adapterPromptHead(adapter.folder) });
     const ppd = adapter && readPpdSetup(model.config, adapter.folder, { trees: adapter.trees, lookup: adapter.lookup });
-    loaded = { model, ppd };
+    const accuracy = adapter?.folder.has(ACCURACY_FILE) ? readAccuracyTableIn(adapter.folder, ACCURACY_FILE) : undefined;
+    loaded = { model, ppd, accuracy };
     const c = model.config;
     const info: ModelInfo = {
       name,
@@ -185,9 +198,10 @@ async function generate(request: GenerateRequest): Promise<void> {
   if (!loaded) throw new PpdError('no model is loaded');
   if (running) throw new PpdError('a generation is already running');
   running = new AbortController();
-  const setup = loaded.ppd && (request.promptTokens ? { ...loaded.ppd, lookup: request.lookup } : lookupAlone(loaded.ppd, request.lookup));
-  const ppd = request.ppd ? setup : undefined;
   try {
+    const promptTokens = request.ppd && request.promptTokens && loaded.ppd ? await promptTokenSetup(loaded) : undefined;
+    const setup = loaded.ppd && (promptTokens ? { ...promptTokens.setup, lookup: request.lookup } : lookupAlone(loaded.ppd, request.lookup));
+    const ppd = request.ppd ? setup : undefined;
     const model = request.ignoreEos ? { ...loaded.model, eosIds: [] } : loaded.model;
     const generation = startGeneration(model, {
       prompt: request.chat ? [{ role: 'user', content: request.prompt }] : request.prompt,
@@ -198,8 +212,31 @@ async function generate(request: GenerateRequest): Promise<void> {
     });
     for await (const piece of generation) post({ type: 'piece', text: piece.text, ids: piece.ids });
     const { text, ids, stats } = generation.result;
-    post({ type: 'done', text, ids, stats, mode: ppd ? 'ppd' : 'plain' });
+    post({ type: 'done', text, ids, stats, mode: ppd ? 'ppd' : 'plain', ...(promptTokens ? { trees: promptTokens.trees } : {}) });
   } finally {
     running = undefined;
   }
+}
+
+/**
+ * The setup of PPD with prompt tokens, decided once per loaded model on its first use: where the
+ * adapter has an accuracy table, trees sized for this page from its own forward latencies
+ * (ppd/quick-calibration.ts; root-only trees, the context lookup alone, where no tree pays);
+ * else the manifest's tree-set file as it is.
+ */
+async function promptTokenSetup(state: Loaded): Promise<{ setup: PpdSetup; trees: TreesInfo }> {
+  if (state.promptTokenSetup) return state.promptTokenSetup;
+  const ppd = state.ppd!;
+  const widest = (set: PpdSetup['trees']) => Math.max(...set.trees.map((tree) => treeRows(tree, set.virtualTokens)));
+  if (!state.accuracy) return (state.promptTokenSetup = { setup: ppd, trees: { source: 'file', rows: widest(ppd.trees) } });
+  const { promptTokens, virtualTokens, config } = ppd.adapter;
+  const stage = "measuring this page's forward cost to size PPD's trees (once per model)";
+  const total = QUICK_GRID.length * 3; // measureLatency: (1 warm-up + 2 timed rounds) per size
+  let done = 0;
+  post({ type: 'progress', stage, done, total });
+  const choice = await quickTreeChoice(state.model.model, state.accuracy, { promptTokens, virtualTokens, attention: config.attention, accuracySource: ACCURACY_FILE }, () =>
+    post({ type: 'progress', stage, done: ++done, total }),
+  );
+  const setup: PpdSetup = { ...ppd, trees: choice.trees, treesFile: undefined };
+  return (state.promptTokenSetup = { setup, trees: { source: 'page', rows: widest(choice.trees), fastest: { n: choice.fastest.n, speedup: choice.fastest.speedup } } });
 }

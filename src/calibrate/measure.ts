@@ -3,7 +3,7 @@
  * machine, and end-to-end greedy generations (plain and PPD at a few tree sizes) on held-out
  * prompts, which give the measured τ and speedup the prediction is checked against.
  *
- * What it is not: the choice (choice.ts) or the report (report.ts). Timing is wall time of whole
+ * What it is not: the choice (ppd/tree-size-choice.ts) or the report (report.ts). Timing is wall time of whole
  * calls, in milliseconds; rounds go through every size in turn (forwards and backwards on
  * alternate rounds) so that a slow spell of the machine lands on all sizes alike instead of
  * skewing one of them.

@@ -2,16 +2,16 @@
  * The calibration report: the `ppd.calibration/2` JSON (the data), a Markdown page (the same for
  * people) and an SVG chart of τ(n), L(n)/L(1) and the predicted speedup against n with the chosen
  * n marked, all three written side by side under one base name. Formatting only; the numbers come
- * from choice.ts and measure.ts.
+ * from ppd/tree-size-choice.ts and measure.ts.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../format/atomic.ts';
 import { writeLineChart, type Series } from '../report/plot.ts';
-import type { Decision, Prediction } from './choice.ts';
+import type { Decision, Prediction } from '../ppd/tree-size-choice.ts';
 import type { LatencyRow, MeasuredSize } from './measure.ts';
 import { describeSignature, type MachineSignature } from '../ppd/hardware-profile.ts';
-import type { TauPoint } from './tau.ts';
+import type { TauPoint } from '../ppd/tree-size-tau.ts';
 
 export const REPORT_SCHEMA = 'ppd.calibration/2';
 

@@ -8,7 +8,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { InputError } from '../errors.ts';
 import { openModelDir } from '../checkpoint/model-dir.ts';
-import { readAccuracyTable } from '../ppd/accuracy.ts';
+import { readAccuracyTable } from '../ppd/accuracy-files.ts';
 import { loadAdapter, saveAdapter, savePeftAdapter } from '../ppd/adapter-files.ts';
 import { ACCURACY_FILE } from '../ppd/adapter-folder.ts';
 import { referenceTreesSource } from '../ppd/reference-trees.ts';

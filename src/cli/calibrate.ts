@@ -1,7 +1,7 @@
 /**
  * `ppd calibrate`: the hardware-aware tree size (PPD.md §8) for this machine, in one command.
- * Measures L(n) (measure.ts), takes τ(n) from the adapter's accuracy table (calibrate/tau.ts), picks the n
- * with the highest τ(n)/L(n) (choice.ts), checks the prediction with greedy generations on
+ * Measures L(n) (measure.ts), takes τ(n) from the adapter's accuracy table (ppd/tree-size-tau.ts), picks the n
+ * with the highest τ(n)/L(n) (ppd/tree-size-choice.ts), checks the prediction with greedy generations on
  * held-out prompts, and writes the profile + trees (ppd/hardware-profile.ts) and the report (report.ts) into
  * the adapter folder, where `ppd generate --ppd` finds them. docs/CALIBRATION.md is the guide.
  */
@@ -9,12 +9,12 @@ import { InvalidArgumentError } from 'commander';
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { basename, join, relative } from 'node:path';
-import { chooseTreeSize, decide, sizesToCheck, type Choice } from '../calibrate/choice.ts';
-import { sizeGrid } from '../calibrate/grid.ts';
+import { chooseTreeSize, decide, sizesToCheck, type Choice } from '../ppd/tree-size-choice.ts';
+import { sizeGrid } from '../ppd/tree-size-grid.ts';
 import { generationCount, generationRuns, heldOutPrompts, latencyForwards, measuredSize, measureLatency, type Candidate, type HeldOutPrompt, type LatencyRow } from '../calibrate/measure.ts';
 import { fileDigest, machineSignature, PROFILE_SCHEMA, PROFILES_DIR, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../ppd/hardware-profile.ts';
 import { REPORT_SCHEMA, writeReport, type CalibrationReport } from '../calibrate/report.ts';
-import { tauCurve, treeSetFor, type AdapterShape, type TauPoint } from '../calibrate/tau.ts';
+import { tauCurve, treeSetFor, type AdapterShape, type TauPoint } from '../ppd/tree-size-tau.ts';
 import { defaultHeldOutFile } from '../data/bundled-corpora.ts';
 import { promptSourcesOf } from '../data/tokenize.ts';
 import { InputError } from '../errors.ts';
@@ -25,7 +25,8 @@ import type { LlamaConfig } from '../model/config.ts';
 import type { QuantizeMode } from '../format/quantize.ts';
 import { PromptAdapter } from '../ppd/adapter.ts';
 import { loadAdapter, promptHeadOf } from '../ppd/adapter-files.ts';
-import { readAccuracyTable, type AccuracyTable } from '../ppd/accuracy.ts';
+import type { AccuracyTable } from '../ppd/accuracy.ts';
+import { readAccuracyTable } from '../ppd/accuracy-files.ts';
 import { ACCURACY_FILE } from '../ppd/adapter-folder.ts';
 import { TREES_FILE } from '../ppd/setup.ts';
 import { loadTreeSet } from '../ppd/tree-files.ts';

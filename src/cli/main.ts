@@ -6,7 +6,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { exitOnPpdError } from '../errors.ts';
 import { END_OF_TEXT } from '../data/corpus.ts';
-import { DEFAULT_MEASURED_MARGIN } from '../calibrate/choice.ts';
+import { DEFAULT_MEASURED_MARGIN } from '../ppd/tree-size-choice.ts';
 import { calibrateCommand, integerList } from './calibrate.ts';
 import { convertAdapterCommand } from './adapter.ts';
 import { CONVERT_TYPES, convertCommand } from './convert.ts';

@@ -16,7 +16,7 @@ import { ADAPTER_CONFIG, PromptAdapter } from '../ppd/adapter.ts';
 import { loadAdapter, loadAdapterShape, saveAdapter } from '../ppd/adapter-files.ts';
 import type { AttentionVariant } from '../ppd/prompt-mask.ts';
 import { buildTeacherSequences, loadTeacherSequences, saveTeacherSequences, type TeacherSequences } from '../train/distill.ts';
-import { readAccuracyTable, writeAccuracyFile } from '../ppd/accuracy.ts';
+import { readAccuracyTable, writeAccuracyFile } from '../ppd/accuracy-files.ts';
 import { ACCURACY_FILE } from '../ppd/adapter-folder.ts';
 import { TREES_FILE } from '../ppd/setup.ts';
 import { accuracyTable, heldOutKl, promptGraphShape, PromptSession, trainPrompts, type AccuracyResult } from '../train/train-prompts.ts';

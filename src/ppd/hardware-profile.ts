@@ -1,7 +1,7 @@
 /**
  * Hardware profiles: what `ppd calibrate` leaves in an adapter folder for one machine, and how
  * decoding finds the one for the machine it runs on. Data, not measurement (measure.ts) and not
- * the choice (choice.ts).
+ * the choice (tree-size-choice.ts).
  *
  * Layout in the adapter folder:
  *   profiles/<hash>.json        `ppd.hardware-profile/1`: the machine signature, the chosen n,

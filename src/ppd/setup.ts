@@ -19,7 +19,7 @@ import { defaultThreads } from '../runtime/ort.ts';
 import { configHashes, PromptAdapter } from './adapter.ts';
 import { loadAdapter } from './adapter-files.ts';
 import { loadTreeSet } from './tree-files.ts';
-import { readAccuracyTable } from './accuracy.ts';
+import { readAccuracyTable } from './accuracy-files.ts';
 import { ACCURACY_FILE, DEFAULT_LOOKUP_TOKENS, DEFAULT_NGRAM_TOKENS, guessesNothing, missingTrees, TREES_FILE, type PpdSetup } from './adapter-folder.ts';
 import { bindingOf } from './ngram-table.ts';
 import { adapterNgramFile, loadNgramTable } from './ngram-files.ts';

@@ -6,7 +6,7 @@
  * speed. Pure arithmetic on measured curves; measuring them is measure.ts's job.
  */
 import { InputError } from '../errors.ts';
-import { nearestInGrid } from './grid.ts';
+import { nearestInGrid } from './tree-size-grid.ts';
 
 export interface CurvePoint {
   /** Input rows per step. */

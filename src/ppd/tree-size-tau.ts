@@ -4,11 +4,11 @@
  * This half of the calibration is hardware independent; L(n) (measure.ts) is the other half.
  * No model, no timing.
  */
-import type { AccuracyTable } from '../ppd/accuracy.ts';
-import type { AttentionVariant } from '../ppd/prompt-mask.ts';
-import type { PpdTreeSet } from '../ppd/tree.ts';
-import { treeRows } from '../ppd/tree.ts';
-import { buildTreeSet } from '../ppd/tree-builder.ts';
+import type { AccuracyTable } from './accuracy.ts';
+import type { AttentionVariant } from './prompt-mask.ts';
+import type { PpdTreeSet } from './tree.ts';
+import { treeRows } from './tree.ts';
+import { buildTreeSet } from './tree-builder.ts';
 
 export interface AdapterShape {
   promptTokens: number; // N
