@@ -119,6 +119,18 @@ interface CallLayout {
   past: Dim | null;
   emitKeys: boolean;
   /**
+   * Decoding graphs: attention normalised by a sum that does not depend on the step's layout.
+   * ONNX Runtime's Softmax sums a row's exponentials in SIMD lanes, so where a step's other rows'
+   * masked (zero) columns sit among a row's own changes the rounding of its sum, and a tree row's
+   * output differs from the same row decoded alone by an ulp; int8-quantized activations
+   * downstream (MatMulNBits, accuracy level 4) turn such ulps into whole quantization steps, 3e-2
+   * in the logits of a random Qwen2.5-0.5B Q8_0, enough for greedy PPD to leave plain decoding at
+   * a near-tie (2 of 3 prompts there). Here the exponentials are multiplied by [values | 1] in one
+   * MatMul, which accumulates each output over the columns in order (zeros add nothing), so the
+   * sum is the same whatever the layout (docs/ARCHITECTURE.md, "Identical output").
+   */
+  orderFreeSoftmax?: boolean;
+  /**
    * Training only: the rows are `windows` independent sequences of rows / windows rows each,
    * every one at positions 0.. and attending causally within itself. Attention then runs per
    * window ([W*K, G*Tw, Tw] scores) instead of over all rows with a block-diagonal mask.
@@ -379,7 +391,7 @@ class LlamaGraph {
   /** `groupMask` [G*T, S] is the mask repeated for the G query heads that share a kv head. */
   private attention(x: string, layer: number, rope: { cos: string; sin: string }, groupMask: string): string {
     const g = this.g;
-    const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = this.c;
+    const { numHeads: H, numKvHeads: K, headDim: D } = this.c;
     const G = H / K;
     const { qRot, kRot, v } = this.heads(x, layer, rope, [-1]); // [T, H, D], [T, K, D], [T, K, D]
     let keys = kRot; // [S, K, D]
@@ -400,14 +412,45 @@ class LlamaGraph {
       g.op('Transpose', [g.op('Reshape', [qRot, g.ints([-1, K, G, D])])], { perm: [1, 2, 0, 3] }), // [K, G, T, D]
       g.ints([K, -1, D]),
     ]); // [K, G*T, D]
-    const scores = g.op('MatMul', [qGrouped, keysT]); // [K, G*T, S]
-    const weights = g.op('Softmax', [g.op('Add', [scores, groupMask])], { axis: -1 });
-    const context = g.op('MatMul', [weights, valuesByHead]); // [K, G*T, D]
+    if (!this.layout.orderFreeSoftmax) {
+      const weights = g.op('Softmax', [g.op('Add', [g.op('MatMul', [qGrouped, keysT]), groupMask])], { axis: -1 }); // [K, G*T, S]
+      return this.merged(g.op('MatMul', [weights, valuesByHead]), layer); // [K, G*T, D]
+    }
+    // A one-row step with one query head per kv head multiplies single rows (M = 1), which MLAS
+    // does with another kernel than several rows, rounding otherwise: there, the first row goes
+    // twice, so that every product has at least two rows, and the copy is dropped after.
+    const firstRowTwice = G === 1;
+    const twice = (value: string, axis: number) => g.op('Concat', [value, g.op('Slice', [value, g.ints([0]), g.ints([1]), g.ints([axis])])], { axis });
+    const scores = g.op('MatMul', [firstRowTwice ? twice(qGrouped, 1) : qGrouped, keysT]); // [K, G*T (+1), S]
+    const attended = this.orderFreeAttention(g.op('Add', [scores, firstRowTwice ? twice(groupMask, 0) : groupMask]), valuesByHead, D);
+    return this.merged(firstRowTwice ? g.op('Slice', [attended, g.ints([0]), g.ints([-1]), g.ints([1])]) : attended, layer);
+  }
+
+  /** The attention heads' outputs [K, G*T, D] back to rows [T, H*D], through the output projection. */
+  private merged(context: string, layer: number): string {
+    const g = this.g;
+    const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = this.c;
+    const G = H / K;
     const merged = g.op('Reshape', [
       g.op('Transpose', [g.op('Reshape', [context, g.ints([K, G, -1, D])])], { perm: [2, 0, 1, 3] }), // [T, K, G, D]
       g.ints([-1, H * D]),
     ]);
     return this.projection(merged, layer, 'self_attn.o_proj', C, H * D);
+  }
+
+  /**
+   * softmax(masked) · values with each row's normalising sum taken by the same product as the
+   * values (CallLayout.orderFreeSoftmax): exponentials times [values | 1] in one MatMul, whose
+   * last column is the sum, then a division. masked [K, G*T, S], values [K, S, D] → [K, G*T, D].
+   */
+  private orderFreeAttention(masked: string, values: string, D: number): string {
+    const g = this.g;
+    const exps = g.op('Exp', [g.op('Sub', [masked, g.op('ReduceMax', [masked, g.ints([-1])], { keepdims: 1 })])]);
+    const onesShape = g.op('Concat', [g.op('Shape', [values], { start: 0, end: 2 }), g.ints([1])], { axis: 0 }); // [K, S, 1]
+    const withOnes = g.op('Concat', [values, g.op('Expand', [g.scalar(1), onesShape])], { axis: 2 }); // [K, S, D+1]
+    const sums = g.op('MatMul', [exps, withOnes]); // [K, G*T, D+1]
+    const slice = (from: number, to: number) => g.op('Slice', [sums, g.ints([from]), g.ints([to]), g.ints([2])]);
+    return g.op('Div', [slice(0, D), slice(D, D + 1)]);
   }
 
   private mlp(x: string, layer: number): string {
@@ -491,7 +534,7 @@ export interface InferenceOptions extends QuantizeOptions {
 }
 
 /** Bump when the graph changes, so graphs compiled and cached by older code are not reused. */
-export const GRAPH_VERSION = 'llama-graph-4'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers
+export const GRAPH_VERSION = 'llama-graph-5'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64
 
 /**
  * A graph built from a checkpoint's weights, as a runtime opens it. `variant` names what
@@ -535,7 +578,7 @@ export function buildLlamaGraph(config: LlamaConfig, tensors: TensorSource, exte
             N,
             C,
           );
-  const logits = new LlamaGraph(g, config, weights, { rows: 'T', past: 'P', emitKeys: true }).build({ beforeHead });
+  const logits = new LlamaGraph(g, config, weights, { rows: 'T', past: 'P', emitKeys: true, orderFreeSoftmax: true }).build({ beforeHead });
   g.output(logits, LOGITS, 'float32', ['T', config.vocabSize]);
   return g.finish();
 }
