@@ -29,7 +29,7 @@ const QUICK_CONTEXT = 32;
 /**
  * Predicted speedup a tree must reach to be chosen. The prediction prices the forward alone at
  * the accuracy table's τ, and both flatter: for the bundled model's trees `ppd calibrate` measured
- * 0.63-0.83 of the predicted speedup end to end (docs/CALIBRATION.md). So a tree is kept only where
+ * 0.63-0.96 of the predicted speedup end to end (docs/CALIBRATION.md). So a tree is kept only where
  * 0.8 of its prediction still beats plain decoding; else the context lookup alone (root-only trees).
  */
 export const QUICK_MARGIN = 1.25;
