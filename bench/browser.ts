@@ -50,7 +50,7 @@ import { loadModel, type LoadedModel } from '../src/checkpoint/load.ts';
 import { parameterCount } from '../src/model/config.ts';
 import { lookupAlone } from '../src/ppd/adapter-folder.ts';
 import { DEFAULT_LOOKUP_TOKENS, loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
-import { treeRows } from '../src/ppd/tree.ts';
+import { widestTreeRows } from '../src/ppd/tree.ts';
 import type { TreesInfo } from '../src/browser/protocol.ts';
 import { Progress } from '../src/report/progress.ts';
 import { buildServer } from '../src/server/app.ts';
@@ -442,7 +442,7 @@ async function main(argv: string[]): Promise<void> {
 
 /** Node's PPD trees in a few words: their file and widest tree. */
 function nodeTreesText(setup: PpdSetup): string {
-  const rows = Math.max(...setup.trees.trees.map((tree) => treeRows(tree, setup.trees.virtualTokens)));
+  const rows = widestTreeRows(setup.trees);
   return `${setup.treesFile === undefined ? 'built trees' : `\`${repoPath(setup.treesFile)}\``} (${rows === 1 ? 'root only: the context lookup alone' : `up to ${rows} rows`})`;
 }
 

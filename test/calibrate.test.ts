@@ -17,7 +17,7 @@ import { measureLatency } from '../src/calibrate/measure.ts';
 import { fileDigest, machineSignature, parseProfile, profilePath, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../src/ppd/hardware-profile.ts';
 import { tauCurve, treeSetFor } from '../src/ppd/tree-size-tau.ts';
 import { QUICK_GRID, QUICK_MARGIN, quickDecision, quickTreeChoice } from '../src/ppd/quick-calibration.ts';
-import { treeRows, type PpdTreeSet } from '../src/ppd/tree.ts';
+import { widestTreeRows } from '../src/ppd/tree.ts';
 import { calibrateCommand, type CalibrateFlags } from '../src/cli/calibrate.ts';
 import { FormatError, InputError } from '../src/errors.ts';
 import { openModelDir } from '../src/checkpoint/model-dir.ts';
@@ -349,7 +349,6 @@ test('L(n): one row per n with a spread per context, from a tiny model', async (
 describe('quick tree choice', () => {
   /** L(n) rows as measureLatency returns them, from ms per n. */
   const rowsOf = (latencyMs: (n: number) => number) => QUICK_GRID.map((n) => ({ n, perContext: [], meanMs: latencyMs(n) }));
-  const widest = (set: PpdTreeSet) => Math.max(...set.trees.map((tree) => treeRows(tree, set.virtualTokens)));
 
   test('cheap rows: the fastest predicted size and the trees the builder makes for it', () => {
     const choice = quickDecision(rowsOf(() => 2), ACC, SHAPE);
@@ -362,7 +361,7 @@ describe('quick tree choice', () => {
   test('rows costing as much as plain steps: no tree pays, root-only trees (the context lookup alone)', () => {
     const choice = quickDecision(rowsOf((n) => 2 * n), ACC, SHAPE);
     assert.equal(choice.n, 1);
-    assert.equal(widest(choice.trees), 1);
+    assert.equal(widestTreeRows(choice.trees), 1);
     assert.equal(choice.trees.promptTokens, SHAPE.promptTokens);
   });
 
@@ -386,7 +385,7 @@ describe('quick tree choice', () => {
       assert.deepEqual(choice.latency.map((r) => r.n), [...QUICK_GRID]);
       assert.equal(forwards, QUICK_GRID.length * 3);
       assert.ok(choice.latency.every((r) => r.meanMs > 0));
-      assert.equal(widest(choice.trees) <= choice.n, true);
+      assert.equal(widestTreeRows(choice.trees) <= choice.n, true);
     } finally {
       await model.release();
     }

@@ -20,7 +20,7 @@ import { adapterPromptHead } from '../ppd/adapter.ts';
 import { readAccuracyTableIn, type AccuracyTable } from '../ppd/accuracy.ts';
 import { QUICK_GRID, quickTreeChoice } from '../ppd/quick-calibration.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
-import { treeRows } from '../ppd/tree.ts';
+import { widestTreeRows } from '../ppd/tree.ts';
 import { cacheStorageGraphs, webRuntime, type OrtWeb } from '../runtime/ort-web.ts';
 import type { BrowserManifest, FromWorker, GenerateRequest, LoadRequest, LogitsRequest, ModelInfo, ToWorker, TreesInfo } from './protocol.ts';
 
@@ -36,7 +36,7 @@ interface Loaded {
   ppd?: PpdSetup;
   /** The adapter's accuracy table, when its folder has one: the page then sizes its own trees. */
   accuracy?: AccuracyTable;
-  /** The prompt-token setup, once decided (pageTrees). */
+  /** The prompt-token setup, once decided (promptTokenSetup). */
   promptTokenSetup?: { setup: PpdSetup; trees: TreesInfo };
 }
 
@@ -227,8 +227,7 @@ async function generate(request: GenerateRequest): Promise<void> {
 async function promptTokenSetup(state: Loaded): Promise<{ setup: PpdSetup; trees: TreesInfo }> {
   if (state.promptTokenSetup) return state.promptTokenSetup;
   const ppd = state.ppd!;
-  const widest = (set: PpdSetup['trees']) => Math.max(...set.trees.map((tree) => treeRows(tree, set.virtualTokens)));
-  if (!state.accuracy) return (state.promptTokenSetup = { setup: ppd, trees: { source: 'file', rows: widest(ppd.trees) } });
+  if (!state.accuracy) return (state.promptTokenSetup = { setup: ppd, trees: { source: 'file', rows: widestTreeRows(ppd.trees) } });
   const { promptTokens, virtualTokens, config } = ppd.adapter;
   const stage = "measuring this page's forward cost to size PPD's trees (once per model)";
   const total = QUICK_GRID.length * 3; // measureLatency: (1 warm-up + 2 timed rounds) per size
@@ -238,5 +237,5 @@ async function promptTokenSetup(state: Loaded): Promise<{ setup: PpdSetup; trees
     post({ type: 'progress', stage, done: ++done, total }),
   );
   const setup: PpdSetup = { ...ppd, trees: choice.trees, treesFile: undefined };
-  return (state.promptTokenSetup = { setup, trees: { source: 'page', rows: widest(choice.trees), fastest: { n: choice.fastest.n, speedup: choice.fastest.speedup } } });
+  return (state.promptTokenSetup = { setup, trees: { source: 'page', rows: widestTreeRows(choice.trees), fastest: { n: choice.fastest.n, speedup: choice.fastest.speedup } } });
 }

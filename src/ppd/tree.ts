@@ -75,6 +75,11 @@ export function treeRows(tree: PpdTree, virtualTokens: number): number {
   return 1 + tree.candidates.length + virtualTokens * prompts;
 }
 
+/** Input rows of the set's widest tree (its budget or fewer: the builder may leave rows unused). */
+export function widestTreeRows(set: PpdTreeSet): number {
+  return Math.max(...set.trees.map((tree) => treeRows(tree, set.virtualTokens)));
+}
+
 /** BFS order: shallower first, then lexicographic by ranks (so parents precede children). */
 export function comparePaths(a: readonly number[], b: readonly number[]): number {
   if (a.length !== b.length) return a.length - b.length;
