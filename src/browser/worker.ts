@@ -18,7 +18,7 @@ import { modelFromFiles, type LoadedModel } from '../checkpoint/loaded-model.ts'
 import { ACCURACY_FILE, lookupAlone, readPpdSetup } from '../ppd/adapter-folder.ts';
 import { adapterPromptHead } from '../ppd/adapter.ts';
 import { readAccuracyTableIn, type AccuracyTable } from '../ppd/accuracy.ts';
-import { QUICK_GRID, quickTreeChoice } from '../ppd/quick-calibration.ts';
+import { QUICK_FORWARDS, quickTreeChoice } from '../ppd/quick-calibration.ts';
 import type { PpdSetup } from '../ppd/setup.ts';
 import { widestTreeRows } from '../ppd/tree.ts';
 import { cacheStorageGraphs, webRuntime, type OrtWeb } from '../runtime/ort-web.ts';
@@ -230,7 +230,7 @@ async function promptTokenSetup(state: Loaded): Promise<{ setup: PpdSetup; trees
   if (!state.accuracy) return (state.promptTokenSetup = { setup: ppd, trees: { source: 'file', rows: widestTreeRows(ppd.trees) } });
   const { promptTokens, virtualTokens, config } = ppd.adapter;
   const stage = "measuring this page's forward cost to size PPD's trees (once per model)";
-  const total = QUICK_GRID.length * 3; // measureLatency: (1 warm-up + 2 timed rounds) per size
+  const total = QUICK_FORWARDS;
   let done = 0;
   post({ type: 'progress', stage, done, total });
   const choice = await quickTreeChoice(state.model.model, state.accuracy, { promptTokens, virtualTokens, attention: config.attention, accuracySource: ACCURACY_FILE }, () =>

@@ -9,7 +9,7 @@
  *
  * Shape legend: n = input rows of one step, P = rows in the cache before it.
  */
-import { measureLatency, type LatencyRow } from '../decode/latency.ts';
+import { latencyForwards, measureLatency, type LatencyPlan, type LatencyRow } from '../decode/latency.ts';
 import type { LlamaModel } from '../model/llama-model.ts';
 import type { AccuracyTable } from './accuracy.ts';
 import type { PpdTreeSet } from './tree.ts';
@@ -25,6 +25,12 @@ export const QUICK_GRID = [1, 2, 4, 8, 16] as const;
 
 /** Rows in the cache before the measured step: a short context, cheap to prefill. */
 const QUICK_CONTEXT = 32;
+
+/** One warm-up round and two timed ones over QUICK_GRID, at one context (its length set per model). */
+const quickPlan = (context: number): LatencyPlan => ({ grid: QUICK_GRID, contexts: [context], warmupRounds: 1, repeats: 2 });
+
+/** Forwards quickTreeChoice runs (for a progress bar). */
+export const QUICK_FORWARDS = latencyForwards(quickPlan(QUICK_CONTEXT));
 
 /**
  * Predicted speedup a tree must reach to be chosen. The prediction prices the forward alone at
@@ -59,6 +65,6 @@ export function quickDecision(latency: readonly LatencyRow[], acc: AccuracyTable
 export async function quickTreeChoice(model: LlamaModel, acc: AccuracyTable, shape: AdapterShape, onForward?: () => void): Promise<QuickChoice> {
   const maxN = QUICK_GRID[QUICK_GRID.length - 1]!;
   const context = Math.max(0, Math.min(QUICK_CONTEXT, model.config.maxPositionEmbeddings - maxN));
-  const latency = await measureLatency(model, { grid: QUICK_GRID, contexts: [context], warmupRounds: 1, repeats: 2 }, onForward);
+  const latency = await measureLatency(model, quickPlan(context), onForward);
   return { ...quickDecision(latency, acc, shape), latency };
 }
