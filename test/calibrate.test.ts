@@ -4,7 +4,7 @@
  * decoding picks (matching profile, another machine's, a stale one, --trees), and one whole
  * `ppd calibrate` run on a tiny random model, after which decoding uses its profile.
  */
-import { loadLlamaModel } from '../src/checkpoint/load.ts';
+import { loadLlamaModel, tokenizerAt } from '../src/checkpoint/load.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -26,7 +26,9 @@ import { writeRandomModel } from '../src/checkpoint/random-init.ts';
 import { configHash, PromptAdapter } from '../src/ppd/adapter.ts';
 import { saveAdapter } from '../src/ppd/adapter-files.ts';
 import { loadPpdSetup } from '../src/ppd/setup.ts';
-import { saveTreeSet } from '../src/ppd/tree-files.ts';
+import { loadTreeSet, saveTreeSet } from '../src/ppd/tree-files.ts';
+import { bindingOf, countNgrams, NgramTable } from '../src/ppd/ngram-table.ts';
+import { saveNgramTable } from '../src/ppd/ngram-files.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
 import { memorySource, randomWeights, tinyConfig } from './helpers/tiny-model.ts';
@@ -154,15 +156,20 @@ describe('tree-size choice', () => {
   test('the decision: measured speedups overrule the prediction; plain decoding unless one beats it by the margin', () => {
     const choice = chooseTreeSize([{ n: 1, tau: 1, latencyMs: 10 }, { n: 4, tau: 1.5, latencyMs: 11 }, { n: 8, tau: 1.8, latencyMs: 12 }]);
     assert.equal(choice.chosen.n, 8);
-    const m = (n: number, speedup: number, lookup = 0) => ({ n, lookup, speedup });
-    assert.deepEqual(decide(choice, null), { n: 8, lookup: null, basis: 'prediction', speedup: choice.chosen.speedup });
-    assert.deepEqual(decide(choice, [m(4, 1.2), m(8, 1.1)]), { n: 4, lookup: 0, basis: 'measurement', speedup: 1.2 });
-    assert.deepEqual(decide(choice, [m(4, 0.95), m(8, 1.02)], 0.03), { n: 1, lookup: 0, basis: 'measurement', speedup: 1 });
-    assert.deepEqual(decide(choice, [m(4, 0.95), m(8, 1.02)], 0), { n: 8, lookup: 0, basis: 'measurement', speedup: 1.02 });
+    const m = (n: number, speedup: number, lookup = 0, ngram = false) => ({ n, lookup, ngram, speedup });
+    assert.deepEqual(decide(choice, null), { n: 8, lookup: null, ngram: null, basis: 'prediction', speedup: choice.chosen.speedup });
+    assert.deepEqual(decide(choice, [m(4, 1.2), m(8, 1.1)]), { n: 4, lookup: 0, ngram: null, basis: 'measurement', speedup: 1.2 });
+    assert.deepEqual(decide(choice, [m(4, 0.95), m(8, 1.02)], 0.03), { n: 1, lookup: 0, ngram: null, basis: 'measurement', speedup: 1 });
+    assert.deepEqual(decide(choice, [m(4, 0.95), m(8, 1.02)], 0), { n: 8, lookup: 0, ngram: null, basis: 'measurement', speedup: 1.02 });
     // With the context lookup among the candidates: the lookup alone (n = 1) can win, or a size with it.
-    assert.deepEqual(decide(choice, [m(4, 0.9), m(1, 1.7, 8), m(4, 1.5, 8)]), { n: 1, lookup: 8, basis: 'measurement', speedup: 1.7 });
-    assert.deepEqual(decide(choice, [m(4, 0.9), m(1, 1.7, 8), m(4, 1.8, 8)]), { n: 4, lookup: 8, basis: 'measurement', speedup: 1.8 });
-    assert.deepEqual(decide(choice, [m(4, 0.9), m(1, 1.01, 8)]), { n: 1, lookup: 0, basis: 'measurement', speedup: 1 });
+    assert.deepEqual(decide(choice, [m(4, 0.9), m(1, 1.7, 8), m(4, 1.5, 8)]), { n: 1, lookup: 8, ngram: null, basis: 'measurement', speedup: 1.7 });
+    assert.deepEqual(decide(choice, [m(4, 0.9), m(1, 1.7, 8), m(4, 1.8, 8)]), { n: 4, lookup: 8, ngram: null, basis: 'measurement', speedup: 1.8 });
+    assert.deepEqual(decide(choice, [m(4, 0.9), m(1, 1.01, 8)]), { n: 1, lookup: 0, ngram: null, basis: 'measurement', speedup: 1 });
+    // With the n-gram table among them: the decision says whether it drafts (false when the best ran without it).
+    assert.deepEqual(decide(choice, [m(1, 1.7, 8), m(1, 1.6, 8, true), m(1, 1.2, 0, true)]), { n: 1, lookup: 8, ngram: false, basis: 'measurement', speedup: 1.7 });
+    assert.deepEqual(decide(choice, [m(1, 1.7, 8), m(4, 1.9, 8, true)]), { n: 4, lookup: 8, ngram: true, basis: 'measurement', speedup: 1.9 });
+    assert.deepEqual(decide(choice, [m(4, 0.9), m(1, 1.3, 0, true)]), { n: 1, lookup: 0, ngram: true, basis: 'measurement', speedup: 1.3 }, 'the table alone');
+    assert.deepEqual(decide(choice, [m(4, 0.9), m(1, 1.01, 0, true)]), { n: 1, lookup: 0, ngram: false, basis: 'measurement', speedup: 1 }, 'plain: no table either');
     assert.throws(() => decide(choice, [], 1), /margin/);
   });
 
@@ -420,6 +427,10 @@ describe('ppd calibrate on a tiny random model', () => {
     saveTreeSet(join(adapterDir, 'trees.json'), buildTreeSet(ACC, { budget: 4, ...SHAPE }));
     const words = (seed: number) => Array.from({ length: 30 }, (_, i) => `w${(i * 7 + seed) % 13}`).join(' ');
     writeFileSync(join(work, 'held-out.txt'), [1, 2, 3].map(words).join('\n\n<|endoftext|>\n\n'));
+    // An n-gram table for this model, counted from the held-out text's own ids: it drafts something.
+    const tokenizer = tokenizerAt(modelDir)!;
+    const sections = countNgrams([{ ids: tokenizer.encode(readFileSync(join(work, 'held-out.txt'), 'utf8')), countFrom: 1 }], { maxNgram: 3, minCount: 1, topK: 2 });
+    saveNgramTable(join(adapterDir, 'ngram.bin'), NgramTable.encode(sections, { binding: bindingOf(base, tokenizer), minCount: 1, topK: 2, source: { test: true }, created: '2026-12-06T00:00:00.000Z' }));
   });
   after(() => {
     if (savedCache === undefined) delete process.env.PPD_CACHE_DIR;
@@ -454,7 +465,13 @@ describe('ppd calibrate on a tiny random model', () => {
     assert.ok(report.check.sizes.some((s: { n: number }) => s.n === 4), 'the default trees.json budget is checked too');
     assert.ok(report.check.sizes.some((s: { n: number; lookup: number }) => s.n === 1 && s.lookup === 4), 'the lookup alone is checked');
     assert.ok(report.check.sizes.some((s: { n: number; lookup: number }) => s.n === 4 && s.lookup === 4), 'and beside the trees');
-    for (const s of report.check.sizes) assert.equal(s.identical, report.check.prompts.length, `greedy PPD at n = ${s.n}, lookup ${s.lookup} must equal plain decoding`);
+    assert.equal(report.check.ngramFile, join(adapterDir, 'ngram.bin'));
+    type Checked = { n: number; lookup: number; ngram: boolean; identical: number };
+    assert.ok(report.check.sizes.some((s: Checked) => s.n === 1 && s.lookup === 0 && s.ngram), 'the n-gram table alone is checked');
+    for (const s of report.check.sizes.filter((c: Checked) => !c.ngram)) {
+      assert.ok(report.check.sizes.some((t: Checked) => t.ngram && t.n === s.n && t.lookup === s.lookup), `n = ${s.n}, lookup ${s.lookup} is checked with the table too`);
+    }
+    for (const s of report.check.sizes) assert.equal(s.identical, report.check.prompts.length, `greedy PPD at n = ${s.n}, lookup ${s.lookup}${s.ngram ? ', with the table' : ''} must equal plain decoding`);
     for (const ext of ['md', 'svg']) assert.ok(existsSync(join(adapterDir, 'calibration', `${hash}.${ext}`)));
     for (const ext of ['json', 'md', 'svg']) assert.ok(existsSync(join(work, 'docs', `calibration-1t.${ext}`)));
     assert.match(readFileSync(join(work, 'docs', 'calibration-1t.svg'), 'utf8'), /^<svg/);
@@ -467,9 +484,25 @@ describe('ppd calibrate on a tiny random model', () => {
     assert.equal(loadPpdSetup(base, adapterDir, { threads: 1, lookup: 7 }).lookup, 7, '--lookup overrides the profile');
     assert.equal(report.decision.basis, 'measurement');
     const best = report.check.sizes.reduce((a: { speedup: number }, b: { speedup: number }) => (b.speedup > a.speedup ? b : a));
-    const guesses = best.n > 1 || best.lookup > 0;
-    assert.deepEqual([report.decision.n, report.decision.lookup], guesses && best.speedup >= 1.03 ? [best.n, best.lookup] : [1, 0], 'the measured best, or plain decoding');
+    const guesses = best.n > 1 || best.lookup > 0 || best.ngram;
+    assert.deepEqual([report.decision.n, report.decision.lookup, report.decision.ngram], guesses && best.speedup >= 1.03 ? [best.n, best.lookup, best.ngram] : [1, 0, false], 'the measured best, or plain decoding');
     assert.equal(setup.treesFile, join(adapterDir, 'profiles', `${hash}.trees.json`));
+    assert.equal(setup.ngram !== undefined, report.decision.ngram, 'the table drafts where the profile says it paid');
+
+    // The profile's table choice rules the folder's table; `--ngram FILE` overrides it; a profile that did not measure it keeps the old rule.
+    const profileFile = profilePath(adapterDir, hash);
+    const profile = parseProfile(JSON.parse(readFileSync(profileFile, 'utf8')), profileFile);
+    const trees = loadTreeSet(join(adapterDir, 'profiles', profile.trees));
+    for (const ngram of [false, true]) {
+      saveProfile(adapterDir, { ...profile, ngram }, trees);
+      assert.equal(loadPpdSetup(base, adapterDir, { threads: 1 }).ngram !== undefined, ngram, `profile ngram: ${ngram}`);
+    }
+    saveProfile(adapterDir, { ...profile, ngram: false }, trees);
+    assert.equal(loadPpdSetup(base, adapterDir, { threads: 1, ngram: join(adapterDir, 'ngram.bin') }).ngram?.file, join(adapterDir, 'ngram.bin'), '--ngram FILE wins');
+    const { ngram: _, ...unmeasured } = profile;
+    saveProfile(adapterDir, { ...unmeasured, budget: trees.budget }, trees);
+    const old = loadPpdSetup(base, adapterDir, { threads: 1 });
+    assert.equal(old.ngram !== undefined, trees.budget > 1 || (profile.lookup ?? 0) > 0, 'unmeasured: the table unless the profile decodes plainly');
   });
 
   test('--latency-model: a what-if report, no profile', async () => {

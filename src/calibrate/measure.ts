@@ -73,11 +73,13 @@ export function heldOutPrompts(loaded: LoadedModel, documents: readonly string[]
 // ---------------------------------------------------------------------------------------------
 // End-to-end generations
 
-/** One PPD decoder of the check: the tree size n and the context-lookup length it runs with. */
+/** One PPD decoder of the check: the tree size n, the context-lookup length and whether the n-gram table drafts beside them. */
 export interface Candidate {
   n: number;
   /** Context-lookup tokens per step (0 = none). */
   lookup: number;
+  /** Whether the adapter folder's static n-gram table (setup.ngram) drafts too. */
+  ngram: boolean;
   setup: PpdSetup;
 }
 
@@ -148,6 +150,8 @@ export interface MeasuredSize {
   n: number;
   /** Context-lookup tokens per step the size ran with (0 = none). */
   lookup: number;
+  /** Whether the n-gram table drafted too. */
+  ngram: boolean;
   /** Σ new tokens / Σ seconds over the prompts. */
   plainTokensPerSecond: number;
   ppdTokensPerSecond: number;
@@ -163,8 +167,8 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const rate = (runs: RunSummary[]) => sum(runs.map((r) => r.newTokens)) / sum(runs.map((r) => r.seconds));
 const sameIds = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((id, i) => id === b[i]);
 
-/** Speed, τ and identity of candidate `index` of the plan (tree size `n`, lookup `lookup`) over all prompts. */
-export function measuredSize(runs: readonly PromptRuns[], index: number, { n, lookup }: Pick<Candidate, 'n' | 'lookup'>): MeasuredSize {
+/** Speed, τ and identity of candidate `index` of the plan (tree size `n`, lookup `lookup`, table or not) over all prompts. */
+export function measuredSize(runs: readonly PromptRuns[], index: number, { n, lookup, ngram }: Pick<Candidate, 'n' | 'lookup' | 'ngram'>): MeasuredSize {
   const plain = runs.map((r) => r.plain);
   const ppd = runs.map((r) => r.ppd[index]!);
   const plainTokensPerSecond = rate(plain);
@@ -173,6 +177,7 @@ export function measuredSize(runs: readonly PromptRuns[], index: number, { n, lo
   return {
     n,
     lookup,
+    ngram,
     plainTokensPerSecond,
     ppdTokensPerSecond,
     speedup: ppdTokensPerSecond / plainTokensPerSecond,

@@ -46,6 +46,8 @@ export interface CalibrationReport {
   /** End-to-end check on held-out prompts; null when skipped (--prompts 0, or --latency-model). */
   check: {
     dataFile: string;
+    /** The adapter folder's n-gram table the check also ran every decoder with (and alone); null when none. */
+    ngramFile: string | null;
     prompts: { document: number; tokens: number; text: string }[];
     maxTokens: number;
     repeats: number;
@@ -87,29 +89,40 @@ function checkSection(r: CalibrationReport): string[] {
       `${c.repeats} timed repeat${c.repeats === 1 ? '' : 's'} per decoder after one warm-up (median time). Speedup = PPD tokens/s over plain tokens/s, Σ tokens / Σ seconds over the prompts, ` +
       'end to end (the prompt\'s forward included). Measured τ = tokens per decoding step after the prompt\'s forward. Identical = prompts where PPD produced exactly the plain ids (greedy: must be all).',
     '',
-    'Rows with a context lookup verify up to that many tokens copied from earlier text beside the trees (n = 1: the lookup alone); the prediction does not price the lookup, so for them it is the trees\' alone.',
+    'Rows with a context lookup verify up to that many tokens copied from earlier text beside the trees (n = 1: the lookup alone); ' +
+      (c.ngramFile === null ? '' : `rows with the n-gram table also verify its drafts (\`${c.ngramFile}\`, where the lookup finds nothing); `) +
+      'the prediction prices neither, so for them it is the trees\' alone.',
     '',
-    '| n | lookup | τ predicted | τ measured | speedup predicted | speedup measured | measured / predicted | plain tok/s | PPD tok/s | identical |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| n | lookup | n-gram table | τ predicted | τ measured | speedup predicted | speedup measured | measured / predicted | plain tok/s | PPD tok/s | identical |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...c.sizes.map(
       (s) =>
-        `| ${s.n}${s.n === r.chosen.n && !s.lookup ? ' **← chosen**' : ''}${r.defaultTrees?.budget === s.n ? ' (trees.json)' : ''} | ${s.lookup || '–'} | ${fmt(s.predictedTau)} | ${fmt(s.tau)} | ${fmt(s.predictedSpeedup)}× | ` +
+        `| ${s.n}${s.n === r.chosen.n && !s.lookup && !s.ngram ? ' **← chosen**' : ''}${r.defaultTrees?.budget === s.n ? ' (trees.json)' : ''} | ${s.lookup || '–'} | ${s.ngram ? 'yes' : '–'} | ${fmt(s.predictedTau)} | ${fmt(s.tau)} | ${fmt(s.predictedSpeedup)}× | ` +
         `${fmt(s.speedup)}× | ${fmt(s.speedup / s.predictedSpeedup)} | ${fmt(s.plainTokensPerSecond, 1)} | ${fmt(s.ppdTokensPerSecond, 1)} | ${s.identical}/${c.prompts.length}${s.identical === c.prompts.length ? '' : ' **MISMATCH**'} |`,
     ),
     '',
   ];
 }
 
+/**
+ * A measured decision in words, for the command's output and the report: "plain decoding — …",
+ * "n = 8 with a context lookup of 8 tokens and the n-gram table, measured 1.41× plain end to end".
+ */
+export function decisionText(d: Decision, margin: number): string {
+  if (d.n === 1 && !d.lookup && !d.ngram) return `plain decoding — nothing checked beat it by ${fmt(margin * 100, 0)} % end to end on this machine`;
+  const drafts = [d.lookup ? `a context lookup of ${d.lookup} tokens` : '', d.ngram ? 'the n-gram table' : ''].filter((x) => x !== '').join(' and ');
+  const what = d.n > 1 ? `n = ${d.n}${drafts === '' ? '' : ` with ${drafts}`}` : `no prompt-token rows, ${drafts} alone`;
+  return `${what}${d.ngram === false ? ' (without the n-gram table)' : ''}, measured ${fmt(d.speedup)}× plain end to end`;
+}
+
 /** The final decision when the end-to-end check overruled or confirmed the prediction. */
 function decisionLine(r: CalibrationReport): string[] {
   const d = r.decision;
   if (d.basis === 'prediction') return [];
-  const text =
-    d.n === 1 && !d.lookup
-      ? `**Decision: plain decoding.** Nothing checked beat plain decoding by ${fmt(r.margin * 100, 0)} % end to end, so generation with this adapter decodes plainly on this machine (\`--trees FILE\` forces a tree set).`
-      : d.n === 1
-        ? `**Decision: no prompt-token rows, the context lookup alone** (up to ${d.lookup} tokens per step), measured ${fmt(d.speedup)}× plain decoding end to end: the best checked; the prediction chose n = ${r.chosen.n}.`
-        : `**Decision: n = ${d.n}${d.lookup ? ` with a ${d.lookup}-token context lookup` : ''}**, measured ${fmt(d.speedup)}× plain decoding end to end (the best checked; the prediction chose n = ${r.chosen.n}).`;
+  const plain = d.n === 1 && !d.lookup && !d.ngram;
+  const text = plain
+    ? `**Decision: ${decisionText(d, r.margin)}**, so generation with this adapter decodes plainly here (\`--trees FILE\` forces a tree set).`
+    : `**Decision: ${decisionText(d, r.margin)}**: the best checked; the prediction chose n = ${r.chosen.n}.`;
   return [text, ''];
 }
 
@@ -163,11 +176,13 @@ function chartSeries(r: CalibrationReport): Series[] {
     { name: 'predicted speedup', points: r.predictions.map((p) => ({ x: p.n, y: p.speedup })) },
   ];
   if (r.check !== null) {
-    const trees = r.check.sizes.filter((s) => !s.lookup);
-    const lookups = r.check.sizes.filter((s) => s.lookup);
+    const trees = r.check.sizes.filter((s) => !s.lookup && !s.ngram);
+    const lookups = r.check.sizes.filter((s) => s.lookup && !s.ngram);
+    const withTable = r.check.sizes.filter((s) => s.lookup && s.ngram);
     series.push({ name: 'measured speedup', points: trees.map((s) => ({ x: s.n, y: s.speedup })) });
     series.push({ name: 'measured τ', points: trees.map((s) => ({ x: s.n, y: s.tau })) });
     if (lookups.length > 0) series.push({ name: `measured speedup, + lookup ${lookups[0]!.lookup}`, points: lookups.map((s) => ({ x: s.n, y: s.speedup })) });
+    if (withTable.length > 0) series.push({ name: `measured speedup, + lookup ${withTable[0]!.lookup} + n-gram table`, points: withTable.map((s) => ({ x: s.n, y: s.speedup })) });
   }
   series.push({ name: `chosen n = ${r.chosen.n}`, points: [{ x: r.chosen.n, y: r.chosen.speedup }] });
   return series;

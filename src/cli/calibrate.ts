@@ -13,7 +13,7 @@ import { chooseTreeSize, decide, sizesToCheck, type Choice } from '../ppd/tree-s
 import { sizeGrid } from '../ppd/tree-size-grid.ts';
 import { generationCount, generationRuns, heldOutPrompts, latencyForwards, measuredSize, measureLatency, type Candidate, type HeldOutPrompt, type LatencyRow } from '../calibrate/measure.ts';
 import { fileDigest, machineSignature, PROFILE_SCHEMA, PROFILES_DIR, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../ppd/hardware-profile.ts';
-import { REPORT_SCHEMA, writeReport, type CalibrationReport } from '../calibrate/report.ts';
+import { decisionText, REPORT_SCHEMA, writeReport, type CalibrationReport } from '../calibrate/report.ts';
 import { tauCurve, treeSetFor, type AdapterShape, type TauPoint } from '../ppd/tree-size-tau.ts';
 import { defaultHeldOutFile } from '../data/bundled-corpora.ts';
 import { promptSourcesOf } from '../data/tokenize.ts';
@@ -28,7 +28,9 @@ import { loadAdapter, promptHeadOf } from '../ppd/adapter-files.ts';
 import type { AccuracyTable } from '../ppd/accuracy.ts';
 import { readAccuracyTable } from '../ppd/accuracy-files.ts';
 import { ACCURACY_FILE } from '../ppd/adapter-folder.ts';
-import { TREES_FILE } from '../ppd/setup.ts';
+import { DEFAULT_NGRAM_TOKENS, TREES_FILE, type PpdSetup } from '../ppd/setup.ts';
+import { bindingOf } from '../ppd/ngram-table.ts';
+import { adapterNgramFile, loadNgramTable } from '../ppd/ngram-files.ts';
 import { loadTreeSet } from '../ppd/tree-files.ts';
 import { Progress } from '../report/progress.ts';
 import { defaultThreads } from '../runtime/ort.ts';
@@ -58,6 +60,11 @@ export interface CalibrateFlags {
   margin: number;
   /** Context-lookup tokens per step the check also runs every size with (and alone); 0 = none. */
   lookup: number;
+  /**
+   * Whether the check also runs every candidate with the adapter folder's n-gram table, and the
+   * table alone, when the folder has one (default true; commander's `--no-ngram` sets false).
+   */
+  ngram?: boolean;
   latencyModel?: string;
   report?: string;
 }
@@ -109,6 +116,8 @@ interface Inputs {
   latencyDir: string;
   /** Held-out text for the end-to-end check; undefined when it is skipped. */
   dataFile: string | undefined;
+  /** The adapter folder's n-gram table for the check to measure, as decoding would use it; undefined when none or not checked. */
+  ngram: PpdSetup['ngram'];
 }
 
 function readInputs(f: CalibrateFlags): Inputs {
@@ -136,6 +145,8 @@ function readInputs(f: CalibrateFlags): Inputs {
   // L(n) of another model says nothing about this one's generations: no check then.
   const dataFile = f.latencyModel === undefined && f.prompts > 0 ? (f.data ?? defaultHeldOutFile(tokenizerAt(f.model), f.model, '--data FILE', ', or skip the end-to-end check with --prompts 0')) : undefined;
   if (dataFile !== undefined && !existsSync(dataFile)) throw new InputError(`${dataFile}: no held-out text here; name one with --data FILE, or skip the check with --prompts 0`);
+  const ngramFile = dataFile === undefined || f.ngram === false ? undefined : adapterNgramFile(f.ppd);
+  const ngram = ngramFile === undefined ? undefined : { table: loadNgramTable(ngramFile, { binding: bindingOf(base, tokenizerAt(f.model)), modelDir: f.model }), tokens: DEFAULT_NGRAM_TOKENS, file: ngramFile };
 
   return {
     threads,
@@ -151,6 +162,7 @@ function readInputs(f: CalibrateFlags): Inputs {
     grid: [...new Set([...sizeGrid(f.maxN), ...extraSizes])].sort((a, b) => a - b),
     latencyDir,
     dataFile,
+    ngram,
   };
 }
 
@@ -168,29 +180,39 @@ async function measureCurves(loaded: LoadedModel, inputs: Inputs, f: CalibrateFl
 }
 
 /**
- * Plain vs PPD greedy generations at the chosen n and the sizes around it, against the
- * prediction; with `--lookup K`, each of those sizes again with a K-token context lookup, and
- * the lookup alone (n = 1).
+ * The decoders the check runs against plain decoding: the chosen n and the sizes around it; with
+ * `--lookup K`, each of those again with a K-token context lookup, and the lookup alone (n = 1);
+ * with the adapter folder's n-gram table, every one of those again with the table beside it, and
+ * the table alone.
  */
-async function checkPrediction(loaded: LoadedModel, inputs: Inputs, choice: Choice, prompts: HeldOutPrompt[], f: CalibrateFlags): Promise<NonNullable<CalibrationReport['check']>> {
-  const { chosen } = choice;
-  const sizes = sizesToCheck(inputs.grid, chosen.n, inputs.extraSizes);
-  const withLookup = f.lookup === 0 ? [] : [...new Set([1, ...sizes])].map((n) => ({ n, lookup: f.lookup }));
-  const candidates: Candidate[] = [...sizes.map((n) => ({ n, lookup: 0 })), ...withLookup].map(({ n, lookup }) => ({
+function checkCandidates(inputs: Inputs, sizes: readonly number[], lookup: number): Candidate[] {
+  const withLookup = lookup === 0 ? [] : [...new Set([1, ...sizes])].map((n) => ({ n, lookup }));
+  const withoutTable = [...sizes.map((n) => ({ n, lookup: 0 })), ...withLookup];
+  const withTable = inputs.ngram === undefined ? [] : [...(sizes.includes(1) ? [] : [{ n: 1, lookup: 0 }]), ...withoutTable];
+  const candidate = (ngram: PpdSetup['ngram']) => ({ n, lookup }: { n: number; lookup: number }): Candidate => ({
     n,
     lookup,
-    setup: { adapter: inputs.adapter, trees: treeSetFor(inputs.acc, n, inputs.shape), verification: 'rejection', lookup },
-  }));
+    ngram: ngram !== undefined,
+    setup: { adapter: inputs.adapter, trees: treeSetFor(inputs.acc, n, inputs.shape), verification: 'rejection', lookup, ...(ngram === undefined ? {} : { ngram }) },
+  });
+  return [...withoutTable.map(candidate(undefined)), ...withTable.map(candidate(inputs.ngram))];
+}
+
+/** Plain vs PPD greedy generations of checkCandidates's decoders, against the prediction. */
+async function checkPrediction(loaded: LoadedModel, inputs: Inputs, choice: Choice, prompts: HeldOutPrompt[], f: CalibrateFlags): Promise<NonNullable<CalibrationReport['check']>> {
+  const { chosen } = choice;
+  const candidates = checkCandidates(inputs, sizesToCheck(inputs.grid, chosen.n, inputs.extraSizes), f.lookup);
   const plan = { prompts, candidates, maxTokens: f.maxTokens, repeats: f.genRepeats };
   const bar = new Progress('held-out generations', generationCount(plan), 'runs');
   let done = 0;
   const runs = await generationRuns(loaded, plan, () => bar.update(++done));
   const predicted = new Map(choice.predictions.map((p) => [p.n, p]));
   const measured = candidates.map((c, i) => ({ ...measuredSize(runs, i, c), predictedTau: predicted.get(c.n)!.tau, predictedSpeedup: predicted.get(c.n)!.speedup }));
-  const atChosen = measured.find((s) => s.n === chosen.n && s.lookup === 0)!;
+  const atChosen = measured.find((s) => s.n === chosen.n && s.lookup === 0 && !s.ngram)!;
   bar.stop(`at n = ${chosen.n}: measured speedup ${atChosen.speedup.toFixed(2)}× (predicted ${chosen.speedup.toFixed(2)}×), τ ${atChosen.tau.toFixed(2)} (predicted ${chosen.tau.toFixed(2)})`);
   return {
     dataFile: shown(inputs.dataFile!),
+    ngramFile: inputs.ngram === undefined ? null : shown(inputs.ngram.file),
     prompts: prompts.map((p) => ({ document: p.document, tokens: p.tokens, text: p.text })),
     maxTokens: f.maxTokens,
     repeats: f.genRepeats,
@@ -212,9 +234,10 @@ function installProfile(inputs: Inputs, report: CalibrationReport, f: CalibrateF
     expectedTokensPerStep: chosen.tau,
     latencyMs: { one: report.predictions[0]!.latencyMs, chosen: chosen.latencyMs },
     predictedSpeedup: chosen.speedup,
-    measuredSpeedup: report.decision.basis === 'measurement' && (chosen.n > 1 || report.decision.lookup! > 0) ? report.decision.speedup : null,
+    measuredSpeedup: report.decision.basis === 'measurement' && (chosen.n > 1 || report.decision.lookup! > 0 || report.decision.ngram === true) ? report.decision.speedup : null,
     report: join(REPORTS_DIR, `${inputs.hash}.json`),
     ...(report.decision.lookup === null ? {} : { lookup: report.decision.lookup }),
+    ...(report.decision.ngram === null ? {} : { ngram: report.decision.ngram }),
   };
   return [saveProfile(f.ppd, profile, treeSetFor(inputs.acc, chosen.n, inputs.shape)), join(f.ppd, PROFILES_DIR, profile.trees)];
 }
@@ -239,16 +262,7 @@ export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
     process.stderr.write(`chosen n = ${chosen.n}: τ ${chosen.tau.toFixed(2)}, L ${chosen.latencyMs.toFixed(2)} ms, predicted speedup ${chosen.speedup.toFixed(2)}×\n`);
     const check = prompts.length === 0 ? null : await checkPrediction(loaded, inputs, choice, prompts, f);
     const decision = decide(choice, check?.sizes ?? null, f.margin);
-    if (decision.basis === 'measurement') {
-      const lookupNote = decision.lookup ? ` with a ${decision.lookup}-token context lookup` : '';
-      process.stderr.write(
-        decision.n === 1 && !decision.lookup
-          ? `decision: plain decoding — nothing checked beat it by ${(f.margin * 100).toFixed(0)} % end to end on this machine\n`
-          : decision.n === 1
-            ? `decision: no prompt-token rows, the context lookup alone (${decision.lookup} tokens), measured ${decision.speedup.toFixed(2)}× plain end to end\n`
-            : `decision: n = ${decision.n}${lookupNote}, measured ${decision.speedup.toFixed(2)}× plain end to end\n`,
-      );
-    }
+    if (decision.basis === 'measurement') process.stderr.write(`decision: ${decisionText(decision, f.margin)}\n`);
 
     // The profile only when L(n) is this model's own; the report always.
     const whatIf = f.latencyModel === undefined ? '' : `-latency-${basename(f.latencyModel)}`;

@@ -318,6 +318,7 @@ program
   .option('--tolerance <share>', 'take the smallest n within this share of the best predicted speed', number(0, 0.5), 0)
   .option('--margin <share>', 'after the check: decode plainly unless a checked size beats plain by this share', number(0, 0.5), DEFAULT_MEASURED_MARGIN)
   .option('--lookup <n>', 'context-lookup tokens per step to check every size with too, and alone (0 = check prompt-token trees only); the best measured goes into the profile', integer(0, 64), DEFAULT_LOOKUP_TOKENS)
+  .option('--no-ngram', 'do not check the adapter folder\'s n-gram table (default: every checked decoder runs with and without it, and it alone; the profile records the choice)')
   .option('--latency-model <path>', 'time L(n) on this model (folder or .gguf) instead (what-if: report only, no profile)')
   .option('--report <dir>', 'also write the report (JSON, Markdown, SVG) into this folder, e.g. docs')
   .addOption(threads())

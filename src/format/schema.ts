@@ -60,6 +60,11 @@ export function number(min = -Infinity, expected?: string, exclusive = false) {
 /** A finite number above 0. */
 export const positiveNumber = (expected = 'a positive number') => number(0, expected, true);
 
+/** true or false. */
+export function boolean(expected = 'true or false') {
+  return z.boolean(mustBe(expected));
+}
+
 /** A string; non-empty unless `allowEmpty`. */
 export function text(expected = 'a non-empty string', allowEmpty = false) {
   return allowEmpty ? z.string(mustBe(expected)) : z.string(mustBe(expected)).min(1, mustBe(expected));

@@ -23,7 +23,7 @@
  */
 import { z } from 'zod';
 import { ModelError } from '../errors.ts';
-import { crossCheck, failing, type Fail, integer, looseObject, orDefault, parseWithSchema, positiveNumber, shown } from '../format/schema.ts';
+import { boolean, crossCheck, failing, type Fail, integer, looseObject, orDefault, parseWithSchema, positiveNumber, shown } from '../format/schema.ts';
 import type { RopeScaling } from './rope.ts';
 
 export interface LlamaConfig {
@@ -62,7 +62,7 @@ export const tokenIds = orDefault(
   [],
 ).transform((ids) => (Array.isArray(ids) ? ids : [ids]));
 
-const flag = () => orDefault(z.boolean(failing((v) => `must be true or false, got ${shown(v)}`)), false);
+const flag = () => orDefault(boolean(), false);
 
 /** A flag ppd has no graph for when it is true. */
 const notTrue = (why = 'true is not supported') => flag().refine((v) => !v, failing(() => why));

@@ -22,7 +22,7 @@ import { z } from 'zod';
 import { FormatError, InputError, ModelError } from '../errors.ts';
 import { readFolderJson, type Folder } from '../format/readable-file.ts';
 import { readSafetensors } from '../format/safetensors.ts';
-import { crossCheck, failing, integer, literal, looseObject, oneOf, orDefault, parseWithSchema, shown, text } from '../format/schema.ts';
+import { boolean, crossCheck, failing, integer, literal, looseObject, oneOf, orDefault, parseWithSchema, text } from '../format/schema.ts';
 import { parameterCount, type LlamaConfig } from '../model/config.ts';
 import { ATTENTION_VARIANTS, type AttentionVariant } from './prompt-mask.ts';
 import { PROMPT_HEAD_BIAS, PROMPT_HEAD_WEIGHT } from '../model/prompt-head.ts';
@@ -62,7 +62,7 @@ const adapterConfigSchema = looseObject({
 export type AdapterConfig = z.output<typeof adapterConfigSchema>;
 
 const positive = () => integer(1, Infinity, 'a positive integer');
-const off = () => orDefault(z.boolean(failing((v) => `must be true or false, got ${shown(v)}`)), false).refine((v) => !v, failing(() => 'true is not supported (ppd has no such head)'));
+const off = () => orDefault(boolean(), false).refine((v) => !v, failing(() => 'true is not supported (ppd has no such head)'));
 
 /**
  * The reference implementation's adapter_config.json: PEFT's PromptTuningConfig fields and its

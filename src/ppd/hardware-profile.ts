@@ -23,7 +23,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { basename, join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import { writeJsonAtomic } from '../format/atomic.ts';
-import { integer, literal, matching, number, object, oneOf, parseWithSchema, positiveNumber, text, crossCheck } from '../format/schema.ts';
+import { boolean, integer, literal, matching, number, object, oneOf, parseWithSchema, positiveNumber, text, crossCheck } from '../format/schema.ts';
 import { readJsonFile } from '../format/text-file.ts';
 import { type PpdTreeSet } from './tree.ts';
 import { loadTreeSet, saveTreeSet } from './tree-files.ts';
@@ -74,6 +74,13 @@ export interface HardwareProfile {
    * then `--lookup` or its default applies.
    */
   lookup?: number;
+  /**
+   * Whether the adapter folder's static n-gram table (ngram.bin) drafts beside the trees: what
+   * the calibration measured best with and without it; absent when it did not measure it (no
+   * table in the folder, no end-to-end check, or a profile older than the choice), and then
+   * decoding's default applies (setup.ts).
+   */
+  ngram?: boolean;
   /** The calibration report (JSON), relative to the adapter folder. */
   report: string;
 }
@@ -143,6 +150,7 @@ const profileSchema = crossCheck(object({
   predictedSpeedup: positiveNumber(),
   measuredSpeedup: positiveNumber('a positive number or null').nullable(),
   lookup: integer(0, Infinity, 'an integer >= 0 (or absent)').optional(),
+  ngram: boolean('true or false (or absent)').optional(),
   report: text('a path relative to the adapter folder'),
 }), (p, fail) => {
   const hash = signatureHash(p.signature);

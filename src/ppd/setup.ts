@@ -6,8 +6,8 @@
  * trees (the PPD reference implementation's adapters come without) decodes with trees built for
  * DEFAULT_TREE_BUDGET rows from its accuracy.json, or from a prior guess where it has none, and
  * says so. The static n-gram table that drafts beside the trees (ngram-table.ts) is the file
- * the caller names, else the folder's ngram.bin when it has one, checked against the model's
- * tokenizer and config. The setup
+ * the caller names, else the folder's ngram.bin when it has one and the profile did not measure
+ * decoding faster without it, checked against the model's tokenizer and config. The setup
  * itself and reading it from any Folder (the browser's) are adapter-folder.ts's.
  */
 import { existsSync } from 'node:fs';
@@ -55,15 +55,15 @@ export interface PpdSetupOptions {
 }
 
 /**
- * The tree-set file to decode with, the context-lookup length this machine's profile measured
- * best with it (when it did), and the notice to show when the trees are the default for want of
- * a profile.
+ * The tree-set file to decode with, the context-lookup length and n-gram-table choice this
+ * machine's profile measured best with it (when it did), and the notice to show when the trees
+ * are the default for want of a profile.
  */
-export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterDir: string, options: PpdSetupOptions = {}): { path: string; lookup?: number; notice?: string } {
+export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterDir: string, options: PpdSetupOptions = {}): { path: string; lookup?: number; ngram?: boolean; notice?: string } {
   if (options.trees !== undefined) return { path: options.trees };
   const threads = options.threads ?? defaultThreads();
   const found = findProfile(adapterDir, { signature: machineSignature(threads, options.quantize), baseConfigHashes: configHashes(base), accuracyFile: join(adapterDir, ACCURACY_FILE) });
-  if (found.found) return { path: found.treesPath, lookup: found.profile.lookup };
+  if (found.found) return { path: found.treesPath, lookup: found.profile.lookup, ngram: found.profile.ngram };
   const fallback = join(adapterDir, TREES_FILE);
   const trainedOn = adapter.config.training?.base;
   const modelDir = options.modelDir ?? (typeof trainedOn === 'string' ? trainedOn : '<model dir>');
@@ -72,7 +72,7 @@ export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterD
 
 export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: PpdSetupOptions = {}): PpdSetup {
   const adapter = loadAdapter(adapterDir, base);
-  const { path: treesPath, lookup, notice } = treesFileFor(base, adapter, adapterDir, options);
+  const { path: treesPath, lookup, ngram, notice } = treesFileFor(base, adapter, adapterDir, options);
   // Notices wait until every file has been read: a bad one is then the only line printed.
   const notices: string[] = [];
   let setup: PpdSetup;
@@ -83,7 +83,7 @@ export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: Ppd
     if (notice !== undefined) notices.push(notice);
     setup = { adapter, trees: loadTreeSet(treesPath), treesFile: treesPath, verification: options.verification ?? 'coupled', lookup: options.lookup ?? lookup ?? DEFAULT_LOOKUP_TOKENS };
   }
-  setup = { ...setup, ...ngramFor(base, adapterDir, options, setup) };
+  setup = { ...setup, ...ngramFor(base, adapterDir, options, setup, ngram) };
   const tell = options.onNotice ?? ((line) => process.stderr.write(`${line}\n`));
   notices.forEach(tell);
   return setup;
@@ -91,15 +91,17 @@ export function loadPpdSetup(base: LlamaConfig, adapterDir: string, options: Ppd
 
 /**
  * The static n-gram table to decode with: `--ngram FILE` (or none with 'off'), else the adapter
- * folder's own when it has one, up to `--ngram-tokens` (else DEFAULT_NGRAM_TOKENS) per step.
- * `ppd calibrate` does not measure the table: where it chose plain decoding outright (a root-only
- * tree set and no context lookup: no guess paid on this machine), the folder's table is left out
- * too, and only `--ngram FILE` brings it back.
+ * folder's own when it has one and this machine's profile (`profileChoice`) did not measure
+ * decoding faster without it, up to `--ngram-tokens` (else DEFAULT_NGRAM_TOKENS) per step. A
+ * profile that did not measure the table (older, or calibrated before the folder had one) leaves
+ * it in unless the profile chose plain decoding outright (a root-only tree set and no context
+ * lookup: no guess paid on this machine). Only `--ngram FILE` overrides a profile that left it out.
  */
-function ngramFor(base: LlamaConfig, adapterDir: string, options: PpdSetupOptions, setup: PpdSetup): Pick<PpdSetup, 'ngram'> {
+function ngramFor(base: LlamaConfig, adapterDir: string, options: PpdSetupOptions, setup: PpdSetup, profileChoice: boolean | undefined): Pick<PpdSetup, 'ngram'> {
   if (options.ngram === 'off') return {};
   const tokens = options.ngramTokens ?? DEFAULT_NGRAM_TOKENS;
-  const file = options.ngram ?? (guessesNothing(setup) ? undefined : adapterNgramFile(adapterDir));
+  const folderTable = profileChoice ?? !guessesNothing(setup);
+  const file = options.ngram ?? (folderTable ? adapterNgramFile(adapterDir) : undefined);
   if (file === undefined || tokens === 0) return {};
   const table = loadNgramTable(file, { binding: bindingOf(base, options.tokenizer), modelDir: options.modelDir ?? '<model dir>' });
   return { ngram: { table, tokens, file } };

@@ -97,6 +97,11 @@ export interface Decision {
    * (the decision rests on the prediction, which does not price the lookup).
    */
   lookup: number | null;
+  /**
+   * Whether the adapter folder's static n-gram table drafts beside the trees; null when not
+   * measured (no check, or no table in the folder), and then decoding's default applies.
+   */
+  ngram: boolean | null;
   basis: 'prediction' | 'measurement';
   /** The speedup behind the decision: measured when basis is 'measurement', else predicted. */
   speedup: number;
@@ -108,20 +113,30 @@ export interface Decision {
  */
 export const DEFAULT_MEASURED_MARGIN = 0.03;
 
+/** One end-to-end measurement the decision weighs; the table counts as checked when any ran with `ngram` true. */
+export interface MeasuredCandidate {
+  n: number;
+  lookup: number;
+  ngram?: boolean;
+  speedup: number;
+}
+
 /**
  * The final decision. The prediction τ(n)·L(1)/L(n) prices the forward only; a PPD step also
  * pays work outside it (building the step's rows, verifying, compacting the cache) which plain
  * decoding does not, so on a machine where the forward is cheap the prediction is optimistic
- * (docs/calibration/ measured 5–10 %), and it knows nothing of the context lookup. When the
- * end-to-end check ran, its measured speedups decide: the checked (size, lookup) with the best
- * one, or plain decoding (n = 1, no lookup) when none beats plain by `margin`. Without a check
- * the prediction's choice stands and the lookup is left to `--lookup`.
+ * (docs/calibration/ measured 5–10 %), and it knows nothing of the context lookup or the n-gram
+ * table. When the end-to-end check ran, its measured speedups decide: the checked (size, lookup,
+ * table) with the best one, or plain decoding (n = 1, no lookup, no table) when none beats plain
+ * by `margin`. Without a check the prediction's choice stands and the lookup and table are left
+ * to decoding's defaults.
  */
-export function decide(choice: Choice, measured: readonly { n: number; lookup: number; speedup: number }[] | null, margin = DEFAULT_MEASURED_MARGIN): Decision {
+export function decide(choice: Choice, measured: readonly MeasuredCandidate[] | null, margin = DEFAULT_MEASURED_MARGIN): Decision {
   if (!(margin >= 0 && margin < 1)) throw new InputError(`margin must be in 0..1 (a share of plain speed), got ${margin}`);
-  if (measured === null || measured.length === 0) return { n: choice.chosen.n, lookup: null, basis: 'prediction', speedup: choice.chosen.speedup };
+  if (measured === null || measured.length === 0) return { n: choice.chosen.n, lookup: null, ngram: null, basis: 'prediction', speedup: choice.chosen.speedup };
+  const tableChecked = measured.some((m) => m.ngram === true);
   const best = measured.reduce((a, b) => (b.speedup > a.speedup ? b : a));
-  const guesses = best.n > 1 || best.lookup > 0;
-  if (guesses && best.speedup >= 1 + margin) return { n: best.n, lookup: best.lookup, basis: 'measurement', speedup: best.speedup };
-  return { n: 1, lookup: 0, basis: 'measurement', speedup: 1 };
+  const guesses = best.n > 1 || best.lookup > 0 || best.ngram === true;
+  if (guesses && best.speedup >= 1 + margin) return { n: best.n, lookup: best.lookup, ngram: tableChecked ? best.ngram === true : null, basis: 'measurement', speedup: best.speedup };
+  return { n: 1, lookup: 0, ngram: tableChecked ? false : null, basis: 'measurement', speedup: 1 };
 }
