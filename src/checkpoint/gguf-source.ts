@@ -2,7 +2,8 @@
  * A LLaMA-family GGUF file seen as a TensorSource with Hugging Face names, shapes and row order, so the
  * rest of ppd treats it like a safetensors checkpoint: readF32 dequantises; readBlockQuantized
  * hands every quantized matrix over as stored (rows reordered, never requantized; quant.ts);
- * readStoredRows keeps a table's bytes for row lookups (the embedding table stays quantized).
+ * readStoredRows reads a table's rows from the file as lookups need them (the embedding table
+ * stays quantized, and on disk: the file stays open until the rows are closed).
  *
  * Tensors outside the LLaMA layout keep their GGUF names, so checkTensors reports them by name.
  */
@@ -63,7 +64,17 @@ export function llamaGgufSource(file: GgufFile, config: LlamaConfig): TensorSour
       if (stored.type.name === 'F32' || shape.length !== 2 || sourceRow) return undefined;
       const [rows, cols] = shape as [number, number];
       const type = stored.type.name;
-      return { rows, cols, rowBytes: byteSize(stored.type, cols), bytes: file.readBytes(stored), widen: (row, out) => out.set(dequantize(type, row, cols)) };
+      const rowBytes = byteSize(stored.type, cols);
+      const release = file.retain();
+      return {
+        rows,
+        cols,
+        rowBytes,
+        residentBytes: 0,
+        readRow: (index, into) => file.readPart(stored, index * rowBytes, into.subarray(0, rowBytes)),
+        widen: (row, out) => out.set(dequantize(type, row, cols)),
+        close: release,
+      };
     },
     close: () => file.close(),
   };

@@ -89,17 +89,35 @@ export interface TensorSource {
 }
 
 /**
- * A matrix [rows, cols] kept in its stored (quantized) bytes, each row a whole number of blocks,
- * so single rows can be widened to F32 on demand: an embedding table of a quantized file costs
- * its file size, not four bytes per element.
+ * A matrix [rows, cols] in its stored (quantized) form, each row a whole number of blocks, whose
+ * single rows are read and widened to F32 on demand: an embedding table of a quantized file costs
+ * at most its file size, not four bytes per element, and nothing at all where the rows are read
+ * from the file as they are needed (a GGUF file's).
  */
 export interface StoredRows {
   rows: number;
   cols: number;
   /** Bytes of one row. */
   rowBytes: number;
-  /** [rows * rowBytes] */
-  bytes: Uint8Array;
+  /** Bytes of the table held in memory: rows * rowBytes when it is, 0 when rows are read from the file. */
+  residentBytes: number;
+  /** Copies stored row `index` into `into` (rowBytes bytes). */
+  readRow(index: number, into: Uint8Array): void;
   /** Widens one stored row (rowBytes bytes) into `out` (cols floats). */
   widen(row: Uint8Array, out: Float32Array): void;
+  /** Releases what reading rows needs (an open file); rows cannot be read afterwards. */
+  close(): void;
+}
+
+/** StoredRows over a table held in memory, `bytes` = [rows * rowBytes]. */
+export function rowsInMemory(bytes: Uint8Array, rows: number, cols: number, rowBytes: number, widen: StoredRows['widen']): StoredRows {
+  return {
+    rows,
+    cols,
+    rowBytes,
+    residentBytes: bytes.byteLength,
+    readRow: (index, into) => into.set(bytes.subarray(index * rowBytes, (index + 1) * rowBytes)),
+    widen,
+    close: () => {},
+  };
 }

@@ -8,7 +8,7 @@
  * between calls, so one model can serve many generation sessions.
  */
 import { InputError } from '../errors.ts';
-import type { StoredRows, TensorSource } from '../format/tensor-source.ts';
+import { rowsInMemory, type StoredRows, type TensorSource } from '../format/tensor-source.ts';
 import type { Feed, ModelSession, Runtime } from '../runtime/session.ts';
 import type { LlamaConfig } from './config.ts';
 import type { PastRows } from './kv-cache.ts';
@@ -74,20 +74,21 @@ export class LlamaModel {
   embed(ids: ArrayLike<number>): Float32Array {
     const C = this.config.hiddenSize;
     const out = new Float32Array(ids.length * C);
+    const row = new Uint8Array(this.table.rowBytes);
     for (let t = 0; t < ids.length; t++) {
       const id = ids[t]!;
       if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
         throw new InputError(`token id ${id} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
       }
-      const { bytes, rowBytes } = this.table;
-      this.table.widen(bytes.subarray(id * rowBytes, (id + 1) * rowBytes), out.subarray(t * C, (t + 1) * C));
+      this.table.readRow(id, row);
+      this.table.widen(row, out.subarray(t * C, (t + 1) * C));
     }
     return out;
   }
 
-  /** Bytes the embedding table takes in TypeScript (its stored form). */
+  /** Bytes the embedding table holds in TypeScript: its stored form, or 0 where rows are read from the file. */
   get embeddingBytes(): number {
-    return this.table.bytes.byteLength;
+    return this.table.residentBytes;
   }
 
   async forward(input: ForwardInput): Promise<ForwardOutput> {
@@ -145,6 +146,7 @@ export class LlamaModel {
   }
 
   async release(): Promise<void> {
+    this.table.close();
     await this.session.release();
   }
 }
@@ -152,7 +154,8 @@ export class LlamaModel {
 /** An F32 table [rows, cols] as StoredRows (widening is a copy). */
 function f32Rows(table: Float32Array, rows: number, cols: number): StoredRows {
   const bytes = new Uint8Array(table.buffer, table.byteOffset, table.byteLength);
-  return { rows, cols, rowBytes: cols * 4, bytes, widen: (row, out) => out.set(new Float32Array(row.buffer, row.byteOffset, cols)) };
+  // Rows are copied into a fresh buffer (readRow), so a Float32Array view over one is aligned.
+  return rowsInMemory(bytes, rows, cols, cols * 4, (row, out) => out.set(new Float32Array(row.buffer, row.byteOffset, cols)));
 }
 
 /** 0/1 mask [T, S] to the graph's additive form (0 = attend, -inf = masked). */

@@ -51,6 +51,16 @@ export interface GgufFile {
   tensor(name: string): GgufTensorInfo | undefined;
   /** The tensor's stored bytes, in a fresh buffer (so typed views over it are aligned). */
   readBytes(tensor: GgufTensorInfo): Uint8Array;
+  /**
+   * Fills `dst` from byte `offset` of the tensor's stored bytes (a row of it, say); a FormatError
+   * when that runs past the tensor. Allowed after close() while a retain() is held.
+   */
+  readPart(tensor: GgufTensorInfo, offset: number, dst: Uint8Array): void;
+  /**
+   * Keeps the file open past close() until the returned release is called, for reads of rows on
+   * demand after the loader is done with the file (readPart).
+   */
+  retain(): () => void;
   close(): void;
 }
 
@@ -305,6 +315,10 @@ function ggufFile(
   const path = source.name;
   const byName = new Map(tensors.map((t) => [t.name, t]));
   let open = true;
+  let retained = 0;
+  const closeIfUnused = () => {
+    if (!open && retained === 0) source.close();
+  };
   return {
     path,
     stamp: source.stamp,
@@ -320,9 +334,28 @@ function ggufFile(
       source.read(bytes, tensor.position);
       return bytes;
     },
+    readPart(tensor: GgufTensorInfo, offset: number, dst: Uint8Array): void {
+      if (!open && retained === 0) throw new Error(`${path}: read of "${tensor.name}" after close()`);
+      if (!(Number.isInteger(offset) && offset >= 0 && offset + dst.length <= tensor.byteLength)) {
+        throw new FormatError(path, `bytes ${offset}..${offset + dst.length} of tensor "${tensor.name}" are past its ${tensor.byteLength} bytes`);
+      }
+      source.read(dst, tensor.position + offset);
+    },
+    retain(): () => void {
+      if (!open) throw new Error(`${path}: retain() after close()`);
+      retained++;
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        retained--;
+        closeIfUnused();
+      };
+    },
     close(): void {
-      if (open) source.close();
+      if (!open) return;
       open = false;
+      closeIfUnused();
     },
   };
 }
