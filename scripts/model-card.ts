@@ -41,9 +41,11 @@ const last = evals.at(-1);
 
 const name = basename(dir);
 /** Resumes that changed the planned length (ppd pretrain --resume --steps). */
-const reschedules = ((training.reschedules ?? []) as { atStep: number; fromSteps: number; toSteps: number }[])
-  .map((r) => ` (planned ${r.fromSteps} until step ${r.atStep}, then ${r.toSteps}: the cosine schedule follows the new plan from there)`)
-  .join('');
+const changes = (training.reschedules ?? []) as { atStep: number; fromSteps: number; toSteps: number }[];
+const reschedules =
+  changes.length === 0
+    ? ''
+    : ` (the plan changed at ${changes.map((r) => `step ${r.atStep} from ${r.fromSteps} to ${r.toSteps}`).join(', ')}; the cosine schedule follows each new plan from there, optimizer state kept)`;
 const card = `# ${name}
 
 A small LLaMA-architecture language model trained from scratch by ppd on this project's machine,
