@@ -164,9 +164,16 @@ test('WebGPU: next-token logits equal Node engine\'s within float tolerance', { 
   const browserLogits = await page.evaluate((ids) => (globalThis as unknown as { ppdLogits(ids: number[]): Promise<number[]> }).ppdLogits(ids), ids);
   const nodeLogits = await prefill(loaded.model, ids, newCache(loaded.model));
   assert.equal(browserLogits.length, nodeLogits.length);
+  // f32 on another device sums in another order: measured 0.00102 on logits up to 11.7 (8.7e-5 of
+  // the largest) with the 20.5M-token bundled model, 1e-3 held before its logits grew. The bound,
+  // 2e-4 of the largest logit, is twice that; a wrong op or layout is off by the logits' own size.
   let worst = 0;
-  for (let i = 0; i < nodeLogits.length; i++) worst = Math.max(worst, Math.abs(browserLogits[i]! - nodeLogits[i]!));
-  assert.ok(worst < 1e-3, `largest logit difference ${worst}`);
+  let largest = 1;
+  for (let i = 0; i < nodeLogits.length; i++) {
+    worst = Math.max(worst, Math.abs(browserLogits[i]! - nodeLogits[i]!));
+    largest = Math.max(largest, Math.abs(nodeLogits[i]!));
+  }
+  assert.ok(worst < 2e-4 * largest, `largest logit difference ${worst} (largest logit ${largest})`);
   assert.deepEqual(problems, []);
   await page.close();
 });

@@ -123,7 +123,10 @@ describe('llama.cpp parity', () => {
   // to 8 bits, so a step where the model's top two logits nearly tie may go either way (the
   // bundled model repeats itself and has such steps). The invariant there: along llama.cpp's
   // continuation, every token it picks is ppd's argmax or within NEAR_TIE of ppd's best logit.
-  const NEAR_TIE = 0.05;
+  // 8-bit activations cost ~0.4 % per product (test/kquant-model.test.ts), ~0.06 on the 20.5M-token
+  // bundled model's logits (up to 16 on these prompts); a near-tie of 0.052 was measured on it
+  // (0.05 held on the shorter-trained models). A wrong layout or rounding rule misses by whole units.
+  const NEAR_TIE = 0.08;
   const PROMPTS = ["const fs = require('fs')", 'export function parse(text: string) {', '// lib/index.js', 'import { describe, it } from'];
   for (const [type, matmul] of [['F32', undefined], ['Q4_K_M', 'f32']] as const) {
     const exact = type === 'F32';
