@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../format/atomic.ts';
 import { writeLineChart, type Series } from '../report/plot.ts';
-import type { Decision, Prediction } from '../ppd/tree-size-choice.ts';
+import { guessesAnything, type Decision, type Prediction } from '../ppd/tree-size-choice.ts';
 import type { LatencyRow, MeasuredSize } from './measure.ts';
 import { describeSignature, type MachineSignature } from '../ppd/hardware-profile.ts';
 import type { TauPoint } from '../ppd/tree-size-tau.ts';
@@ -109,7 +109,7 @@ function checkSection(r: CalibrationReport): string[] {
  * "n = 8 with a context lookup of 8 tokens and the n-gram table, measured 1.41× plain end to end".
  */
 export function decisionText(d: Decision, margin: number): string {
-  if (d.n === 1 && !d.lookup && !d.ngram) return `plain decoding — nothing checked beat it by ${fmt(margin * 100, 0)} % end to end on this machine`;
+  if (!guessesAnything(d)) return `plain decoding — nothing checked beat it by ${fmt(margin * 100, 0)} % end to end on this machine`;
   const drafts = [d.lookup ? `a context lookup of ${d.lookup} tokens` : '', d.ngram ? 'the n-gram table' : ''].filter((x) => x !== '').join(' and ');
   const what = d.n > 1 ? `n = ${d.n}${drafts === '' ? '' : ` with ${drafts}`}` : `no prompt-token rows, ${drafts} alone`;
   return `${what}${d.ngram === false ? ' (without the n-gram table)' : ''}, measured ${fmt(d.speedup)}× plain end to end`;
@@ -119,8 +119,7 @@ export function decisionText(d: Decision, margin: number): string {
 function decisionLine(r: CalibrationReport): string[] {
   const d = r.decision;
   if (d.basis === 'prediction') return [];
-  const plain = d.n === 1 && !d.lookup && !d.ngram;
-  const text = plain
+  const text = !guessesAnything(d)
     ? `**Decision: ${decisionText(d, r.margin)}**, so generation with this adapter decodes plainly here (\`--trees FILE\` forces a tree set).`
     : `**Decision: ${decisionText(d, r.margin)}**: the best checked; the prediction chose n = ${r.chosen.n}.`;
   return [text, ''];

@@ -9,7 +9,7 @@ import { InvalidArgumentError } from 'commander';
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { basename, join, relative } from 'node:path';
-import { chooseTreeSize, decide, sizesToCheck, type Choice } from '../ppd/tree-size-choice.ts';
+import { chooseTreeSize, decide, guessesAnything, sizesToCheck, type Choice } from '../ppd/tree-size-choice.ts';
 import { sizeGrid } from '../ppd/tree-size-grid.ts';
 import { generationCount, generationRuns, heldOutPrompts, latencyForwards, measuredSize, measureLatency, type Candidate, type HeldOutPrompt, type LatencyRow } from '../calibrate/measure.ts';
 import { fileDigest, machineSignature, PROFILE_SCHEMA, PROFILES_DIR, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../ppd/hardware-profile.ts';
@@ -234,7 +234,7 @@ function installProfile(inputs: Inputs, report: CalibrationReport, f: CalibrateF
     expectedTokensPerStep: chosen.tau,
     latencyMs: { one: report.predictions[0]!.latencyMs, chosen: chosen.latencyMs },
     predictedSpeedup: chosen.speedup,
-    measuredSpeedup: report.decision.basis === 'measurement' && (chosen.n > 1 || report.decision.lookup! > 0 || report.decision.ngram === true) ? report.decision.speedup : null,
+    measuredSpeedup: report.decision.basis === 'measurement' && guessesAnything(report.decision) ? report.decision.speedup : null,
     report: join(REPORTS_DIR, `${inputs.hash}.json`),
     ...(report.decision.lookup === null ? {} : { lookup: report.decision.lookup }),
     ...(report.decision.ngram === null ? {} : { ngram: report.decision.ngram }),

@@ -108,6 +108,14 @@ export interface Decision {
 }
 
 /**
+ * Whether a decision (or a measured candidate) guesses anything: prompt-token rows, the context
+ * lookup or the n-gram table. One that does not is plain decoding.
+ */
+export function guessesAnything(d: { n: number; lookup: number | null; ngram?: boolean | null }): boolean {
+  return d.n > 1 || (d.lookup ?? 0) > 0 || d.ngram === true;
+}
+
+/**
  * Default share by which a measured PPD speed must beat plain decoding to be chosen: below it,
  * the gain is inside the run-to-run noise of a short check on a shared machine.
  */
@@ -136,7 +144,6 @@ export function decide(choice: Choice, measured: readonly MeasuredCandidate[] | 
   if (measured === null || measured.length === 0) return { n: choice.chosen.n, lookup: null, ngram: null, basis: 'prediction', speedup: choice.chosen.speedup };
   const tableChecked = measured.some((m) => m.ngram === true);
   const best = measured.reduce((a, b) => (b.speedup > a.speedup ? b : a));
-  const guesses = best.n > 1 || best.lookup > 0 || best.ngram === true;
-  if (guesses && best.speedup >= 1 + margin) return { n: best.n, lookup: best.lookup, ngram: tableChecked ? best.ngram === true : null, basis: 'measurement', speedup: best.speedup };
+  if (guessesAnything(best) && best.speedup >= 1 + margin) return { n: best.n, lookup: best.lookup, ngram: tableChecked ? best.ngram === true : null, basis: 'measurement', speedup: best.speedup };
   return { n: 1, lookup: 0, ngram: tableChecked ? false : null, basis: 'measurement', speedup: 1 };
 }
