@@ -11,6 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
+import { PROFILES_DIR } from '../src/ppd/hardware-profile.ts';
 import { writeLineChart } from '../src/report/plot.ts';
 
 const OUT = 'docs/bench/training-curve';
@@ -93,7 +94,7 @@ writeFileAtomic(
     ...points.map(
       (p) =>
         `| ${p.commit} | ${millions(p.tokensSeen).toFixed(1)}M | ${p.steps} | ${p.testPerplexity.toFixed(1)} | ${p.top1.map(pct).join(' / ')} | ` +
-        `budget ${p.trees.budget} (${p.trees.file.includes('/profiles/') ? 'calibrated' : 'trees.json'}) | ${p.tau.toFixed(2)} | ${p.speedup.toFixed(2)}× | ${p.lookupSpeedup.toFixed(2)}× | ${pct(p.distinct4)} | ${p.benchDate} |`,
+        `budget ${p.trees.budget} (${p.trees.file.includes(`/${PROFILES_DIR}/`) ? 'calibrated' : 'trees.json'}) | ${p.tau.toFixed(2)} | ${p.speedup.toFixed(2)}× | ${p.lookupSpeedup.toFixed(2)}× | ${pct(p.distinct4)} | ${p.benchDate} |`,
     ),
     '',
     'PPD alone runs with the trees of the machine\'s calibrated profile where the calibration chose prompt-token rows, else with `trees.json` (budget 8): smaller calibrated trees guess fewer tokens per step (τ) and cost less per step, so τ and speedup compare across rows only with the trees in view.',
