@@ -170,7 +170,7 @@ function generate(prompt: string): void {
   });
 }
 
-/** One decoding step's accepted tokens, as one run coloured by their number (as the chat page does). */
+/** One decoding step's accepted tokens: counted now, drawn with the steps after it (drawPieces). */
 function onPiece(text: string, ids: number[]): void {
   if (!bubble) return;
   if (ids.length > 0) {
@@ -178,20 +178,45 @@ function onPiece(text: string, ids: number[]): void {
     live.tokens += ids.length;
     live.steps += 1;
   }
-  if (text !== '') {
-    const run = document.createElement('span');
-    run.className = `run n${Math.min(Math.max(ids.length, 1), 5)}`;
-    run.dataset.tokens = String(ids.length);
-    run.title = `${ids.length} token${ids.length === 1 ? '' : 's'} in one step`;
-    run.textContent = text;
-    bubble.append(run);
+  if (text !== '') pending.push({ text, tokens: ids.length });
+  if (!drawScheduled) {
+    drawScheduled = true;
+    setTimeout(drawPieces, DRAW_INTERVAL_MS);
+  }
+}
+
+/**
+ * The page draws the steps received at most every DRAW_INTERVAL_MS, not once per step: each draw
+ * is a layout and a paint on the page's main thread, on a core the engine's threads want
+ * (measured: docs/ARCHITECTURE.md, "In the browser").
+ */
+const DRAW_INTERVAL_MS = 100;
+/** Steps received but not drawn yet. */
+let pending: { text: string; tokens: number }[] = [];
+let drawScheduled = false;
+
+/** Draws the pending steps, each as one run coloured by its number of tokens (as the chat page does). */
+function drawPieces(): void {
+  drawScheduled = false;
+  if (bubble && pending.length > 0) {
+    const runs = pending.map(({ text, tokens }) => {
+      const run = document.createElement('span');
+      run.className = `run n${Math.min(Math.max(tokens, 1), 5)}`;
+      run.dataset.tokens = String(tokens);
+      run.title = `${tokens} token${tokens === 1 ? '' : 's'} in one step`;
+      run.textContent = text;
+      return run;
+    });
+    bubble.append(...runs);
     log.scrollTop = log.scrollHeight;
   }
+  pending = [];
   showStats();
 }
 
 function onDone(done: Extract<FromWorker, { type: 'done' }>): void {
   if (!bubble) return;
+  drawPieces(); // the last steps, before the summary
   const s = done.stats;
   const meta = document.createElement('span');
   meta.className = 'meta';
@@ -215,6 +240,7 @@ function treesText(trees: TreesInfo): string {
 
 function finishRun(state: string): void {
   bubble = undefined;
+  pending = []; // undrawn steps of a generation that ended in an error
   $<HTMLButtonElement>('send').disabled = model === undefined;
   $<HTMLButtonElement>('stop').disabled = true;
   setState(state, state);
