@@ -56,6 +56,40 @@ function showStats(tokens, steps, seconds) {
   $('tau').textContent = steps > 0 ? (tokens / steps).toFixed(2) : '–';
 }
 
+/**
+ * Draws a reply's steps into `bubble`, each as one coloured run, at most every DRAW_INTERVAL_MS
+ * rather than at every step: each draw is a layout and a paint on the page's main thread, which
+ * on a small machine shares the cores with the server's engine (docs/ARCHITECTURE.md, "In the
+ * browser", measured there on the in-browser page). `flush` draws what is pending now.
+ */
+const DRAW_INTERVAL_MS = 100;
+function stepDrawer(bubble, afterDraw) {
+  let pending = [];
+  let timer = 0;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = 0;
+    if (pending.length > 0) {
+      bubble.append(...pending.map(({ piece, accepted }) => {
+        const run = document.createElement('span');
+        run.className = `run n${Math.min(Math.max(accepted, 1), 5)}`;
+        run.dataset.tokens = String(accepted);
+        run.title = `${accepted} token${accepted === 1 ? '' : 's'} in one step`;
+        run.textContent = piece;
+        return run;
+      }));
+      pending = [];
+      log.scrollTop = log.scrollHeight;
+    }
+    afterDraw();
+  };
+  const add = (piece, accepted) => {
+    if (piece !== '') pending.push({ piece, accepted });
+    if (timer === 0) timer = setTimeout(flush, DRAW_INTERVAL_MS);
+  };
+  return { add, flush };
+}
+
 /** Yields the JSON objects of a server-sent event stream until `[DONE]`. */
 async function* events(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
@@ -103,6 +137,7 @@ async function send(text) {
   let tokens = 0;
   let steps = 0;
   let reply = '';
+  const drawer = stepDrawer(bubble, () => showStats(tokens, steps, (performance.now() - start) / 1000));
   try {
     const response = await fetch('/v1/chat/completions', { method: 'POST', headers, body: JSON.stringify(body), signal: controller.signal });
     if (!response.ok) {
@@ -119,18 +154,10 @@ async function send(text) {
         tokens += accepted;
         steps += 1;
       }
-      if (piece !== '') {
-        const run = document.createElement('span');
-        run.className = `run n${Math.min(Math.max(accepted, 1), 5)}`;
-        run.dataset.tokens = String(accepted);
-        run.title = `${accepted} token${accepted === 1 ? '' : 's'} in one step`;
-        run.textContent = piece;
-        bubble.append(run);
-        reply += piece;
-        log.scrollTop = log.scrollHeight;
-      }
-      showStats(tokens, steps, (performance.now() - start) / 1000);
+      reply += piece;
+      drawer.add(piece, accepted);
       if (chunk.decoding) {
+        drawer.flush();
         const d = chunk.decoding;
         const meta = document.createElement('span');
         meta.className = 'meta';
@@ -138,9 +165,11 @@ async function send(text) {
         bubble.append(meta);
       }
     }
+    drawer.flush();
     history.push({ role: 'assistant', content: reply });
     setStatus('done');
   } catch (error) {
+    drawer.flush(); // what arrived before the stop or the error
     history.pop(); // the user's turn got no reply; it can be sent again
     if (error.name === 'AbortError') {
       const meta = document.createElement('span');
