@@ -240,7 +240,6 @@ function treesText(trees: TreesInfo): string {
 
 function finishRun(state: string): void {
   bubble = undefined;
-  pending = []; // undrawn steps of a generation that ended in an error
   $<HTMLButtonElement>('send').disabled = model === undefined;
   $<HTMLButtonElement>('stop').disabled = true;
   setState(state, state);
@@ -256,6 +255,7 @@ function showStats(): void {
 }
 
 function showError(text: string): void {
+  if (bubble) drawPieces(); // the steps that arrived before the error, as they would have been drawn
   const div = document.createElement('div');
   div.className = 'message error';
   div.textContent = `error: ${text}`;
