@@ -6,6 +6,8 @@
  * Not a general OpenAI client: it reads exactly the chunks ppd sends (`accepted_tokens`,
  * `decoding`, `usage` with stream_options.include_usage).
  */
+import { Worker } from 'node:worker_threads';
+import { typeScriptWorkerEntry } from '../src/tokenizer/thread.ts';
 
 export interface StreamOutcome {
   ok: boolean;
@@ -81,6 +83,40 @@ export async function streamCompletion(url: string, body: object, options: Strea
   }
   outcome.latency = (performance.now() - start) / 1000;
   return outcome;
+}
+
+/** What runClients runs: `clients` concurrent clients, each sending body after body (client c starts at body 3c) until `seconds` have passed. */
+export interface ClientsJob {
+  url: string;
+  bodies: object[];
+  clients: number;
+  seconds: number;
+}
+
+/** One request of a ClientsJob: its outcome and which body it sent. */
+export type ClientOutcome = StreamOutcome & { body: number };
+
+/** A ClientsJob's requests, and the seconds from the first request sent to the last answer read (thread start-up not included). */
+export interface ClientsRun {
+  outcomes: ClientOutcome[];
+  wallSeconds: number;
+}
+
+/**
+ * Runs `job` on a worker thread of its own (client-thread.ts), so that the clients read the
+ * stream while the caller's thread is busy, as clients in another process would. Requests
+ * started before the deadline finish; none starts after.
+ */
+export function runClients(job: ClientsJob): Promise<ClientsRun> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(typeScriptWorkerEntry(new URL('./client-thread.ts', import.meta.url)), { workerData: job });
+    worker.once('message', (run: ClientsRun) => {
+      resolve(run);
+      void worker.terminate();
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`the client thread exited with code ${code} before answering`)));
+  });
 }
 
 export interface Quantiles {

@@ -21,7 +21,9 @@
  * largest client count, so a correct server never answers 429. First every (prompt, mode) pair
  * is sent alone, whole and greedy, to the server without batching: the references. Then, for
  * each mode, client count and server in turn, each client loops for the configuration's seconds:
- * a streaming greedy completion of the next prompt (`ppd: false` for plain), read event by event;
+ * a streaming greedy completion of the next prompt (`ppd: false` for plain), read event by event
+ * on a thread of the clients' own (client-thread.ts: a forward holds this thread's event loop, so
+ * clients here would read each chunk only after the server's next forward);
  * every answer must be 200, end with [DONE], carry no error event and hold exactly the reference
  * text. Requests started before the deadline finish; none starts after. Time to first token is
  * from sending to the first chunk with tokens; inter-token latency is each later chunk's gap
@@ -55,7 +57,7 @@ import { loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
 import { buildServer, DEFAULT_BATCH_SEQUENCES, measureServerLatency } from '../src/server/app.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
-import { quantiles, streamCompletion, type Quantiles, type StreamOutcome } from './client.ts';
+import { quantiles, runClients, type Quantiles, type StreamOutcome } from './client.ts';
 import { BUSY_MACHINE_CORES, bytes, describeMachine, fmt, machineSection, otherCpu, parseBenchArgs, positiveInt, REPO_ROOT, repoPath, runBenchmark, shownPath, watchLoad, writeReportFiles, type Machine, type PhaseLoad } from './harness.ts';
 import { heldOutTextFor, selectPrompts } from './prompts.ts';
 
@@ -226,20 +228,12 @@ interface Outcome extends StreamOutcome {
 const request = (prompt: string, mode: Mode, maxTokens: number) => ({ prompt, max_tokens: maxTokens, temperature: 0, ppd: mode === 'ppd' });
 
 async function runConfiguration(url: string, prompts: string[], references: Map<string, string>, plan: Plan, mode: Mode, batching: boolean, clients: number): Promise<Configuration> {
-  const start = performance.now();
-  const deadline = start + plan.seconds * 1000;
   const endLoad = watchLoad();
-  const client = async (c: number): Promise<Outcome[]> => {
-    const outcomes: Outcome[] = [];
-    for (let n = 0; performance.now() < deadline; n++) {
-      const prompt = (c * 3 + n) % prompts.length;
-      outcomes.push({ ...(await streamCompletion(url, request(prompts[prompt]!, mode, plan.maxTokens))), prompt });
-    }
-    return outcomes;
-  };
-  const outcomes = (await Promise.all(Array.from({ length: clients }, (_, c) => client(c)))).flat();
-  const wallSeconds = (performance.now() - start) / 1000;
+  const bodies = prompts.map((prompt) => request(prompt, mode, plan.maxTokens));
+  const run = await runClients({ url, bodies, clients, seconds: plan.seconds });
   const load = endLoad();
+  const outcomes: Outcome[] = run.outcomes.map(({ body, ...o }) => ({ ...o, prompt: body }));
+  const { wallSeconds } = run;
   const ok = outcomes.filter((o) => o.ok);
   const errors = outcomes.filter((o) => !o.ok);
   const newTokens = ok.reduce((n, o) => n + o.newTokens, 0);
@@ -273,7 +267,7 @@ function markdown(r: ServeBenchReport, chartFile: string): string {
   return [
     '# Server benchmark',
     '',
-    `\`${r.command}\` on ${r.date.slice(0, 10)} (${r.mode} run, ${fmt(r.durationSeconds, 0)} s): streaming clients against \`ppd serve\` on loopback, ${r.workload.clients.join(', ')} at once, ` +
+    `\`${r.command}\` on ${r.date.slice(0, 10)} (${r.mode} run, ${fmt(r.durationSeconds, 0)} s): streaming clients (on a thread of their own) against \`ppd serve\` on loopback, ${r.workload.clients.join(', ')} at once, ` +
       `${r.workload.secondsEach} s per configuration, ${r.workload.prompts} prompts × ${r.workload.maxTokens} new tokens, greedy; plain decoding and PPD, each with batching ` +
       `(up to ${r.workload.batchSequences} sequences share each forward) and without (one generation at a time). Model \`${r.model.dir}\` (${(r.model.parameters / 1e6).toFixed(2)} M parameters), ` +
       `adapter \`${r.adapter.dir}\` (trees \`${r.adapter.trees}\`, lookup ${r.adapter.lookup}).`,

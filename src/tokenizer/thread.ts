@@ -93,7 +93,7 @@ export class TokenizerThread {
 
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(workerEntry(), { workerData: this.source });
+    const worker = new Worker(typeScriptWorkerEntry(new URL('./thread-worker.ts', import.meta.url)), { workerData: this.source });
     worker.on('message', (answer: EncodeAnswer) => {
       const done = this.running;
       if (!done || done.job.id !== answer.id) return;
@@ -129,12 +129,12 @@ function rebuildError(e: { name: string; message: string }): Error {
 }
 
 /**
- * The worker's entry as a module URL. ppd runs its TypeScript through tsx, whose loader a worker
- * thread does not inherit, so the entry registers tsx and then imports the worker's module.
+ * A worker thread's entry for the TypeScript module `module`, as a module URL. ppd runs its
+ * TypeScript through tsx, whose loader a worker thread does not inherit, so the entry registers
+ * tsx and then imports the module. (Also bench:serve's client thread.)
  */
-function workerEntry(): URL {
+export function typeScriptWorkerEntry(module: URL): URL {
   const tsx = import.meta.resolve('tsx/esm/api');
-  const worker = new URL('./thread-worker.ts', import.meta.url).href;
-  const code = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(worker)});`;
+  const code = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(module.href)});`;
   return new URL(`data:text/javascript,${encodeURIComponent(code)}`);
 }
