@@ -59,8 +59,8 @@ function showStats(tokens, steps, seconds) {
 /**
  * Draws a reply's steps into `bubble`, each as one coloured run, at most every DRAW_INTERVAL_MS
  * rather than at every step: each draw is a layout and a paint on the page's main thread, which
- * on a small machine shares the cores with the server's engine (docs/ARCHITECTURE.md, "In the
- * browser", measured there on the in-browser page). `flush` draws what is pending now.
+ * on a small machine shares the cores with the server's engine (measured: docs/ARCHITECTURE.md,
+ * "In the browser"). `flush` draws what is pending now.
  */
 const DRAW_INTERVAL_MS = 100;
 function stepDrawer(bubble, afterDraw) {
