@@ -269,10 +269,17 @@ export class BatchScheduler {
     const latency = this.options.latency;
 
     const contributions: Contribution[] = [];
-    let prefillBudget = Math.min(maxRows - decoding.length, decoding.length === 0 ? PREFILL_CHUNK : this.prefillAllowance(decoding.length));
+    const rowsLeft = maxRows - decoding.length;
+    let prefillBudget = Math.min(rowsLeft, decoding.length === 0 ? PREFILL_CHUNK : this.prefillAllowance(decoding.length));
+    let prefillRows = 0;
     for (const member of prefilling) {
       if (prefillBudget <= 0) break;
-      const c = this.prefillContribution(member, prefillBudget);
+      // A remainder shorter than a minimum chunk goes in now: one more step for a few rows would
+      // cost the prompt a whole step's wait and the batch a whole forward.
+      const remaining = member.request.ids.length - member.prefilled;
+      const rows = remaining - prefillBudget < MIN_PREFILL_ROWS ? Math.min(remaining, rowsLeft - prefillRows) : prefillBudget;
+      const c = this.prefillContribution(member, rows);
+      prefillRows += c.prefillRows;
       contributions.push(c);
       prefillBudget -= c.prefillRows;
     }
