@@ -11,6 +11,8 @@
  *                                            adapter, 3 s per configuration, to a temporary folder
  *   --model DIR --ppd DIR                    another model / adapter folder (with its trees.json)
  *   --clients 1,2,4,8 --seconds S            client counts, seconds each configuration runs
+ *   --repeats N                              runs of each configuration (default 1), the two servers
+ *                                            taken in turn (off, on, on, off, ...), pooled
  *   --max-tokens N --prompts N               new tokens per request (64), distinct prompts (8)
  *   --part plain|ppd                         only one decoding mode (to split a long run in two)
  *   --threads N                              ONNX Runtime intra-op threads (default: all cores)
@@ -57,7 +59,7 @@ import { loadPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { buildTreeSet } from '../src/ppd/tree-builder.ts';
 import { buildServer, DEFAULT_BATCH_SEQUENCES, measureServerLatency } from '../src/server/app.ts';
 import { byteFallbackTokenizerConfig, byteFallbackTokenizerJson } from '../src/tokenizer/byte-tokenizer.ts';
-import { quantiles, runClients, type Quantiles, type StreamOutcome } from './client.ts';
+import { quantiles, runClients, type ClientsRun, type Quantiles, type StreamOutcome } from './client.ts';
 import { BUSY_MACHINE_CORES, bytes, describeMachine, fmt, machineSection, otherCpu, parseBenchArgs, positiveInt, REPO_ROOT, repoPath, runBenchmark, shownPath, watchLoad, writeReportFiles, type Machine, type PhaseLoad } from './harness.ts';
 import { heldOutTextFor, selectPrompts } from './prompts.ts';
 
@@ -67,7 +69,7 @@ import { heldOutTextFor, selectPrompts } from './prompts.ts';
 type Mode = 'plain' | 'ppd';
 
 export interface ServeBenchReport {
-  schema: 'ppd.bench.serve/2';
+  schema: 'ppd.bench.serve/3';
   mode: 'full' | 'quick';
   command: string;
   /** ISO 8601, when the run started. */
@@ -76,7 +78,7 @@ export interface ServeBenchReport {
   machine: Machine;
   model: { dir: string; parameters: number; contextLength: number };
   adapter: { dir: string; trees: string; lookup: number; verification: string };
-  workload: { clients: number[]; secondsEach: number; maxTokens: number; prompts: number; batchSequences: number; requests: 'streamed, greedy' };
+  workload: { clients: number[]; secondsEach: number; /** Runs of each configuration, servers in turn, pooled. */ repeats: number; maxTokens: number; prompts: number; batchSequences: number; requests: 'streamed, greedy' };
   /** L(n) the batching server measured when it started (its row budget's input), ms. */
   latency: { rows: number; ms: number }[];
   /**
@@ -125,13 +127,15 @@ interface Plan {
   adapterDir?: string;
   clients: number[];
   seconds: number;
+  /** Runs of each configuration, the servers taken in turn; their requests are pooled. */
+  repeats: number;
   maxTokens: number;
   prompts: number;
   modes: Mode[];
 }
 
 function planFromArgs(argv: string[]): Plan {
-  const { quick, threads, flags } = parseBenchArgs(argv, ['model', 'ppd', 'clients', 'seconds', 'max-tokens', 'prompts', 'part']);
+  const { quick, threads, flags } = parseBenchArgs(argv, ['model', 'ppd', 'clients', 'seconds', 'repeats', 'max-tokens', 'prompts', 'part']);
   const modelDir = flags.model ?? (quick ? undefined : DEFAULT_MODEL);
   const adapterDir = flags.ppd ?? (modelDir === undefined ? undefined : flags.model === undefined ? DEFAULT_ADAPTER : join(modelDir, 'ppd'));
   if (modelDir !== undefined && !existsSync(join(modelDir, 'config.json'))) {
@@ -150,6 +154,7 @@ function planFromArgs(argv: string[]): Plan {
     adapterDir,
     clients,
     seconds: positiveInt('seconds', flags.seconds, quick ? 3 : 20),
+    repeats: positiveInt('repeats', flags.repeats, 1),
     maxTokens: positiveInt('max-tokens', flags['max-tokens'], quick ? 16 : 64),
     prompts: positiveInt('prompts', flags.prompts, quick ? 3 : 8),
     modes: flags.part === undefined ? ['plain', 'ppd'] : [flags.part],
@@ -227,13 +232,30 @@ interface Outcome extends StreamOutcome {
 
 const request = (prompt: string, mode: Mode, maxTokens: number) => ({ prompt, max_tokens: maxTokens, temperature: 0, ppd: mode === 'ppd' });
 
-async function runConfiguration(url: string, prompts: string[], references: Map<string, string>, plan: Plan, mode: Mode, batching: boolean, clients: number): Promise<Configuration> {
+/** One run of `clients` clients against `url` for the plan's seconds. */
+async function runOnce(url: string, prompts: string[], plan: Plan, mode: Mode, clients: number): Promise<{ run: ClientsRun; otherCores: number | null }> {
   const endLoad = watchLoad();
   const bodies = prompts.map((prompt) => request(prompt, mode, plan.maxTokens));
   const run = await runClients({ url, bodies, clients, seconds: plan.seconds });
-  const load = endLoad();
-  const outcomes: Outcome[] = run.outcomes.map(({ body, ...o }) => ({ ...o, prompt: body }));
-  const { wallSeconds } = run;
+  return { run, otherCores: endLoad().otherCores };
+}
+
+/**
+ * Both servers at one client count: `plan.repeats` runs of each, taken in turn (off, on, on, off,
+ * ...) so that both meet the machine's drift alike; each server's runs are pooled.
+ */
+async function runConfigurations(urls: { alone: string; batching: string }, prompts: string[], references: Map<string, string>, plan: Plan, mode: Mode, clients: number): Promise<Configuration[]> {
+  const runs = new Map<boolean, { run: ClientsRun; otherCores: number | null }[]>([[false, []], [true, []]]);
+  for (let r = 0; r < plan.repeats; r++) {
+    for (const batching of r % 2 === 0 ? [false, true] : [true, false]) runs.get(batching)!.push(await runOnce(batching ? urls.batching : urls.alone, prompts, plan, mode, clients));
+  }
+  return [false, true].map((batching) => summary(runs.get(batching)!, references, mode, batching, clients));
+}
+
+function summary(runs: { run: ClientsRun; otherCores: number | null }[], references: Map<string, string>, mode: Mode, batching: boolean, clients: number): Configuration {
+  const outcomes: Outcome[] = runs.flatMap(({ run }) => run.outcomes.map(({ body, ...o }) => ({ ...o, prompt: body })));
+  const wallSeconds = runs.reduce((n, { run }) => n + run.wallSeconds, 0);
+  const loads = runs.map((r) => r.otherCores);
   const ok = outcomes.filter((o) => o.ok);
   const errors = outcomes.filter((o) => !o.ok);
   const newTokens = ok.reduce((n, o) => n + o.newTokens, 0);
@@ -252,7 +274,7 @@ async function runConfiguration(url: string, prompts: string[], references: Map<
     timeToFirstToken: quantiles(ok.map((o) => o.timeToFirstToken)),
     interTokenLatency: quantiles(ok.flatMap((o) => o.interTokenLatencies)),
     wallSeconds,
-    otherCores: load.otherCores,
+    otherCores: loads.includes(null) ? null : runs.reduce((n, r) => n + r.otherCores! * r.run.wallSeconds, 0) / wallSeconds,
   };
 }
 
@@ -268,7 +290,7 @@ function markdown(r: ServeBenchReport, chartFile: string): string {
     '# Server benchmark',
     '',
     `\`${r.command}\` on ${r.date.slice(0, 10)} (${r.mode} run, ${fmt(r.durationSeconds, 0)} s): streaming clients (on a thread of their own) against \`ppd serve\` on loopback, ${r.workload.clients.join(', ')} at once, ` +
-      `${r.workload.secondsEach} s per configuration, ${r.workload.prompts} prompts × ${r.workload.maxTokens} new tokens, greedy; plain decoding and PPD, each with batching ` +
+      `${r.workload.repeats > 1 ? `${r.workload.repeats} runs of ${r.workload.secondsEach} s per configuration (the two servers taken in turn, requests pooled)` : `${r.workload.secondsEach} s per configuration`}, ${r.workload.prompts} prompts × ${r.workload.maxTokens} new tokens, greedy; plain decoding and PPD, each with batching ` +
       `(up to ${r.workload.batchSequences} sequences share each forward) and without (one generation at a time). Model \`${r.model.dir}\` (${(r.model.parameters / 1e6).toFixed(2)} M parameters), ` +
       `adapter \`${r.adapter.dir}\` (trees \`${r.adapter.trees}\`, lookup ${r.adapter.lookup}).`,
     '',
@@ -333,7 +355,7 @@ async function main(argv: string[]): Promise<void> {
   try {
     const urls = { batching: await listen(batchingApp), alone: await listen(aloneApp) };
     const { prompts } = served;
-    process.stderr.write(`serve benchmark (${plan.mode}): ${plan.modes.join(' and ')}, clients ${plan.clients.join('/')}, batching on/off, ${plan.seconds} s each; ${prompts.length} prompts × ${plan.maxTokens} tokens; ${machine.cores} cores, ${plan.threads} threads\n`);
+    process.stderr.write(`serve benchmark (${plan.mode}): ${plan.modes.join(' and ')}, clients ${plan.clients.join('/')}, batching on/off, ${plan.repeats > 1 ? `${plan.repeats} × ` : ''}${plan.seconds} s each; ${prompts.length} prompts × ${plan.maxTokens} tokens; ${machine.cores} cores, ${plan.threads} threads\n`);
 
     // References: each (prompt, mode) alone, whole, without batching.
     const references = new Map<string, string>();
@@ -354,10 +376,9 @@ async function main(argv: string[]): Promise<void> {
     const configurations: Configuration[] = [];
     for (const mode of plan.modes) {
       for (const clients of plan.clients) {
-        for (const batching of [false, true]) {
-          const c = await runConfiguration(batching ? urls.batching : urls.alone, prompts, references, plan, mode, batching, clients);
+        for (const c of await runConfigurations(urls, prompts, references, plan, mode, clients)) {
           configurations.push(c);
-          process.stderr.write(`  ${mode} ${batching ? 'batching' : 'one at a time'} × ${clients}: ${fmt(c.tokensPerSecond, 1)} tokens/s, TTFT p95 ${ms(c.timeToFirstToken.p95)} ms, ITL p95 ${ms(c.interTokenLatency.p95)} ms, ${c.errors} errors, ${c.mismatches} mismatches\n`);
+          process.stderr.write(`  ${mode} ${c.batching ? 'batching' : 'one at a time'} × ${clients}: ${fmt(c.tokensPerSecond, 1)} tokens/s, TTFT p95 ${ms(c.timeToFirstToken.p95)} ms, ITL p95 ${ms(c.interTokenLatency.p95)} ms, ${c.errors} errors, ${c.mismatches} mismatches\n`);
         }
       }
     }
@@ -385,7 +406,7 @@ async function main(argv: string[]): Promise<void> {
     const mismatches = configurations.reduce((n, c) => n + c.mismatches, 0);
     const requests = configurations.reduce((n, c) => n + c.requests, 0);
     const report: ServeBenchReport = {
-      schema: 'ppd.bench.serve/2',
+      schema: 'ppd.bench.serve/3',
       mode: plan.mode,
       command: `npm run bench:serve${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
       date,
@@ -398,7 +419,7 @@ async function main(argv: string[]): Promise<void> {
         lookup: served.ppd.lookup ?? 0,
         verification: served.ppd.verification,
       },
-      workload: { clients: plan.clients, secondsEach: plan.seconds, maxTokens: plan.maxTokens, prompts: prompts.length, batchSequences: DEFAULT_BATCH_SEQUENCES, requests: 'streamed, greedy' },
+      workload: { clients: plan.clients, secondsEach: plan.seconds, repeats: plan.repeats, maxTokens: plan.maxTokens, prompts: prompts.length, batchSequences: DEFAULT_BATCH_SEQUENCES, requests: 'streamed, greedy' },
       latency: latency.points.map((p) => ({ ...p })),
       rowBudget: rowBudgetTable(served, latency, plan.clients),
       references: { mismatchesPpdVsPlain },
