@@ -270,18 +270,17 @@ export class BatchScheduler {
 
     const contributions: Contribution[] = [];
     const rowsLeft = maxRows - decoding.length;
-    let prefillBudget = Math.min(rowsLeft, decoding.length === 0 ? PREFILL_CHUNK : this.prefillAllowance(decoding.length));
+    const prefillBudget = Math.min(rowsLeft, decoding.length === 0 ? PREFILL_CHUNK : this.prefillAllowance(decoding.length));
     let prefillRows = 0;
     for (const member of prefilling) {
-      if (prefillBudget <= 0) break;
+      const budget = prefillBudget - prefillRows;
+      if (budget <= 0) break;
       // A remainder shorter than a minimum chunk goes in now: one more step for a few rows would
       // cost the prompt a whole step's wait and the batch a whole forward.
       const remaining = member.request.ids.length - member.prefilled;
-      const rows = remaining - prefillBudget < MIN_PREFILL_ROWS ? Math.min(remaining, rowsLeft - prefillRows) : prefillBudget;
-      const c = this.prefillContribution(member, rows);
-      prefillRows += c.prefillRows;
+      const c = this.prefillContribution(member, remaining - budget < MIN_PREFILL_ROWS ? Math.min(remaining, rowsLeft - prefillRows) : budget);
       contributions.push(c);
-      prefillBudget -= c.prefillRows;
+      prefillRows += c.prefillRows;
     }
     const fixedRows = contributions.reduce((n, c) => n + c.plan.positionOffsets.length, 0);
     const options = decoding.map((m) => this.rowOptions(m, maxRows));
