@@ -232,8 +232,14 @@ interface Outcome extends StreamOutcome {
 
 const request = (prompt: string, mode: Mode, maxTokens: number) => ({ prompt, max_tokens: maxTokens, temperature: 0, ppd: mode === 'ppd' });
 
+/** One run of the clients, and the CPU other processes used meanwhile (cores; null where unknown). */
+interface Measured {
+  run: ClientsRun;
+  otherCores: number | null;
+}
+
 /** One run of `clients` clients against `url` for the plan's seconds. */
-async function runOnce(url: string, prompts: string[], plan: Plan, mode: Mode, clients: number): Promise<{ run: ClientsRun; otherCores: number | null }> {
+async function runOnce(url: string, prompts: string[], plan: Plan, mode: Mode, clients: number): Promise<Measured> {
   const endLoad = watchLoad();
   const bodies = prompts.map((prompt) => request(prompt, mode, plan.maxTokens));
   const run = await runClients({ url, bodies, clients, seconds: plan.seconds });
@@ -245,17 +251,16 @@ async function runOnce(url: string, prompts: string[], plan: Plan, mode: Mode, c
  * ...) so that both meet the machine's drift alike; each server's runs are pooled.
  */
 async function runConfigurations(urls: { alone: string; batching: string }, prompts: string[], references: Map<string, string>, plan: Plan, mode: Mode, clients: number): Promise<Configuration[]> {
-  const runs = new Map<boolean, { run: ClientsRun; otherCores: number | null }[]>([[false, []], [true, []]]);
+  const runs = new Map<boolean, Measured[]>([[false, []], [true, []]]);
   for (let r = 0; r < plan.repeats; r++) {
     for (const batching of r % 2 === 0 ? [false, true] : [true, false]) runs.get(batching)!.push(await runOnce(batching ? urls.batching : urls.alone, prompts, plan, mode, clients));
   }
   return [false, true].map((batching) => summary(runs.get(batching)!, references, mode, batching, clients));
 }
 
-function summary(runs: { run: ClientsRun; otherCores: number | null }[], references: Map<string, string>, mode: Mode, batching: boolean, clients: number): Configuration {
+function summary(runs: Measured[], references: Map<string, string>, mode: Mode, batching: boolean, clients: number): Configuration {
   const outcomes: Outcome[] = runs.flatMap(({ run }) => run.outcomes.map(({ body, ...o }) => ({ ...o, prompt: body })));
   const wallSeconds = runs.reduce((n, { run }) => n + run.wallSeconds, 0);
-  const loads = runs.map((r) => r.otherCores);
   const ok = outcomes.filter((o) => o.ok);
   const errors = outcomes.filter((o) => !o.ok);
   const newTokens = ok.reduce((n, o) => n + o.newTokens, 0);
@@ -274,7 +279,7 @@ function summary(runs: { run: ClientsRun; otherCores: number | null }[], referen
     timeToFirstToken: quantiles(ok.map((o) => o.timeToFirstToken)),
     interTokenLatency: quantiles(ok.flatMap((o) => o.interTokenLatencies)),
     wallSeconds,
-    otherCores: loads.includes(null) ? null : runs.reduce((n, r) => n + r.otherCores! * r.run.wallSeconds, 0) / wallSeconds,
+    otherCores: runs.some((r) => r.otherCores === null) ? null : runs.reduce((n, r) => n + r.otherCores! * r.run.wallSeconds, 0) / wallSeconds,
   };
 }
 
