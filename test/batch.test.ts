@@ -147,11 +147,12 @@ describe('one forward for several sequences, with a prompt head', () => {
   });
   after(() => headed.release());
 
-  test('the plans\' prompt-head rows are merged row for row (-1 for plans without one): each sequence gets what it gets alone', async () => {
+  test('the plans\' prompt-head rows and parents are merged row for row (-1 for plans without one): each sequence gets what it gets alone', async () => {
     const C = config.hiddenSize;
     const rng = new Rng(3);
     const random = (n: number) => Float32Array.from({ length: n }, () => rng.next() - 0.5);
-    const feeds = promptHeadFeeds(random(N * C * C), random(N * C), N, C);
+    // A head that reads the parent row too: a parent left at its plan's own index would read another sequence's row.
+    const feeds = promptHeadFeeds(random(N * C * C), random(N * C), N, C, random(N * C * C));
     const store = new KVPages(config.numLayers, config.numKvHeads, config.headDim, 1);
     const prompts = [[3, 9, 1], [5, 5, 30, 12], [11, 4, 8, 2, 7]];
     const seqs = prompts.map(() => store.sequence());
@@ -166,7 +167,7 @@ describe('one forward for several sequences, with a prompt head', () => {
       const embeds = new Float32Array(3 * C);
       embeds.set(headed.embed([token]), 0);
       embeds.set(random(2 * C), C);
-      return { embeds, positionOffsets: Int32Array.of(0, 1, 2), block: Uint8Array.of(1, 0, 0, 1, 1, 0, 1, 0, 1), promptHead: { feeds, rows } };
+      return { embeds, positionOffsets: Int32Array.of(0, 1, 2), block: Uint8Array.of(1, 0, 0, 1, 1, 0, 1, 0, 1), promptHead: { feeds, rows, parents: [-1, 0, 0] } };
     };
     const plans: RowsPlan[] = [headPlan(6, [-1, 0, 1]), { embeds: headed.embed([17]), positionOffsets: Int32Array.of(0), block: Uint8Array.of(1) }, headPlan(9, [-1, 1, 0])];
     const batched = await forwardBatch(headed, store, plans.map((plan, s) => ({ plan, past: seqs[s]!.storeRows() })));
@@ -180,7 +181,7 @@ describe('one forward for several sequences, with a prompt head', () => {
         assert.ok(maxAbsDiff(bare.logits, ref.logits) > 100 * TOL, `sequence ${s}: the head changes its prompt rows`);
       }
     }
-    const other = { ...plans[2]!, promptHead: { feeds: promptHeadFeeds(random(N * C * C), random(N * C), N, C), rows: [-1, 0, 1] } };
+    const other = { ...plans[2]!, promptHead: { feeds: promptHeadFeeds(random(N * C * C), random(N * C), N, C), rows: [-1, 0, 1], parents: [-1, 0, 0] } };
     await assert.rejects(forwardBatch(headed, store, [plans[0]!, other].map((plan, s) => ({ plan, past: seqs[s]!.storeRows() }))), /different prompt heads/);
   });
 });
@@ -271,9 +272,9 @@ describe('scheduler', () => {
   test('with a prompt-head adapter, concurrent greedy PPD and plain generations give exactly the text each gives alone', async () => {
     const headed = await loadModel(join(root, 'tiny'), { cacheDir: false, threads: 1, promptHead: 3 });
     try {
-      const adapter = PromptAdapter.initialise(headed.config, (ids) => headed.model.embed(ids), [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't', head: true });
+      const adapter = PromptAdapter.initialise(headed.config, (ids) => headed.model.embed(ids), [70, 80], { promptTokens: 3, virtualTokens: 1, attention: 'ensemble', initText: 't', head: 'residual-parent' });
       const rng = new Rng(9);
-      for (const p of [adapter.head!.weight, adapter.head!.bias]) for (let i = 0; i < p.length; i++) p[i] = 0.4 * (rng.next() - 0.5);
+      for (const p of [adapter.head!.weight, adapter.head!.bias, adapter.head!.parentWeight!]) for (let i = 0; i < p.length; i++) p[i] = 0.4 * (rng.next() - 0.5);
       const headPpd: PpdSetup = { ...ppd, adapter };
       const headBatch = new BatchScheduler(headed.model, { latency, maxRows: 64 });
       const run = (prompt: string, i: number, inBatch: boolean) =>

@@ -257,7 +257,7 @@ FAMILIES.forEach((family, f) => {
         const stream = Array.from({ length: 120 }, (_, i) => (rng.next() < 0.2 ? Math.floor(rng.next() * t.size) : 40 + ((i * 7) % 50)));
         const set = await buildTeacherSequences(loaded.model, stream, { count: 6, prefixLength: 5, generated: 6, topK: 8, seed: 1, eosIds: [] });
         const adapter = PromptAdapter.initialise(loaded.config, weights.get('model.embed_tokens.weight')!, [40, 72], { promptTokens: 2, virtualTokens: 1, attention: 'ensemble', initText: 't' });
-        const session = await PromptSession.create(loaded.model, files.tensors, set, promptGraphShape(set, { promptTokens: 2, virtualTokens: 1, head: false }), 'ensemble', { cacheDir: false, threads: 1 });
+        const session = await PromptSession.create(loaded.model, files.tensors, set, promptGraphShape(set, { promptTokens: 2, virtualTokens: 1 }), 'ensemble', { cacheDir: false, threads: 1 });
         try {
           const params = adapter.parameters();
           const before = await heldOutKl(session, params, set);

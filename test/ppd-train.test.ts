@@ -25,7 +25,7 @@ import { loadAdapter, saveAdapter, savePeftAdapter } from '../src/ppd/adapter-fi
 import { buildTeacherSequences, sequenceTokens, teacherIds, type TeacherSequences } from '../src/train/distill.ts';
 import { promptVisibility, type AttentionVariant } from '../src/ppd/prompt-mask.ts';
 import { accuracyTable, heldOutKl, promptGraphShape, PromptSession, trainPrompts } from '../src/train/train-prompts.ts';
-import { PROMPT_HEAD_BIAS, PROMPT_HEAD_WEIGHT, promptHeadFeeds } from '../src/model/prompt-head.ts';
+import { PROMPT_HEAD_BIAS, PROMPT_HEAD_KINDS, PROMPT_HEAD_PARENT_WEIGHT, PROMPT_HEAD_WEIGHT, promptHeadFeeds, type PromptHeadKind } from '../src/model/prompt-head.ts';
 import { Rng } from '../src/sampling/rng.ts';
 import { maxAbsDiff, memorySource, randomWeights, tinyConfig } from './helpers/tiny-model.ts';
 
@@ -51,7 +51,7 @@ before(async () => {
   validSet = await buildTeacherSequences(model, stream.slice(300), { count: 8, ...teacher, seed: 2, eosIds: [EOS] });
 });
 
-async function sessionFor(attention: AttentionVariant, head: boolean): Promise<PromptSession> {
+async function sessionFor(attention: AttentionVariant, head?: PromptHeadKind): Promise<PromptSession> {
   const key = `${attention} ${head}`;
   let session = sessions.get(key);
   if (!session) {
@@ -62,7 +62,7 @@ async function sessionFor(attention: AttentionVariant, head: boolean): Promise<P
   return session;
 }
 
-const freshAdapter = (attention: AttentionVariant = 'ensemble', head = false) =>
+const freshAdapter = (attention: AttentionVariant = 'ensemble', head?: PromptHeadKind) =>
   PromptAdapter.initialise(config, weights.get('model.embed_tokens.weight')!, [3, 9, 12, 4], { ...adapterShape, attention, initText: 'test', head });
 
 /** The student logits of cut j of sequence m by the inference model: the prefix cached, the prompt rows after it, averaged per prompt token. */
@@ -100,7 +100,7 @@ test('teacher sequences: a text prefix within one document, then the model\'s gr
 test('the prompt graph computes the inference forward of each cut\'s prompt rows after its prefix', async () => {
   for (const attention of ['ensemble', 'decoder', 'encoder'] as const) {
     const adapter = freshAdapter(attention);
-    const session = await sessionFor(attention, false);
+    const session = await sessionFor(attention);
     const student = await session.studentLogits(adapter.parameters(), trainSet, 2);
     const V = config.vocabSize;
     const N = adapterShape.promptTokens;
@@ -113,9 +113,9 @@ test('the prompt graph computes the inference forward of each cut\'s prompt rows
 });
 
 test('a prompt head adds SiLU(h W_i + b_i) to prompt token i\'s hidden state: a zero head is the identity, a bias shifts logits by the table', async () => {
-  const session = await sessionFor('ensemble', true);
-  const adapter = freshAdapter('ensemble', true);
-  const plain = await (await sessionFor('ensemble', false)).studentLogits(adapter.parameters(), trainSet, 1);
+  const session = await sessionFor('ensemble', 'residual');
+  const adapter = freshAdapter('ensemble', 'residual');
+  const plain = await (await sessionFor('ensemble')).studentLogits(adapter.parameters(), trainSet, 1);
   assert.ok(maxAbsDiff(await session.studentLogits(adapter.parameters(), trainSet, 1), plain) < 1e-5, 'zero head');
   // W = 0, b_i = beta_i: h' = h + SiLU(beta_i), so logits move by SiLU(beta_i) · table row (tied head).
   const C = config.hiddenSize;
@@ -137,11 +137,11 @@ test('a prompt head adds SiLU(h W_i + b_i) to prompt token i\'s hidden state: a 
   }
 });
 
-test('gradients of the embeddings and of the prompt head match finite differences', async () => {
-  const session = await sessionFor('ensemble', true);
-  const adapter = freshAdapter('ensemble', true);
+for (const head of PROMPT_HEAD_KINDS) test(`gradients of the embeddings and of a ${head} prompt head match finite differences`, async () => {
+  const session = await sessionFor('ensemble', head);
+  const adapter = freshAdapter('ensemble', head);
   const fill = new Rng(13);
-  for (const p of [adapter.head!.weight, adapter.head!.bias]) for (let i = 0; i < p.length; i++) p[i] = 0.3 * (fill.next() - 0.5);
+  for (const p of adapter.parameters().values()) if (p !== adapter.embeddings) for (let i = 0; i < p.length; i++) p[i] = 0.3 * (fill.next() - 0.5);
   const params = adapter.parameters();
   const base = await session.run(params, trainSet, 3);
   const dirRng = new Rng(8);
@@ -156,8 +156,8 @@ test('gradients of the embeddings and of the prompt head match finite difference
   }
 });
 
-for (const head of [false, true]) {
-  test(`training${head ? ' with a prompt head' : ''} lowers the held-out KL and leaves the base weights byte-identical`, async () => {
+for (const head of [undefined, ...PROMPT_HEAD_KINDS]) {
+  test(`training${head ? ` with a ${head} prompt head` : ''} lowers the held-out KL and leaves the base weights byte-identical`, async () => {
     const before = fingerprint();
     const adapter = freshAdapter('ensemble', head);
     const session = await sessionFor('ensemble', head);
@@ -170,6 +170,7 @@ for (const head of [false, true]) {
     assert.ok(final < 0.9 * initial, `held-out KL ${initial} -> ${final}`);
     assert.equal(fingerprint(), before);
     if (head) assert.ok(adapter.head!.weight.some((w) => w !== 0), 'the head was trained');
+    if (head === 'residual-parent') assert.ok(adapter.head!.parentWeight!.some((w) => w !== 0), 'the parent weight was trained');
 
     const acc = await accuracyTable(session, params, validSet, 5);
     assert.equal(acc.cuts, validSet.count * session.cuts);
@@ -186,49 +187,61 @@ for (const head of [false, true]) {
 test('adapters round-trip, with or without a head, and refuse another base model', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ppd-adapter-'));
   try {
-    for (const head of [false, true]) {
+    for (const head of [undefined, ...PROMPT_HEAD_KINDS]) {
       const adapter = freshAdapter('ensemble', head);
       if (adapter.head) adapter.head.weight.fill(0.25);
+      adapter.head?.parentWeight?.fill(-0.5);
       saveAdapter(adapter, join(dir, String(head)));
       const loaded = loadAdapter(join(dir, String(head)), config);
       assert.deepEqual(loaded.embeddings, adapter.embeddings);
       assert.deepEqual(loaded.head, adapter.head);
-      assert.deepEqual([...loaded.parameters().keys()], head ? ['prompt_embeddings', PROMPT_HEAD_WEIGHT, PROMPT_HEAD_BIAS] : ['prompt_embeddings']);
+      assert.equal(loaded.config.head, head);
+      const names = { residual: [PROMPT_HEAD_WEIGHT, PROMPT_HEAD_BIAS], 'residual-parent': [PROMPT_HEAD_WEIGHT, PROMPT_HEAD_BIAS, PROMPT_HEAD_PARENT_WEIGHT] };
+      assert.deepEqual([...loaded.parameters().keys()], ['prompt_embeddings', ...(head ? names[head] : [])]);
       assert.equal(loaded.config.attention, 'ensemble');
       assert.ok(adapter.parameterShare(config).share > 0);
     }
-    assert.throws(() => savePeftAdapter(freshAdapter('ensemble', true), join(dir, 'peft'), config, 'base'), /prompt head, which the reference implementation's PEFT prompt-tuning format cannot hold/);
-    assert.throws(() => loadAdapter(join(dir, 'false'), tinyConfig({ vocabSize: 24, numLayers: 3 })), /trained for another base model/);
+    assert.throws(() => savePeftAdapter(freshAdapter('ensemble', 'residual'), join(dir, 'peft'), config, 'base'), /prompt head, which the reference implementation's PEFT prompt-tuning format cannot hold/);
+    assert.throws(() => loadAdapter(join(dir, 'undefined'), tinyConfig({ vocabSize: 24, numLayers: 3 })), /trained for another base model/);
     assert.throws(() => loadAdapter(join(dir, 'missing'), config), /no adapter_config\.json: not an adapter folder/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test('the inference graph\'s prompt head computes what the training graph trained', async () => {
+for (const head of PROMPT_HEAD_KINDS) test(`the inference graph's ${head} prompt head computes what the training graph trained`, async () => {
   const N = adapterShape.promptTokens;
   const headed = await loadLlamaModel(config, memorySource(config, weights), { cacheDir: false, threads: 1, promptHead: N });
   try {
-    const adapter = freshAdapter('ensemble', true);
+    const adapter = freshAdapter('ensemble', head);
     const fill = new Rng(17);
-    for (const p of [adapter.head!.weight, adapter.head!.bias]) for (let i = 0; i < p.length; i++) p[i] = 0.4 * (fill.next() - 0.5);
-    const session = await sessionFor('ensemble', true);
+    for (const p of adapter.parameters().values()) if (p !== adapter.embeddings) for (let i = 0; i < p.length; i++) p[i] = 0.4 * (fill.next() - 0.5);
+    const session = await sessionFor('ensemble', head);
     const student = await session.studentLogits(adapter.parameters(), trainSet, 0);
     const { virtualTokens: Vt, attention } = adapter.config;
     const R = N * Vt;
+    const C = config.hiddenSize;
     const V = config.vocabSize;
-    const feeds = promptHeadFeeds(adapter.head!.weight, adapter.head!.bias, N, config.hiddenSize);
+    const feeds = promptHeadFeeds(adapter.head!.weight, adapter.head!.bias, N, C, adapter.head!.parentWeight);
     for (const j of [0, 2, session.cuts - 1]) {
+      // As decoding runs it: the prefix's last token in the forward (row 0), the prompt rows after it, their parent.
       const L = trainSet.prefixLength + j;
+      const tokens = Array.from(sequenceTokens(trainSet, 0).subarray(0, L));
       const cache = newCache(headed);
-      await prefill(headed, Array.from(sequenceTokens(trainSet, 0).subarray(0, L)), cache);
+      await prefill(headed, tokens.slice(0, -1), cache);
       const visibility = promptVisibility(N, Vt, attention);
-      const mask = new Uint8Array(R * (L + R));
-      for (let a = 0; a < R; a++) for (let b = 0; b < L + R; b++) mask[a * (L + R) + b] = b < L || visibility[a * R + b - L] ? 1 : 0;
-      const rows = Int8Array.from({ length: R }, (_, r) => Math.floor(r / Vt));
-      const out = await headed.forward({ embeds: adapter.embeddings, positions: Array.from({ length: R }, (_, r) => L + Math.floor(r / Vt)), mask, cache, promptHead: { feeds, rows } });
+      const T = 1 + R;
+      const mask = new Uint8Array(T * (L - 1 + T)).fill(1, 0, L);
+      for (let a = 0; a < R; a++) for (let b = 0; b < L - 1 + T; b++) mask[(1 + a) * (L - 1 + T) + b] = b < L || visibility[a * R + b - L] ? 1 : 0;
+      const embeds = new Float32Array(T * C);
+      embeds.set(headed.embed([tokens.at(-1)!]));
+      embeds.set(adapter.embeddings, C);
+      const rows = Int8Array.from({ length: T }, (_, r) => (r === 0 ? -1 : Math.floor((r - 1) / Vt)));
+      const parents = Int32Array.from({ length: T }, (_, r) => (r === 0 ? -1 : 0));
+      const positions = Array.from({ length: T }, (_, r) => (r === 0 ? L - 1 : L + Math.floor((r - 1) / Vt)));
+      const out = await headed.forward({ embeds, positions, mask, cache, promptHead: { feeds, rows, parents } });
       const averaged = new Float32Array(N * V);
-      for (let r = 0; r < R; r++) for (let t = 0; t < V; t++) averaged[Math.floor(r / Vt) * V + t]! += out.logits[r * V + t]! / Vt;
+      for (let r = 0; r < R; r++) for (let t = 0; t < V; t++) averaged[Math.floor(r / Vt) * V + t]! += out.logits[(1 + r) * V + t]! / Vt;
       const diff = maxAbsDiff(student.subarray(j * N * V, (j + 1) * N * V), averaged);
       assert.ok(diff < 1e-4, `cut ${j}: ${diff}`);
     }
@@ -237,7 +250,8 @@ test('the inference graph\'s prompt head computes what the training graph traine
     const plain = await model.forward({ embeds: model.embed(ids), positions: ids.map((_, i) => i), mask: causalMask(ids.length, 0), cache: newCache(model) });
     const viaHead = await headed.forward({ embeds: headed.embed(ids), positions: ids.map((_, i) => i), mask: causalMask(ids.length, 0), cache: newCache(headed) });
     assert.deepEqual(viaHead.logits, plain.logits);
-    await assert.rejects(model.forward({ embeds: adapter.embeddings.subarray(0, config.hiddenSize), positions: [0], mask: new Uint8Array([1]), cache: newCache(model), promptHead: { feeds, rows: [0] } }), /opened without a prompt head/);
+    await assert.rejects(model.forward({ embeds: adapter.embeddings.subarray(0, C), positions: [0], mask: new Uint8Array([1]), cache: newCache(model), promptHead: { feeds, rows: [0], parents: [0] } }), /opened without a prompt head/);
+    await assert.rejects(headed.forward({ embeds: adapter.embeddings.subarray(0, C), positions: [0], mask: new Uint8Array([1]), cache: newCache(headed), promptHead: { feeds, rows: [0], parents: [1] } }), /prompt row 0's parent is row 1, not one of the 1 rows/);
   } finally {
     await headed.release();
   }
@@ -247,9 +261,9 @@ test('greedy PPD with a prompt-head adapter equals greedy plain decoding, and a 
   const N = adapterShape.promptTokens;
   const headed = await loadLlamaModel(config, memorySource(config, weights), { cacheDir: false, threads: 1, promptHead: N });
   try {
-    const adapter = freshAdapter('ensemble', true);
+    const adapter = freshAdapter('ensemble', 'residual-parent');
     const fill = new Rng(19);
-    for (const p of [adapter.head!.weight, adapter.head!.bias]) for (let i = 0; i < p.length; i++) p[i] = 0.4 * (fill.next() - 0.5);
+    for (const p of [adapter.head!.weight, adapter.head!.bias, adapter.head!.parentWeight!]) for (let i = 0; i < p.length; i++) p[i] = 0.4 * (fill.next() - 0.5);
     const trees = buildTreeSet(priorAccuracyTable(N), { budget: 12, promptTokens: N, virtualTokens: adapterShape.virtualTokens, attention: 'ensemble' });
     for (const prompt of [stream.slice(0, 4), stream.slice(40, 61)]) {
       const plain = await take(autoregressive(model, prompt, new Sampler({ temperature: 0 })), 24);

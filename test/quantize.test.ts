@@ -199,7 +199,7 @@ test('the prompt-training graph (differentiated) reads stored blocks as f32: no 
   const weights = randomWeights(c, 6);
   const stored = quantizedWeights(c, weights, 'q8');
   const source: TensorSource = { ...memorySource(c, weights), readBlockQuantized: (name) => stored.get(name) };
-  const bytes = buildPromptGraph(c, source, { promptTokens: 2, virtualTokens: 1, sequenceLength: 8, cuts: 3, topK: 3, head: true }, memorySink('model.onnx.data'));
+  const bytes = buildPromptGraph(c, source, { promptTokens: 2, virtualTokens: 1, sequenceLength: 8, cuts: 3, topK: 3, head: 'residual' }, memorySink('model.onnx.data'));
   assert.ok(!Buffer.from(bytes).includes('MatMulNBits'));
 });
 

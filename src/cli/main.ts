@@ -21,6 +21,7 @@ import { DEFAULT_NGRAM_GENERATE, ngramBuildCommand, ngramInfoCommand } from './n
 import { NGRAM_MAX_CONTEXT } from '../ppd/ngram-table.ts';
 import { choice, collect, hostList, idList, integer, number, threadCount } from './options.ts';
 import { QUANTIZE_MODES } from '../format/quantize.ts';
+import { PROMPT_HEAD_KINDS } from '../model/prompt-head.ts';
 import { DEFAULT_DRAFT_TOKENS } from '../spec/setup.ts';
 import { DEFAULT_LOOKUP_TOKENS, DEFAULT_NGRAM_TOKENS } from '../ppd/setup.ts';
 
@@ -222,7 +223,11 @@ program
   .option('--virtual-tokens <n>', 'Vt: virtual tokens per prompt token', integer(1, 16), 1)
   .option('--attention <kind>', 'attention among prompt tokens', choice(['ensemble', 'decoder', 'encoder'] as const), 'ensemble')
   .option('--init-text <text>', 'text whose embeddings initialise the prompt tokens', 'Next 2 word Next 3 word Next 4 word')
-  .option('--head', 'train a prompt head too: a residual block per prompt token before the LM head (docs/PROMPT-TOKENS.md)')
+  .addOption(
+    new Option('--head [kind]', 'train a prompt head too: a residual block per prompt token before the LM head; residual-parent also reads the state of the row the prompt tokens follow (docs/PROMPT-TOKENS.md)')
+      .argParser(choice(PROMPT_HEAD_KINDS))
+      .preset('residual'),
+  )
   .option('--sequences <n>', 'teacher sequences to train on', integer(1), 2000)
   .option('--valid-sequences <n>', 'held-out teacher sequences (each gives --generated minus --prompt-tokens cut points)', integer(1), 64)
   .addOption(prefixLength())

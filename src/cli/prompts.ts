@@ -15,6 +15,7 @@ import { loadModel, requireTokenizer, type LoadedModel } from '../checkpoint/loa
 import { ADAPTER_CONFIG, PromptAdapter } from '../ppd/adapter.ts';
 import { loadAdapter, loadAdapterShape, saveAdapter } from '../ppd/adapter-files.ts';
 import type { AttentionVariant } from '../ppd/prompt-mask.ts';
+import type { PromptHeadKind } from '../model/prompt-head.ts';
 import { buildTeacherSequences, loadTeacherSequences, saveTeacherSequences, type TeacherSequences } from '../train/distill.ts';
 import { readAccuracyTable, writeAccuracyFile } from '../ppd/accuracy-files.ts';
 import { ACCURACY_FILE } from '../ppd/adapter-folder.ts';
@@ -34,7 +35,7 @@ export interface TrainPromptsFlags {
   virtualTokens: number;
   attention: AttentionVariant;
   initText: string;
-  head: boolean;
+  head?: PromptHeadKind;
   sequences: number;
   validSequences: number;
   prefixLength: number;
@@ -193,7 +194,7 @@ export async function evalPromptsCommand(f: {
   const loaded = await loadModel(f.model, { threads: f.threads, needsTokenizer: true });
   const adapter = loadAdapter(f.ppd, loaded.config);
   const set = await teacherSequences(loaded, f.data, join(f.ppd, 'cache'), 'eval', { count: f.sequences, prefixLength: f.prefixLength, generated: f.generated, topK: 10, seed: f.seed });
-  const shape = promptGraphShape(set, { promptTokens: adapter.promptTokens, virtualTokens: adapter.virtualTokens, head: adapter.head !== undefined });
+  const shape = promptGraphShape(set, { promptTokens: adapter.promptTokens, virtualTokens: adapter.virtualTokens, head: adapter.config.head });
   const files = openModelDir(f.model);
   const session = await PromptSession.create(loaded.model, files.tensors, set, shape, adapter.config.attention, { threads: f.threads });
   files.tensors.close();

@@ -8,9 +8,10 @@
  * entries get -inf before the softmax, so another sequence's rows add exactly zero to a row's
  * attention; what can differ from running the plan alone is only the order in which the
  * non-zero terms are summed (the row's keys sit elsewhere in a longer row of scores).
- * An adapter's prompt head is per row: the plans' `promptHead.rows` are concatenated (-1, no
- * prompt token, for the rows of plans without one) and the head's feeds, which every plan that
- * has a head must share (one adapter: PpdDecoder lays it out once), are passed once.
+ * An adapter's prompt head is per row: the plans' `promptHead.rows` and parents are concatenated
+ * (-1, no prompt token, for the rows of plans without one; parents moved by the plan's offset),
+ * and the head's feeds, which every plan that has a head must share (one adapter: PpdDecoder lays
+ * it out once), are passed once.
  *
  * Shape legend: T = rows of the batch (Σ n), E = the store's rows in use (its `length`), S = E + T,
  * V = vocabulary, K = key/value heads, D = head dim.
@@ -76,12 +77,16 @@ function batchPromptHead(parts: readonly BatchPart[], offsets: readonly number[]
   const feeds = parts.find((p) => p.plan.promptHead)?.plan.promptHead!.feeds;
   if (feeds === undefined) return {};
   const rows = new Int8Array(T).fill(-1);
+  const parents = new Int32Array(T).fill(-1);
   parts.forEach(({ plan }, i) => {
     const head = plan.promptHead;
     if (!head) return;
     if (head.feeds !== feeds) throw new InputError('forwardBatch: the plans carry different prompt heads; one forward takes one adapter\'s head');
-    if (head.rows.length !== plan.positionOffsets.length) throw new InputError(`forwardBatch: a plan of ${plan.positionOffsets.length} rows has ${head.rows.length} prompt-head rows`);
+    const n = plan.positionOffsets.length;
+    if (head.rows.length !== n || head.parents.length !== n) throw new InputError(`forwardBatch: a plan of ${n} rows has ${head.rows.length} prompt-head rows and ${head.parents.length} parents`);
     rows.set(head.rows, offsets[i]!);
+    // A plan's parents are its own rows: in the batch they sit after the plans before it.
+    for (let r = 0; r < n; r++) if (head.rows[r]! >= 0) parents[offsets[i]! + r] = offsets[i]! + head.parents[r]!;
   });
-  return { promptHead: { feeds, rows } };
+  return { promptHead: { feeds, rows, parents } };
 }

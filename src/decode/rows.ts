@@ -45,8 +45,8 @@ export interface TrailingRows {
   positionOffsets: ArrayLike<number>;
   /** [R, R] 0/1, row-major: which trailing rows each trailing row sees. */
   visibility: Uint8Array;
-  /** A prompt head, and [R] each trailing row's prompt token. */
-  promptHead?: PromptHeadRows;
+  /** A prompt head, and [R] each trailing row's prompt token (their parent is the prompt's last row). */
+  promptHead?: Omit<PromptHeadRows, 'parents'>;
 }
 
 /** One slice of a prompt's prefill. */
@@ -93,6 +93,10 @@ export function prefillChunk(model: LlamaModel, ids: readonly number[], start: n
     block.set(trailing!.visibility.subarray(a * R, (a + 1) * R), (T + a) * n + T);
   }
   const head = trailing!.promptHead;
-  const promptHead = head && { feeds: head.feeds, rows: Int8Array.from({ length: n }, (_, r) => (r < T ? -1 : head.rows[r - T]!)) };
+  const promptHead = head && {
+    feeds: head.feeds,
+    rows: Int8Array.from({ length: n }, (_, r) => (r < T ? -1 : head.rows[r - T]!)),
+    parents: Int32Array.from({ length: n }, (_, r) => (r < T ? -1 : T - 1)),
+  };
   return { rows: { embeds, positionOffsets, block, ...(promptHead ? { promptHead } : {}) }, promptRows: T, end: start + T, last };
 }

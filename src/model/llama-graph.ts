@@ -534,7 +534,7 @@ export interface InferenceOptions extends QuantizeOptions {
 }
 
 /** Bump when the graph changes, so graphs compiled and cached by older code are not reused. */
-export const GRAPH_VERSION = 'llama-graph-5'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64
+export const GRAPH_VERSION = 'llama-graph-6'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64; 6: the prompt head reads each prompt row's parent row too
 
 /**
  * A graph built from a checkpoint's weights, as a runtime opens it. `variant` names what
@@ -573,7 +573,8 @@ export function buildLlamaGraph(config: LlamaConfig, tensors: TensorSource, exte
             g,
             hidden,
             g.input(PROMPT_HEAD_INPUTS.select, 'float32', ['T', N]),
-            g.input(PROMPT_HEAD_INPUTS.weights, 'float32', [C, N * C]),
+            g.input(PROMPT_HEAD_INPUTS.parents, 'int64', ['T']),
+            g.input(PROMPT_HEAD_INPUTS.weights, 'float32', [2 * C, N * C]),
             g.input(PROMPT_HEAD_INPUTS.bias, 'float32', [N, C]),
             N,
             C,

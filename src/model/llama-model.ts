@@ -29,10 +29,15 @@ export interface ForwardInput {
   promptHead?: PromptHeadRows;
 }
 
-/** A prompt head for one forward: its weights, and [T] each row's prompt token (0..N-1), or -1. */
+/**
+ * A prompt head for one forward: its weights, [T] each row's prompt token (0..N-1), or -1, and
+ * [T] each prompt row's parent: the row (among the T) of the token the prompt tokens follow
+ * (model/prompt-head.ts; -1 for a row that is no prompt token's).
+ */
 export interface PromptHeadRows {
   feeds: PromptHeadFeeds;
   rows: ArrayLike<number>;
+  parents: ArrayLike<number>;
 }
 
 export interface ForwardOutput {
@@ -56,7 +61,7 @@ export class LlamaModel {
     readonly promptHeadTokens?: number,
   ) {
     const C = config.hiddenSize;
-    if (promptHeadTokens !== undefined) this.idleHead = { promptTokens: promptHeadTokens, weights: new Float32Array(C * promptHeadTokens * C), bias: new Float32Array(promptHeadTokens * C) };
+    if (promptHeadTokens !== undefined) this.idleHead = { promptTokens: promptHeadTokens, weights: new Float32Array(2 * C * promptHeadTokens * C), bias: new Float32Array(promptHeadTokens * C) };
   }
 
   /**
@@ -121,26 +126,33 @@ export class LlamaModel {
     };
   }
 
-  /** The graph's prompt-head inputs: the head's weights and a one-hot select [T, N] of each row's prompt token. */
+  /** The graph's prompt-head inputs: the head's weights, a one-hot select [T, N] of each row's prompt token, and each row's parent. */
   private promptHeadFeeds(head: PromptHeadRows | undefined, T: number): Record<string, Feed> {
     const N = this.promptHeadTokens!;
     const C = this.config.hiddenSize;
     const feeds = head?.feeds ?? this.idleHead!;
-    if (feeds.promptTokens !== N || feeds.weights.length !== C * N * C || feeds.bias.length !== N * C) {
+    if (feeds.promptTokens !== N || feeds.weights.length !== 2 * C * N * C || feeds.bias.length !== N * C) {
       throw new InputError(`forward: the prompt head is for ${feeds.promptTokens} prompt tokens; this model was opened for ${N}`);
     }
     const select = new Float32Array(T * N);
+    // A row that is no prompt token's reads row 0 as its parent: its select is zero, so the head leaves it as it is.
+    const parents = new BigInt64Array(T);
     if (head) {
-      if (head.rows.length !== T) throw new InputError(`forward: prompt-head rows hold ${head.rows.length} entries, expected T = ${T}`);
+      if (head.rows.length !== T || head.parents.length !== T) throw new InputError(`forward: prompt-head rows hold ${head.rows.length} entries and parents ${head.parents.length}, expected T = ${T}`);
       for (let t = 0; t < T; t++) {
         const i = head.rows[t]!;
         if (i >= N) throw new InputError(`forward: row ${t} is prompt token ${i}; the head has ${N}`);
-        if (i >= 0) select[t * N + i] = 1;
+        if (i < 0) continue;
+        const parent = head.parents[t]!;
+        if (!(Number.isInteger(parent) && parent >= 0 && parent < T)) throw new InputError(`forward: prompt row ${t}'s parent is row ${parent}, not one of the ${T} rows`);
+        select[t * N + i] = 1;
+        parents[t] = BigInt(parent);
       }
     }
     return {
       [PROMPT_HEAD_INPUTS.select]: { type: 'float32', data: select, dims: [T, N] },
-      [PROMPT_HEAD_INPUTS.weights]: { type: 'float32', data: feeds.weights, dims: [C, N * C] },
+      [PROMPT_HEAD_INPUTS.parents]: { type: 'int64', data: parents, dims: [T] },
+      [PROMPT_HEAD_INPUTS.weights]: { type: 'float32', data: feeds.weights, dims: [2 * C, N * C] },
       [PROMPT_HEAD_INPUTS.bias]: { type: 'float32', data: feeds.bias, dims: [N, C] },
     };
   }

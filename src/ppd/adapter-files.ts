@@ -11,7 +11,7 @@ import type { LlamaConfig } from '../model/config.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterPromptHead, EMBEDDINGS, PEFT_WEIGHTS, peftAdapterConfig, PromptAdapter, readAdapterConfig, readAdapterShape, type AdapterConfig } from './adapter.ts';
 import type { AttentionVariant } from './prompt-mask.ts';
 import { InputError } from '../errors.ts';
-import { PROMPT_HEAD_BIAS, PROMPT_HEAD_WEIGHT } from '../model/prompt-head.ts';
+import { PROMPT_HEAD_BIAS, PROMPT_HEAD_PARENT_WEIGHT, PROMPT_HEAD_WEIGHT } from '../model/prompt-head.ts';
 
 /** The adapter in folder `dir`, checked against `base`. */
 export function loadAdapter(dir: string, base: LlamaConfig): PromptAdapter {
@@ -33,6 +33,7 @@ export function saveAdapter(adapter: PromptAdapter, dir: string): void {
   const { promptTokens: N, virtualTokens: Vt, baseModel } = adapter.config;
   const C = baseModel.hiddenSize;
   const head = adapter.head;
+  const parentWeight = head?.parentWeight;
   writeSafetensors(join(dir, ADAPTER_WEIGHTS), [
     { name: EMBEDDINGS, dtype: 'F32', shape: [N * Vt, C], data: () => adapter.embeddings },
     ...(head
@@ -41,6 +42,7 @@ export function saveAdapter(adapter: PromptAdapter, dir: string): void {
           { name: PROMPT_HEAD_BIAS, dtype: 'F32' as const, shape: [N, C], data: () => head.bias },
         ]
       : []),
+    ...(parentWeight ? [{ name: PROMPT_HEAD_PARENT_WEIGHT, dtype: 'F32' as const, shape: [N, C, C], data: () => parentWeight }] : []),
   ]);
   writeJsonAtomic(join(dir, ADAPTER_CONFIG), adapter.config);
 }

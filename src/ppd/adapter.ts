@@ -25,7 +25,7 @@ import { readSafetensors } from '../format/safetensors.ts';
 import { boolean, crossCheck, failing, integer, literal, looseObject, oneOf, orDefault, parseWithSchema, text } from '../format/schema.ts';
 import { parameterCount, type LlamaConfig } from '../model/config.ts';
 import { ATTENTION_VARIANTS, type AttentionVariant } from './prompt-mask.ts';
-import { PROMPT_HEAD_BIAS, PROMPT_HEAD_WEIGHT } from '../model/prompt-head.ts';
+import { PROMPT_HEAD_BIAS, PROMPT_HEAD_KINDS, PROMPT_HEAD_PARENT_WEIGHT, PROMPT_HEAD_WEIGHT, type PromptHeadKind } from '../model/prompt-head.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter.safetensors';
@@ -53,8 +53,8 @@ const adapterConfigSchema = looseObject({
   }, 'an object {configHash, modelType, hiddenSize, vocabSize, numLayers}'),
   /** The text whose token embeddings initialised the prompt tokens. */
   initText: text('a string', true),
-  /** A prompt head (model/prompt-head.ts: a residual block per prompt token before the LM head), when trained with one. */
-  head: literal('residual').optional(),
+  /** A prompt head (model/prompt-head.ts: a residual block per prompt token before the LM head, reading the parent row too for 'residual-parent'), when trained with one. */
+  head: oneOf(PROMPT_HEAD_KINDS, 'residual or residual-parent').optional(),
   /** Training record (steps, loss, data), when trained. */
   training: looseObject({}).optional(),
 });
@@ -207,10 +207,11 @@ export function configHashes(c: LlamaConfig): string[] {
   return [configHash(c), hashOf(hashedConfig(c, true))];
 }
 
-/** A prompt head's parameters: weight [N, C, C], bias [N, C] (model/prompt-head.ts). */
+/** A prompt head's parameters: weight [N, C, C], bias [N, C], and for 'residual-parent' parentWeight [N, C, C] (model/prompt-head.ts). */
 export interface PromptHead {
   weight: Float32Array;
   bias: Float32Array;
+  parentWeight?: Float32Array;
 }
 
 export class PromptAdapter {
@@ -230,6 +231,8 @@ export class PromptAdapter {
     if (head && (head.weight.length !== N * C * C || head.bias.length !== N * C)) {
       throw new ModelError(`adapter prompt head holds ${head.weight.length} + ${head.bias.length} floats, expected ${N}×${C}×${C} + ${N}×${C}`);
     }
+    if (head && (config.head === 'residual-parent') !== (head.parentWeight !== undefined)) throw new ModelError(`adapter config names a ${config.head} prompt head, but its parent weight is ${head.parentWeight ? 'there' : 'missing'}`);
+    if (head?.parentWeight && head.parentWeight.length !== N * C * C) throw new ModelError(`adapter prompt head's parent weight holds ${head.parentWeight.length} floats, expected ${N}×${C}×${C}`);
   }
 
   /** The trainable parameters by graph name (train/prompt-graph.ts): views of this adapter's arrays. */
@@ -238,6 +241,7 @@ export class PromptAdapter {
     if (this.head) {
       params.set(PROMPT_HEAD_WEIGHT, this.head.weight);
       params.set(PROMPT_HEAD_BIAS, this.head.bias);
+      if (this.head.parentWeight) params.set(PROMPT_HEAD_PARENT_WEIGHT, this.head.parentWeight);
     }
     return params;
   }
@@ -259,7 +263,7 @@ export class PromptAdapter {
 
   /** Trainable parameters, and their share of the base model's parameters. */
   parameterShare(base: LlamaConfig): { parameters: number; share: number } {
-    const parameters = this.embeddings.length + (this.head ? this.head.weight.length + this.head.bias.length : 0);
+    const parameters = [...this.parameters().values()].reduce((n, p) => n + p.length, 0);
     return { parameters, share: parameters / parameterCount(base) };
   }
 
@@ -275,7 +279,7 @@ export class PromptAdapter {
      */
     embed: Float32Array | ((ids: number[]) => Float32Array),
     initIds: number[],
-    options: { promptTokens: number; virtualTokens: number; attention: AttentionVariant; initText: string; head?: boolean },
+    options: { promptTokens: number; virtualTokens: number; attention: AttentionVariant; initText: string; head?: PromptHeadKind },
   ): PromptAdapter {
     const { promptTokens: N, virtualTokens: Vt } = options;
     if (!(Number.isInteger(N) && N >= 1 && N <= 64)) throw new InputError(`prompt tokens must be an integer in 1..64, got ${N}`);
@@ -293,11 +297,11 @@ export class PromptAdapter {
         attention: options.attention,
         baseModel: { configHash: configHash(base), modelType: base.modelType, hiddenSize: C, vocabSize: base.vocabSize, numLayers: base.numLayers },
         initText: options.initText,
-        ...(options.head ? { head: 'residual' as const } : {}),
+        ...(options.head ? { head: options.head } : {}),
       },
       embeddings,
       // A zero head is the identity (h + SiLU(0) = h): training starts from plain prompt tokens.
-      options.head ? { weight: new Float32Array(N * C * C), bias: new Float32Array(N * C) } : undefined,
+      options.head ? { weight: new Float32Array(N * C * C), bias: new Float32Array(N * C), ...(options.head === 'residual-parent' ? { parentWeight: new Float32Array(N * C * C) } : {}) } : undefined,
     );
   }
 
@@ -320,7 +324,13 @@ export class PromptAdapter {
     const N = config.promptTokens;
     const C = base.hiddenSize;
     const embeddings = readEmbeddings(folder, ADAPTER_WEIGHTS, N * config.virtualTokens, C);
-    const head = config.head ? { weight: readTensor(folder, ADAPTER_WEIGHTS, PROMPT_HEAD_WEIGHT, [N, C, C]), bias: readTensor(folder, ADAPTER_WEIGHTS, PROMPT_HEAD_BIAS, [N, C]) } : undefined;
+    const head = config.head
+      ? {
+          weight: readTensor(folder, ADAPTER_WEIGHTS, PROMPT_HEAD_WEIGHT, [N, C, C]),
+          bias: readTensor(folder, ADAPTER_WEIGHTS, PROMPT_HEAD_BIAS, [N, C]),
+          ...(config.head === 'residual-parent' ? { parentWeight: readTensor(folder, ADAPTER_WEIGHTS, PROMPT_HEAD_PARENT_WEIGHT, [N, C, C]) } : {}),
+        }
+      : undefined;
     return new PromptAdapter(config, embeddings, head);
   }
 

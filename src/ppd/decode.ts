@@ -80,6 +80,8 @@ interface CompiledStep {
   tokenRows: Int32Array;
   /** [R] each row's prompt token (for a prompt head), -1 for token rows. */
   promptIndex: Int8Array;
+  /** [R] each prompt row's parent: the row of the tree node it is attached to (-1 for token rows). */
+  promptParent: Int32Array;
   /** This step with a drafted chain of k tokens, by k, compiled on first use. */
   chains: Map<number, CompiledStep>;
 }
@@ -159,7 +161,7 @@ export class PpdDecoder {
         throw new ModelError(`this adapter has a prompt head for ${N} prompt tokens, and the model was ${model.promptHeadTokens === undefined ? 'opened without one' : `opened for ${model.promptHeadTokens}`}: load the model with promptHead: ${N} (the CLI does so for --ppd)`);
       }
       let feeds = HEAD_FEEDS.get(head);
-      if (!feeds) HEAD_FEEDS.set(head, (feeds = promptHeadFeeds(head.weight, head.bias, N, model.config.hiddenSize)));
+      if (!feeds) HEAD_FEEDS.set(head, (feeds = promptHeadFeeds(head.weight, head.bias, N, model.config.hiddenSize, head.parentWeight)));
       this.head = feeds;
     }
     this.steps = o.trees.trees.map((tree) => this.compile(compileTree(tree, this.shape)));
@@ -281,7 +283,7 @@ export class PpdDecoder {
     const embeds = step.embedsTemplate.slice();
     for (const row of step.tokenRows) embeds.set(this.model.embed([tokens[row]!]), row * C);
     const plan: RowsPlan = { embeds, positionOffsets: step.buffers.positionOffset, block: step.buffers.mask };
-    if (this.head) plan.promptHead = { feeds: this.head, rows: step.promptIndex };
+    if (this.head) plan.promptHead = { feeds: this.head, rows: step.promptIndex, parents: step.promptParent };
     return plan;
   }
 
@@ -346,13 +348,15 @@ export class PpdDecoder {
     const embedsTemplate = new Float32Array(buffers.rows * C);
     const tokenRows: number[] = [];
     const promptIndex = new Int8Array(buffers.rows).fill(-1);
+    const promptParent = new Int32Array(buffers.rows).fill(-1);
     buffers.source.forEach((src, r) => {
       if (src.kind === 'prompt') {
         embedsTemplate.set(this.o.adapter.row(src.prompt, src.virtual), r * C);
         promptIndex[r] = src.prompt;
+        promptParent[r] = buffers.nodeRows[src.node]!;
       } else tokenRows.push(r);
     });
-    return { buffers, embedsTemplate, tokenRows: Int32Array.from(tokenRows), promptIndex, chains: new Map() };
+    return { buffers, embedsTemplate, tokenRows: Int32Array.from(tokenRows), promptIndex, promptParent, chains: new Map() };
   }
 
   /** Guess lists for the next step from the averaged logits of `count` prompt tokens. */

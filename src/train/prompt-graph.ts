@@ -16,7 +16,9 @@
  *
  *   inputs   token_embeds [S, C], prompt_embeddings [N·Vt, C], mask [S+R, S+R] (0 / -inf),
  *            positions [S+R] i64, teacher_ids [M·N, topK] i64, teacher_probs [M·N, topK],
- *            truth [M·N] i64, and with a head: prompt_head.weight [N, C, C], prompt_head.bias [N, C]
+ *            truth [M·N] i64, and with a head: prompt_head.weight [N, C, C], prompt_head.bias [N, C],
+ *            and for a 'residual-parent' head prompt_head.parent_weight [N, C, C] (group j's parent
+ *            is token row L0 + j - 1, the last token it sees)
  *   outputs  loss [] (the cross-entropy part of the KL, mean over groups), grad.<parameter> for
  *            each adapter parameter, truth_rank [M·N] i64 (0 = the student's top guess),
  *            student_logits [M·N, V] (fetched by tests only: large for a large vocabulary)
@@ -26,7 +28,7 @@ import { DATA_TYPE, GraphBuilder, type ExternalDataSink } from '../graph/builder
 import type { TensorSource } from '../format/tensor-source.ts';
 import type { LlamaConfig } from '../model/config.ts';
 import { frozenForward, GRAPH_INPUTS } from '../model/llama-graph.ts';
-import { PROMPT_HEAD_BIAS, PROMPT_HEAD_WEIGHT, promptHeadOnGroups } from '../model/prompt-head.ts';
+import { PROMPT_HEAD_BIAS, PROMPT_HEAD_PARENT_WEIGHT, PROMPT_HEAD_WEIGHT, promptHeadOnGroups, type PromptHeadKind } from '../model/prompt-head.ts';
 import { EMBEDDINGS } from '../ppd/adapter.ts';
 
 export const TOKEN_EMBEDS = 'token_embeds';
@@ -50,8 +52,8 @@ export interface PromptGraphShape {
   /** Cut groups per sequence (M). */
   cuts: number;
   topK: number;
-  /** Whether the adapter has a prompt head (model/prompt-head.ts). */
-  head: boolean;
+  /** The adapter's prompt head, when it has one (model/prompt-head.ts). */
+  head?: PromptHeadKind;
 }
 
 /** The adapter's trainable parameters in the graph, with their shapes. */
@@ -62,6 +64,7 @@ export function promptParameters(config: LlamaConfig, shape: PromptGraphShape): 
   if (shape.head) {
     params.set(PROMPT_HEAD_WEIGHT, [N, C, C]);
     params.set(PROMPT_HEAD_BIAS, [N, C]);
+    if (shape.head === 'residual-parent') params.set(PROMPT_HEAD_PARENT_WEIGHT, [N, C, C]);
   }
   return params;
 }
@@ -77,12 +80,20 @@ export function buildPromptGraph(config: LlamaConfig, tensors: TensorSource, sha
   const embeds = g.op('Concat', [g.input(TOKEN_EMBEDS, 'float32', [S, C]), promptRows], { axis: 0 });
   const positions = g.input(GRAPH_INPUTS.positions, 'int64', [S + R]);
   const mask = g.input(GRAPH_INPUTS.mask, 'float32', [S + R, S + R]);
+  // Group j's parent is token row L0 + j - 1; as [N, M·Vt, C], each prompt row of the grouped layout beside its parent's state.
+  const L0 = S - M - N;
+  const parentStates = (hidden: string) => {
+    const parents = g.op('Slice', [hidden, g.ints([L0 - 1]), g.ints([L0 - 1 + M]), g.ints([0])]); // [M, C]
+    const perRow = g.op('Reshape', [g.op('Tile', [g.op('Reshape', [parents, g.ints([M, 1, C])]), g.ints([1, Vt, 1])]), g.ints([1, M * Vt, C])]);
+    return g.op('Tile', [perRow, g.ints([N, 1, 1])]);
+  };
   // Only the prompt rows' logits are used: the head (when there is one) and the LM head run on them alone.
   const beforeHead = (hidden: string) => {
     const prompt = g.op('Slice', [hidden, g.ints([S]), g.ints([S + R]), g.ints([0])]); // [R, C]
     if (!shape.head) return prompt;
     const grouped = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [prompt, g.ints([M, N, Vt, C])])], { perm: [1, 0, 2, 3] }), g.ints([N, M * Vt, C])]);
-    const headed = promptHeadOnGroups(g, grouped, inputs.get(PROMPT_HEAD_WEIGHT)!, inputs.get(PROMPT_HEAD_BIAS)!, N, C);
+    const parent = shape.head === 'residual-parent' ? { states: parentStates(hidden), weight: inputs.get(PROMPT_HEAD_PARENT_WEIGHT)! } : undefined;
+    const headed = promptHeadOnGroups(g, grouped, inputs.get(PROMPT_HEAD_WEIGHT)!, inputs.get(PROMPT_HEAD_BIAS)!, N, C, parent);
     return g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [headed, g.ints([N, M, Vt, C])])], { perm: [1, 0, 2, 3] }), g.ints([R, C])]);
   };
   const logits = frozenForward(g, config, tensors, S + R, null, { embeds, positions, mask, beforeHead }); // [R, V]

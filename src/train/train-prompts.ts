@@ -6,6 +6,7 @@
  * sequence (distill.ts) and all of its cut points.
  */
 import type { LlamaModel } from '../model/llama-model.ts';
+import type { PromptHeadKind } from '../model/prompt-head.ts';
 import { compileGraph, type CompileOptions } from '../runtime/compile.ts';
 import { createSession, OrtTensor, type OrtSession, type RuntimeOptions } from '../runtime/ort.ts';
 import type { TensorSource } from '../format/tensor-source.ts';
@@ -31,10 +32,10 @@ import {
 import { promptVisibility, type AttentionVariant } from '../ppd/prompt-mask.ts';
 
 /** The shape of the prompt graph that trains `set`'s sequences for an adapter of N prompt tokens. */
-export function promptGraphShape(set: TeacherSequences, adapter: { promptTokens: number; virtualTokens: number; head: boolean }): PromptGraphShape {
+export function promptGraphShape(set: TeacherSequences, adapter: { promptTokens: number; virtualTokens: number; head?: PromptHeadKind }): PromptGraphShape {
   const cuts = set.generated - adapter.promptTokens;
   if (cuts < 1) throw new Error(`teacher sequences continue ${set.generated} tokens: too few for ${adapter.promptTokens} prompt tokens`);
-  return { promptTokens: adapter.promptTokens, virtualTokens: adapter.virtualTokens, sequenceLength: sequenceLength(set), cuts, topK: set.topK, head: adapter.head };
+  return { promptTokens: adapter.promptTokens, virtualTokens: adapter.virtualTokens, sequenceLength: sequenceLength(set), cuts, topK: set.topK, ...(adapter.head ? { head: adapter.head } : {}) };
 }
 
 /**
@@ -84,7 +85,7 @@ export class PromptSession {
   static async create(model: LlamaModel, tensors: TensorSource, set: TeacherSequences, shape: PromptGraphShape, attention: AttentionVariant, options: CompileOptions & RuntimeOptions = {}): Promise<PromptSession> {
     const config: LlamaConfig = model.config;
     const { promptTokens: N, virtualTokens: Vt, sequenceLength: S, cuts: M, topK, head } = shape;
-    const graph = checkpointGraph(`prompt-training N${N} V${Vt} S${S} M${M} K${topK}${head ? ' head' : ''}`, config, tensors, (external) => buildPromptGraph(config, tensors, shape, external));
+    const graph = checkpointGraph(`prompt-training N${N} V${Vt} S${S} M${M} K${topK}${head ? ` head ${head}` : ''}`, config, tensors, (external) => buildPromptGraph(config, tensors, shape, external));
     const compiled = compileGraph(graph, options);
     try {
       return new PromptSession(await createSession(compiled.path, options), shape, model, set.prefixLength, attention);
