@@ -455,7 +455,7 @@ function memoryOverhead(loaded: LoadedModel, setup: PpdSetup): MemoryOverhead {
       3 * b.guesses.length; // row, depth, rank
     return { guessDepth: tree.guessDepth, rows: b.rows, nodes: b.nodeRows.length, maskBytes: b.mask.byteLength, indexBytes: indexEntries * int32 };
   });
-  const adapterBytes = setup.adapter.parameterShare(loaded.config).parameters * Float32Array.BYTES_PER_ELEMENT;
+  const adapterBytes = setup.adapter.trainableParameters * Float32Array.BYTES_PER_ELEMENT;
   const treeBufferBytes = sum(trees.map((t) => t.maskBytes + t.indexBytes));
   const weightBytes = parameterCount(loaded.config) * Float32Array.BYTES_PER_ELEMENT;
   return { adapterBytes, trees, treeBufferBytes, overheadBytes: adapterBytes + treeBufferBytes, weightBytes, share: (adapterBytes + treeBufferBytes) / weightBytes };

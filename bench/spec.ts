@@ -358,7 +358,7 @@ function modelInfo(dir: string, c: LlamaConfig): ModelInfo {
 
 function adapterInfo(dir: string, setup: PpdSetup): AdapterInfo {
   const { promptTokens, virtualTokens } = setup.adapter.config;
-  return { dir: repoPath(dir), promptTokens, virtualTokens, treesFile: setup.treesFile === undefined ? 'built in memory' : repoPath(setup.treesFile), treeBudget: setup.trees.budget, bytes: setup.adapter.embeddings.length * 4 };
+  return { dir: repoPath(dir), promptTokens, virtualTokens, treesFile: setup.treesFile === undefined ? 'built in memory' : repoPath(setup.treesFile), treeBudget: setup.trees.budget, bytes: setup.adapter.trainableParameters * 4 };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -261,9 +261,14 @@ export class PromptAdapter {
     return this.embeddings.subarray(r * C, (r + 1) * C);
   }
 
+  /** The adapter's trained floats: the embeddings and, with a head, its weights. */
+  get trainableParameters(): number {
+    return [...this.parameters().values()].reduce((n, p) => n + p.length, 0);
+  }
+
   /** Trainable parameters, and their share of the base model's parameters. */
   parameterShare(base: LlamaConfig): { parameters: number; share: number } {
-    const parameters = [...this.parameters().values()].reduce((n, p) => n + p.length, 0);
+    const parameters = this.trainableParameters;
     return { parameters, share: parameters / parameterCount(base) };
   }
 
