@@ -57,6 +57,7 @@ import { parameterCount } from '../src/model/config.ts';
 import { DEFAULT_LOOKUP_TOKENS, loadGuessingPpdSetup, TREES_FILE, type PpdSetup } from '../src/ppd/setup.ts';
 import { lookupAlone } from '../src/ppd/adapter-folder.ts';
 import { compileTree } from '../src/ppd/tree-buffers.ts';
+import { treeRows } from '../src/ppd/tree.ts';
 import { Progress } from '../src/report/progress.ts';
 import type { SamplingOptions } from '../src/sampling/sampler.ts';
 import {
@@ -100,8 +101,14 @@ export interface PpdBenchReport {
     promptTokens: number; // N
     virtualTokens: number; // Vt
     attention: string;
-    /** plainChosen: this machine's calibration picked plain decoding, so trees.json stands in. */
-    trees: { file: string; plainChosen: boolean; budget: number; topK: number; expectedTokensPerStep: number; rowsPerTree: number[] };
+    /**
+     * The trees of the prompt tokens alone (the decoders without the lookup): this machine's
+     * calibrated choice for `--lookup 0`; plainChosen: the calibration picked plain decoding
+     * there, so trees.json stands in.
+     */
+    trees: TreesRecord;
+    /** The trees the "+ context lookup" decoders verify beside the chain: the machine's own choice, trees.json where that is the root alone. */
+    treesWithLookup: TreesRecord;
   };
   workload: Workload;
   /** Every greedy PPD run (each prompt, each greedy comparison) against plain greedy: the ids must be identical. */
@@ -360,14 +367,20 @@ const COMPARISONS: readonly Pick<Comparison, 'name' | 'plain' | 'ppd' | 'preserv
 ];
 const GREEDY_COMPARISONS: readonly ComparisonName[] = ['greedy', 'greedy, PPD + context lookup', 'greedy, context lookup alone'];
 
-/** The setup a decoder runs with: `setup`'s trees and/or a lookup chain. */
-function setupFor(setup: PpdSetup, guesses: Guesses): PpdSetup {
-  if (guesses === 'prompt') return { ...setup, lookup: 0 };
-  if (guesses === 'prompt+lookup') return { ...setup, lookup: DEFAULT_LOOKUP_TOKENS };
-  return lookupAlone(setup, DEFAULT_LOOKUP_TOKENS);
+/** The machine's setups: for the prompt tokens alone (`--lookup 0`), and with the context lookup. */
+interface Setups {
+  alone: PpdSetup;
+  withLookup: PpdSetup;
 }
 
-async function generate(loaded: LoadedModel, setup: PpdSetup, decoder: Decoder, prompt: Prompt, maxTokens: number): Promise<GenerationResult> {
+/** The setup a decoder runs with: the calibrated trees and/or a lookup chain. */
+function setupFor(setups: Setups, guesses: Guesses): PpdSetup {
+  if (guesses === 'prompt') return { ...setups.alone, lookup: 0 };
+  if (guesses === 'prompt+lookup') return { ...setups.withLookup, lookup: DEFAULT_LOOKUP_TOKENS };
+  return lookupAlone(setups.withLookup, DEFAULT_LOOKUP_TOKENS);
+}
+
+async function generate(loaded: LoadedModel, setup: Setups, decoder: Decoder, prompt: Prompt, maxTokens: number): Promise<GenerationResult> {
   const sampling = decoder.sampled ? { ...SAMPLING, seed: SEED_BASE + prompt.number } : { ...GREEDY, seed: 0 };
   const ppd = decoder.ppd === undefined ? undefined : { ...setupFor(setup, decoder.guesses!), verification: decoder.ppd === 'typical' ? ('typical' as const) : ('rejection' as const) };
   // EOS is ignored: every run produces exactly maxTokens, so the runs measure speed comparably.
@@ -377,7 +390,7 @@ async function generate(loaded: LoadedModel, setup: PpdSetup, decoder: Decoder, 
 const sameIds = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((id, i) => id === b[i]);
 
 /** All runs of one prompt, interleaved round by round; per decoder its results in repeat order. */
-async function runPrompt(loaded: LoadedModel, setup: PpdSetup, prompt: Prompt, plan: Plan, progress: Progress): Promise<Map<DecoderId, GenerationResult[]>> {
+async function runPrompt(loaded: LoadedModel, setup: Setups, prompt: Prompt, plan: Plan, progress: Progress): Promise<Map<DecoderId, GenerationResult[]>> {
   const results = new Map<DecoderId, GenerationResult[]>(DECODERS.map((d) => [d.id, []]));
   for (let round = 0; round < plan.repeats; round++) {
     // Reversing every other round: neither side of a pair always runs right after the other.
@@ -438,6 +451,33 @@ function firstMismatch(decoding: ComparisonName, prompt: Prompt, plain: readonly
   let position = 0;
   while (position < Math.min(plain.length, ppd.length) && plain[position] === ppd[position]) position++;
   return { decoding, prompt: prompt.number, document: prompt.document, position, plainId: plain[position] ?? null, ppdId: ppd[position] ?? null, plainTokens: plain.length, ppdTokens: ppd.length };
+}
+
+interface TreesRecord {
+  file: string;
+  /** This machine's calibration chose no prompt-token rows here, so trees.json stands in. */
+  plainChosen: boolean;
+  budget: number;
+  topK: number;
+  expectedTokensPerStep: number;
+  rowsPerTree: number[];
+}
+
+function treesRecord({ setup, plainChosen }: { setup: PpdSetup; plainChosen: boolean }, adapterDir: string): TreesRecord {
+  return {
+    file: repoPath(setup.treesFile ?? join(adapterDir, TREES_FILE)),
+    plainChosen,
+    budget: setup.trees.budget,
+    topK: setup.trees.topK,
+    expectedTokensPerStep: setup.trees.expectedTokensPerStep,
+    rowsPerTree: setup.trees.trees.map((tree) => treeRows(tree, setup.adapter.virtualTokens)),
+  };
+}
+
+/** A tree set for the report; `chosenInstead` says what the calibration had chosen where trees.json stands in. */
+function treesText(t: TreesRecord, chosenInstead: string): string {
+  const standIn = t.plainChosen ? ` (this machine's calibration chose ${chosenInstead}, so these default trees stand in)` : '';
+  return `\`${t.file}\`: budget ${t.budget} rows, top-${t.topK}, rows per tree (d = 0..N) ${t.rowsPerTree.join(', ')}, expected ${fmt(t.expectedTokensPerStep, 2)} tokens/step${standIn}`;
 }
 
 /** What PPD keeps in memory besides the model: the prompt embeddings and each tree's step buffers. */
@@ -542,7 +582,8 @@ function markdown(r: PpdBenchReport): string {
     ...r.comparisons.map(aggregateRow),
     '',
     `Rejection verification keeps the model's sampling distribution exactly; typical acceptance (ε = 0.09, δ = 0.3 as in the PPD reference) accepts more but does not. ` +
-      `"+ context lookup": the same trees plus a chain of up to ${DEFAULT_LOOKUP_TOKENS} guesses per step copied from where the last tokens occurred before in the prompt or output ` +
+      'The rows without the lookup decode with the trees this machine\'s calibration chose for the prompt tokens alone (what `generate --ppd --lookup 0` takes); ' +
+      `"+ context lookup": the trees it chose beside the lookup (see Model and adapter) plus a chain of up to ${DEFAULT_LOOKUP_TOKENS} guesses per step copied from where the last tokens occurred before in the prompt or output ` +
       '(`src/ppd/lookup.ts`; what `generate --ppd` adds by default); "context lookup alone": that chain with a root-only tree (no prompt-token rows). ' +
       'The targets are about PPD as the paper has it, the first row.',
     '',
@@ -579,7 +620,8 @@ function markdown(r: PpdBenchReport): string {
     '| --- | --- |',
     `| model | \`${r.model.dir}\`: ${fmt(r.model.parameters / 1e6, 2)}M parameters (C = ${r.model.hiddenSize}, ${r.model.layers} layers, vocabulary ${r.model.vocabSize}), f32 |`,
     `| adapter | \`${r.adapter.dir}\`: N = ${r.adapter.promptTokens} prompt tokens × Vt = ${r.adapter.virtualTokens}, ${r.adapter.attention} attention |`,
-    `| trees | \`${r.adapter.trees.file}\`: budget ${r.adapter.trees.budget} rows, top-${r.adapter.trees.topK}, rows per tree (d = 0..N) ${r.adapter.trees.rowsPerTree.join(', ')}, expected ${fmt(r.adapter.trees.expectedTokensPerStep, 2)} tokens/step${r.adapter.trees.plainChosen ? ' (this machine\'s calibration chose plain decoding, so these default trees stand in)' : ''} |`,
+    `| trees, prompt tokens alone | ${treesText(r.adapter.trees, 'prompt tokens alone')} |`,
+    `| trees, + context lookup | ${treesText(r.adapter.treesWithLookup, 'a lookup chain alone')} |`,
     '',
     '## Memory overhead',
     '',
@@ -649,8 +691,11 @@ async function main(argv: string[]): Promise<void> {
   const machine = describeMachine(plan.threads);
   const loaded = await loadModel(plan.modelDir, { threads: plan.threads, needsTokenizer: true, promptHead: promptHeadOf(plan.adapterDir) });
   try {
-    // The machine's calibrated trees; trees.json where the calibration chose plain decoding.
-    const { setup, plainChosen } = loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads: plan.threads, ngram: 'off' });
+    // The machine's calibrated trees, without and with the lookup; trees.json where the calibration chose no prompt-token rows.
+    const alone = loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads: plan.threads, ngram: 'off', lookup: 0 });
+    const withLookup = loadGuessingPpdSetup(loaded.config, plan.adapterDir, { threads: plan.threads, ngram: 'off', onNotice: () => {} });
+    const setups: Setups = { alone: alone.setup, withLookup: withLookup.setup };
+    const setup = alone.setup;
     const prompts = selectPrompts(loaded, plan.prompts, plan.promptFile);
     process.stderr.write(
       `PPD benchmark (${plan.mode}): ${repoPath(plan.modelDir)} + ${repoPath(plan.adapterDir)}, ${prompts.length} prompts × ${plan.maxTokens} tokens × ${plan.repeats} repeat${plan.repeats === 1 ? '' : 's'}, ` +
@@ -660,7 +705,7 @@ async function main(argv: string[]): Promise<void> {
 
     const warmup = new Progress('warm-up', DECODERS.length, 'runs');
     for (const decoder of DECODERS) {
-      await generate(loaded, setup, decoder, prompts[0]!, Math.min(WARMUP_TOKENS, plan.maxTokens));
+      await generate(loaded, setups, decoder, prompts[0]!, Math.min(WARMUP_TOKENS, plan.maxTokens));
       warmup.tick();
     }
     warmup.stop();
@@ -668,7 +713,7 @@ async function main(argv: string[]): Promise<void> {
     const endTimed = watchLoad();
     const progress = new Progress('generations', prompts.length * plan.repeats * DECODERS.length, 'runs');
     const perPrompt: Map<DecoderId, GenerationResult[]>[] = [];
-    for (const prompt of prompts) perPrompt.push(await runPrompt(loaded, setup, prompt, plan, progress));
+    for (const prompt of prompts) perPrompt.push(await runPrompt(loaded, setups, prompt, plan, progress));
     const load = endTimed();
 
     const comparisons: Comparison[] = COMPARISONS.map((c) => {
@@ -722,14 +767,8 @@ async function main(argv: string[]): Promise<void> {
         promptTokens: N,
         virtualTokens: Vt,
         attention: setup.adapter.config.attention,
-        trees: {
-          file: repoPath(setup.treesFile ?? join(plan.adapterDir, TREES_FILE)),
-          plainChosen,
-          budget: setup.trees.budget,
-          topK: setup.trees.topK,
-          expectedTokensPerStep: setup.trees.expectedTokensPerStep,
-          rowsPerTree: memory.trees.map((tb) => tb.rows),
-        },
+        trees: treesRecord(alone, plan.adapterDir),
+        treesWithLookup: treesRecord(withLookup, plan.adapterDir),
       },
       workload: {
         corpusFile: repoPath(plan.promptFile),

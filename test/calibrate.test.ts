@@ -11,10 +11,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chooseTreeSize, decide, predict, sizesToCheck, type CurvePoint } from '../src/ppd/tree-size-choice.ts';
+import { chooseTreeSize, bestWithoutLookup, decide, predict, sizesToCheck, type CurvePoint } from '../src/ppd/tree-size-choice.ts';
 import { gridStep, nearestInGrid, sizeGrid } from '../src/ppd/tree-size-grid.ts';
 import { measureLatency } from '../src/calibrate/measure.ts';
-import { fileDigest, machineSignature, parseProfile, profilePath, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../src/ppd/hardware-profile.ts';
+import { fileDigest, machineSignature, parseProfile, profilePath, profileTreesName, profileTreesWithoutLookupName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../src/ppd/hardware-profile.ts';
 import { tauCurve, treeSetFor } from '../src/ppd/tree-size-tau.ts';
 import { QUICK_GRID, QUICK_MARGIN, quickDecision, quickTreeChoice } from '../src/ppd/quick-calibration.ts';
 import { widestTreeRows } from '../src/ppd/tree.ts';
@@ -173,6 +173,14 @@ describe('tree-size choice', () => {
     assert.throws(() => decide(choice, [], 1), /margin/);
   });
 
+  test('without the lookup: the best prompt-token trees alone (no chain, no table), even where they lose to plain decoding', () => {
+    const m = (n: number, speedup: number, lookup = 0, ngram = false) => ({ n, lookup, ngram, speedup });
+    assert.equal(bestWithoutLookup(null), null);
+    assert.equal(bestWithoutLookup([m(1, 2.1, 8), m(4, 1.9, 8), m(1, 1.2, 0, true), m(1, 0.99)]), null, 'no trees measured alone');
+    assert.deepEqual(bestWithoutLookup([m(1, 2.1, 8), m(2, 0.9), m(4, 1.07), m(8, 0.95), m(4, 1.3, 0, true)]), { n: 4, speedup: 1.07 }, 'the lookup and the table do not count');
+    assert.deepEqual(bestWithoutLookup([m(1, 2.1, 8), m(3, 0.98), m(8, 0.84)]), { n: 3, speedup: 0.98 }, 'slower than plain: still the best of them');
+  });
+
   test('τ(n) from the builder: 1 at n = 1, never below 1, and growing overall', () => {
     const tau = tauCurve(ACC, [1, 2, 4, 8, 16, 32], SHAPE);
     assert.equal(tau[0]!.tau, 1);
@@ -224,6 +232,8 @@ describe('hardware profile schema', () => {
     ['bad digest', (p) => (p.adapter.accuracyDigest = 'xyz'), /field "adapter.accuracyDigest" must be 16 hex digits/],
     ['bad measured speedup', (p) => (p.measuredSpeedup = -1), /field "measuredSpeedup" must be a positive number or null/],
     ['unknown quantization', (p) => (p.signature.quantize = 'q5'), /field "signature.quantize" must be one of q8, q4 \(or absent\), got "q5"/],
+    ['withoutLookup without trees', (p) => (p.withoutLookup = { budget: 4, measuredSpeedup: 1.1 }), /field "withoutLookup.trees" must be a file name in profiles\//],
+    ['withoutLookup budget 1', (p) => (p.withoutLookup = { budget: 1, trees: 'x.json', measuredSpeedup: 1.1 }), /field "withoutLookup.budget" must be an integer >= 2, got 1/],
   ];
   for (const [name, edit, pattern] of cases) {
     test(`schema error: ${name} names the file and the field`, () => {
@@ -291,6 +301,36 @@ describe('which trees decoding uses', () => {
     saveProfile(dir, profileFor(machineSignature(2, 'q8'), 4, binding), buildTreeSet(ACC, { budget: 4, ...SHAPE }));
     assert.equal(treesBudget([], { quantize: 'q8' }), 4);
     assert.equal(treesBudget([]), 20, 'the f32 profile still serves f32 weights');
+  });
+
+  test('--lookup 0 where the profile verifies a lookup chain: its trees for the prompt tokens alone', () => {
+    const hash = signatureHash(here());
+    const withLookup = { ...profileFor(here(), 1, binding), lookup: 8 };
+    const alone = { budget: 6, trees: profileTreesWithoutLookupName(hash), measuredSpeedup: 1.07 };
+    assert.throws(() => saveProfile(dir, { ...withLookup, withoutLookup: alone }, buildTreeSet(ACC, { budget: 1, ...SHAPE })), /come together/);
+    saveProfile(dir, { ...withLookup, withoutLookup: alone }, buildTreeSet(ACC, { budget: 1, ...SHAPE }), buildTreeSet(ACC, { budget: 6, ...SHAPE }));
+    try {
+      const notices: string[] = [];
+      const zero = loadPpdSetup(base, dir, { threads: 2, lookup: 0, onNotice: (line) => notices.push(line) });
+      assert.deepEqual([zero.trees.budget, zero.lookup, zero.treesFile], [6, 0, join(dir, 'profiles', profileTreesWithoutLookupName(hash))]);
+      assert.deepEqual(notices, []);
+      const asChosen = loadPpdSetup(base, dir, { threads: 2 });
+      assert.deepEqual([asChosen.trees.budget, asChosen.lookup], [1, 8], 'without --lookup 0: the lookup alone, as chosen');
+      assert.deepEqual([loadPpdSetup(base, dir, { threads: 2, lookup: 4 }).trees.budget], [1], 'another lookup length keeps the chosen trees');
+      // Trees that measured slower than plain decoding are still what --lookup 0 asks for, with one line saying so.
+      saveProfile(dir, { ...withLookup, measuredSpeedup: 2.05, withoutLookup: { ...alone, measuredSpeedup: 0.98 } }, buildTreeSet(ACC, { budget: 1, ...SHAPE }), buildTreeSet(ACC, { budget: 6, ...SHAPE }));
+      const slower: string[] = [];
+      assert.equal(treesBudget(slower, { lookup: 0 }), 6);
+      assert.equal(slower.length, 1);
+      assert.match(slower[0]!, /^this machine's calibration measured the prompt tokens alone at 0\.98× plain decoding at best \(.*without-lookup\.trees\.json, 6 rows\), slower than plain; its choice is the context lookup \(its default\), measured 2\.05×$/);
+      rmSync(join(dir, 'profiles', alone.trees));
+      assert.throws(() => treesBudget([], { lookup: 0 }), (e) => e instanceof FormatError && /field "withoutLookup.trees" names [0-9a-f]{16}\.without-lookup\.trees\.json, which is not in/.test(e.message));
+      // A profile without the field (older, or calibrated without the lookup): --lookup 0 keeps its trees.
+      saveProfile(dir, withLookup, buildTreeSet(ACC, { budget: 1, ...SHAPE }));
+      assert.equal(treesBudget([], { lookup: 0 }), 1);
+    } finally {
+      saveProfile(dir, profileFor(here(), 20, binding), buildTreeSet(ACC, { budget: 20, ...SHAPE }));
+    }
   });
 
   test('--trees wins over the profile', () => {
@@ -488,19 +528,26 @@ describe('ppd calibrate on a tiny random model', () => {
     assert.deepEqual([report.decision.n, report.decision.lookup, report.decision.ngram], guesses && best.speedup >= 1.03 ? [best.n, best.lookup, best.ngram] : [1, 0, false], 'the measured best, or plain decoding');
     assert.equal(setup.treesFile, join(adapterDir, 'profiles', `${hash}.trees.json`));
     assert.equal(setup.ngram !== undefined, report.decision.ngram, 'the table drafts where the profile says it paid');
+    // --lookup 0: where the decision verifies a lookup chain, the best prompt-token trees measured alone.
+    const treesAlone = report.check.sizes.filter((s: Checked) => s.n > 1 && s.lookup === 0 && !s.ngram);
+    const bestAlone = treesAlone.reduce((a: { speedup: number }, b: { speedup: number }) => (b.speedup > a.speedup ? b : a));
+    const expectedAlone = report.decision.lookup > 0 ? bestAlone.n : report.decision.n;
+    assert.deepEqual(report.withoutLookup && report.withoutLookup.n, report.decision.lookup > 0 ? expectedAlone : null);
+    assert.equal(loadPpdSetup(base, adapterDir, { threads: 1, lookup: 0 }).trees.budget, expectedAlone, '--lookup 0 decodes with them');
 
     // The profile's table choice rules the folder's table; `--ngram FILE` overrides it; a profile that did not measure it keeps the old rule.
     const profileFile = profilePath(adapterDir, hash);
     const profile = parseProfile(JSON.parse(readFileSync(profileFile, 'utf8')), profileFile);
     const trees = loadTreeSet(join(adapterDir, 'profiles', profile.trees));
+    const without = profile.withoutLookup && loadTreeSet(join(adapterDir, 'profiles', profile.withoutLookup.trees));
     for (const ngram of [false, true]) {
-      saveProfile(adapterDir, { ...profile, ngram }, trees);
+      saveProfile(adapterDir, { ...profile, ngram }, trees, without);
       assert.equal(loadPpdSetup(base, adapterDir, { threads: 1 }).ngram !== undefined, ngram, `profile ngram: ${ngram}`);
     }
-    saveProfile(adapterDir, { ...profile, ngram: false }, trees);
+    saveProfile(adapterDir, { ...profile, ngram: false }, trees, without);
     assert.equal(loadPpdSetup(base, adapterDir, { threads: 1, ngram: join(adapterDir, 'ngram.bin') }).ngram?.file, join(adapterDir, 'ngram.bin'), '--ngram FILE wins');
     const { ngram: _, ...unmeasured } = profile;
-    saveProfile(adapterDir, { ...unmeasured, budget: trees.budget }, trees);
+    saveProfile(adapterDir, { ...unmeasured, budget: trees.budget }, trees, without);
     const old = loadPpdSetup(base, adapterDir, { threads: 1 });
     assert.equal(old.ngram !== undefined, trees.budget > 1 || (profile.lookup ?? 0) > 0, 'unmeasured: the table unless the profile decodes plainly');
   });

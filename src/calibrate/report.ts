@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../format/atomic.ts';
 import { writeLineChart, type Series } from '../report/plot.ts';
-import { guessesAnything, type Decision, type Prediction } from '../ppd/tree-size-choice.ts';
+import { guessesAnything, type Decision, type Prediction, type WithoutLookup } from '../ppd/tree-size-choice.ts';
 import type { LatencyRow, MeasuredSize } from './measure.ts';
 import { describeSignature, type MachineSignature } from '../ppd/hardware-profile.ts';
 import type { TauPoint } from '../ppd/tree-size-tau.ts';
@@ -39,6 +39,11 @@ export interface CalibrationReport {
   fastest: Prediction;
   /** The final n (1 = plain decoding), after the end-to-end check when it ran; the profile uses it. */
   decision: Decision;
+  /**
+   * Where the decision verifies a context-lookup chain: the prompt-token trees measured fastest
+   * alone (bestWithoutLookup), which `--lookup 0` decodes with; null otherwise.
+   */
+  withoutLookup: WithoutLookup | null;
   /** The share by which a measured PPD speed had to beat plain decoding. */
   margin: number;
   /** The adapter's trees.json, for comparison (null when it has none). */
@@ -115,14 +120,20 @@ export function decisionText(d: Decision, margin: number): string {
   return `${what}${d.ngram === false ? ' (without the n-gram table)' : ''}, measured ${fmt(d.speedup)}× plain end to end`;
 }
 
-/** The final decision when the end-to-end check overruled or confirmed the prediction. */
+/** The prompt tokens' best alone in words: "n = 4, measured 1.07× plain end to end". */
+export function withoutLookupText(w: WithoutLookup): string {
+  return `n = ${w.n}, measured ${fmt(w.speedup)}× plain end to end${w.speedup < 1 ? ' (slower than plain decoding)' : ''}`;
+}
+
+/** The final decision when the end-to-end check overruled or confirmed the prediction, and the one for --lookup 0. */
 function decisionLine(r: CalibrationReport): string[] {
   const d = r.decision;
   if (d.basis === 'prediction') return [];
   const text = !guessesAnything(d)
     ? `**Decision: ${decisionText(d, r.margin)}**, so generation with this adapter decodes plainly here (\`--trees FILE\` forces a tree set).`
     : `**Decision: ${decisionText(d, r.margin)}**: the best checked; the prediction chose n = ${r.chosen.n}.`;
-  return [text, ''];
+  const without = r.withoutLookup ? [`Without the context lookup (\`--lookup 0\`: the prompt tokens alone, as the demo and the benchmarks show them): ${withoutLookupText(r.withoutLookup)}.`, ''] : [];
+  return [text, '', ...without];
 }
 
 export function markdown(r: CalibrationReport, chartFile: string): string {

@@ -9,11 +9,11 @@ import { InvalidArgumentError } from 'commander';
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { basename, join, relative } from 'node:path';
-import { chooseTreeSize, decide, guessesAnything, sizesToCheck, type Choice } from '../ppd/tree-size-choice.ts';
+import { bestWithoutLookup, chooseTreeSize, decide, guessesAnything, sizesToCheck, type Choice } from '../ppd/tree-size-choice.ts';
 import { sizeGrid } from '../ppd/tree-size-grid.ts';
 import { generationCount, generationRuns, heldOutPrompts, latencyForwards, measuredSize, measureLatency, type Candidate, type HeldOutPrompt, type LatencyRow } from '../calibrate/measure.ts';
-import { fileDigest, machineSignature, PROFILE_SCHEMA, PROFILES_DIR, profileTreesName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../ppd/hardware-profile.ts';
-import { decisionText, REPORT_SCHEMA, writeReport, type CalibrationReport } from '../calibrate/report.ts';
+import { fileDigest, machineSignature, PROFILE_SCHEMA, PROFILES_DIR, profileTreesName, profileTreesWithoutLookupName, saveProfile, signatureHash, type HardwareProfile, type MachineSignature } from '../ppd/hardware-profile.ts';
+import { decisionText, REPORT_SCHEMA, withoutLookupText, writeReport, type CalibrationReport } from '../calibrate/report.ts';
 import { tauCurve, treeSetFor, type AdapterShape, type TauPoint } from '../ppd/tree-size-tau.ts';
 import { defaultHeldOutFile } from '../data/bundled-corpora.ts';
 import { promptSourcesOf } from '../data/tokenize.ts';
@@ -238,8 +238,14 @@ function installProfile(inputs: Inputs, report: CalibrationReport, f: CalibrateF
     report: join(REPORTS_DIR, `${inputs.hash}.json`),
     ...(report.decision.lookup === null ? {} : { lookup: report.decision.lookup }),
     ...(report.decision.ngram === null ? {} : { ngram: report.decision.ngram }),
+    ...(report.withoutLookup === null ? {} : { withoutLookup: { budget: report.withoutLookup.n, trees: profileTreesWithoutLookupName(inputs.hash), measuredSpeedup: report.withoutLookup.speedup } }),
   };
-  return [saveProfile(f.ppd, profile, treeSetFor(inputs.acc, chosen.n, inputs.shape)), join(f.ppd, PROFILES_DIR, profile.trees)];
+  const treesWithoutLookup = profile.withoutLookup && treeSetFor(inputs.acc, profile.withoutLookup.budget, inputs.shape);
+  return [
+    saveProfile(f.ppd, profile, treeSetFor(inputs.acc, chosen.n, inputs.shape), treesWithoutLookup),
+    join(f.ppd, PROFILES_DIR, profile.trees),
+    ...(profile.withoutLookup ? [join(f.ppd, PROFILES_DIR, profile.withoutLookup.trees)] : []),
+  ];
 }
 
 export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
@@ -263,6 +269,9 @@ export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
     const check = prompts.length === 0 ? null : await checkPrediction(loaded, inputs, choice, prompts, f);
     const decision = decide(choice, check?.sizes ?? null, f.margin);
     if (decision.basis === 'measurement') process.stderr.write(`decision: ${decisionText(decision, f.margin)}\n`);
+    // Only a decision that verifies a lookup chain needs another choice for --lookup 0.
+    const withoutLookup = decision.lookup ? bestWithoutLookup(check?.sizes ?? null) : null;
+    if (withoutLookup) process.stderr.write(`without the context lookup (--lookup 0): ${withoutLookupText(withoutLookup)}\n`);
 
     // The profile only when L(n) is this model's own; the report always.
     const whatIf = f.latencyModel === undefined ? '' : `-latency-${basename(f.latencyModel)}`;
@@ -282,6 +291,7 @@ export async function calibrateCommand(f: CalibrateFlags): Promise<void> {
       chosen,
       fastest: choice.fastest,
       decision,
+      withoutLookup,
       margin: f.margin,
       defaultTrees: inputs.defaultBudget === undefined ? null : { file: shown(join(f.ppd, TREES_FILE)), budget: inputs.defaultBudget },
       check,

@@ -81,6 +81,20 @@ export interface HardwareProfile {
    * decoding's default applies (setup.ts).
    */
   ngram?: boolean;
+  /**
+   * Where `lookup` > 0: what decoding without the lookup (`--lookup 0`) takes instead, the
+   * prompt-token trees measured fastest alone (bestWithoutLookup), even where they lose to plain
+   * decoding (then it says so); absent when the check measured none (and then `--lookup 0` keeps
+   * `trees`).
+   */
+  withoutLookup?: {
+    /** Input rows per step (>= 2). */
+    budget: number;
+    /** File name, in profiles/, of the `ppd.trees/1` set for this budget. */
+    trees: string;
+    /** Measured speedup over plain tokens/s. */
+    measuredSpeedup: number;
+  };
   /** The calibration report (JSON), relative to the adapter folder. */
   report: string;
 }
@@ -124,6 +138,7 @@ export function describeSignature(s: MachineSignature): string {
 // Validation, load, save
 
 const hash16 = () => matching(/^[0-9a-f]{16}$/, '16 hex digits');
+const treesFileName = () => matching(/^[\w.-]+\.json$/, 'a file name in profiles/ ending in .json');
 
 const signatureSchema = object(
   {
@@ -144,13 +159,17 @@ const profileSchema = crossCheck(object({
   created: text('an ISO 8601 date'),
   adapter: object({ baseConfigHash: hash16(), accuracyDigest: hash16() }, 'an object {baseConfigHash, accuracyDigest}'),
   budget: integer(1),
-  trees: matching(/^[\w.-]+\.json$/, 'a file name in profiles/ ending in .json'),
+  trees: treesFileName(),
   expectedTokensPerStep: number(1),
   latencyMs: object({ one: positiveNumber(), chosen: positiveNumber() }, 'an object {one, chosen}'),
   predictedSpeedup: positiveNumber(),
   measuredSpeedup: positiveNumber('a positive number or null').nullable(),
   lookup: integer(0, Infinity, 'an integer >= 0 (or absent)').optional(),
   ngram: boolean('true or false (or absent)').optional(),
+  withoutLookup: object(
+    { budget: integer(2), trees: treesFileName(), measuredSpeedup: positiveNumber() },
+    'an object {budget, trees, measuredSpeedup} (or absent)',
+  ).optional(),
   report: text('a path relative to the adapter folder'),
 }), (p, fail) => {
   const hash = signatureHash(p.signature);
@@ -162,27 +181,41 @@ export function parseProfile(raw: unknown, file = 'profile.json'): HardwareProfi
   return parseWithSchema(profileSchema, raw, { file });
 }
 
-/** Reads a profile and checks that its trees file is there and holds the set for its budget. */
+/** Reads a profile and checks that its trees files are there and hold the sets for their budgets. */
 export function loadProfile(path: string): HardwareProfile {
   const profile = parseProfile(readJsonFile(path), path);
   const expectedName = `${profile.signatureHash}.json`;
   if (basename(path) !== expectedName) throw new FormatError(path, `a profile for signature ${profile.signatureHash} must be named ${expectedName}`);
-  const treesPath = join(path, '..', profile.trees);
-  if (!existsSync(treesPath)) throw new FormatError(path, `field "trees" names ${profile.trees}, which is not in ${join(path, '..')}`);
-  const trees = loadTreeSet(treesPath);
-  if (trees.budget !== profile.budget) throw new FormatError(treesPath, `budget ${trees.budget} differs from the profile's ${profile.budget} (${path})`);
+  const check = (field: string, file: string, budget: number) => {
+    const treesPath = join(path, '..', file);
+    if (!existsSync(treesPath)) throw new FormatError(path, `field "${field}" names ${file}, which is not in ${join(path, '..')}`);
+    const trees = loadTreeSet(treesPath);
+    if (trees.budget !== budget) throw new FormatError(treesPath, `budget ${trees.budget} differs from the profile's ${budget} (${path}, ${field})`);
+  };
+  check('trees', profile.trees, profile.budget);
+  if (profile.withoutLookup) check('withoutLookup.trees', profile.withoutLookup.trees, profile.withoutLookup.budget);
   return profile;
 }
 
 export const profilePath = (adapterDir: string, hash: string) => join(adapterDir, PROFILES_DIR, `${hash}.json`);
 export const profileTreesName = (hash: string) => `${hash}.trees.json`;
+/** The file of a profile's `withoutLookup` trees. */
+export const profileTreesWithoutLookupName = (hash: string) => `${hash}.without-lookup.trees.json`;
 
-/** Writes the tree set, then the profile that names it (so a profile never points at nothing). */
-export function saveProfile(adapterDir: string, profile: HardwareProfile, trees: PpdTreeSet): string {
+/**
+ * Writes the tree sets (`trees` for the profile's budget; `treesWithoutLookup` for its
+ * withoutLookup, required exactly when it has one), then the profile that names them (so a
+ * profile never points at nothing).
+ */
+export function saveProfile(adapterDir: string, profile: HardwareProfile, trees: PpdTreeSet, treesWithoutLookup?: PpdTreeSet): string {
   const checked = parseProfile(profile, 'profile');
   if (trees.budget !== checked.budget) throw new FormatError(checked.trees, `budget ${trees.budget} differs from the profile's ${checked.budget}`);
+  const without = checked.withoutLookup;
+  if ((without === undefined) !== (treesWithoutLookup === undefined)) throw new FormatError('profile', 'withoutLookup and its tree set come together');
+  if (without && treesWithoutLookup!.budget !== without.budget) throw new FormatError(without.trees, `budget ${treesWithoutLookup!.budget} differs from the profile's ${without.budget}`);
   mkdirSync(join(adapterDir, PROFILES_DIR), { recursive: true });
   saveTreeSet(join(adapterDir, PROFILES_DIR, checked.trees), trees);
+  if (without) saveTreeSet(join(adapterDir, PROFILES_DIR, without.trees), treesWithoutLookup!);
   const path = profilePath(adapterDir, checked.signatureHash);
   writeJsonAtomic(path, checked);
   return path;

@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaConfig } from '../model/config.ts';
 import type { QuantizeMode } from '../format/quantize.ts';
-import { calibrationCommandLine, findProfile, machineSignature } from './hardware-profile.ts';
+import { calibrationCommandLine, findProfile, machineSignature, PROFILES_DIR } from './hardware-profile.ts';
 import { defaultThreads } from '../runtime/ort.ts';
 import { configHashes, PromptAdapter } from './adapter.ts';
 import { loadAdapter } from './adapter-files.ts';
@@ -57,13 +57,24 @@ export interface PpdSetupOptions {
 /**
  * The tree-set file to decode with, the context-lookup length and n-gram-table choice this
  * machine's profile measured best with it (when it did), and the notice to show when the trees
- * are the default for want of a profile.
+ * are the default for want of a profile. With `lookup: 0` where the profile's choice verifies a
+ * lookup chain, the prompt-token trees it measured fastest alone (`withoutLookup`, when it
+ * measured any), with a notice where they measured slower than plain decoding.
  */
 export function treesFileFor(base: LlamaConfig, adapter: PromptAdapter, adapterDir: string, options: PpdSetupOptions = {}): { path: string; lookup?: number; ngram?: boolean; notice?: string } {
   if (options.trees !== undefined) return { path: options.trees };
   const threads = options.threads ?? defaultThreads();
   const found = findProfile(adapterDir, { signature: machineSignature(threads, options.quantize), baseConfigHashes: configHashes(base), accuracyFile: join(adapterDir, ACCURACY_FILE) });
-  if (found.found) return { path: found.treesPath, lookup: found.profile.lookup, ngram: found.profile.ngram };
+  if (found.found) {
+    const { profile } = found;
+    const alone = options.lookup === 0 && profile.lookup ? profile.withoutLookup : undefined;
+    if (alone) {
+      const path = join(adapterDir, PROFILES_DIR, alone.trees);
+      const slower = `this machine's calibration measured the prompt tokens alone at ${alone.measuredSpeedup.toFixed(2)}× plain decoding at best (${path}, ${alone.budget} rows), slower than plain; its choice is the context lookup (its default)${profile.measuredSpeedup === null ? '' : `, measured ${profile.measuredSpeedup.toFixed(2)}×`}`;
+      return { path, lookup: 0, ngram: false, ...(alone.measuredSpeedup < 1 ? { notice: slower } : {}) };
+    }
+    return { path: found.treesPath, lookup: profile.lookup, ngram: profile.ngram };
+  }
   const fallback = join(adapterDir, TREES_FILE);
   const trainedOn = adapter.config.training?.base;
   const modelDir = options.modelDir ?? (typeof trainedOn === 'string' ? trainedOn : '<model dir>');

@@ -147,3 +147,25 @@ export function decide(choice: Choice, measured: readonly MeasuredCandidate[] | 
   if (guessesAnything(best) && best.speedup >= 1 + margin) return { n: best.n, lookup: best.lookup, ngram: tableChecked ? best.ngram === true : null, basis: 'measurement', speedup: best.speedup };
   return { n: 1, lookup: 0, ngram: tableChecked ? false : null, basis: 'measurement', speedup: 1 };
 }
+
+/** The prompt-token trees measured fastest alone (bestWithoutLookup). */
+export interface WithoutLookup {
+  /** Input rows per step (>= 2). */
+  n: number;
+  /** Measured speedup over plain decoding; below 1 where they lose to it. */
+  speedup: number;
+}
+
+/**
+ * The best the prompt tokens did alone (no context lookup, no n-gram table): the checked tree
+ * size with the best measured speedup, whether or not it beats plain decoding. It is what `--lookup
+ * 0` asks for where the decision verifies a lookup chain (an explicit request for the prompt
+ * tokens, so no margin applies: the user is told where they lose to plain decoding), and what the
+ * demo and the benchmarks show as PPD alone. Null when the check measured no prompt-token trees.
+ */
+export function bestWithoutLookup(measured: readonly MeasuredCandidate[] | null): WithoutLookup | null {
+  const alone = (measured ?? []).filter((m) => m.n > 1 && m.lookup === 0 && m.ngram !== true);
+  if (alone.length === 0) return null;
+  const best = alone.reduce((a, b) => (b.speedup > a.speedup ? b : a));
+  return { n: best.n, speedup: best.speedup };
+}
