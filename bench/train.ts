@@ -39,6 +39,7 @@ import { GraphBuilder, type AttrValue, type GraphNode } from '../src/graph/build
 import { parameterCount, parseLlamaConfig, type LlamaConfig } from '../src/model/config.ts';
 import { gaussian } from '../src/checkpoint/random-init.ts';
 import { Progress } from '../src/report/progress.ts';
+import { sumKernels, type TraceEvent } from '../src/report/ort-profile.ts';
 import { createSession, OrtTensor } from '../src/runtime/ort.ts';
 import { WindowSampler } from '../src/train/batches.ts';
 import { AdamW, DEFAULT_ADAMW } from '../src/train/optimizer.ts';
@@ -535,15 +536,6 @@ async function measureTraining(config: LlamaConfig, params: Map<string, Float32A
 // ---------------------------------------------------------------------------------------------
 // ORT profile by op type.
 
-/** One event of ORT's Chrome-trace profile (times in microseconds). */
-interface TraceEvent {
-  cat: string;
-  name: string;
-  ts: number;
-  dur: number;
-  args?: { op_name?: string };
-}
-
 const CATEGORY_OPS: [OpCategory, string[]][] = [
   ['matrix products', ['MatMul', 'Gemm', 'FusedMatMul', 'FusedGemm']],
   ['softmax', ['Softmax', 'LogSoftmax', 'SoftmaxGrad', 'SoftmaxGrad_13', 'LogSoftmaxGrad', 'LogSoftmaxGrad_13', 'BiasSoftmax']],
@@ -556,25 +548,8 @@ const CATEGORY_OF = new Map(CATEGORY_OPS.flatMap(([category, ops]) => ops.map((o
 
 /** Sums the kernel times of the profiled runs (the first, a warm-up, left out) by op type. */
 function summarizeProfile(events: TraceEvent[], flopsPerCall: number): Omit<ProfileResult, 'limits' | 'load'> {
-  const runs = events
-    .filter((e) => e.cat === 'Session' && e.name === 'model_run')
-    .sort((x, y) => x.ts - y.ts)
-    .slice(1);
-  if (runs.length === 0) throw new Error('the ORT profile holds no model_run after the warm-up');
-  const inRun = (e: TraceEvent) => runs.some((r) => e.ts >= r.ts && e.ts <= r.ts + r.dur);
-  const byOp = new Map<string, { us: number; nodes: number }>();
-  for (const e of events) {
-    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || !e.args?.op_name || !inRun(e)) continue;
-    const entry = byOp.get(e.args.op_name) ?? { us: 0, nodes: 0 };
-    entry.us += e.dur;
-    entry.nodes++;
-    byOp.set(e.args.op_name, entry);
-  }
-  const perRunMs = (us: number) => us / runs.length / 1000;
-  const kernelMs = perRunMs([...byOp.values()].reduce((sum, o) => sum + o.us, 0));
-  const ops = [...byOp]
-    .map(([opType, o]) => ({ opType, category: CATEGORY_OF.get(opType) ?? 'other', nodesPerRun: o.nodes / runs.length, msPerRun: perRunMs(o.us), share: perRunMs(o.us) / kernelMs }))
-    .sort((x, y) => y.msPerRun - x.msPerRun);
+  const { runs, runMs, kernelMs, groups } = sumKernels(events, { skip: 1 });
+  const ops = groups.map((g) => ({ opType: g.key, category: CATEGORY_OF.get(g.key) ?? 'other', nodesPerRun: g.nodesPerRun, msPerRun: g.msPerRun, share: g.share }));
   const categories = [...new Set(ops.map((o) => o.category))]
     .map((category) => {
       const msPerRun = ops.filter((o) => o.category === category).reduce((sum, o) => sum + o.msPerRun, 0);
@@ -582,14 +557,7 @@ function summarizeProfile(events: TraceEvent[], flopsPerCall: number): Omit<Prof
     })
     .sort((x, y) => y.msPerRun - x.msPerRun);
   const productMs = categories.find((c) => c.category === 'matrix products')?.msPerRun ?? 0;
-  return {
-    runs: runs.length,
-    runMs: perRunMs(runs.reduce((sum, r) => sum + r.dur, 0)),
-    kernelMs,
-    ops,
-    categories,
-    matrixProductGflops: productMs > 0 ? flopsPerCall / (productMs * 1e6) : 0,
-  };
+  return { runs, runMs, kernelMs, ops, categories, matrixProductGflops: productMs > 0 ? flopsPerCall / (productMs * 1e6) : 0 };
 }
 
 async function profileByOpType(config: LlamaConfig, input: StepInput, flopsPerCall: number, plan: Plan): Promise<Omit<ProfileResult, 'limits'>> {
