@@ -40,7 +40,7 @@ export interface KernelSummary {
 /** A kernel event's op type. */
 export const opType = (e: TraceEvent): string => e.args?.op_name ?? 'unknown';
 
-/** A kernel event's op type and the shapes of its first `inputs` operands: "MatMulNBits [1,2048] [5632,64,16]". */
+/** A kernel event's op type and the shapes of its first `inputs` operands as the profile records them: "MatMulNBits [1,2048] [5632,64]". */
 export function opAndShapes(e: TraceEvent, inputs = 2): string {
   const shapes = (e.args?.input_type_shape ?? []).slice(0, inputs).map((entry) => `[${(Object.values(entry)[0] ?? []).join(',')}]`);
   return [opType(e), ...shapes].join(' ');
