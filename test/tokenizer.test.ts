@@ -12,7 +12,7 @@ import {
 } from '../src/tokenizer/byte-tokenizer.ts';
 import { encodePrompt } from '../src/tokenizer/prompt.ts';
 import { StreamDecoder } from '../src/tokenizer/stream-decoder.ts';
-import { TokenizerThread } from '../src/tokenizer/thread.ts';
+import { INLINE_PROMPT_CHARS, promptChars, TokenizerThread } from '../src/tokenizer/thread.ts';
 import { Tokenizer } from '../src/tokenizer/tokenizer.ts';
 import { openForReading } from '../src/format/file-io.ts';
 
@@ -223,6 +223,34 @@ test('minTokens is a lower bound on the encoded length (samples, random text, me
 test('encodePrompt refuses a prompt certain to exceed the context before encoding it', () => {
   assert.deepEqual(encodePrompt(tok, 'short', { contextLength: 64 }), tok.encode('short'));
   assert.throws(() => encodePrompt(tok, 'y'.repeat(10_000), { contextLength: 64 }), (e: Error) => e instanceof InputError && /at least \d+ tokens; the model's context is 64/.test(e.message));
+});
+
+test('with the tokenizer at hand, short prompts are encoded on the calling thread, long ones on the thread; the same ids and errors either way', async () => {
+  const thread = new TokenizerThread(tok.source, tok);
+  try {
+    const short = randomText(new Rng(4), INLINE_PROMPT_CHARS).slice(0, INLINE_PROMPT_CHARS - 1).padEnd(INLINE_PROMPT_CHARS - 1, 'x') + '.';
+    assert.equal(promptChars(short), INLINE_PROMPT_CHARS);
+    let timerFired = false;
+    setTimeout(() => (timerFired = true), 0);
+    assert.deepEqual(await thread.encodePrompt(short), tok.encode(short));
+    assert.equal(timerFired, false, 'a short prompt is answered without waiting for the event loop');
+    const chat = [{ role: 'user', content: 'hi there' }];
+    assert.equal(promptChars(chat), 12);
+    assert.deepEqual(await thread.encodePrompt(chat), encodePrompt(tok, chat));
+    const long = short + '!';
+    const pending = thread.encodePrompt(long);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.ok(timerFired);
+    assert.deepEqual(await pending, tok.encode(long), 'a longer one through the thread');
+    await assert.rejects(thread.encodePrompt(''), (e: Error) => e instanceof InputError && /the prompt is empty/.test(e.message));
+    await assert.rejects(thread.encodePrompt('z'.repeat(400), { contextLength: 16 }), (e: Error) => e instanceof InputError && /context is 16/.test(e.message));
+    const controller = new AbortController();
+    controller.abort(new Error('gone'));
+    await assert.rejects(thread.encodePrompt('short', {}, controller.signal), /gone/);
+  } finally {
+    await thread.close();
+  }
+  await assert.rejects(thread.encodePrompt('after close'), /closed/);
 });
 
 test('the tokenizer thread encodes like the tokenizer, off the event loop; errors come back as they were raised', async () => {
