@@ -380,9 +380,9 @@ function setupFor(setups: Setups, guesses: Guesses): PpdSetup {
   return lookupAlone(setups.withLookup, DEFAULT_LOOKUP_TOKENS);
 }
 
-async function generate(loaded: LoadedModel, setup: Setups, decoder: Decoder, prompt: Prompt, maxTokens: number): Promise<GenerationResult> {
+async function generate(loaded: LoadedModel, setups: Setups, decoder: Decoder, prompt: Prompt, maxTokens: number): Promise<GenerationResult> {
   const sampling = decoder.sampled ? { ...SAMPLING, seed: SEED_BASE + prompt.number } : { ...GREEDY, seed: 0 };
-  const ppd = decoder.ppd === undefined ? undefined : { ...setupFor(setup, decoder.guesses!), verification: decoder.ppd === 'typical' ? ('typical' as const) : ('rejection' as const) };
+  const ppd = decoder.ppd === undefined ? undefined : { ...setupFor(setups, decoder.guesses!), verification: decoder.ppd === 'typical' ? ('typical' as const) : ('rejection' as const) };
   // EOS is ignored: every run produces exactly maxTokens, so the runs measure speed comparably.
   return startGeneration({ ...loaded, eosIds: [] }, { prompt: prompt.text, maxTokens, sampling, ppd }).complete();
 }
@@ -390,13 +390,13 @@ async function generate(loaded: LoadedModel, setup: Setups, decoder: Decoder, pr
 const sameIds = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((id, i) => id === b[i]);
 
 /** All runs of one prompt, interleaved round by round; per decoder its results in repeat order. */
-async function runPrompt(loaded: LoadedModel, setup: Setups, prompt: Prompt, plan: Plan, progress: Progress): Promise<Map<DecoderId, GenerationResult[]>> {
+async function runPrompt(loaded: LoadedModel, setups: Setups, prompt: Prompt, plan: Plan, progress: Progress): Promise<Map<DecoderId, GenerationResult[]>> {
   const results = new Map<DecoderId, GenerationResult[]>(DECODERS.map((d) => [d.id, []]));
   for (let round = 0; round < plan.repeats; round++) {
     // Reversing every other round: neither side of a pair always runs right after the other.
     const order = (prompt.number + round) % 2 === 1 ? DECODERS : [...DECODERS].reverse();
     for (const decoder of order) {
-      results.get(decoder.id)!.push(await generate(loaded, setup, decoder, prompt, plan.maxTokens));
+      results.get(decoder.id)!.push(await generate(loaded, setups, decoder, prompt, plan.maxTokens));
       progress.tick();
     }
   }
@@ -453,6 +453,7 @@ function firstMismatch(decoding: ComparisonName, prompt: Prompt, plain: readonly
   return { decoding, prompt: prompt.number, document: prompt.document, position, plainId: plain[position] ?? null, ppdId: ppd[position] ?? null, plainTokens: plain.length, ppdTokens: ppd.length };
 }
 
+/** A tree set the benchmark decoded with, as the report records it. */
 interface TreesRecord {
   file: string;
   /** This machine's calibration chose no prompt-token rows here, so trees.json stands in. */
@@ -463,6 +464,7 @@ interface TreesRecord {
   rowsPerTree: number[];
 }
 
+/** The record of a setup's trees (loadGuessingPpdSetup's answer). */
 function treesRecord({ setup, plainChosen }: { setup: PpdSetup; plainChosen: boolean }, adapterDir: string): TreesRecord {
   return {
     file: repoPath(setup.treesFile ?? join(adapterDir, TREES_FILE)),
