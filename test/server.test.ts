@@ -322,6 +322,8 @@ describe('metrics', () => {
       assert.ok(metric(text, 'ppd_tokens_per_second', 'mode="ppd"')! > 0);
       assert.equal(metric(text, 'ppd_queue_depth'), 0);
       assert.equal(metric(text, 'ppd_requests_active'), 0);
+      assert.equal(metric(text, 'ppd_prompts_encoded_total', 'where="inline"'), 2, 'short prompts are encoded where they arrive');
+      assert.equal(metric(text, 'ppd_prompts_encoded_total', 'where="thread"'), undefined);
       assert.ok(metric(text, 'process_resident_memory_bytes')! > 0);
     } finally {
       await metricsServer.app.close();

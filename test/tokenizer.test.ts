@@ -226,7 +226,8 @@ test('encodePrompt refuses a prompt certain to exceed the context before encodin
 });
 
 test('with the tokenizer at hand, short prompts are encoded on the calling thread, long ones on the thread; the same ids and errors either way', async () => {
-  const thread = new TokenizerThread(tok.source, tok);
+  const where: string[] = [];
+  const thread = new TokenizerThread(tok.source, { local: tok, onEncode: (w) => where.push(w) });
   try {
     const short = randomText(new Rng(4), INLINE_PROMPT_CHARS).slice(0, INLINE_PROMPT_CHARS - 1).padEnd(INLINE_PROMPT_CHARS - 1, 'x') + '.';
     assert.equal(promptChars(short), INLINE_PROMPT_CHARS);
@@ -247,6 +248,9 @@ test('with the tokenizer at hand, short prompts are encoded on the calling threa
     const controller = new AbortController();
     controller.abort(new Error('gone'));
     await assert.rejects(thread.encodePrompt('short', {}, controller.signal), /gone/);
+    assert.deepEqual(where, ['inline', 'inline', 'thread', 'inline', 'inline'], 'where each prompt went (the aborted one nowhere)');
+    await thread.start();
+    assert.equal(where.length, 5, 'start() warms the thread up with a job of its own, whatever its size');
   } finally {
     await thread.close();
   }

@@ -2,7 +2,8 @@
  * The server's Prometheus metrics (prom-client, one registry per server): requests by route and
  * status, generations by outcome, token and step counters per decoding mode, gauges for tokens
  * per second, mean accepted tokens per step and the queue, and with batching histograms of the
- * sequences, rows and time of each shared forward. Also the process's standard
+ * sequences, rows and time of each shared forward; prompts encoded inline or on the tokenizer
+ * thread (tokenizer/thread.ts). Also the process's standard
  * metrics (resident memory, CPU, heap), which is how the serve benchmark watches memory.
  *
  * Rates over a window are the scraper's job (rate(ppd_generated_tokens_total) /
@@ -27,6 +28,7 @@ export class ServerMetrics {
   private readonly batchSequences: Histogram;
   private readonly forwardRows: Histogram;
   private readonly forwardSeconds: Histogram;
+  private readonly promptsEncoded: Counter<'where'>;
   /** The same sums as the counters, readable synchronously for the ratio gauges. */
   private readonly totals = new Map(MODES.map((m) => [m, { tokens: 0, steps: 0, seconds: 0 }]));
 
@@ -42,6 +44,7 @@ export class ServerMetrics {
     this.batchSequences = new Histogram({ name: 'ppd_batch_sequences', help: 'Sequences per forward when batching', buckets: [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64], registers });
     this.forwardRows = new Histogram({ name: 'ppd_forward_rows', help: 'Input rows per forward when batching (decoding rows, trees, prompt chunks)', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers });
     this.forwardSeconds = new Histogram({ name: 'ppd_forward_seconds', help: 'Wall time of one forward when batching', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5], registers });
+    this.promptsEncoded = new Counter({ name: 'ppd_prompts_encoded_total', help: 'Prompts encoded where the request arrived (inline: short ones) or on the tokenizer thread', labelNames: ['where'], registers });
     const totals = this.totals;
     new Gauge({
       name: 'ppd_tokens_per_second',
@@ -95,6 +98,11 @@ export class ServerMetrics {
     t.tokens += s.newTokens;
     t.steps += s.steps;
     t.seconds += s.seconds;
+  }
+
+  /** A prompt handed to its encoder (tokenizer/thread.ts). */
+  promptEncoded(where: 'inline' | 'thread'): void {
+    this.promptsEncoded.inc({ where });
   }
 
   /** One shared forward of the batch scheduler. */

@@ -52,6 +52,13 @@ export function promptChars(prompt: Prompt): number {
   return typeof prompt === 'string' ? prompt.length : prompt.reduce((n, m) => n + m.role.length + m.content.length, 0);
 }
 
+export interface TokenizerThreadOptions {
+  /** The same tokenizer on this thread, for short prompts; without it every prompt goes to the thread. */
+  local?: Tokenizer;
+  /** Called as each prompt is handed to its encoder: here ('inline') or the thread (for metrics). */
+  onEncode?: (where: 'inline' | 'thread') => void;
+}
+
 export class TokenizerThread {
   private worker: Worker | undefined;
   private readonly line: Waiting[] = [];
@@ -61,8 +68,7 @@ export class TokenizerThread {
 
   constructor(
     private readonly source: TokenizerSource,
-    /** The same tokenizer on this thread, for short prompts; without it every prompt goes to the thread. */
-    private readonly local?: Tokenizer,
+    private readonly options: TokenizerThreadOptions = {},
   ) {}
 
   /**
@@ -70,7 +76,7 @@ export class TokenizerThread {
    * resolves once it has built its tokenizer and encoded a first prompt.
    */
   async start(): Promise<void> {
-    await this.encodePrompt(' ');
+    await this.onThread(' ', {});
   }
 
   /**
@@ -80,13 +86,22 @@ export class TokenizerThread {
   encodePrompt(prompt: Prompt, options: EncodePromptOptions = {}, signal?: AbortSignal): Promise<number[]> {
     if (this.closed) return Promise.reject(new Error('the tokenizer thread is closed'));
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.local && promptChars(prompt) <= INLINE_PROMPT_CHARS) {
+    const { local, onEncode } = this.options;
+    if (local && promptChars(prompt) <= INLINE_PROMPT_CHARS) {
+      onEncode?.('inline');
       try {
-        return Promise.resolve(encodePrompt(this.local, prompt, options));
+        return Promise.resolve(encodePrompt(local, prompt, options));
       } catch (error) {
         return Promise.reject(error);
       }
     }
+    onEncode?.('thread');
+    return this.onThread(prompt, options, signal);
+  }
+
+  /** A job for the thread, in line after those waiting. */
+  private onThread(prompt: Prompt, options: EncodePromptOptions, signal?: AbortSignal): Promise<number[]> {
+    if (this.closed) return Promise.reject(new Error('the tokenizer thread is closed'));
     return new Promise((resolve, reject) => {
       const waiting: Waiting = { job: { id: this.nextId++, prompt, options }, resolve, reject, signal };
       if (signal) {
