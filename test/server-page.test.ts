@@ -91,8 +91,11 @@ test('the chat page streams coloured runs, live figures, the PPD/plain switch an
   assert.ok(plain.runs.every((r) => r.tokens === 1 && r.colour === 'run n1'));
   assert.match(plain.meta, /^plain · .* 1\.00 tokens\/step · 40 steps/);
 
-  // Stop: the browser drops the stream and the server cancels the generation.
-  const undo = slowDown(loaded.model, 20);
+  // Stop: the browser drops the stream and the server cancels the generation. Each forward is
+  // slowed so that the click lands long before the reply could end by itself: at 20 ms a forward,
+  // one run of the suite saw the reply end by EOS before the Stop arrived (finish_reason "eos",
+  // the request a 499), and the wait for "aborted" failed.
+  const undo = slowDown(loaded.model, 100);
   try {
     await page.fill('#max-tokens', '200');
     await page.fill('#input', 'A long one');
