@@ -6,7 +6,8 @@
  * One graph call trains `batchWindows` windows packed as rows with a block-diagonal causal mask
  * fed as data, the embeddings looked up and their gradients scattered back in TypeScript, the
  * cross-entropy differentiated by chaining LogSoftmax and GatherElements rules; an optimiser
- * step sums `accumulation` calls in TypeScript, clips in its own pass, then runs AdamW.
+ * step sums `accumulation` calls in TypeScript, clips in its own pass, then runs AdamW as its
+ * loop was then (`previousAdamWUpdate`: the moments read back after each write).
  *
  * Shape legend: N = rows per call (windows × Tw), C hidden size, V vocabulary.
  */
@@ -20,7 +21,7 @@ import { GRAPH_INPUTS, trainingForward, trainingWeightShapes } from '../src/mode
 import { EMBED_TOKENS } from '../src/model/weights.ts';
 import { createSession, OrtTensor, type OrtSession, type RuntimeOptions } from '../src/runtime/ort.ts';
 import type { WindowSampler } from '../src/train/batches.ts';
-import { AdamW, clipScale, globalNorm } from '../src/train/optimizer.ts';
+import { clipScale, globalNorm, type AdamW } from '../src/train/optimizer.ts';
 import { gradName, LOSS, TARGETS } from '../src/train/training-graph.ts';
 
 /** Windows packed as rows: ids, next-token targets, positions restarting per window, mask [N, N]. */
@@ -120,10 +121,31 @@ export class PreviousPretrainStep {
   update(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, optimizer: AdamW, lr: number, clipNorm: number): void {
     const scale = clipScale(globalNorm(grads.values()), clipNorm);
     if (scale !== 1) for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i]! *= scale;
-    optimizer.update(params, grads, lr);
+    previousAdamWUpdate(optimizer, params, grads, lr);
   }
 
   async release(): Promise<void> {
     await this.session.release();
+  }
+}
+
+/** AdamW.update's loop as it was before the one-pass rewrite (src/train/optimizer.ts), on the optimiser's own state. */
+function previousAdamWUpdate(optimizer: AdamW, params: Map<string, Float32Array>, grads: Map<string, Float32Array>, lr: number): void {
+  optimizer.step++;
+  const { beta1, beta2, eps, weightDecay } = optimizer.options;
+  const correction1 = 1 - Math.pow(beta1, optimizer.step);
+  const correction2 = 1 - Math.pow(beta2, optimizer.step);
+  for (const [name, p] of params) {
+    const g = grads.get(name)!;
+    const moment = (store: Map<string, Float32Array>) => store.get(name) ?? store.set(name, new Float32Array(p.length)).get(name)!;
+    const [m, v] = [moment(optimizer.m), moment(optimizer.v)];
+    const decay = lr * weightDecay;
+    for (let i = 0; i < p.length; i++) {
+      const gi = g[i]!;
+      m[i] = beta1 * m[i]! + (1 - beta1) * gi;
+      v[i] = beta2 * v[i]! + (1 - beta2) * gi * gi;
+      const update = m[i]! / correction1 / (Math.sqrt(v[i]! / correction2) + eps);
+      p[i] = p[i]! - decay * p[i]! - lr * update;
+    }
   }
 }

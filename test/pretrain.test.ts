@@ -107,6 +107,31 @@ test('gradient clipping scales to the maximum global norm', () => {
   assert.equal(clipScale(5, 0), 1);
 });
 
+test('AdamW follows the textbook update (bias-corrected moments, decoupled decay, norms not decayed)', () => {
+  const options = { lr: 0.05, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+  const start = { w: [0.5, -1, 2, 0], norm: [1, 0.25] };
+  const params = new Map(Object.entries(start).map(([name, values]) => [name, Float32Array.from(values)]));
+  const optimizer = new AdamW(options, (name) => name === 'norm');
+  const expected = Object.fromEntries(Object.entries(start).map(([name, values]) => [name, { p: [...values], m: values.map(() => 0), v: values.map(() => 0) }]));
+  for (let t = 1; t <= 4; t++) {
+    const grads = new Map([...params].map(([name, p]) => [name, p.map((x, i) => Math.sin(3 * t + i) - 0.3 * x)]));
+    const lr = options.lr / t;
+    optimizer.update(params, grads, lr, 0.5);
+    for (const [name, e] of Object.entries(expected)) {
+      const decay = name === 'norm' ? 0 : options.weightDecay;
+      e.p.forEach((p, i) => {
+        const g = grads.get(name)![i]! * 0.5;
+        e.m[i] = options.beta1 * e.m[i]! + (1 - options.beta1) * g;
+        e.v[i] = options.beta2 * e.v[i]! + (1 - options.beta2) * g * g;
+        const mHat = e.m[i]! / (1 - options.beta1 ** t);
+        const vHat = e.v[i]! / (1 - options.beta2 ** t);
+        e.p[i] = p - lr * decay * p - (lr * mHat) / (Math.sqrt(vHat) + options.eps);
+      });
+      params.get(name)!.forEach((actual, i) => assert.ok(Math.abs(actual - e.p[i]!) < 1e-6, `${name}[${i}] step ${t}: ${actual} against ${e.p[i]}`));
+    }
+  }
+});
+
 test('an AdamW update with a gradient scale equals the update of the scaled gradient', () => {
   const params = () => new Map([['w', new Float32Array([0.5, -1, 2])]]);
   const [scaled, folded] = [params(), params()];
