@@ -50,6 +50,17 @@ export const LOGITS = 'logits';
  */
 const ATTENTION_CHUNKS = 4;
 
+/** Matrices with the same columns, one's rows after another's. */
+function stacked(matrices: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(matrices.reduce((n, m) => n + m.length, 0));
+  let offset = 0;
+  for (const m of matrices) {
+    out.set(m, offset);
+    offset += m.length;
+  }
+  return out;
+}
+
 /** Transposes a row-major [rows, cols] matrix into [cols, rows]. */
 export function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(m.length);
@@ -178,16 +189,44 @@ class LlamaGraph {
    * x [T, in] @ W^T where the checkpoint stores W as [out, in]: MatMul with the graph holding W
    * as [in, out], or MatMulNBits with W block-quantized as stored ([out, in/32 blocks]).
    */
-  private linear(x: string, tensorName: string, outDim: number, inDim: number): string {
-    const blocks = this.blockQuantized(tensorName, outDim, inDim);
+  private linear(x: string, tensorName: string, outDim: number, inDim: number, blocks = this.blockQuantized(tensorName, outDim, inDim)): string {
     if (blocks) return this.matMulNBits(x, tensorName, blocks);
     const w = this.weight(tensorName, [inDim, outDim], () => transpose(this.read(tensorName), outDim, inDim));
     return this.g.op('MatMul', [x, w]);
   }
 
+  /**
+   * A layer's projections of the same input (q/k/v, gate/up), each plus its bias [out] where the
+   * family has one. Where every one of them is an F32 product they run as one MatMul over their
+   * weights side by side ([in, Σ out], split after): a forward makes half as many products, each
+   * wider, which costs a one-row step about a tenth less on the bundled model (docs/ARCHITECTURE.md).
+   * Each output column is the same dot product either way. Block-quantized weights keep a
+   * product each (their types and block layouts may differ, as in Q4_K_M's Q4_K q and Q6_K v).
+   */
+  private projections(x: string, layer: number, parts: readonly (readonly [LayerPart, number])[], inDim: number): string[] {
+    const g = this.g;
+    const names = parts.map(([part]) => layerTensorName(layer, part));
+    const blocks = parts.map(([, outDim], i) => this.blockQuantized(names[i]!, outDim, inDim));
+    let outputs: string[];
+    if (blocks.some((b) => b !== undefined)) outputs = parts.map(([, outDim], i) => this.linear(x, names[i]!, outDim, inDim, blocks[i]));
+    else {
+      const outDims = parts.map(([, outDim]) => outDim);
+      const total = outDims.reduce((a, b) => a + b, 0);
+      const w =
+        this.weights.kind === 'inputs'
+          ? g.op('Concat', names.map((name, i) => this.weight(name, [inDim, outDims[i]!], () => new Float32Array())), { axis: 1 })
+          : g.initializer(names.join('+'), transpose(stacked(names.map((name) => this.read(name))), total, inDim), [inDim, total]);
+      outputs = g.opMulti('Split', [g.op('MatMul', [x, w]), g.ints(outDims)], parts.length, { axis: -1 });
+    }
+    return outputs.map((y, i) => this.withBias(y, layer, parts[i]![0], parts[i]![1]));
+  }
+
   /** A layer's projection `part`: linear, plus its bias [out] where the family has one. */
   private projection(x: string, layer: number, part: LayerPart, outDim: number, inDim: number): string {
-    const y = this.linear(x, layerTensorName(layer, part), outDim, inDim);
+    return this.withBias(this.linear(x, layerTensorName(layer, part), outDim, inDim), layer, part, outDim);
+  }
+
+  private withBias(y: string, layer: number, part: LayerPart, outDim: number): string {
     if (this.biases[part] === undefined) return y;
     const name = layerTensorName(layer, part, 'bias');
     return this.g.op('Add', [y, this.weight(name, [outDim], () => this.read(name))]);
@@ -324,9 +363,10 @@ class LlamaGraph {
   private heads(x: string, layer: number, rope: { cos: string; sin: string }, leading: number[]): { qRot: string; kRot: string; v: string } {
     const g = this.g;
     const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = this.c;
-    let q = g.op('Reshape', [this.projection(x, layer, 'self_attn.q_proj', H * D, C), g.ints([...leading, H, D])]);
-    let k = g.op('Reshape', [this.projection(x, layer, 'self_attn.k_proj', K * D, C), g.ints([...leading, K, D])]);
-    const v = g.op('Reshape', [this.projection(x, layer, 'self_attn.v_proj', K * D, C), g.ints([...leading, K, D])]);
+    const [qFlat, kFlat, vFlat] = this.projections(x, layer, [['self_attn.q_proj', H * D], ['self_attn.k_proj', K * D], ['self_attn.v_proj', K * D]], C);
+    let q = g.op('Reshape', [qFlat!, g.ints([...leading, H, D])]);
+    let k = g.op('Reshape', [kFlat!, g.ints([...leading, K, D])]);
+    const v = g.op('Reshape', [vFlat!, g.ints([...leading, K, D])]);
     if (this.c.qkNorm) {
       q = this.rmsNorm(q, layerTensorName(layer, 'self_attn.q_norm'), D);
       k = this.rmsNorm(k, layerTensorName(layer, 'self_attn.k_norm'), D);
@@ -456,8 +496,7 @@ class LlamaGraph {
   private mlp(x: string, layer: number): string {
     const g = this.g;
     const { hiddenSize: C, intermediateSize: F } = this.c;
-    const gate = this.projection(x, layer, 'mlp.gate_proj', F, C);
-    const up = this.projection(x, layer, 'mlp.up_proj', F, C);
+    const [gate, up] = this.projections(x, layer, [['mlp.gate_proj', F], ['mlp.up_proj', F]], C) as [string, string];
     const silu = g.op('Mul', [gate, g.op('Sigmoid', [gate])]);
     return this.projection(g.op('Mul', [silu, up]), layer, 'mlp.down_proj', C, F);
   }
@@ -534,7 +573,7 @@ export interface InferenceOptions extends QuantizeOptions {
 }
 
 /** Bump when the graph changes, so graphs compiled and cached by older code are not reused. */
-export const GRAPH_VERSION = 'llama-graph-6'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64; 6: the prompt head reads each prompt row's parent row too
+export const GRAPH_VERSION = 'llama-graph-7'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64; 6: the prompt head reads each prompt row's parent row too; 7: q/k/v and gate/up as one F32 product each
 
 /**
  * A graph built from a checkpoint's weights, as a runtime opens it. `variant` names what
