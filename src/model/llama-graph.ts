@@ -50,15 +50,34 @@ export const LOGITS = 'logits';
  */
 const ATTENTION_CHUNKS = 4;
 
-/** Matrices with the same columns, one's rows after another's. */
-function stacked(matrices: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(matrices.reduce((n, m) => n + m.length, 0));
+/** Arrays of one type end to end (matrices with the same columns: one's rows after another's). */
+function stacked<T extends Float32Array | Uint8Array>(arrays: readonly T[]): T {
+  const out = new (arrays[0]!.constructor as new (length: number) => T)(arrays.reduce((n, a) => n + a.length, 0));
   let offset = 0;
-  for (const m of matrices) {
-    out.set(m, offset);
-    offset += m.length;
+  for (const a of arrays) {
+    out.set(a, offset);
+    offset += a.length;
   }
   return out;
+}
+
+/** What must match for block-quantized weights to be multiplied as one (rows stacked). */
+function blockLayoutKey(b: BlockQuantized): string {
+  return [b.bits, b.blockSize, b.cols, b.zeroPoint, b.offsets ? 'offsets' : '', b.offsetCodes ? `codes/${b.offsetCodes.group}` : ''].join(' ');
+}
+
+/** Block-quantized weights with the same layout (blockLayoutKey), one's rows after another's. */
+function stackedBlocks(parts: readonly BlockQuantized[]): BlockQuantized {
+  const first = parts[0]!;
+  const codes = first.offsetCodes;
+  return {
+    ...first,
+    rows: parts.reduce((n, b) => n + b.rows, 0),
+    data: stacked(parts.map((b) => b.data)),
+    scales: stacked(parts.map((b) => b.scales)),
+    ...(first.offsets ? { offsets: stacked(parts.map((b) => b.offsets!)) } : {}),
+    ...(codes ? { offsetCodes: { codes: stacked(parts.map((b) => b.offsetCodes!.codes)), scales: stacked(parts.map((b) => b.offsetCodes!.scales)), group: codes.group } } : {}),
+  };
 }
 
 /** Transposes a row-major [rows, cols] matrix into [cols, rows]. */
@@ -197,28 +216,38 @@ class LlamaGraph {
 
   /**
    * A layer's projections of the same input (q/k/v, gate/up), each plus its bias [out] where the
-   * family has one. Where every one of them is an F32 product they run as one MatMul over their
-   * weights side by side ([in, Σ out], split after): a forward makes half as many products, each
-   * wider, which costs a one-row step about a tenth less on the bundled model (docs/ARCHITECTURE.md).
-   * Each output column is the same dot product either way. Block-quantized weights keep a
-   * product each (their types and block layouts may differ, as in Q4_K_M's Q4_K q and Q6_K v).
+   * family has one. Those stored alike (all F32, or block-quantized with the same block layout)
+   * run as one product over their weights side by side ([in, Σ out], split after): a forward
+   * makes fewer, wider products, which costs a one-row step of the bundled model about a
+   * twentieth less (docs/ARCHITECTURE.md). Each output column is the same dot product either way.
    */
   private projections(x: string, layer: number, parts: readonly (readonly [LayerPart, number])[], inDim: number): string[] {
-    const g = this.g;
     const names = parts.map(([part]) => layerTensorName(layer, part));
     const blocks = parts.map(([, outDim], i) => this.blockQuantized(names[i]!, outDim, inDim));
-    let outputs: string[];
-    if (blocks.some((b) => b !== undefined)) outputs = parts.map(([, outDim], i) => this.linear(x, names[i]!, outDim, inDim, blocks[i]));
-    else {
-      const outDims = parts.map(([, outDim]) => outDim);
-      const total = outDims.reduce((a, b) => a + b, 0);
-      const w =
-        this.weights.kind === 'inputs'
-          ? g.op('Concat', names.map((name, i) => this.weight(name, [inDim, outDims[i]!], () => new Float32Array())), { axis: 1 })
-          : g.initializer(names.join('+'), transpose(stacked(names.map((name) => this.read(name))), total, inDim), [inDim, total]);
-      outputs = g.opMulti('Split', [g.op('MatMul', [x, w]), g.ints(outDims)], parts.length, { axis: -1 });
+    const groups = new Map<string, number[]>();
+    blocks.forEach((b, i) => {
+      const key = b ? blockLayoutKey(b) : 'f32';
+      groups.set(key, [...(groups.get(key) ?? []), i]);
+    });
+    const outputs: string[] = [];
+    for (const members of groups.values()) {
+      const outDims = members.map((i) => parts[i]![1]);
+      const ys = members.length === 1 ? [this.linear(x, names[members[0]!]!, outDims[0]!, inDim, blocks[members[0]!])] : this.sideBySide(x, members.map((i) => names[i]!), outDims, inDim, members.map((i) => blocks[i]));
+      members.forEach((i, j) => (outputs[i] = ys[j]!));
     }
     return outputs.map((y, i) => this.withBias(y, layer, parts[i]![0], parts[i]![1]));
+  }
+
+  /** x times several weights stored alike, as one product over them side by side, split back into one output each. */
+  private sideBySide(x: string, names: string[], outDims: number[], inDim: number, blocks: (BlockQuantized | undefined)[]): string[] {
+    const g = this.g;
+    const total = outDims.reduce((a, b) => a + b, 0);
+    const name = names.join('+');
+    let product: string;
+    if (blocks[0]) product = this.matMulNBits(x, name, stackedBlocks(blocks as BlockQuantized[]));
+    else if (this.weights.kind === 'inputs') product = g.op('MatMul', [x, g.op('Concat', names.map((n, i) => this.weight(n, [inDim, outDims[i]!], () => new Float32Array())), { axis: 1 })]);
+    else product = g.op('MatMul', [x, g.initializer(name, transpose(stacked(names.map((n) => this.read(n))), total, inDim), [inDim, total])]);
+    return g.opMulti('Split', [product, g.ints(outDims)], names.length, { axis: -1 });
   }
 
   /** A layer's projection `part`: linear, plus its bias [out] where the family has one. */
