@@ -184,6 +184,8 @@ class LlamaGraph {
   private readonly biases: Partial<Record<LayerPart, number>>;
   /** blockSums already built, by input value and block size (q/k/v and gate/up share theirs). */
   private readonly blockSumCache = new Map<string, string>();
+  /** The [K, S, 1] ones of orderFreeAttention, built at its first layer. */
+  private onesColumn: string | undefined;
 
   constructor(
     private readonly g: GraphBuilder,
@@ -515,8 +517,9 @@ class LlamaGraph {
   private orderFreeAttention(masked: string, values: string, D: number): string {
     const g = this.g;
     const exps = g.op('Exp', [g.op('Sub', [masked, g.op('ReduceMax', [masked, g.ints([-1])], { keepdims: 1 })])]);
-    const onesShape = g.op('Concat', [g.op('Shape', [values], { start: 0, end: 2 }), g.ints([1])], { axis: 0 }); // [K, S, 1]
-    const withOnes = g.op('Concat', [values, g.op('Expand', [g.scalar(1), onesShape])], { axis: 2 }); // [K, S, D+1]
+    // Every layer attends over the same S columns: one column of ones serves them all.
+    this.onesColumn ??= g.op('Expand', [g.scalar(1), g.op('Concat', [g.op('Shape', [values], { start: 0, end: 2 }), g.ints([1])], { axis: 0 })]); // [K, S, 1]
+    const withOnes = g.op('Concat', [values, this.onesColumn], { axis: 2 }); // [K, S, D+1]
     const sums = g.op('MatMul', [exps, withOnes]); // [K, G*T, D+1]
     const slice = (from: number, to: number) => g.op('Slice', [sums, g.ints([from]), g.ints([to]), g.ints([2])]);
     return g.op('Div', [slice(0, D), slice(D, D + 1)]);
@@ -602,7 +605,7 @@ export interface InferenceOptions extends QuantizeOptions {
 }
 
 /** Bump when the graph changes, so graphs compiled and cached by older code are not reused. */
-export const GRAPH_VERSION = 'llama-graph-7'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64; 6: the prompt head reads each prompt row's parent row too; 7: q/k/v and gate/up as one F32 product each
+export const GRAPH_VERSION = 'llama-graph-8'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64; 6: the prompt head reads each prompt row's parent row too; 7: q/k/v and gate/up as one product each; 8: graph outputs without an Identity, one ones column for all layers
 
 /**
  * A graph built from a checkpoint's weights, as a runtime opens it. `variant` names what
