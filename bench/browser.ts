@@ -89,7 +89,7 @@ const ROW_REPEATS = 30;
 // Report schema (docs/bench/browser.json). Times in seconds, rates per second.
 
 export interface BrowserBenchReport {
-  schema: 'ppd.bench.browser/1';
+  schema: 'ppd.bench.browser/2';
   mode: 'full' | 'quick';
   command: string;
   /** ISO 8601, when the run started. */
@@ -109,7 +109,7 @@ export interface BrowserBenchReport {
   identity: { runs: number; identical: number; mismatches: string[] };
   /** One row per thread count and decoder. */
   throughput: ThroughputRow[];
-  /** Per thread count and PPD decoder: its speedup over plain on each side. */
+  /** Per thread count and PPD decoder: its speedup over plain on each side and their ratio, each the median over prompts of that prompt's own ratio. */
   speedups: { threads: number; decoder: Decoder; node: number; page: number; pageOverNode: number }[];
   firstToken: FirstTokenRun[];
   /** One forward over T new rows (no cache) against T: where PPD's many-row steps cost more in the page. */
@@ -363,11 +363,20 @@ async function main(argv: string[]): Promise<void> {
       }
     }
     const row = (threads: number, decoder: Decoder) => throughput.find((r) => r.threads === threads && r.decoder === decoder)!;
+    // Each prompt's own ratios: its runs were taken within the same few seconds, in alternating
+    // order, so a drift of the machine's speed (the same configuration ran 14 % apart between
+    // prompts here) cancels in them; the medians over prompts of the ratios, not the ratios of the
+    // medians, are what the targets compare.
     const speedups = THREADS.flatMap((threads) =>
       (['ppd', 'lookup'] as const).map((decoder) => {
-        const nodeSpeedup = row(threads, decoder).nodeTokensPerSecond / row(threads, 'plain').nodeTokensPerSecond;
-        const pageSpeedup = row(threads, decoder).pageTokensPerSecond / row(threads, 'plain').pageTokensPerSecond;
-        return { threads, decoder, node: nodeSpeedup, page: pageSpeedup, pageOverNode: pageSpeedup / nodeSpeedup };
+        const paired = prompts.map((p) => {
+          const of = (d: Decoder) => perPrompt.find((r) => r.prompt === p.number && r.threads === threads && r.decoder === d)!;
+          const [plain, own] = [of('plain'), of(decoder)];
+          const node = own.node.tokensPerSecond / plain.node.tokensPerSecond;
+          const page = own.page.tokensPerSecond / plain.page.tokensPerSecond;
+          return { node, page, pageOverNode: page / node };
+        });
+        return { threads, decoder, node: median(paired.map((x) => x.node)), page: median(paired.map((x) => x.page)), pageOverNode: median(paired.map((x) => x.pageOverNode)) };
       }),
     );
     const warm = firstToken.find((f) => f.visit === 'second')!;
@@ -388,7 +397,7 @@ async function main(argv: string[]): Promise<void> {
     ];
 
     const report: BrowserBenchReport = {
-      schema: 'ppd.bench.browser/1',
+      schema: 'ppd.bench.browser/2',
       mode: quick ? 'quick' : 'full',
       command: `npm run bench:browser${argv.length ? ` -- ${argv.join(' ')}` : ''}`,
       date: started.toISOString(),
@@ -485,6 +494,8 @@ function markdown(r: BrowserBenchReport): string {
     '| threads | decoder | Node | page | page / Node | tokens per step |',
     '| --- | --- | --- | --- | --- | --- |',
     ...r.throughput.map((t) => `| ${t.threads} | ${DECODER_NAMES[t.decoder]} | ${fmt(t.nodeTokensPerSecond)} | ${fmt(t.pageTokensPerSecond)} | ${fmt(t.pageOverNode, 2)}× | ${fmt(t.tokensPerStep, 2)} |`),
+    '',
+    'Speedups: the median over prompts of each prompt\'s own ratio (its runs alternate within a few seconds, so the machine\'s drift cancels), not the ratio of the medians above.',
     '',
     '| threads | decoder | speedup over plain in Node | in the page | page / Node |',
     '| --- | --- | --- | --- | --- |',
