@@ -168,6 +168,13 @@ interface CallLayout {
   windows?: number;
 }
 
+/** cos and sin of the rotary angles, [T, 1, D]; `qkv`: the same for q, k and v heads side by side, once built. */
+interface Rope {
+  cos: string;
+  sin: string;
+  qkv?: Rope;
+}
+
 /** Graph values a caller already has for the forward's inputs, instead of graph inputs. */
 export interface ForwardInputs {
   embeds?: string;
@@ -184,6 +191,8 @@ class LlamaGraph {
   private readonly biases: Partial<Record<LayerPart, number>>;
   /** blockSums already built, by input value and block size (q/k/v and gate/up share theirs). */
   private readonly blockSumCache = new Map<string, string>();
+  /** blockQuantized's answers by tensor name: projections ask twice where they cannot go side by side. */
+  private readonly blockCache = new Map<string, BlockQuantized | undefined>();
   /** The [K, S, 1] ones of orderFreeAttention, built at its first layer. */
   private onesColumn: string | undefined;
 
@@ -234,22 +243,32 @@ class LlamaGraph {
     const outputs: string[] = [];
     for (const members of groups.values()) {
       const outDims = members.map((i) => parts[i]![1]);
-      const ys = members.length === 1 ? [this.linear(x, names[members[0]!]!, outDims[0]!, inDim, blocks[members[0]!])] : this.sideBySide(x, members.map((i) => names[i]!), outDims, inDim, members.map((i) => blocks[i]));
+      const ys = members.length === 1 ? [this.linear(x, names[members[0]!]!, outDims[0]!, inDim, blocks[members[0]!])] : this.g.opMulti('Split', [this.sideBySide(x, members.map((i) => names[i]!), outDims, inDim, members.map((i) => blocks[i])), this.g.ints(outDims)], members.length, { axis: -1 });
       members.forEach((i, j) => (outputs[i] = ys[j]!));
     }
     return outputs.map((y, i) => this.withBias(y, layer, parts[i]![0], parts[i]![1]));
   }
 
-  /** x times several weights stored alike, as one product over them side by side, split back into one output each. */
-  private sideBySide(x: string, names: string[], outDims: number[], inDim: number, blocks: (BlockQuantized | undefined)[]): string[] {
+  /**
+   * The projections of `projections` as one product side by side, [..., Σ out] in the order of
+   * `parts`, where they are all stored alike and none adds a bias; undefined otherwise.
+   */
+  private jointProjection(x: string, layer: number, parts: readonly (readonly [LayerPart, number])[], inDim: number): string | undefined {
+    if (parts.some(([part]) => this.biases[part] !== undefined)) return undefined;
+    const names = parts.map(([part]) => layerTensorName(layer, part));
+    const blocks = parts.map(([, outDim], i) => this.blockQuantized(names[i]!, outDim, inDim));
+    if (new Set(blocks.map((b) => (b ? blockLayoutKey(b) : 'f32'))).size !== 1) return undefined;
+    return this.sideBySide(x, names, parts.map(([, outDim]) => outDim), inDim, blocks);
+  }
+
+  /** x times several weights stored alike, as one product over them side by side: [..., Σ outDims]. */
+  private sideBySide(x: string, names: string[], outDims: number[], inDim: number, blocks: (BlockQuantized | undefined)[]): string {
     const g = this.g;
     const total = outDims.reduce((a, b) => a + b, 0);
     const name = names.join('+');
-    let product: string;
-    if (blocks[0]) product = this.matMulNBits(x, name, stackedBlocks(blocks as BlockQuantized[]));
-    else if (this.weights.kind === 'inputs') product = g.op('MatMul', [x, g.op('Concat', names.map((n, i) => this.weight(n, [inDim, outDims[i]!], () => new Float32Array())), { axis: 1 })]);
-    else product = g.op('MatMul', [x, g.initializer(name, transpose(stacked(names.map((n) => this.read(n))), total, inDim), [inDim, total])]);
-    return g.opMulti('Split', [product, g.ints(outDims)], names.length, { axis: -1 });
+    if (blocks[0]) return this.matMulNBits(x, name, stackedBlocks(blocks as BlockQuantized[]));
+    if (this.weights.kind === 'inputs') return g.op('MatMul', [x, g.op('Concat', names.map((n, i) => this.weight(n, [inDim, outDims[i]!], () => new Float32Array())), { axis: 1 })]);
+    return g.op('MatMul', [x, g.initializer(name, transpose(stacked(names.map((n) => this.read(n))), total, inDim), [inDim, total])]);
   }
 
   /** A layer's projection `part`: linear, plus its bias [out] where the family has one. */
@@ -265,6 +284,11 @@ class LlamaGraph {
 
   /** The weight [rows, cols] block-quantized, when this graph keeps it so; undefined for f32. */
   private blockQuantized(tensorName: string, rows: number, cols: number): BlockQuantized | undefined {
+    if (!this.blockCache.has(tensorName)) this.blockCache.set(tensorName, this.readBlockQuantized(tensorName, rows, cols));
+    return this.blockCache.get(tensorName);
+  }
+
+  private readBlockQuantized(tensorName: string, rows: number, cols: number): BlockQuantized | undefined {
     if (this.weights.kind !== 'initializers' || this.weights.linears === 'f32') return undefined;
     const { tensors, linears } = this.weights;
     const stored = tensors.readBlockQuantized?.(tensorName);
@@ -368,7 +392,7 @@ class LlamaGraph {
   }
 
   /** cos and sin of the rotary angles, each [T, 1, D], shared by every layer. */
-  private rotaryTables(positions: string): { cos: string; sin: string } {
+  private rotaryTables(positions: string): Rope {
     const g = this.g;
     const half = this.c.headDim / 2;
     const invFreq = Float32Array.from(ropeInverseFrequencies(this.c.headDim, this.c.ropeTheta, this.c.ropeScaling));
@@ -379,7 +403,7 @@ class LlamaGraph {
   }
 
   /** Rotary embedding, rotate-half convention: x*cos + [-x2, x1]*sin, x [T, heads, D]. */
-  private rotate(x: string, rope: { cos: string; sin: string }): string {
+  private rotate(x: string, rope: Rope): string {
     const g = this.g;
     const half = this.c.headDim / 2;
     const [x1, x2] = g.opMulti('Split', [x, g.ints([half, half])], 2, { axis: -1 });
@@ -391,10 +415,19 @@ class LlamaGraph {
    * The attention heads of x: queries (rotated, pre-scaled by 1/sqrt(D)), keys (rotated) and
    * values, shaped [...leading, heads, D]; the family's biases and q/k norms applied.
    */
-  private heads(x: string, layer: number, rope: { cos: string; sin: string }, leading: number[]): { qRot: string; kRot: string; v: string } {
+  private heads(x: string, layer: number, rope: Rope, leading: number[]): { qRot: string; kRot: string; v: string } {
     const g = this.g;
     const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = this.c;
-    const [qFlat, kFlat, vFlat] = this.projections(x, layer, [['self_attn.q_proj', H * D], ['self_attn.k_proj', K * D], ['self_attn.v_proj', K * D]], C);
+    const parts = [['self_attn.q_proj', H * D], ['self_attn.k_proj', K * D], ['self_attn.v_proj', K * D]] as const;
+    const joint = this.c.qkNorm ? undefined : this.jointProjection(x, layer, parts, C);
+    if (joint) {
+      // All heads rotated at once, the value heads by the identity (cos 1, sin 0): one rotation's
+      // six kernels a layer instead of twelve, each value unchanged.
+      const byHead = g.op('Reshape', [joint, g.ints([...leading, H + 2 * K, D])]);
+      const [q, k, v] = g.opMulti('Split', [this.rotate(byHead, this.qkvRope(rope)), g.ints([H, K, K])], 3, { axis: -2 });
+      return { qRot: g.op('Mul', [q!, g.scalar(1 / Math.sqrt(D))]), kRot: k!, v: v! };
+    }
+    const [qFlat, kFlat, vFlat] = this.projections(x, layer, parts, C);
     let q = g.op('Reshape', [qFlat!, g.ints([...leading, H, D])]);
     let k = g.op('Reshape', [kFlat!, g.ints([...leading, K, D])]);
     const v = g.op('Reshape', [vFlat!, g.ints([...leading, K, D])]);
@@ -405,6 +438,17 @@ class LlamaGraph {
     return { qRot: g.op('Mul', [this.rotate(q, rope), g.scalar(1 / Math.sqrt(D))]), kRot: this.rotate(k, rope), v };
   }
 
+  /** The rotary tables for q, k and v heads side by side ([T, H+2K, D]): v's rows the identity. Built once, shared by every layer. */
+  private qkvRope(rope: Rope): Rope {
+    if (rope.qkv) return rope.qkv;
+    const g = this.g;
+    const { numHeads: H, numKvHeads: K } = this.c;
+    const side = (table: string, identity: string) => g.op('Concat', [g.op('Expand', [table, g.ints([1, H + K, 1])]), g.op('Expand', [identity, g.ints([1, K, 1])])], { axis: -2 });
+    const zeros = g.op('Mul', [rope.sin, g.scalar(0)]); // [T, 1, D], the tables' shape whatever T is
+    rope.qkv = { cos: side(rope.cos, g.op('Add', [zeros, g.scalar(1)])), sin: side(rope.sin, zeros) };
+    return rope.qkv;
+  }
+
   /**
    * Attention per window (training layout, W windows of Tw rows, no past, causal): the same
    * maths as `attention` with the windows as a batch dimension, so scores are [W*K, G*Tw, Tw]
@@ -412,7 +456,7 @@ class LlamaGraph {
    * chunks of Tc rows: chunk j only multiplies the keys 0..(j+1)*Tc that a causal row can see,
    * which skips most of the masked half of the products; its mask is a constant [G*Tc, (j+1)*Tc].
    */
-  private windowedAttention(x: string, layer: number, rope: { cos: string; sin: string }, W: number, Tw: number): string {
+  private windowedAttention(x: string, layer: number, rope: Rope, W: number, Tw: number): string {
     const g = this.g;
     const { hiddenSize: C, numHeads: H, numKvHeads: K, headDim: D } = this.c;
     const G = H / K;
@@ -460,7 +504,7 @@ class LlamaGraph {
   }
 
   /** `groupMask` [G*T, S] is the mask repeated for the G query heads that share a kv head. */
-  private attention(x: string, layer: number, rope: { cos: string; sin: string }, groupMask: string): string {
+  private attention(x: string, layer: number, rope: Rope, groupMask: string): string {
     const g = this.g;
     const { numHeads: H, numKvHeads: K, headDim: D } = this.c;
     const G = H / K;
@@ -605,7 +649,7 @@ export interface InferenceOptions extends QuantizeOptions {
 }
 
 /** Bump when the graph changes, so graphs compiled and cached by older code are not reused. */
-export const GRAPH_VERSION = 'llama-graph-8'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64; 6: the prompt head reads each prompt row's parent row too; 7: q/k/v and gate/up as one product each; 8: graph outputs without an Identity, one ones column for all layers
+export const GRAPH_VERSION = 'llama-graph-9'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64; 6: the prompt head reads each prompt row's parent row too; 7: q/k/v and gate/up as one product each; 8: graph outputs without an Identity, one ones column for all layers; 9: q, k and v heads rotated together
 
 /**
  * A graph built from a checkpoint's weights, as a runtime opens it. `variant` names what
