@@ -193,6 +193,8 @@ class LlamaGraph {
   private readonly blockSumCache = new Map<string, string>();
   /** blockQuantized's answers by tensor name: projections ask twice where they cannot go side by side. */
   private readonly blockCache = new Map<string, BlockQuantized | undefined>();
+  /** rotate's signed permutation, once built. */
+  private halfTurnMatrix: string | undefined;
   /** The [K, S, 1] ones of orderFreeAttention, built at its first layer. */
   private onesColumn: string | undefined;
 
@@ -402,13 +404,28 @@ class LlamaGraph {
     return { cos: g.op('Cos', [full]), sin: g.op('Sin', [full]) };
   }
 
-  /** Rotary embedding, rotate-half convention: x*cos + [-x2, x1]*sin, x [T, heads, D]. */
+  /**
+   * Rotary embedding, rotate-half convention: x*cos + [-x2, x1]*sin, x [T, heads, D]. [-x2, x1]
+   * is x times a signed permutation matrix: one MatMul instead of a Split, a Neg and a Concat,
+   * and exact (each output is one input times ±1 plus zeros).
+   */
   private rotate(x: string, rope: Rope): string {
     const g = this.g;
-    const half = this.c.headDim / 2;
-    const [x1, x2] = g.opMulti('Split', [x, g.ints([half, half])], 2, { axis: -1 });
-    const rotated = g.op('Concat', [g.op('Neg', [x2!]), x1!], { axis: -1 });
-    return g.op('Add', [g.op('Mul', [x, rope.cos]), g.op('Mul', [rotated, rope.sin])]);
+    return g.op('Add', [g.op('Mul', [x, rope.cos]), g.op('Mul', [g.op('MatMul', [x, this.halfTurn()]), rope.sin])]);
+  }
+
+  /** R [D, D] with x·R = [-x2, x1] (x1, x2 the halves of x), built once. */
+  private halfTurn(): string {
+    if (this.halfTurnMatrix) return this.halfTurnMatrix;
+    const D = this.c.headDim;
+    const half = D / 2;
+    const r = new Float32Array(D * D);
+    for (let j = 0; j < half; j++) {
+      r[(j + half) * D + j] = -1; // output j < half: -x[j + half]
+      r[j * D + j + half] = 1; // output j + half: x[j]
+    }
+    this.halfTurnMatrix = this.g.initializer('rope_half_turn', r, [D, D]);
+    return this.halfTurnMatrix;
   }
 
   /**
@@ -425,7 +442,7 @@ class LlamaGraph {
       // six kernels a layer instead of twelve, each value unchanged.
       const byHead = g.op('Reshape', [joint, g.ints([...leading, H + 2 * K, D])]);
       const [q, k, v] = g.opMulti('Split', [this.rotate(byHead, this.qkvRope(rope)), g.ints([H, K, K])], 3, { axis: -2 });
-      return { qRot: g.op('Mul', [q!, g.scalar(1 / Math.sqrt(D))]), kRot: k!, v: v! };
+      return { qRot: q!, kRot: k!, v: v! };
     }
     const [qFlat, kFlat, vFlat] = this.projections(x, layer, parts, C);
     let q = g.op('Reshape', [qFlat!, g.ints([...leading, H, D])]);
@@ -438,12 +455,20 @@ class LlamaGraph {
     return { qRot: g.op('Mul', [this.rotate(q, rope), g.scalar(1 / Math.sqrt(D))]), kRot: this.rotate(k, rope), v };
   }
 
-  /** The rotary tables for q, k and v heads side by side ([T, H+2K, D]): v's rows the identity. Built once, shared by every layer. */
+  /**
+   * The rotary tables for q, k and v heads side by side ([T, H+2K, D]), built once for every
+   * layer: q's times 1/sqrt(D), the queries' scale (exact where D is a power of 4), v's the
+   * identity (cos 1, sin 0).
+   */
   private qkvRope(rope: Rope): Rope {
     if (rope.qkv) return rope.qkv;
     const g = this.g;
-    const { numHeads: H, numKvHeads: K } = this.c;
-    const side = (table: string, identity: string) => g.op('Concat', [g.op('Expand', [table, g.ints([1, H + K, 1])]), g.op('Expand', [identity, g.ints([1, K, 1])])], { axis: -2 });
+    const { numHeads: H, numKvHeads: K, headDim: D } = this.c;
+    const heads = (table: string, n: number) => g.op('Expand', [table, g.ints([1, n, 1])]);
+    const side = (table: string, identity: string) => {
+      const scaled = g.op('Mul', [table, g.scalar(1 / Math.sqrt(D))]);
+      return g.op('Concat', [heads(scaled, H), heads(table, K), heads(identity, K)], { axis: -2 });
+    };
     const zeros = g.op('Mul', [rope.sin, g.scalar(0)]); // [T, 1, D], the tables' shape whatever T is
     rope.qkv = { cos: side(rope.cos, g.op('Add', [zeros, g.scalar(1)])), sin: side(rope.sin, zeros) };
     return rope.qkv;
@@ -649,7 +674,7 @@ export interface InferenceOptions extends QuantizeOptions {
 }
 
 /** Bump when the graph changes, so graphs compiled and cached by older code are not reused. */
-export const GRAPH_VERSION = 'llama-graph-9'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64; 6: the prompt head reads each prompt row's parent row too; 7: q/k/v and gate/up as one product each; 8: graph outputs without an Identity, one ones column for all layers; 9: q, k and v heads rotated together
+export const GRAPH_VERSION = 'llama-graph-10'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64; 6: the prompt head reads each prompt row's parent row too; 7: q/k/v and gate/up as one product each; 8: graph outputs without an Identity, one ones column for all layers; 9: q, k and v heads rotated together; 10: the half turn of the rotary embedding as a MatMul, the queries' scale in their tables
 
 /**
  * A graph built from a checkpoint's weights, as a runtime opens it. `variant` names what
