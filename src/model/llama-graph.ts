@@ -245,7 +245,10 @@ class LlamaGraph {
     const outputs: string[] = [];
     for (const members of groups.values()) {
       const outDims = members.map((i) => parts[i]![1]);
-      const ys = members.length === 1 ? [this.linear(x, names[members[0]!]!, outDims[0]!, inDim, blocks[members[0]!])] : this.g.opMulti('Split', [this.sideBySide(x, members.map((i) => names[i]!), outDims, inDim, members.map((i) => blocks[i])), this.g.ints(outDims)], members.length, { axis: -1 });
+      const ys =
+        members.length === 1
+          ? [this.linear(x, names[members[0]!]!, outDims[0]!, inDim, blocks[members[0]!])]
+          : this.g.opMulti('Split', [this.sideBySide(x, members.map((i) => names[i]!), outDims, inDim, members.map((i) => blocks[i])), this.g.ints(outDims)], members.length, { axis: -1 });
       members.forEach((i, j) => (outputs[i] = ys[j]!));
     }
     return outputs.map((y, i) => this.withBias(y, layer, parts[i]![0], parts[i]![1]));
@@ -438,8 +441,8 @@ class LlamaGraph {
     const parts = [['self_attn.q_proj', H * D], ['self_attn.k_proj', K * D], ['self_attn.v_proj', K * D]] as const;
     const joint = this.c.qkNorm ? undefined : this.jointProjection(x, layer, parts, C);
     if (joint) {
-      // All heads rotated at once, the value heads by the identity (cos 1, sin 0): one rotation's
-      // six kernels a layer instead of twelve, each value unchanged.
+      // All heads rotated at once, the value heads by the identity (cos 1, sin 0): one rotation a
+      // layer instead of two, each value unchanged.
       const byHead = g.op('Reshape', [joint, g.ints([...leading, H + 2 * K, D])]);
       const [q, k, v] = g.opMulti('Split', [this.rotate(byHead, this.qkvRope(rope)), g.ints([H, K, K])], 3, { axis: -2 });
       return { qRot: q!, kRot: k!, v: v! };
