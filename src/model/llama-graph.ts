@@ -593,8 +593,8 @@ class LlamaGraph {
     this.onesColumn ??= g.op('Expand', [g.scalar(1), g.op('Concat', [g.op('Shape', [values], { start: 0, end: 2 }), g.ints([1])], { axis: 0 })]); // [K, S, 1]
     const withOnes = g.op('Concat', [values, this.onesColumn], { axis: 2 }); // [K, S, D+1]
     const sums = g.op('MatMul', [exps, withOnes]); // [K, G*T, D+1]
-    const slice = (from: number, to: number) => g.op('Slice', [sums, g.ints([from]), g.ints([to]), g.ints([2])]);
-    return g.op('Div', [slice(0, D), slice(D, D + 1)]);
+    const [weighted, total] = g.opMulti('Split', [sums, g.ints([D, 1])], 2, { axis: 2 });
+    return g.op('Div', [weighted!, total!]);
   }
 
   private mlp(x: string, layer: number): string {
@@ -677,7 +677,7 @@ export interface InferenceOptions extends QuantizeOptions {
 }
 
 /** Bump when the graph changes, so graphs compiled and cached by older code are not reused. */
-export const GRAPH_VERSION = 'llama-graph-10'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64; 6: the prompt head reads each prompt row's parent row too; 7: q/k/v and gate/up as one product each; 8: graph outputs without an Identity, one ones column for all layers; 9: q, k and v heads rotated together; 10: the half turn of the rotary embedding as a MatMul, the queries' scale in their tables
+export const GRAPH_VERSION = 'llama-graph-11'; // 2: block-quantized linear weights (MatMulNBits); 3: every GGUF quantized type kept as stored (zero points, offsets); 4: K-quant offsets as integers; 5: decoding softmax summed in float64; 6: the prompt head reads each prompt row's parent row too; 7: q/k/v and gate/up as one product each; 8: graph outputs without an Identity, one ones column for all layers; 9: q, k and v heads rotated together; 10: the half turn of the rotary embedding as a MatMul, the queries' scale in their tables; 11: one Split for the order-free attention's sums
 
 /**
  * A graph built from a checkpoint's weights, as a runtime opens it. `variant` names what
