@@ -235,15 +235,9 @@ class LlamaGraph {
    * twentieth less (docs/ARCHITECTURE.md). Each output column is the same dot product either way.
    */
   private projections(x: string, layer: number, parts: readonly (readonly [LayerPart, number])[], inDim: number): string[] {
-    const names = parts.map(([part]) => layerTensorName(layer, part));
-    const blocks = parts.map(([, outDim], i) => this.blockQuantized(names[i]!, outDim, inDim));
-    const groups = new Map<string, number[]>();
-    blocks.forEach((b, i) => {
-      const key = b ? blockLayoutKey(b) : 'f32';
-      groups.set(key, [...(groups.get(key) ?? []), i]);
-    });
+    const { names, blocks, groups } = this.storedAlike(layer, parts, inDim);
     const outputs: string[] = [];
-    for (const members of groups.values()) {
+    for (const members of groups) {
       const outDims = members.map((i) => parts[i]![1]);
       const ys =
         members.length === 1
@@ -260,10 +254,20 @@ class LlamaGraph {
    */
   private jointProjection(x: string, layer: number, parts: readonly (readonly [LayerPart, number])[], inDim: number): string | undefined {
     if (parts.some(([part]) => this.biases[part] !== undefined)) return undefined;
+    const { names, blocks, groups } = this.storedAlike(layer, parts, inDim);
+    return groups.length === 1 ? this.sideBySide(x, names, parts.map(([, outDim]) => outDim), inDim, blocks) : undefined;
+  }
+
+  /** A layer's `parts`: their tensor names, block-quantized forms, and the indices of those stored alike, grouped in order. */
+  private storedAlike(layer: number, parts: readonly (readonly [LayerPart, number])[], inDim: number) {
     const names = parts.map(([part]) => layerTensorName(layer, part));
     const blocks = parts.map(([, outDim], i) => this.blockQuantized(names[i]!, outDim, inDim));
-    if (new Set(blocks.map((b) => (b ? blockLayoutKey(b) : 'f32'))).size !== 1) return undefined;
-    return this.sideBySide(x, names, parts.map(([, outDim]) => outDim), inDim, blocks);
+    const groups = new Map<string, number[]>();
+    blocks.forEach((b, i) => {
+      const key = b ? blockLayoutKey(b) : 'f32';
+      groups.set(key, [...(groups.get(key) ?? []), i]);
+    });
+    return { names, blocks, groups: [...groups.values()] };
   }
 
   /** x times several weights stored alike, as one product over them side by side: [..., Σ outDims]. */
