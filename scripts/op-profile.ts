@@ -12,12 +12,13 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModel } from '../src/checkpoint/load.ts';
 import { KVCache } from '../src/model/kv-cache.ts';
+import { exitOnPpdError, InputError } from '../src/errors.ts';
 import { causalMask, type LlamaModel } from '../src/model/llama-model.ts';
 import { opAndShapes, sumKernels, type TraceEvent } from '../src/report/ort-profile.ts';
 import { spread } from '../src/report/timing.ts';
 
 const { values } = parseArgs({ options: { model: { type: 'string' }, rows: { type: 'string', default: '1,16' }, runs: { type: 'string', default: '20' }, threads: { type: 'string', default: '2' }, top: { type: 'string', default: '16' } } });
-if (values.model === undefined) throw new Error('--model DIR|FILE.gguf is needed');
+if (values.model === undefined) exitOnPpdError(new InputError('--model DIR|FILE.gguf is needed'));
 const [threads, runs, top] = [Number(values.threads), Number(values.runs), Number(values.top)];
 const PAST = 64;
 
@@ -40,7 +41,7 @@ async function forwards(model: LlamaModel, T: number): Promise<number[]> {
 }
 
 for (const T of values.rows.split(',').map(Number)) {
-  const plain = (await loadModel(values.model, { threads })).model;
+  const plain = (await loadModel(values.model, { threads }).catch(exitOnPpdError)).model;
   const timed = spread(await forwards(plain, T));
   await plain.release();
   const dir = mkdtempSync(join(tmpdir(), 'ppd-op-profile-'));

@@ -276,7 +276,7 @@ class LlamaGraph {
     const total = outDims.reduce((a, b) => a + b, 0);
     const name = names.join('+');
     if (blocks[0]) return this.matMulNBits(x, name, stackedBlocks(blocks as BlockQuantized[]));
-    if (this.weights.kind === 'inputs') return g.op('MatMul', [x, g.op('Concat', names.map((n, i) => this.weight(n, [inDim, outDims[i]!], () => new Float32Array())), { axis: 1 })]);
+    if (this.weights.kind === 'inputs') return g.op('MatMul', [x, g.op('Concat', names.map((n, i) => this.weight(n, [inDim, outDims[i]!], () => this.read(n))), { axis: 1 })]);
     return g.op('MatMul', [x, g.initializer(name, transpose(stacked(names.map((n) => this.read(n))), total, inDim), [inDim, total])]);
   }
 

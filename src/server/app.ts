@@ -127,7 +127,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const onBug = options.onBug ?? ((error: unknown) => console.error(error));
   const keyIsValid = options.apiKey === undefined ? undefined : bearerCheck(options.apiKey);
   const hostIsServed = hostCheck(options.allowedHosts);
-  const tokenizer = new TokenizerThread(requireTokenizer(loaded).source, { local: requireTokenizer(loaded), onEncode: (where) => metrics.promptEncoded(where) });
+  const local = requireTokenizer(loaded);
+  const tokenizer = new TokenizerThread(local.source, { local, onEncode: (where) => metrics.promptEncoded(where) });
 
   // return503OnClosing off: requests that arrive while closing are answered below, as OpenAI
   // error objects (and readiness as not ready), instead of with fastify's own 503 body.
