@@ -58,6 +58,7 @@ import {
   type Machine,
   type PhaseLoad,
 } from './harness.ts';
+import { MODEL_TARGETS, TARGET_NAMES } from './ppd-targets.ts';
 
 const SHAPES = ['ppd-base', 'ppd-base-39m', 'ppd-base-185m', 'qwen2.5-0.5b', 'tinyllama-1.1b', 'llama-3.2-1b'];
 const QUICK_SHAPES = ['ppd-base', 'ppd-base-39m'];
@@ -68,8 +69,7 @@ const QUICK_SHAPES = ['ppd-base', 'ppd-base-39m'];
  */
 const CONTEXTS = [128];
 const SEED = 1;
-/** Issue 18's target for greedy PPD alone. */
-const TARGET_SPEEDUP = 1.3;
+const TARGET_SPEEDUP = MODEL_TARGETS.speedupAlone;
 /** bench:ppd's report, for the bundled model's end-to-end figure. */
 const PPD_REPORT = join(REPO_ROOT, 'docs', 'bench', 'ppd.json');
 
@@ -127,8 +127,8 @@ function bundledMeasured(): PpdSizeReport['bundledMeasured'] {
   if (!existsSync(PPD_REPORT)) return null;
   const report = readJsonObject(PPD_REPORT) as { date?: string; targets?: { name: string; value: number }[] };
   const value = (name: string) => report.targets?.find((t) => t.name === name)?.value;
-  const tau = value('τ, greedy PPD alone (issue 18)');
-  const speedup = value('speedup, greedy PPD alone (issue 18)');
+  const tau = value(TARGET_NAMES.tauAlone);
+  const speedup = value(TARGET_NAMES.speedupAlone);
   return tau === undefined || speedup === undefined ? null : { tau, speedup, date: report.date ?? 'unknown' };
 }
 

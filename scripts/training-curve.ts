@@ -13,13 +13,14 @@ import { readFileSync } from 'node:fs';
 import { writeFileAtomic, writeJsonAtomic } from '../src/format/atomic.ts';
 import { PROFILES_DIR } from '../src/ppd/hardware-profile.ts';
 import { writeLineChart } from '../src/report/plot.ts';
+import { TARGET_NAMES } from '../bench/ppd-targets.ts';
 
 const OUT = 'docs/bench/training-curve';
 const TARGETS = {
-  tau: 'τ, greedy PPD alone (issue 18)',
-  speedup: 'speedup, greedy PPD alone (issue 18)',
-  lookupSpeedup: 'speedup, greedy PPD + context lookup (not PPD alone)',
-  distinct4: 'greedy text: distinct 4-grams of the new tokens (median over prompts; issue 18)',
+  tau: TARGET_NAMES.tauAlone,
+  speedup: TARGET_NAMES.speedupAlone,
+  lookupSpeedup: TARGET_NAMES.speedupWithLookup,
+  distinct4: TARGET_NAMES.distinctFourGrams,
 } as const;
 
 interface Point {
