@@ -7,7 +7,7 @@
  * measures and owns its report schema; JSON and Markdown are written with src/format/atomic.ts,
  * progress bars come from src/report/progress.ts.
  */
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -91,6 +91,19 @@ export async function writeReportFiles(outDir: string, name: string, report: unk
   writeFileAtomic(paths[1]!, markdown);
   await writeLineChart(paths[2]!, chart);
   return paths;
+}
+
+/** Model shapes for benchmarks: real checkpoints' config.json files without weights (bench/shapes/README.md). */
+const SHAPES_DIR = join(REPO_ROOT, 'bench', 'shapes');
+
+/** bench/shapes/`name`.json; absent, an InputError for `flag` that lists the shapes there are. */
+export function shapeConfigFile(name: string, flag: string): string {
+  const file = join(SHAPES_DIR, `${name}.json`);
+  if (!existsSync(file)) {
+    const known = readdirSync(SHAPES_DIR).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
+    throw new InputError(`${flag}: no ${name}.json in bench/shapes (there: ${known.join(', ')})`);
+  }
+  return file;
 }
 
 /** A written file as the user should see it: relative to the working folder when inside it. */

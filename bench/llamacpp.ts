@@ -41,7 +41,7 @@
  */
 import { promptHeadOf } from '../src/ppd/adapter-files.ts';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { InputError } from '../src/errors.ts';
@@ -71,6 +71,7 @@ import {
   REPO_ROOT,
   repoPath,
   runBenchmark,
+  shapeConfigFile,
   tokenIds,
   writeReportFiles,
   shownPath,
@@ -214,7 +215,6 @@ function list<T>(flag: string, raw: string, parse: (part: string) => T | undefin
   return [...new Set(values as T[])];
 }
 
-const SHAPES_DIR = join(REPO_ROOT, 'bench', 'shapes');
 const PPD_CLI = join(REPO_ROOT, 'src', 'cli', 'main.ts');
 
 /**
@@ -224,11 +224,7 @@ const PPD_CLI = join(REPO_ROOT, 'src', 'cli', 'main.ts');
  * DEFAULT_TREE_BUDGET rows from the prior accuracy guess).
  */
 function shapeModel(shape: string): string {
-  const config = join(SHAPES_DIR, `${shape}.json`);
-  if (!existsSync(config)) {
-    const known = readdirSync(SHAPES_DIR).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
-    throw new InputError(`--shape: no ${shape}.json in bench/shapes (there: ${known.join(', ')})`);
-  }
+  const config = shapeConfigFile(shape, '--shape');
   const dir = join(REPO_ROOT, 'runs', `${shape}-random`);
   if (!existsSync(join(dir, 'model.safetensors'))) {
     execFileSync(process.execPath, ['--import', 'tsx', PPD_CLI, 'init', '--random', '--config', config, '--out', dir, '--dtype', 'f16', '--seed', '0'], { stdio: ['ignore', 'ignore', 'inherit'] });

@@ -4,7 +4,8 @@
  * tree builder (hardware independent), L(n) a forward's latency over n rows on this machine. The
  * bundled 7.85M model's forward is mostly per-kernel overhead at one row and its rows are not
  * free (L(4)/L(1) about 1.3 here), so its trees do not pay; a larger model's one-row forward is
- * bound by reading its weights, which the extra rows share. This benchmark measures L(n) for
+ * bound by reading its weights, which extra rows share if the cores can do their arithmetic in
+ * that time: whether they can on this machine is what decides. This benchmark measures L(n) for
  * random-weight models of growing size (the bundled shape, two wider ones, three real
  * checkpoints' shapes from bench/shapes) and prices one adapter's τ(n) on each: the speedup PPD
  * alone would reach on that model at the same guessing accuracy. Writes
@@ -51,6 +52,7 @@ import {
   REPO_ROOT,
   repoPath,
   runBenchmark,
+  shapeConfigFile,
   shownPath,
   warnIfBusy,
   watchLoad,
@@ -106,9 +108,9 @@ export interface PpdSizeReport {
   load: PhaseLoad;
 }
 
+/** `ppd-base` is the bundled model's configs/ppd-base.json; any other name a bench/shapes file. */
 function shapeConfig(name: string): { file: string; config: LlamaConfig } {
-  const file = name === 'ppd-base' ? join(REPO_ROOT, 'configs', 'ppd-base.json') : join(REPO_ROOT, 'bench', 'shapes', `${name}.json`);
-  if (!existsSync(file)) throw new InputError(`--shapes: no ${repoPath(file)} (shapes: ppd-base or a bench/shapes/*.json name)`);
+  const file = name === 'ppd-base' ? join(REPO_ROOT, 'configs', 'ppd-base.json') : shapeConfigFile(name, '--shapes');
   return { file, config: parseLlamaConfig(readJsonObject(file), file) };
 }
 
