@@ -213,16 +213,18 @@ async function main(argv: string[]): Promise<void> {
 }
 
 const millions = (n: number) => (n >= 1e9 ? `${fmt(n / 1e9, 2)}B` : `${fmt(n / 1e6, 1)}M`);
-const ratio = (r: ShapeResult, n: number) => {
-  const row = r.latency.find((l) => l.n === n);
-  return row ? `${fmt(row.meanMs / r.latency[0]!.meanMs, 2)}` : '–';
+/** A latency of shape `s` in units of its one-row forward, L(1). */
+const overOneRow = (s: ShapeResult, ms: number) => ms / s.latency[0]!.meanMs;
+const ratio = (s: ShapeResult, n: number) => {
+  const row = s.latency.find((l) => l.n === n);
+  return row ? fmt(overOneRow(s, row.meanMs), 2) : '–';
 };
 
 /** Which shapes reach the target at the adapter's accuracy, and what the others lack, from the figures. */
 function reachedText(r: PpdSizeReport): string {
   const reached = r.shapes.filter((s) => s.firstAtTarget !== null);
   const best = r.shapes.reduce((a, b) => (b.fastest.speedup > a.fastest.speedup ? b : a));
-  const ratios = r.shapes.map((s) => s.fastest.latencyMs / s.latency[0]!.meanMs);
+  const ratios = r.shapes.map((s) => overOneRow(s, s.fastest.latencyMs));
   const lead = reached.length
     ? `At the adapter's accuracy the forward alone would allow ${TARGET_SPEEDUP}× on ${reached.map((s) => `${s.shape} (from n = ${s.firstAtTarget})`).join(', ')}, before any work outside the forward.`
     : `At the adapter's accuracy no shape reaches ${TARGET_SPEEDUP}× even on the forward alone (best: ${best.shape}, ${fmt(best.fastest.speedup, 2)}× at n = ${best.fastest.n}).`;
@@ -232,7 +234,6 @@ function reachedText(r: PpdSizeReport): string {
 }
 
 function markdown(r: PpdSizeReport): string {
-  const tauAt = (n: number) => r.tau.find((t) => t.n === n)?.tau;
   const shownN = [2, 4, 8, 16, 32].filter((n) => r.plan.grid.includes(n));
   const bundled = r.shapes.find((s) => s.shape === 'ppd-base');
   return [
@@ -251,7 +252,7 @@ function markdown(r: PpdSizeReport): string {
     `| --- | --- | --- | --- | ${shownN.map(() => '---').join(' | ')} | --- | --- | --- | --- | --- |`,
     ...r.shapes.map(
       (s) =>
-        `| ${s.shape} | ${millions(s.parameters)} | ${s.repeats} | ${fmt(s.latency[0]!.meanMs, 2)} | ${shownN.map((n) => ratio(s, n)).join(' | ')} | ${s.fastest.n} | ${fmt(s.fastest.tau, 2)} | ${fmt(s.fastest.speedup, 2)}× | ${s.firstAtTarget ?? 'none'} | ${fmt((TARGET_SPEEDUP * s.fastest.latencyMs) / s.latency[0]!.meanMs, 2)} |`,
+        `| ${s.shape} | ${millions(s.parameters)} | ${s.repeats} | ${fmt(s.latency[0]!.meanMs, 2)} | ${shownN.map((n) => ratio(s, n)).join(' | ')} | ${s.fastest.n} | ${fmt(s.fastest.tau, 2)} | ${fmt(s.fastest.speedup, 2)}× | ${s.firstAtTarget ?? 'none'} | ${fmt(TARGET_SPEEDUP * overOneRow(s, s.fastest.latencyMs), 2)} |`,
     ),
     '',
     reachedText(r),
@@ -261,7 +262,7 @@ function markdown(r: PpdSizeReport): string {
     '## Against the bundled model measured end to end',
     '',
     r.bundledMeasured && bundled
-      ? `bench:ppd (${r.bundledMeasured.date}, docs/bench/ppd.json) measured greedy PPD alone on the bundled model itself at τ ${fmt(r.bundledMeasured.tau, 2)} and ${fmt(r.bundledMeasured.speedup, 2)}× plain decoding, with its calibrated trees. The prediction above for its shape is ${fmt(bundled.fastest.speedup, 2)}× at n = ${bundled.fastest.n} (τ ${fmt(tauAt(bundled.fastest.n) ?? NaN, 2)}). The two differ both ways: while decoding, the prompt tokens guess the model's own greedy text better than the held-out table says (a higher τ), and a step costs more than its forward (tree and inputs built, guesses verified, the cache compacted in TypeScript, about a tenth of a one-row step on this model), which weighs most where a forward is shortest. On the larger shapes a forward is tens of milliseconds and that work the same, so their predictions are the closer ones.`
+      ? `bench:ppd (${r.bundledMeasured.date}, docs/bench/ppd.json) measured greedy PPD alone on the bundled model itself at τ ${fmt(r.bundledMeasured.tau, 2)} and ${fmt(r.bundledMeasured.speedup, 2)}× plain decoding, with its calibrated trees. The prediction above for its shape is ${fmt(bundled.fastest.speedup, 2)}× at n = ${bundled.fastest.n} (τ ${fmt(bundled.fastest.tau, 2)}). ${r.bundledMeasured.tau > bundled.fastest.tau ? "The two differ both ways: while decoding, the prompt tokens guess the model's own greedy text better than the held-out table says (a higher τ), and" : 'Besides τ,'} a step costs more than its forward (tree and inputs built, guesses verified, the cache compacted in TypeScript, about a tenth of a one-row step on this model), which weighs most where a forward is shortest. On the larger shapes a forward is tens of milliseconds and that work the same, so their predictions are the closer ones.`
       : 'Nothing to compare with: the priced adapter is not the bundled one, or there is no bench:ppd report (docs/bench/ppd.json).',
     '',
   ].join('\n');
